@@ -1,1 +1,14 @@
+//! Storage, shapes, the `Backend` trait and the CPU backend.
+mod backend;
+pub mod cpu;
+mod error;
+mod geometry;
+mod shape;
+mod tensor;
 
+pub use backend::{AdamStep, Backend, Gemm, SgdStep};
+pub use cpu::Cpu;
+pub use error::{Error, Result};
+pub use geometry::{ConvGeometry, PoolGeometry, Window};
+pub use shape::Shape;
+pub use tensor::Tensor;

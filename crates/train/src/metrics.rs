@@ -1,1 +1,198 @@
+//! Per-epoch training metrics and their CSV file (`metrics.csv`).
+//!
+//! The whole file is rewritten atomically after every epoch, so it is always
+//! complete; on `--resume` the earlier rows are read back and extended.
 
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::write_bytes_atomic;
+
+/// The CSV header line, also the field order of [`EpochMetrics`].
+pub const CSV_HEADER: &str = "epoch,train_loss,train_acc,test_acc,seconds,images_per_sec";
+
+/// One epoch's summary. Accuracies are fractions in 0..=1.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub test_acc: f64,
+    pub seconds: f64,
+    pub images_per_sec: f64,
+}
+
+/// Writes the header and one row per epoch, atomically (temp file + rename).
+/// Floats are written in Rust's shortest round-trip form, so [`read_csv`]
+/// gives back exactly the same values.
+pub fn write_csv(path: &Path, rows: &[EpochMetrics]) -> io::Result<()> {
+    let mut out = String::with_capacity(64 * (rows.len() + 1));
+    out.push_str(CSV_HEADER);
+    out.push('\n');
+    for r in rows {
+        out.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            r.epoch, r.train_loss, r.train_acc, r.test_acc, r.seconds, r.images_per_sec
+        ));
+    }
+    write_bytes_atomic(path, out.as_bytes())
+}
+
+/// Why a metrics file could not be read; names the file and line.
+#[derive(Debug)]
+pub struct MetricsError {
+    pub path: PathBuf,
+    /// 1-based line number, when the problem is on a particular line.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for MetricsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{l}: {}", self.path.display(), self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for MetricsError {}
+
+/// Reads a file written by [`write_csv`]. Blank lines (e.g. a trailing one)
+/// are skipped; anything else that is not a 6-field row is an error rather
+/// than silently dropped, since the rows feed the resumed run's history.
+pub fn read_csv(path: &Path) -> Result<Vec<EpochMetrics>, MetricsError> {
+    let err = |line: Option<usize>, message: String| MetricsError {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let text = fs::read_to_string(path).map_err(|e| err(None, format!("cannot read: {e}")))?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    match lines.next() {
+        Some((_, h)) if h.trim() == CSV_HEADER => {}
+        Some((i, h)) => {
+            return Err(err(
+                Some(i + 1),
+                format!("expected header {CSV_HEADER:?}, found {h:?}"),
+            ))
+        }
+        None => return Err(err(None, "empty file, expected a header line".into())),
+    }
+    let mut rows = Vec::new();
+    for (i, line) in lines {
+        let fields: Vec<&str> = line.trim().split(',').map(str::trim).collect();
+        if fields.len() != 6 {
+            return Err(err(
+                Some(i + 1),
+                format!("expected 6 fields, found {}", fields.len()),
+            ));
+        }
+        let float = |k: usize| {
+            fields[k]
+                .parse::<f64>()
+                .map_err(|e| err(Some(i + 1), format!("field {} {:?}: {e}", k + 1, fields[k])))
+        };
+        let epoch = fields[0]
+            .parse::<usize>()
+            .map_err(|e| err(Some(i + 1), format!("epoch {:?}: {e}", fields[0])))?;
+        rows.push(EpochMetrics {
+            epoch,
+            train_loss: float(1)?,
+            train_acc: float(2)?,
+            test_acc: float(3)?,
+            seconds: float(4)?,
+            images_per_sec: float(5)?,
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("metrics-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn rows() -> Vec<EpochMetrics> {
+        vec![
+            EpochMetrics {
+                epoch: 1,
+                train_loss: 2.3026517124,
+                train_acc: 0.1,
+                test_acc: 1.0 / 3.0,
+                seconds: 12.5,
+                images_per_sec: 4800.123456789,
+            },
+            EpochMetrics {
+                epoch: 2,
+                train_loss: 0.000123,
+                train_acc: 0.987654321,
+                test_acc: 0.9,
+                seconds: 1e-9,
+                images_per_sec: 1.5e7,
+            },
+        ]
+    }
+
+    #[test]
+    fn round_trip_is_exact() {
+        let d = tmp_dir("rt");
+        let p = d.join("sub/metrics.csv");
+        write_csv(&p, &rows()).unwrap();
+        let text = fs::read_to_string(&p).unwrap();
+        assert!(text.starts_with(&format!("{CSV_HEADER}\n1,")), "{text}");
+        assert_eq!(read_csv(&p).unwrap(), rows());
+        // Rewriting replaces the file and leaves only it in the directory.
+        write_csv(&p, &rows()[..1]).unwrap();
+        assert_eq!(read_csv(&p).unwrap(), rows()[..1]);
+        let names: Vec<_> = fs::read_dir(d.join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("metrics.csv")]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn empty_history_round_trips() {
+        let d = tmp_dir("empty");
+        let p = d.join("metrics.csv");
+        write_csv(&p, &[]).unwrap();
+        assert_eq!(read_csv(&p).unwrap(), vec![]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn bad_files_are_errors_naming_file_and_line() {
+        let d = tmp_dir("bad");
+        let p = d.join("metrics.csv");
+        let e = read_csv(&p).unwrap_err();
+        assert!(e.to_string().contains("metrics.csv"), "{e}");
+
+        fs::write(
+            &p,
+            format!("{CSV_HEADER}\n1,0.5,0.5,0.5,1,100\n2,0.4,oops,0.5,1,100\n"),
+        )
+        .unwrap();
+        let e = read_csv(&p).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.to_string().contains("oops"), "{e}");
+
+        fs::write(&p, "a,b\n").unwrap();
+        assert_eq!(read_csv(&p).unwrap_err().line, Some(1));
+        fs::write(&p, format!("{CSV_HEADER}\n1,2,3\n")).unwrap();
+        assert!(read_csv(&p).unwrap_err().message.contains("6 fields"));
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,202 @@
+use crate::is_grad_enabled;
+use std::cell::{Ref, RefCell};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::rc::Rc;
+use tensor::{bail, Backend, Result, Shape, Tensor};
+
+/// Maps the gradient of an op's output to the gradients of its parents. `needs[i]` says whether
+/// parent `i` wants one (so, e.g., a first convolution skips its input gradient); return `None`
+/// where it does not.
+pub type BackwardFn<B> = Box<dyn FnOnce(&Tensor<B>, &[bool]) -> Result<Vec<Option<Tensor<B>>>>>;
+
+struct Origin<B: Backend> {
+    op: &'static str,
+    parents: Vec<Var<B>>,
+    /// Taken when backward runs, which frees the tensors it saved.
+    backward: RefCell<Option<BackwardFn<B>>>,
+}
+
+struct Node<B: Backend> {
+    value: RefCell<Tensor<B>>,
+    /// Accumulated gradient of a leaf that requires one (a parameter).
+    grad: RefCell<Option<Tensor<B>>>,
+    requires_grad: bool,
+    origin: Option<Origin<B>>,
+}
+
+/// A node of the graph; cloning shares it.
+pub struct Var<B: Backend>(Rc<Node<B>>);
+
+impl<B: Backend> Clone for Var<B> {
+    fn clone(&self) -> Self {
+        Var(self.0.clone())
+    }
+}
+
+impl<B: Backend> Var<B> {
+    fn leaf(value: Tensor<B>, requires_grad: bool) -> Self {
+        Var(Rc::new(Node { value: RefCell::new(value), grad: RefCell::new(None), requires_grad, origin: None }))
+    }
+    /// A trainable leaf: backward accumulates into its `grad()`.
+    pub fn parameter(value: Tensor<B>) -> Self {
+        Self::leaf(value, true)
+    }
+    /// A value no gradient flows to (inputs, labels).
+    pub fn constant(value: Tensor<B>) -> Self {
+        Self::leaf(value, false)
+    }
+
+    /// The result of an op. Records `backward` only when gradients are enabled and some parent
+    /// requires one; otherwise the value is a constant and nothing is kept alive.
+    pub fn from_op(op: &'static str, value: Tensor<B>, parents: &[&Var<B>], backward: BackwardFn<B>) -> Self {
+        if !is_grad_enabled() || !parents.iter().any(|p| p.requires_grad()) {
+            return Self::constant(value);
+        }
+        let origin = Origin { op, parents: parents.iter().map(|&p| p.clone()).collect(), backward: RefCell::new(Some(backward)) };
+        Var(Rc::new(Node { value: RefCell::new(value), grad: RefCell::new(None), requires_grad: true, origin: Some(origin) }))
+    }
+
+    pub fn requires_grad(&self) -> bool {
+        self.0.requires_grad
+    }
+    pub fn is_leaf(&self) -> bool {
+        self.0.origin.is_none()
+    }
+    /// The op that made this value, if any.
+    pub fn op(&self) -> Option<&'static str> {
+        self.0.origin.as_ref().map(|o| o.op)
+    }
+    /// The value (cheap: the storage is shared).
+    pub fn value(&self) -> Tensor<B> {
+        self.0.value.borrow().clone()
+    }
+    /// Borrows the value without cloning it.
+    pub fn value_ref(&self) -> Ref<'_, Tensor<B>> {
+        self.0.value.borrow()
+    }
+    pub fn shape(&self) -> Shape {
+        self.0.value.borrow().shape().clone()
+    }
+    pub fn backend(&self) -> B {
+        self.0.value.borrow().backend().clone()
+    }
+    /// Replaces a leaf's value (loading a checkpoint); the shape must stay the same.
+    pub fn set_value(&self, value: Tensor<B>) -> Result<()> {
+        let mut current = self.0.value.borrow_mut();
+        if current.shape() != value.shape() {
+            bail!(Shape, "cannot set a value of shape {} into a variable of shape {}", value.shape(), current.shape());
+        }
+        *current = value;
+        Ok(())
+    }
+    /// Runs `f` on the value in place (optimizer updates). Copies first if the storage is shared.
+    pub fn update<T>(&self, f: impl FnOnce(&mut Tensor<B>) -> Result<T>) -> Result<T> {
+        f(&mut self.0.value.borrow_mut())
+    }
+    /// The accumulated gradient of a parameter.
+    pub fn grad(&self) -> Option<Tensor<B>> {
+        self.0.grad.borrow().clone()
+    }
+    pub fn zero_grad(&self) {
+        *self.0.grad.borrow_mut() = None;
+    }
+
+    fn key(&self) -> *const Node<B> {
+        Rc::as_ptr(&self.0)
+    }
+
+    /// Back-propagates from this one-value output (a loss) with seed gradient 1.
+    pub fn backward(&self) -> Result<()> {
+        let value = self.value();
+        if value.numel() != 1 {
+            bail!(Graph, "backward() needs a single-value output (a loss), got shape {}", value.shape());
+        }
+        let seed = Tensor::full(value.backend(), value.shape().clone(), 1.0)?;
+        self.backward_with(seed)
+    }
+
+    /// Back-propagates `grad` (of this value's shape) through the graph.
+    pub fn backward_with(&self, grad: Tensor<B>) -> Result<()> {
+        if grad.shape() != self.value_ref().shape() {
+            bail!(Shape, "backward_with: gradient of shape {} for a value of shape {}", grad.shape(), self.shape());
+        }
+        if !self.requires_grad() {
+            bail!(Graph, "backward(): this value does not depend on any parameter");
+        }
+        let order = self.topological_order();
+        let mut pending: HashMap<*const Node<B>, Tensor<B>> = HashMap::new();
+        pending.insert(self.key(), grad);
+        for var in order.iter().rev() {
+            let Some(g) = pending.remove(&var.key()) else { continue };
+            let Some(origin) = &var.0.origin else {
+                accumulate_into(&mut var.0.grad.borrow_mut(), g)?;
+                continue;
+            };
+            let backward = origin.backward.borrow_mut().take().ok_or_else(|| {
+                tensor::Error::Graph(format!(
+                    "the graph through `{}` was already used by a backward pass; run the forward pass again",
+                    origin.op
+                ))
+            })?;
+            let needs: Vec<bool> = origin.parents.iter().map(|p| p.requires_grad()).collect();
+            let grads = backward(&g, &needs)?;
+            if grads.len() != origin.parents.len() {
+                bail!(Graph, "`{}` returned {} gradients for {} inputs", origin.op, grads.len(), origin.parents.len());
+            }
+            for ((parent, grad), need) in origin.parents.iter().zip(grads).zip(needs) {
+                let (Some(grad), true) = (grad, need) else { continue };
+                if grad.shape() != parent.value_ref().shape() {
+                    bail!(Graph, "`{}` gave a gradient of shape {} for an input of shape {}", origin.op, grad.shape(), parent.shape());
+                }
+                match pending.entry(parent.key()) {
+                    Entry::Occupied(mut e) => e.get_mut().axpy_assign(1.0, &grad)?,
+                    Entry::Vacant(e) => {
+                        e.insert(grad);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every node that requires a gradient, parents before children (iterative DFS).
+    fn topological_order(&self) -> Vec<Var<B>> {
+        let mut order = Vec::new();
+        let mut visited = std::collections::HashSet::new();
+        let mut stack: Vec<(Var<B>, bool)> = vec![(self.clone(), false)];
+        while let Some((var, expanded)) = stack.pop() {
+            if expanded {
+                order.push(var);
+                continue;
+            }
+            if !visited.insert(var.key()) {
+                continue;
+            }
+            stack.push((var.clone(), true));
+            if let Some(origin) = &var.0.origin {
+                for p in &origin.parents {
+                    if p.requires_grad() && !visited.contains(&p.key()) {
+                        stack.push((p.clone(), false));
+                    }
+                }
+            }
+        }
+        order
+    }
+}
+
+/// `slot += grad` (or `slot = grad` when empty): fan-out sums its gradients here.
+fn accumulate_into<B: Backend>(slot: &mut Option<Tensor<B>>, grad: Tensor<B>) -> Result<()> {
+    match slot {
+        None => *slot = Some(grad),
+        Some(acc) => acc.axpy_assign(1.0, &grad)?,
+    }
+    Ok(())
+}
+
+impl<B: Backend> std::fmt::Debug for Var<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Var({}, op: {:?}, requires_grad: {})", self.shape(), self.op(), self.requires_grad())
+    }
+}

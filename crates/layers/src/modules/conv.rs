@@ -1,0 +1,64 @@
+use super::{Mode, Module};
+use crate::init::{self, WeightInit};
+use crate::ops;
+use autograd::Var;
+use rand::Rng;
+use tensor::{Backend, Result, Tensor};
+
+pub struct Conv2d<B: Backend> {
+    pub weight: Var<B>,
+    pub bias: Var<B>,
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+}
+
+impl<B: Backend> Conv2d<B> {
+    /// A square-kernel convolution, weights from `init`, bias from PyTorch's default.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(backend: &B, c_in: usize, c_out: usize, kernel: usize, stride: usize, padding: usize, init: WeightInit, rng: &mut impl Rng) -> Result<Self> {
+        Self::rect(backend, c_in, c_out, (kernel, kernel), (stride, stride), (padding, padding), init, rng)
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub fn rect(
+        backend: &B,
+        c_in: usize,
+        c_out: usize,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        init: WeightInit,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let shape = [c_out, c_in, kernel.0, kernel.1];
+        let w = init::weight(init, &shape, rng);
+        let b = init::bias(c_in * kernel.0 * kernel.1, c_out, rng);
+        Ok(Conv2d {
+            weight: Var::parameter(Tensor::from_slice(backend, shape, &w)?),
+            bias: Var::parameter(Tensor::from_slice(backend, [c_out], &b)?),
+            stride,
+            padding,
+        })
+    }
+}
+
+impl<B: Backend> Module<B> for Conv2d<B> {
+    fn forward(&self, x: &Var<B>, _mode: &mut Mode) -> Result<Var<B>> {
+        ops::conv2d(x, &self.weight, Some(&self.bias), self.stride, self.padding)
+    }
+    fn parameters(&self) -> Vec<(String, Var<B>)> {
+        vec![("weight".into(), self.weight.clone()), ("bias".into(), self.bias.clone())]
+    }
+    fn describe(&self) -> String {
+        let d = self.weight.shape();
+        let pair = |p: (usize, usize)| if p.0 == p.1 { p.0.to_string() } else { format!("{}x{}", p.0, p.1) };
+        format!(
+            "Conv2d({}, {}, kernel={}x{}, stride={}, padding={})",
+            d.dim(1),
+            d.dim(0),
+            d.dim(2),
+            d.dim(3),
+            pair(self.stride),
+            pair(self.padding)
+        )
+    }
+}

@@ -1,0 +1,30 @@
+use super::{Mode, Module};
+use crate::ops;
+use autograd::Var;
+use tensor::{bail, Backend, Result};
+
+/// Inverted dropout in training, the identity in eval mode.
+pub struct Dropout {
+    p: f32,
+}
+
+impl Dropout {
+    pub fn new(p: f32) -> Result<Self> {
+        if !(0.0..1.0).contains(&p) {
+            bail!(InvalidArgument, "dropout probability must be in [0, 1), got {p}");
+        }
+        Ok(Dropout { p })
+    }
+}
+
+impl<B: Backend> Module<B> for Dropout {
+    fn forward(&self, x: &Var<B>, mode: &mut Mode) -> Result<Var<B>> {
+        if !mode.is_train() {
+            return Ok(x.clone());
+        }
+        ops::dropout(x, self.p, mode.next_seed())
+    }
+    fn describe(&self) -> String {
+        format!("Dropout(p={})", self.p)
+    }
+}

@@ -1,0 +1,67 @@
+//! Modules own parameters and name them as PyTorch's `state_dict()` would.
+mod conv;
+mod dropout;
+mod linear;
+mod pool;
+mod sequential;
+
+pub use conv::Conv2d;
+pub use dropout::Dropout;
+pub use linear::{Flatten, Linear};
+pub use pool::{AvgPool2d, GlobalAvgPool2d, MaxPool2d};
+pub use sequential::{Relu, Sequential};
+
+use autograd::Var;
+use tensor::{Backend, Result};
+
+/// Train or eval, and the counter-based source of dropout seeds (its state is two integers, so
+/// a checkpoint can store it and a resumed run draws the same masks).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mode {
+    train: bool,
+    seed: u64,
+    draws: u64,
+}
+
+impl Mode {
+    pub fn train(seed: u64, draws: u64) -> Mode {
+        Mode { train: true, seed, draws }
+    }
+    pub fn eval() -> Mode {
+        Mode { train: false, seed: 0, draws: 0 }
+    }
+    pub fn is_train(&self) -> bool {
+        self.train
+    }
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    /// How many seeds were drawn so far.
+    pub fn draws(&self) -> u64 {
+        self.draws
+    }
+    /// A fresh seed for one random op.
+    pub fn next_seed(&mut self) -> u64 {
+        self.draws += 1;
+        self.seed ^ self.draws.wrapping_mul(0xD1B5_4A32_D192_ED03)
+    }
+}
+
+pub trait Module<B: Backend> {
+    fn forward(&self, x: &Var<B>, mode: &mut Mode) -> Result<Var<B>>;
+    /// Parameters with their `state_dict()` names relative to this module.
+    fn parameters(&self) -> Vec<(String, Var<B>)> {
+        Vec::new()
+    }
+    /// A one-line description for summaries, e.g. `Conv2d(1, 96, kernel=11x11, stride=4)`.
+    fn describe(&self) -> String;
+    /// Named sub-modules, for summaries that list layers one by one.
+    fn children(&self) -> Vec<(String, &dyn Module<B>)> {
+        Vec::new()
+    }
+}
+
+/// Prefixes every parameter name of `module` with `prefix.`.
+pub fn prefixed<B: Backend>(prefix: &str, module: &dyn Module<B>) -> Vec<(String, Var<B>)> {
+    module.parameters().into_iter().map(|(n, v)| (format!("{prefix}.{n}"), v)).collect()
+}

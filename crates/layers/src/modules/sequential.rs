@@ -1,0 +1,62 @@
+use super::{prefixed, Mode, Module};
+use crate::ops;
+use autograd::Var;
+use tensor::{Backend, Result};
+
+pub struct Relu;
+
+impl<B: Backend> Module<B> for Relu {
+    fn forward(&self, x: &Var<B>, _mode: &mut Mode) -> Result<Var<B>> {
+        ops::relu(x)
+    }
+    fn describe(&self) -> String {
+        "ReLU".into()
+    }
+}
+
+/// Runs its layers in order; parameters are named by index, as `nn.Sequential` does.
+pub struct Sequential<B: Backend> {
+    layers: Vec<Box<dyn Module<B>>>,
+}
+
+impl<B: Backend> Default for Sequential<B> {
+    fn default() -> Self {
+        Sequential { layers: Vec::new() }
+    }
+}
+
+impl<B: Backend> Sequential<B> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Appends a layer (builder style).
+    pub fn add(mut self, layer: impl Module<B> + 'static) -> Self {
+        self.layers.push(Box::new(layer));
+        self
+    }
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+}
+
+impl<B: Backend> Module<B> for Sequential<B> {
+    fn forward(&self, x: &Var<B>, mode: &mut Mode) -> Result<Var<B>> {
+        let mut h = x.clone();
+        for layer in &self.layers {
+            h = layer.forward(&h, mode)?;
+        }
+        Ok(h)
+    }
+    fn parameters(&self) -> Vec<(String, Var<B>)> {
+        self.layers.iter().enumerate().flat_map(|(i, l)| prefixed(&i.to_string(), l.as_ref())).collect()
+    }
+    fn describe(&self) -> String {
+        "Sequential".into()
+    }
+    fn children(&self) -> Vec<(String, &dyn Module<B>)> {
+        self.layers.iter().enumerate().map(|(i, l)| (i.to_string(), l.as_ref())).collect()
+    }
+}

@@ -1,0 +1,47 @@
+//! ReLU and inverted dropout.
+use autograd::Var;
+use tensor::{bail, Backend, Result, Tensor};
+
+pub fn relu<B: Backend>(x: &Var<B>) -> Result<Var<B>> {
+    let xv = x.value();
+    let backend = xv.backend().clone();
+    let mut y = xv.zeros_like()?;
+    backend.relu_forward(xv.storage(), y.storage_mut()?)?;
+    let saved = y.clone();
+    Ok(Var::from_op(
+        "relu",
+        y,
+        &[x],
+        Box::new(move |dy, _| {
+            let mut dx = saved.zeros_like()?;
+            backend.relu_backward(saved.storage(), dy.storage(), dx.storage_mut()?)?;
+            Ok(vec![Some(dx)])
+        }),
+    ))
+}
+
+/// Zeroes each value with probability `p` and scales the rest by `1 / (1 - p)`, with the mask
+/// drawn from `seed`; the identity when `p == 0`.
+pub fn dropout<B: Backend>(x: &Var<B>, p: f32, seed: u64) -> Result<Var<B>> {
+    if !(0.0..1.0).contains(&p) {
+        bail!(InvalidArgument, "dropout probability must be in [0, 1), got {p}");
+    }
+    if p == 0.0 {
+        return Ok(x.clone());
+    }
+    let xv = x.value();
+    let backend = xv.backend().clone();
+    let mut y = xv.zeros_like()?;
+    let mut mask = xv.zeros_like()?;
+    backend.dropout_forward(xv.storage(), p, seed, y.storage_mut()?, mask.storage_mut()?)?;
+    Ok(Var::from_op(
+        "dropout",
+        y,
+        &[x],
+        Box::new(move |dy, _| {
+            let mut dx: Tensor<B> = mask.zeros_like()?;
+            backend.mul(dy.storage(), mask.storage(), dx.storage_mut()?)?;
+            Ok(vec![Some(dx)])
+        }),
+    ))
+}

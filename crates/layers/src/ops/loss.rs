@@ -1,0 +1,34 @@
+//! Fused softmax cross-entropy on logits with integer labels.
+use autograd::Var;
+use tensor::{bail, Backend, Result, Tensor};
+
+/// Mean cross-entropy of logits [N, classes] against `labels` (each `< classes`). Returns the
+/// loss (a scalar Var) and the number of correct arg-max predictions (a one-value tensor that
+/// stays on the device until read).
+pub fn cross_entropy<B: Backend>(logits: &Var<B>, labels: &[usize]) -> Result<(Var<B>, Tensor<B>)> {
+    let [n, classes] = logits.shape().dims_n::<2>("cross_entropy logits")?;
+    if labels.len() != n {
+        bail!(Shape, "cross_entropy: {} labels for logits of shape {}", labels.len(), logits.shape());
+    }
+    if let Some((i, &bad)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+        bail!(InvalidArgument, "cross_entropy: label {bad} at index {i} is out of range for {classes} classes");
+    }
+    let backend = logits.backend();
+    let as_f32: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+    let labels = Tensor::from_slice(&backend, [n], &as_f32)?;
+    let lv = logits.value();
+    let mut loss = Tensor::scalar(&backend, 0.0)?;
+    let mut correct = Tensor::scalar(&backend, 0.0)?;
+    backend.softmax_cross_entropy_forward(lv.storage(), labels.storage(), n, classes, loss.storage_mut()?, correct.storage_mut()?)?;
+    let loss = Var::from_op(
+        "cross_entropy",
+        loss,
+        &[logits],
+        Box::new(move |dloss, _| {
+            let mut dlogits = lv.zeros_like()?;
+            backend.softmax_cross_entropy_backward(lv.storage(), labels.storage(), n, classes, dloss.storage(), dlogits.storage_mut()?)?;
+            Ok(vec![Some(dlogits)])
+        }),
+    );
+    Ok((loss, correct))
+}

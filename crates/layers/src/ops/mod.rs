@@ -1,0 +1,15 @@
+//! Differentiable ops: each computes its forward with backend kernels and records its backward
+//! right beside it.
+mod activation;
+mod concat;
+mod conv;
+mod linear;
+mod loss;
+mod pool;
+
+pub use activation::{dropout, relu};
+pub use concat::concat_channels;
+pub use conv::{conv2d, conv2d_with, ConvAlgo};
+pub use linear::{flatten, linear};
+pub use loss::cross_entropy;
+pub use pool::{avg_pool2d, global_avg_pool2d, max_pool2d};

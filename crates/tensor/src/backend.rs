@@ -1,0 +1,190 @@
+//! The device interface: the primitive kernels every backend (CPU, CUDA) implements.
+//!
+//! Everything above this trait (autograd, layers, models) is written once against it. The methods
+//! work on raw storages plus sizes; shapes are checked by the callers in `layers`. Each kernel has
+//! the same name and argument order here, in `cpu/` and in `kernels/*.cu`.
+use crate::{ConvGeometry, PoolGeometry, Result};
+
+/// One (optionally batched) row-major matrix product:
+/// `C_i = alpha * op(A_i) * op(B_i) + beta * C_i` for `i in 0..batch`, where `op(A)` is `m x k`,
+/// `op(B)` is `k x n` and `C` is `m x n`, all densely packed. `A_i` starts at
+/// `a_offset + i * a_stride` (likewise B, C). When `c_stride == 0` and `batch > 1`, the products
+/// are summed into the one C: `C = alpha * sum_i op(A_i) op(B_i) + beta * C` (weight gradients).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gemm {
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub batch: usize,
+    pub a_offset: usize,
+    pub a_stride: usize,
+    pub b_offset: usize,
+    pub b_stride: usize,
+    pub c_offset: usize,
+    pub c_stride: usize,
+}
+
+impl Gemm {
+    /// A single product `C = op(A) op(B)` (alpha 1, beta 0) with no offsets.
+    pub fn new(trans_a: bool, trans_b: bool, m: usize, n: usize, k: usize) -> Gemm {
+        Gemm {
+            trans_a,
+            trans_b,
+            m,
+            n,
+            k,
+            alpha: 1.0,
+            beta: 0.0,
+            batch: 1,
+            a_offset: 0,
+            a_stride: 0,
+            b_offset: 0,
+            b_stride: 0,
+            c_offset: 0,
+            c_stride: 0,
+        }
+    }
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.m * self.n * self.k * self.batch) as f64
+    }
+    /// Storage lengths the product reads or writes, for bounds checks.
+    pub fn required_lengths(&self) -> (usize, usize, usize) {
+        let last = self.batch.saturating_sub(1);
+        (
+            self.a_offset + last * self.a_stride + self.m * self.k,
+            self.b_offset + last * self.b_stride + self.k * self.n,
+            self.c_offset + last * self.c_stride + self.m * self.n,
+        )
+    }
+}
+
+/// PyTorch's SGD: `g = grad + weight_decay * p; v = momentum * v + g; p -= lr * v`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdStep {
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+}
+
+/// PyTorch's Adam (L2 weight decay added to the gradient), at 1-based step `step`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub step: u64,
+}
+
+pub trait Backend: Clone + Send + Sync + 'static {
+    /// A buffer of f32 on the device.
+    type Storage: Send + Sync + 'static;
+
+    /// A short name for messages and reports ("cpu", "cuda:0").
+    fn name(&self) -> String;
+
+    // ---- memory ----
+    fn zeros(&self, len: usize) -> Result<Self::Storage>;
+    fn from_slice(&self, data: &[f32]) -> Result<Self::Storage>;
+    fn to_vec(&self, src: &Self::Storage) -> Result<Vec<f32>>;
+    fn storage_len(&self, s: &Self::Storage) -> usize;
+    fn copy(&self, src: &Self::Storage) -> Result<Self::Storage>;
+    fn fill(&self, dst: &mut Self::Storage, value: f32) -> Result<()>;
+
+    // ---- matrix products ----
+    fn gemm(&self, g: &Gemm, a: &Self::Storage, b: &Self::Storage, c: &mut Self::Storage) -> Result<()>;
+
+    // ---- convolution helpers ----
+    /// Unfolds images `first..first + count` of `x` (NCHW) into `cols`, laid out as `count`
+    /// matrices of `col_rows() x col_cols()`; padded cells become zeros.
+    fn im2col(&self, x: &Self::Storage, geo: &ConvGeometry, first: usize, count: usize, cols: &mut Self::Storage) -> Result<()>;
+    /// The adjoint of `im2col`: sums `cols` back into images `first..first + count` of `dx`,
+    /// overwriting them.
+    fn col2im(&self, cols: &Self::Storage, geo: &ConvGeometry, first: usize, count: usize, dx: &mut Self::Storage) -> Result<()>;
+    /// `y[o, c, i] += bias[c]` over `outer x channels x inner` (NCHW: N, C, H*W; linear: N, C, 1).
+    fn add_bias(&self, y: &mut Self::Storage, bias: &Self::Storage, outer: usize, channels: usize, inner: usize) -> Result<()>;
+    /// `dbias[c] = sum over o, i of dy[o, c, i]`.
+    fn bias_grad(&self, dy: &Self::Storage, outer: usize, channels: usize, inner: usize, dbias: &mut Self::Storage) -> Result<()>;
+
+    // ---- pooling ----
+    /// Max over each window; padded cells never win.
+    fn max_pool2d_forward(&self, x: &Self::Storage, geo: &PoolGeometry, y: &mut Self::Storage) -> Result<()>;
+    /// Routes each `dy` to the arg-max of its window (the first maximum), overwriting `dx`.
+    fn max_pool2d_backward(&self, x: &Self::Storage, dy: &Self::Storage, geo: &PoolGeometry, dx: &mut Self::Storage) -> Result<()>;
+    /// Mean over each window, padded cells counted in the divisor (PyTorch's default).
+    fn avg_pool2d_forward(&self, x: &Self::Storage, geo: &PoolGeometry, y: &mut Self::Storage) -> Result<()>;
+    fn avg_pool2d_backward(&self, dy: &Self::Storage, geo: &PoolGeometry, dx: &mut Self::Storage) -> Result<()>;
+    /// Mean of each of `planes` planes of `plane_len` values.
+    fn global_avg_pool_forward(&self, x: &Self::Storage, planes: usize, plane_len: usize, y: &mut Self::Storage) -> Result<()>;
+    fn global_avg_pool_backward(&self, dy: &Self::Storage, planes: usize, plane_len: usize, dx: &mut Self::Storage) -> Result<()>;
+
+    // ---- activation and regularisation ----
+    fn relu_forward(&self, x: &Self::Storage, y: &mut Self::Storage) -> Result<()>;
+    /// `dx = dy where y > 0, else 0` (uses the output, so the input need not be kept).
+    fn relu_backward(&self, y: &Self::Storage, dy: &Self::Storage, dx: &mut Self::Storage) -> Result<()>;
+    /// Inverted dropout: `mask = keep ? 1 / (1 - p) : 0` drawn from `seed`, `y = x * mask`.
+    /// Backward is `dx = dy * mask` (`mul`).
+    fn dropout_forward(&self, x: &Self::Storage, p: f32, seed: u64, y: &mut Self::Storage, mask: &mut Self::Storage) -> Result<()>;
+
+    // ---- loss ----
+    /// Mean softmax cross-entropy of `n x classes` logits against class indices (stored as f32,
+    /// already validated), into `loss[0]`; `correct[0]` gets the number of rows whose arg-max
+    /// equals the label.
+    fn softmax_cross_entropy_forward(
+        &self,
+        logits: &Self::Storage,
+        labels: &Self::Storage,
+        n: usize,
+        classes: usize,
+        loss: &mut Self::Storage,
+        correct: &mut Self::Storage,
+    ) -> Result<()>;
+    /// `dlogits = dloss[0] * (softmax(logits) - onehot(labels)) / n`.
+    fn softmax_cross_entropy_backward(
+        &self,
+        logits: &Self::Storage,
+        labels: &Self::Storage,
+        n: usize,
+        classes: usize,
+        dloss: &Self::Storage,
+        dlogits: &mut Self::Storage,
+    ) -> Result<()>;
+
+    // ---- layout ----
+    /// Copies `count` channels of each of `n` images, `plane_len` values per channel, from
+    /// channel `src_first` of `src` (which has `src_channels`) to channel `dst_first` of `dst`
+    /// (which has `dst_channels`). Concatenation and its backward (split) are both this.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_channels(
+        &self,
+        src: &Self::Storage,
+        src_channels: usize,
+        src_first: usize,
+        dst: &mut Self::Storage,
+        dst_channels: usize,
+        dst_first: usize,
+        count: usize,
+        n: usize,
+        plane_len: usize,
+    ) -> Result<()>;
+
+    // ---- element-wise and reductions ----
+    /// `y += alpha * x`.
+    fn axpy(&self, alpha: f32, x: &Self::Storage, y: &mut Self::Storage) -> Result<()>;
+    /// `out = a * b` element-wise.
+    fn mul(&self, a: &Self::Storage, b: &Self::Storage, out: &mut Self::Storage) -> Result<()>;
+    /// `x *= alpha`.
+    fn scale(&self, x: &mut Self::Storage, alpha: f32) -> Result<()>;
+    /// `out[0] = sum of x` (accumulated in f64 on the CPU).
+    fn sum(&self, x: &Self::Storage, out: &mut Self::Storage) -> Result<()>;
+
+    // ---- optimizers ----
+    /// One SGD step on `param`; `velocity` is required when `momentum != 0`.
+    fn sgd_step(&self, param: &mut Self::Storage, grad: &Self::Storage, velocity: Option<&mut Self::Storage>, hp: &SgdStep) -> Result<()>;
+    fn adam_step(&self, param: &mut Self::Storage, grad: &Self::Storage, m: &mut Self::Storage, v: &mut Self::Storage, hp: &AdamStep) -> Result<()>;
+}

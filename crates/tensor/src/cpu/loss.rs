@@ -1,0 +1,43 @@
+//! Fused softmax cross-entropy on logits, stable through log-sum-exp.
+use rayon::prelude::*;
+
+/// Per row: (log-sum-exp, index of the first maximum).
+fn row_stats(row: &[f32]) -> (f64, usize) {
+    let mut arg = 0;
+    for (j, &v) in row.iter().enumerate() {
+        if v > row[arg] {
+            arg = j;
+        }
+    }
+    let max = row[arg] as f64;
+    let s: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+    (max + s.ln(), arg)
+}
+
+/// Returns (mean loss, number of rows whose arg-max is the label).
+pub fn softmax_cross_entropy_forward(logits: &[f32], labels: &[f32], n: usize, classes: usize) -> (f32, f32) {
+    let (loss, correct) = logits[..n * classes]
+        .par_chunks(classes)
+        .zip(labels.par_iter())
+        .map(|(row, &label)| {
+            let (lse, arg) = row_stats(row);
+            let label = label as usize;
+            (lse - row[label] as f64, (arg == label) as usize)
+        })
+        .reduce(|| (0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    ((loss / n as f64) as f32, correct as f32)
+}
+
+pub fn softmax_cross_entropy_backward(logits: &[f32], labels: &[f32], n: usize, classes: usize, dloss: f32, dlogits: &mut [f32]) {
+    let scale = dloss as f64 / n as f64;
+    dlogits[..n * classes].par_chunks_mut(classes).zip(logits.par_chunks(classes)).zip(labels.par_iter()).for_each(
+        |((d, row), &label)| {
+            let (lse, _) = row_stats(row);
+            for (j, (d, &v)) in d.iter_mut().zip(row).enumerate() {
+                let p = (v as f64 - lse).exp();
+                let onehot = if j == label as usize { 1.0 } else { 0.0 };
+                *d = ((p - onehot) * scale) as f32;
+            }
+        },
+    );
+}

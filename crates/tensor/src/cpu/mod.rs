@@ -1,0 +1,249 @@
+//! The CPU backend: the reference implementation of every kernel, parallel with rayon.
+//!
+//! Each `Backend` method checks that the storages are long enough (a short buffer is an `Err`,
+//! never an out-of-bounds panic) and hands plain slices to the kernel in the file named after
+//! its family.
+pub mod conv;
+pub mod elementwise;
+pub mod gemm;
+pub mod loss;
+pub mod optim;
+pub mod pool;
+
+use crate::{bail, AdamStep, Backend, ConvGeometry, Gemm, PoolGeometry, Result, SgdStep};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cpu;
+
+/// `Err` unless `buf` holds at least `need` values.
+fn need(op: &str, what: &str, buf: &[f32], need: usize) -> Result<()> {
+    if buf.len() < need {
+        bail!(Shape, "{op}: {what} holds {} values, {need} needed", buf.len());
+    }
+    Ok(())
+}
+
+impl Backend for Cpu {
+    type Storage = Vec<f32>;
+
+    fn name(&self) -> String {
+        "cpu".into()
+    }
+
+    fn zeros(&self, len: usize) -> Result<Vec<f32>> {
+        Ok(vec![0.0; len])
+    }
+    fn from_slice(&self, data: &[f32]) -> Result<Vec<f32>> {
+        Ok(data.to_vec())
+    }
+    fn to_vec(&self, src: &Vec<f32>) -> Result<Vec<f32>> {
+        Ok(src.clone())
+    }
+    fn storage_len(&self, s: &Vec<f32>) -> usize {
+        s.len()
+    }
+    fn copy(&self, src: &Vec<f32>) -> Result<Vec<f32>> {
+        Ok(src.clone())
+    }
+    fn fill(&self, dst: &mut Vec<f32>, value: f32) -> Result<()> {
+        dst.fill(value);
+        Ok(())
+    }
+
+    fn gemm(&self, g: &Gemm, a: &Vec<f32>, b: &Vec<f32>, c: &mut Vec<f32>) -> Result<()> {
+        let (la, lb, lc) = g.required_lengths();
+        need("gemm", "A", a, la)?;
+        need("gemm", "B", b, lb)?;
+        need("gemm", "C", c, lc)?;
+        gemm::gemm(g, a, b, c);
+        Ok(())
+    }
+
+    fn im2col(&self, x: &Vec<f32>, geo: &ConvGeometry, first: usize, count: usize, cols: &mut Vec<f32>) -> Result<()> {
+        need("im2col", "x", x, (first + count) * geo.c_in * geo.h * geo.w)?;
+        need("im2col", "cols", cols, count * geo.col_rows() * geo.col_cols())?;
+        conv::im2col(x, geo, first, count, cols);
+        Ok(())
+    }
+    fn col2im(&self, cols: &Vec<f32>, geo: &ConvGeometry, first: usize, count: usize, dx: &mut Vec<f32>) -> Result<()> {
+        need("col2im", "cols", cols, count * geo.col_rows() * geo.col_cols())?;
+        need("col2im", "dx", dx, (first + count) * geo.c_in * geo.h * geo.w)?;
+        conv::col2im(cols, geo, first, count, dx);
+        Ok(())
+    }
+    fn add_bias(&self, y: &mut Vec<f32>, bias: &Vec<f32>, outer: usize, channels: usize, inner: usize) -> Result<()> {
+        need("add_bias", "y", y, outer * channels * inner)?;
+        need("add_bias", "bias", bias, channels)?;
+        conv::add_bias(&mut y[..outer * channels * inner], bias, channels, inner);
+        Ok(())
+    }
+    fn bias_grad(&self, dy: &Vec<f32>, outer: usize, channels: usize, inner: usize, dbias: &mut Vec<f32>) -> Result<()> {
+        need("bias_grad", "dy", dy, outer * channels * inner)?;
+        need("bias_grad", "dbias", dbias, channels)?;
+        conv::bias_grad(dy, outer, channels, inner, dbias);
+        Ok(())
+    }
+
+    fn max_pool2d_forward(&self, x: &Vec<f32>, geo: &PoolGeometry, y: &mut Vec<f32>) -> Result<()> {
+        need("max_pool2d_forward", "x", x, geo.planes() * geo.h * geo.w)?;
+        need("max_pool2d_forward", "y", y, geo.planes() * geo.out_h * geo.out_w)?;
+        pool::max_pool2d_forward(x, geo, y);
+        Ok(())
+    }
+    fn max_pool2d_backward(&self, x: &Vec<f32>, dy: &Vec<f32>, geo: &PoolGeometry, dx: &mut Vec<f32>) -> Result<()> {
+        need("max_pool2d_backward", "x", x, geo.planes() * geo.h * geo.w)?;
+        need("max_pool2d_backward", "dy", dy, geo.planes() * geo.out_h * geo.out_w)?;
+        need("max_pool2d_backward", "dx", dx, geo.planes() * geo.h * geo.w)?;
+        pool::max_pool2d_backward(x, dy, geo, dx);
+        Ok(())
+    }
+    fn avg_pool2d_forward(&self, x: &Vec<f32>, geo: &PoolGeometry, y: &mut Vec<f32>) -> Result<()> {
+        need("avg_pool2d_forward", "x", x, geo.planes() * geo.h * geo.w)?;
+        need("avg_pool2d_forward", "y", y, geo.planes() * geo.out_h * geo.out_w)?;
+        pool::avg_pool2d_forward(x, geo, y);
+        Ok(())
+    }
+    fn avg_pool2d_backward(&self, dy: &Vec<f32>, geo: &PoolGeometry, dx: &mut Vec<f32>) -> Result<()> {
+        need("avg_pool2d_backward", "dy", dy, geo.planes() * geo.out_h * geo.out_w)?;
+        need("avg_pool2d_backward", "dx", dx, geo.planes() * geo.h * geo.w)?;
+        pool::avg_pool2d_backward(dy, geo, dx);
+        Ok(())
+    }
+    fn global_avg_pool_forward(&self, x: &Vec<f32>, planes: usize, plane_len: usize, y: &mut Vec<f32>) -> Result<()> {
+        need("global_avg_pool_forward", "x", x, planes * plane_len)?;
+        need("global_avg_pool_forward", "y", y, planes)?;
+        pool::global_avg_pool_forward(x, planes, plane_len, y);
+        Ok(())
+    }
+    fn global_avg_pool_backward(&self, dy: &Vec<f32>, planes: usize, plane_len: usize, dx: &mut Vec<f32>) -> Result<()> {
+        need("global_avg_pool_backward", "dy", dy, planes)?;
+        need("global_avg_pool_backward", "dx", dx, planes * plane_len)?;
+        pool::global_avg_pool_backward(dy, planes, plane_len, dx);
+        Ok(())
+    }
+
+    fn relu_forward(&self, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+        need("relu_forward", "y", y, x.len())?;
+        elementwise::relu_forward(x, y);
+        Ok(())
+    }
+    fn relu_backward(&self, y: &Vec<f32>, dy: &Vec<f32>, dx: &mut Vec<f32>) -> Result<()> {
+        need("relu_backward", "dy", dy, y.len())?;
+        need("relu_backward", "dx", dx, y.len())?;
+        elementwise::relu_backward(y, dy, dx);
+        Ok(())
+    }
+    fn dropout_forward(&self, x: &Vec<f32>, p: f32, seed: u64, y: &mut Vec<f32>, mask: &mut Vec<f32>) -> Result<()> {
+        if !(0.0..1.0).contains(&p) {
+            bail!(InvalidArgument, "dropout probability must be in [0, 1), got {p}");
+        }
+        need("dropout_forward", "y", y, x.len())?;
+        need("dropout_forward", "mask", mask, x.len())?;
+        elementwise::dropout_forward(x, p, seed, y, mask);
+        Ok(())
+    }
+
+    fn softmax_cross_entropy_forward(
+        &self,
+        logits: &Vec<f32>,
+        labels: &Vec<f32>,
+        n: usize,
+        classes: usize,
+        loss: &mut Vec<f32>,
+        correct: &mut Vec<f32>,
+    ) -> Result<()> {
+        need("softmax_cross_entropy_forward", "logits", logits, n * classes)?;
+        need("softmax_cross_entropy_forward", "labels", labels, n)?;
+        need("softmax_cross_entropy_forward", "loss", loss, 1)?;
+        need("softmax_cross_entropy_forward", "correct", correct, 1)?;
+        let (l, c) = loss::softmax_cross_entropy_forward(logits, labels, n, classes);
+        loss[0] = l;
+        correct[0] = c;
+        Ok(())
+    }
+    fn softmax_cross_entropy_backward(
+        &self,
+        logits: &Vec<f32>,
+        labels: &Vec<f32>,
+        n: usize,
+        classes: usize,
+        dloss: &Vec<f32>,
+        dlogits: &mut Vec<f32>,
+    ) -> Result<()> {
+        need("softmax_cross_entropy_backward", "logits", logits, n * classes)?;
+        need("softmax_cross_entropy_backward", "labels", labels, n)?;
+        need("softmax_cross_entropy_backward", "dloss", dloss, 1)?;
+        need("softmax_cross_entropy_backward", "dlogits", dlogits, n * classes)?;
+        loss::softmax_cross_entropy_backward(logits, labels, n, classes, dloss[0], dlogits);
+        Ok(())
+    }
+
+    fn copy_channels(
+        &self,
+        src: &Vec<f32>,
+        src_channels: usize,
+        src_first: usize,
+        dst: &mut Vec<f32>,
+        dst_channels: usize,
+        dst_first: usize,
+        count: usize,
+        n: usize,
+        plane_len: usize,
+    ) -> Result<()> {
+        if src_first + count > src_channels || dst_first + count > dst_channels {
+            bail!(
+                Shape,
+                "copy_channels: channels {src_first}..{} of {src_channels} to {dst_first}..{} of {dst_channels}",
+                src_first + count,
+                dst_first + count
+            );
+        }
+        need("copy_channels", "src", src, n * src_channels * plane_len)?;
+        need("copy_channels", "dst", dst, n * dst_channels * plane_len)?;
+        elementwise::copy_channels(src, src_channels, src_first, dst, dst_channels, dst_first, count, n, plane_len);
+        Ok(())
+    }
+
+    fn axpy(&self, alpha: f32, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+        need("axpy", "y", y, x.len())?;
+        elementwise::axpy(alpha, x, y);
+        Ok(())
+    }
+    fn mul(&self, a: &Vec<f32>, b: &Vec<f32>, out: &mut Vec<f32>) -> Result<()> {
+        need("mul", "b", b, a.len())?;
+        need("mul", "out", out, a.len())?;
+        elementwise::mul(a, b, out);
+        Ok(())
+    }
+    fn scale(&self, x: &mut Vec<f32>, alpha: f32) -> Result<()> {
+        elementwise::scale(x, alpha);
+        Ok(())
+    }
+    fn sum(&self, x: &Vec<f32>, out: &mut Vec<f32>) -> Result<()> {
+        need("sum", "out", out, 1)?;
+        out[0] = elementwise::sum(x);
+        Ok(())
+    }
+
+    fn sgd_step(&self, param: &mut Vec<f32>, grad: &Vec<f32>, velocity: Option<&mut Vec<f32>>, hp: &SgdStep) -> Result<()> {
+        need("sgd_step", "grad", grad, param.len())?;
+        if hp.momentum != 0.0 {
+            match &velocity {
+                Some(v) => need("sgd_step", "velocity", v, param.len())?,
+                None => bail!(InvalidArgument, "sgd_step: momentum {} needs a velocity buffer", hp.momentum),
+            }
+        }
+        optim::sgd_step(param, grad, velocity.map(|v| v.as_mut_slice()), hp);
+        Ok(())
+    }
+    fn adam_step(&self, param: &mut Vec<f32>, grad: &Vec<f32>, m: &mut Vec<f32>, v: &mut Vec<f32>, hp: &AdamStep) -> Result<()> {
+        need("adam_step", "grad", grad, param.len())?;
+        need("adam_step", "m", m, param.len())?;
+        need("adam_step", "v", v, param.len())?;
+        if hp.step == 0 {
+            bail!(InvalidArgument, "adam_step: step counts from 1");
+        }
+        optim::adam_step(param, grad, m, v, hp);
+        Ok(())
+    }
+}

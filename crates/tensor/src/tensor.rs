@@ -1,0 +1,108 @@
+//! A dense f32 tensor: a shape and a shared, contiguous storage on one backend.
+use crate::{bail, Backend, Result, Shape};
+use std::sync::Arc;
+
+/// Cloning is cheap (the storage is shared); writing through `storage_mut` copies first when
+/// the storage is shared, so a value saved for backward is never changed under it.
+pub struct Tensor<B: Backend> {
+    backend: B,
+    shape: Shape,
+    storage: Arc<B::Storage>,
+}
+
+impl<B: Backend> Clone for Tensor<B> {
+    fn clone(&self) -> Self {
+        Tensor { backend: self.backend.clone(), shape: self.shape.clone(), storage: self.storage.clone() }
+    }
+}
+
+impl<B: Backend> Tensor<B> {
+    pub fn from_storage(backend: &B, shape: impl Into<Shape>, storage: B::Storage) -> Result<Self> {
+        let shape = shape.into();
+        let len = backend.storage_len(&storage);
+        if len != shape.numel() {
+            bail!(Shape, "storage of {len} values cannot hold shape {shape} ({} values)", shape.numel());
+        }
+        Ok(Tensor { backend: backend.clone(), shape, storage: Arc::new(storage) })
+    }
+    pub fn zeros(backend: &B, shape: impl Into<Shape>) -> Result<Self> {
+        let shape = shape.into();
+        let storage = backend.zeros(shape.numel())?;
+        Self::from_storage(backend, shape, storage)
+    }
+    pub fn full(backend: &B, shape: impl Into<Shape>, value: f32) -> Result<Self> {
+        let mut t = Self::zeros(backend, shape)?;
+        backend.fill(t.storage_mut()?, value)?;
+        Ok(t)
+    }
+    pub fn from_slice(backend: &B, shape: impl Into<Shape>, data: &[f32]) -> Result<Self> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            bail!(Shape, "{} values cannot fill shape {shape} ({} values)", data.len(), shape.numel());
+        }
+        let storage = backend.from_slice(data)?;
+        Self::from_storage(backend, shape, storage)
+    }
+    pub fn scalar(backend: &B, value: f32) -> Result<Self> {
+        Self::from_slice(backend, Shape::scalar(), &[value])
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+    pub fn dims(&self) -> &[usize] {
+        self.shape.dims()
+    }
+    pub fn numel(&self) -> usize {
+        self.shape.numel()
+    }
+    pub fn storage(&self) -> &B::Storage {
+        &self.storage
+    }
+    /// Mutable access, copying the storage first if another tensor shares it.
+    pub fn storage_mut(&mut self) -> Result<&mut B::Storage> {
+        if Arc::get_mut(&mut self.storage).is_none() {
+            self.storage = Arc::new(self.backend.copy(&self.storage)?);
+        }
+        Ok(Arc::get_mut(&mut self.storage).expect("storage is unique after the copy"))
+    }
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        self.backend.to_vec(&self.storage)
+    }
+    /// The single value of a one-element tensor.
+    pub fn item(&self) -> Result<f32> {
+        if self.numel() != 1 {
+            bail!(Shape, "item() needs a tensor of one value, got shape {}", self.shape);
+        }
+        Ok(self.to_vec()?[0])
+    }
+    /// The same values under another shape of equal size (no copy).
+    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Self> {
+        let shape = shape.into();
+        if shape.numel() != self.numel() {
+            bail!(Shape, "cannot reshape {} ({} values) to {shape} ({} values)", self.shape, self.numel(), shape.numel());
+        }
+        Ok(Tensor { backend: self.backend.clone(), shape, storage: self.storage.clone() })
+    }
+    /// A tensor of zeros with this one's shape and backend.
+    pub fn zeros_like(&self) -> Result<Self> {
+        Self::zeros(&self.backend, self.shape.clone())
+    }
+    /// `self += alpha * other`, shapes equal.
+    pub fn axpy_assign(&mut self, alpha: f32, other: &Self) -> Result<()> {
+        if self.shape != other.shape {
+            bail!(Shape, "cannot add a tensor of shape {} to one of shape {}", other.shape, self.shape);
+        }
+        let backend = self.backend.clone();
+        backend.axpy(alpha, other.storage(), self.storage_mut()?)
+    }
+}
+
+impl<B: Backend> std::fmt::Debug for Tensor<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor({} on {})", self.shape, self.backend.name())
+    }
+}

@@ -1,0 +1,259 @@
+//! Reader for the IDX files Fashion-MNIST ships in (big-endian header, u8 payload),
+//! gzip-compressed or raw.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use byteorder::{BigEndian, ByteOrder};
+use flate2::read::MultiGzDecoder;
+
+use super::DataError;
+
+/// IDX magic for a 3-D array of u8 (count x rows x cols): type byte 0x08, 3 dimensions.
+pub const IMAGES_MAGIC: u32 = 0x0000_0803;
+/// IDX magic for a 1-D array of u8.
+pub const LABELS_MAGIC: u32 = 0x0000_0801;
+/// Fashion-MNIST has ten classes.
+pub const NUM_CLASSES: usize = 10;
+
+/// The canonical (Zalando) file names, in download order.
+pub const FILES: [&str; 4] = [
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+];
+
+/// One split held in memory: images row-major, `rows * cols` bytes each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dataset {
+    pub images: Vec<u8>,
+    pub labels: Vec<u8>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The pixels of image `i` (panics if `i >= len()`, like slice indexing).
+    pub fn image(&self, i: usize) -> &[u8] {
+        let size = self.rows * self.cols;
+        &self.images[i * size..(i + 1) * size]
+    }
+
+    /// Keeps only the first `n` samples (a no-op if there are fewer).
+    pub fn truncate(&mut self, n: usize) {
+        self.labels.truncate(n);
+        self.images
+            .truncate(self.labels.len() * self.rows * self.cols);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+impl Split {
+    pub fn image_file(self) -> &'static str {
+        match self {
+            Split::Train => FILES[0],
+            Split::Test => FILES[2],
+        }
+    }
+
+    pub fn label_file(self) -> &'static str {
+        match self {
+            Split::Train => FILES[1],
+            Split::Test => FILES[3],
+        }
+    }
+}
+
+/// Reads an IDX images file: returns (pixels, count, rows, cols).
+pub fn read_images(path: &Path) -> Result<(Vec<u8>, usize, usize, usize), DataError> {
+    let (dims, pixels) = read_idx(path, IMAGES_MAGIC, "images")?;
+    Ok((pixels, dims[0], dims[1], dims[2]))
+}
+
+/// Reads an IDX labels file, checking every label is a valid class.
+pub fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
+    let (_, labels) = read_idx(path, LABELS_MAGIC, "labels")?;
+    if let Some((index, &value)) = labels
+        .iter()
+        .enumerate()
+        .find(|&(_, &v)| usize::from(v) >= NUM_CLASSES)
+    {
+        return Err(DataError::Label {
+            path: path.into(),
+            index,
+            value,
+        });
+    }
+    Ok(labels)
+}
+
+/// Loads one split from `dir`, taking `NAME.gz` or, failing that, the uncompressed `NAME`.
+pub fn load_split(dir: &Path, split: Split) -> Result<Dataset, DataError> {
+    let find = |file| {
+        find_file(dir, file).ok_or(DataError::Missing {
+            origin: "data",
+            dir: dir.into(),
+            file,
+        })
+    };
+    let (image_path, label_path) = (find(split.image_file())?, find(split.label_file())?);
+    let (images, count, rows, cols) = read_images(&image_path)?;
+    let labels = read_labels(&label_path)?;
+    if count != labels.len() {
+        return Err(DataError::CountMismatch {
+            images: image_path,
+            labels: label_path,
+            n_images: count,
+            n_labels: labels.len(),
+        });
+    }
+    Ok(Dataset {
+        images,
+        labels,
+        rows,
+        cols,
+    })
+}
+
+/// `dir/NAME.gz` if it exists, else `dir/NAME` without `.gz` (e.g. a user ran gunzip).
+pub(crate) fn find_file(dir: &Path, gz_name: &str) -> Option<PathBuf> {
+    [gz_name, gz_name.trim_end_matches(".gz")]
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Reads the whole file, decompressing if it is gzip (by magic bytes: names are unreliable).
+fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
+    let raw = fs::read(path).map_err(|source| DataError::Io {
+        path: path.into(),
+        action: "reading",
+        source,
+    })?;
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
+    }
+    // MultiGzDecoder (not GzDecoder) so bytes after the first gzip member are parsed, not ignored:
+    // garbage there becomes an error instead of silently passing.
+    let mut out = Vec::new();
+    MultiGzDecoder::new(raw.as_slice())
+        .read_to_end(&mut out)
+        .map_err(|source| DataError::Io {
+            path: path.into(),
+            action: "gzip decompression",
+            source,
+        })?;
+    Ok(out)
+}
+
+/// Reads an IDX file with the given magic; returns its dimensions and exactly-sized payload.
+fn read_idx(
+    path: &Path,
+    magic: u32,
+    kind: &'static str,
+) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    let mut data = read_bytes(path)?;
+    let ndims = (magic & 0xff) as usize;
+    let header_len = 4 + 4 * ndims;
+    let header_error = |detail: String| DataError::Header {
+        path: path.into(),
+        detail,
+    };
+    if data.len() < 4 {
+        return Err(header_error(format!(
+            "file is {} bytes long, too short for an IDX header",
+            data.len()
+        )));
+    }
+    let found = BigEndian::read_u32(&data);
+    if found != magic {
+        return Err(DataError::Magic {
+            path: path.into(),
+            found,
+            expected: magic,
+            kind,
+        });
+    }
+    if data.len() < header_len {
+        return Err(header_error(format!(
+            "file is {} bytes long, shorter than the {header_len}-byte {kind} header",
+            data.len()
+        )));
+    }
+    let dims: Vec<usize> = data[4..header_len]
+        .chunks_exact(4)
+        .map(|c| BigEndian::read_u32(c) as usize)
+        .collect();
+    // Any image size is accepted (the resizer adapts), but an empty one is useless.
+    if let Some((name, _)) = ["rows", "cols"]
+        .iter()
+        .zip(&dims[1..])
+        .find(|&(_, &d)| d == 0)
+    {
+        return Err(header_error(format!("header says 0 {name}, must be > 0")));
+    }
+    let layout = match dims[..] {
+        [count, rows, cols] => format!("{count} {kind} of {rows}x{cols}"),
+        _ => format!("{} {kind}", dims[0]),
+    };
+    // checked: a hostile header must give an error, not an overflow panic.
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| header_error(format!("header says {layout}, which overflows")))?;
+    let actual = data.len() - header_len;
+    if actual != expected {
+        return Err(DataError::Payload {
+            path: path.into(),
+            actual,
+            expected,
+            layout,
+        });
+    }
+    data.drain(..header_len);
+    Ok((dims, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dataset_accessors() {
+        let mut ds = Dataset {
+            images: (0..12).collect(),
+            labels: vec![1, 2, 3],
+            rows: 2,
+            cols: 2,
+        };
+        assert_eq!(ds.len(), 3);
+        assert_eq!(ds.image(1), &[4, 5, 6, 7]);
+        ds.truncate(2);
+        assert_eq!((ds.len(), ds.images.len()), (2, 8));
+        ds.truncate(5);
+        assert_eq!(ds.len(), 2);
+        ds.truncate(0);
+        assert!(ds.is_empty() && ds.images.is_empty());
+    }
+
+    #[test]
+    fn split_names() {
+        assert_eq!(Split::Test.image_file(), "t10k-images-idx3-ubyte.gz");
+        assert_eq!(Split::Train.label_file(), "train-labels-idx1-ubyte.gz");
+    }
+}

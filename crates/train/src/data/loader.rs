@@ -1,0 +1,152 @@
+//! Mini-batches prepared on a background thread, so the training step never waits for
+//! resizing: the thread stays a few batches ahead through a bounded channel.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use super::{Dataset, Resizer};
+
+/// Batches buffered ahead of the consumer: enough to hide jitter, few enough to bound memory
+/// (a batch of 256 images at 224x224 is ~51 MB).
+const PREFETCH: usize = 3;
+
+/// One mini-batch: `len` images of 1 x size x size (NCHW, values in [0, 1]) and their classes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub images: Vec<f32>,
+    pub labels: Vec<usize>,
+    pub len: usize,
+}
+
+/// Iterator over one epoch's batches; dropping it early stops the producer thread.
+pub struct BatchIter {
+    rx: Option<Receiver<Batch>>,
+    handle: Option<JoinHandle<()>>,
+    remaining: usize,
+}
+
+/// Starts producing one epoch of batches of the first `min(len, limit)` samples, each image
+/// resized to `resize x resize`, in a seeded random order if `shuffle` is given. The last
+/// batch may be smaller (PyTorch's `drop_last=False`). Panics if `batch_size` or `resize` is 0.
+pub fn batches(
+    dataset: Arc<Dataset>,
+    batch_size: usize,
+    resize: usize,
+    shuffle: Option<u64>,
+    limit: Option<usize>,
+) -> BatchIter {
+    assert!(batch_size > 0, "batch_size must be > 0");
+    assert!(resize > 0, "resize must be > 0");
+    let n = limit.map_or(dataset.len(), |l| l.min(dataset.len()));
+    let (tx, rx) = sync_channel(PREFETCH);
+    let handle = thread::Builder::new()
+        .name("batch-loader".into())
+        .spawn(move || produce(&dataset, n, batch_size, resize, shuffle, &tx))
+        .expect("cannot spawn the batch loader thread");
+    BatchIter {
+        rx: Some(rx),
+        handle: Some(handle),
+        remaining: n.div_ceil(batch_size),
+    }
+}
+
+/// A per-epoch shuffle seed: SplitMix64's finalizer over base and epoch, so nearby bases and
+/// epochs give unrelated seeds.
+pub fn epoch_seed(base_seed: u64, epoch: usize) -> u64 {
+    let mut z = base_seed
+        ^ (epoch as u64)
+            .wrapping_add(1)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn produce(
+    ds: &Dataset,
+    n: usize,
+    batch_size: usize,
+    size: usize,
+    shuffle: Option<u64>,
+    tx: &SyncSender<Batch>,
+) {
+    let mut order: Vec<usize> = (0..n).collect();
+    if let Some(seed) = shuffle {
+        order.shuffle(&mut StdRng::seed_from_u64(seed));
+    }
+    let resizer = Resizer::new(ds.rows, ds.cols, size, size);
+    let pixels = resizer.output_len();
+    for chunk in order.chunks(batch_size) {
+        let mut images = vec![0.0f32; chunk.len() * pixels];
+        for (dst, &i) in images.chunks_exact_mut(pixels).zip(chunk) {
+            resizer.resize_u8_to_f32(ds.image(i), dst);
+        }
+        let labels = chunk.iter().map(|&i| usize::from(ds.labels[i])).collect();
+        // A failed send means the iterator was dropped: stop quietly.
+        if tx
+            .send(Batch {
+                images,
+                labels,
+                len: chunk.len(),
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+impl Iterator for BatchIter {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        if let Ok(batch) = self.rx.as_ref()?.recv() {
+            self.remaining -= 1;
+            return Some(batch);
+        }
+        // The producer hung up. If that was a panic, re-raise it here rather than silently
+        // ending the epoch short.
+        self.rx = None;
+        if let Some(Err(panic)) = self.handle.take().map(JoinHandle::join) {
+            std::panic::resume_unwind(panic);
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for BatchIter {}
+
+impl Drop for BatchIter {
+    fn drop(&mut self) {
+        // Closing the receiver first makes a blocked send fail, so the join cannot hang.
+        self.rx = None;
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_seeds_differ() {
+        let seeds: Vec<u64> = (0..100).map(|e| epoch_seed(42, e)).collect();
+        let mut unique = seeds.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), seeds.len());
+        assert_ne!(epoch_seed(1, 0), epoch_seed(2, 0));
+        assert_eq!(epoch_seed(7, 3), epoch_seed(7, 3));
+    }
+}

@@ -1,0 +1,119 @@
+//! Checks written once, generic over the backend, and the macro that instantiates them for
+//! every backend present.
+#![allow(dead_code)]
+use autograd::{no_grad, Var};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tensor::{Backend, Result, Tensor};
+
+/// Instantiates each named generic check `fn name<B: Backend>(b: &B)` as a test per backend.
+/// The CUDA module is added when its backend lands; a missing GPU then prints a skip reason.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod cpu {
+            $(#[test] fn $name() { super::$name(&tensor::Cpu) })*
+        }
+    };
+}
+
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+/// Uniform values in (-1, 1).
+pub fn random(rng: &mut StdRng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
+}
+
+/// Values in ±[0.1, 1]: at least `0.1` from ReLU's kink, so a perturbation of `STEP` never
+/// crosses it.
+pub fn away_from_zero(rng: &mut StdRng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.gen_range(0.1f32..1.0) * if rng.gen_bool(0.5) { 1.0 } else { -1.0 }).collect()
+}
+
+/// Distinct values spaced 0.05 apart in random order, centred on zero: no max-pool ties, and a
+/// perturbation of `STEP` never reorders two values.
+pub fn distinct(rng: &mut StdRng, len: usize) -> Vec<f32> {
+    use rand::seq::SliceRandom;
+    let mut v: Vec<f32> = (0..len).map(|i| (i as f32 - len as f32 / 2.0) * 0.05).collect();
+    v.shuffle(rng);
+    v
+}
+
+pub fn tensor<B: Backend>(b: &B, shape: &[usize], data: &[f32]) -> Tensor<B> {
+    Tensor::from_slice(b, shape, data).expect("test tensor")
+}
+
+pub fn param<B: Backend>(b: &B, shape: &[usize], data: &[f32]) -> Var<B> {
+    Var::parameter(tensor(b, shape, data))
+}
+
+/// Finite-difference step. Central differences are exact for the linear ops (conv, pooling,
+/// linear) up to f32 rounding; the rounding noise in the f64-accumulated objective is about
+/// 1e-6, i.e. ~1e-4 in a gradient divided by 2h = 2e-2, well under the tolerance below. For
+/// smooth ops (softmax) the O(h^2) truncation is ~1e-4 relative.
+pub const STEP: f32 = 1e-2;
+/// |analytic - numeric| <= REL * max(|a|, |n|) + ABS. REL is the 1e-2 the issue allows; ABS
+/// covers the rounding noise above. An off-by-one in stride or padding moves gradients by O(1).
+pub const REL: f64 = 1e-2;
+pub const ABS: f64 = 2e-3;
+
+/// Compares the analytic gradients of `sum(f(inputs) * w)` (w fixed random weights; or the
+/// output itself when it is a single value) with central finite differences, for every input
+/// value. Elements where the function is visibly not smooth (one-sided slopes disagree: a
+/// ReLU or max-pool switch inside the step) are skipped; at most `max_kink_share` of them may be.
+pub fn grad_check<B: Backend>(
+    b: &B,
+    inputs: &[(Vec<usize>, Vec<f32>)],
+    f: impl Fn(&[Var<B>]) -> Result<Var<B>>,
+    max_kink_share: f64,
+) {
+    let vars: Vec<Var<B>> = inputs.iter().map(|(s, d)| param(b, s, d)).collect();
+    let y = f(&vars).expect("forward");
+    let out_shape = y.shape();
+    let weights: Vec<f32> = if out_shape.numel() == 1 { vec![1.0] } else { random(&mut rng(99), out_shape.numel()) };
+    y.backward_with(tensor(b, out_shape.dims(), &weights)).expect("backward");
+
+    let objective = |values: &[Vec<f32>]| -> f64 {
+        let vars: Vec<Var<B>> = inputs.iter().zip(values).map(|((s, _), d)| param(b, s, d)).collect();
+        let out = no_grad(|| f(&vars)).expect("forward").value().to_vec().expect("to_vec");
+        out.iter().zip(&weights).map(|(&o, &w)| o as f64 * w as f64).sum()
+    };
+    let mut values: Vec<Vec<f32>> = inputs.iter().map(|(_, d)| d.clone()).collect();
+    let base = objective(&values);
+    let (mut checked, mut kinks) = (0usize, 0usize);
+    for (i, var) in vars.iter().enumerate() {
+        let analytic = var.grad().expect("input has a gradient").to_vec().unwrap();
+        let largest = analytic.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(largest > 1e-4, "input {i}: gradient is all (near) zero, the check would prove nothing");
+        for j in 0..analytic.len() {
+            let orig = values[i][j];
+            values[i][j] = orig + STEP;
+            let plus = objective(&values);
+            values[i][j] = orig - STEP;
+            let minus = objective(&values);
+            values[i][j] = orig;
+            let h = STEP as f64;
+            let (right, left) = ((plus - base) / h, (base - minus) / h);
+            if (right - left).abs() > 0.1 * right.abs().max(left.abs()) + 0.05 {
+                kinks += 1;
+                continue;
+            }
+            let numeric = (plus - minus) / (2.0 * h);
+            let a = analytic[j] as f64;
+            let err = (a - numeric).abs();
+            assert!(
+                err <= REL * a.abs().max(numeric.abs()) + ABS,
+                "input {i} (shape {:?}) element {j}: analytic {a:.6} vs numeric {numeric:.6}",
+                inputs[i].0
+            );
+            checked += 1;
+        }
+    }
+    let total = checked + kinks;
+    assert!(
+        (kinks as f64) <= max_kink_share * total as f64,
+        "{kinks} of {total} elements sat on a kink (allowed share {max_kink_share})"
+    );
+}
