@@ -17,6 +17,7 @@ const CONV_CASES: &[ConvCase] = &[
     (3, 3, 6, 5, 4, (1, 1), (1, 1), (0, 0)),  // 1x1: the direct GEMM path
     (2, 4, 7, 6, 3, (1, 1), (2, 2), (1, 0)),  // 1x1 strided and padded: the im2col path
     (2, 3, 5, 8, 5, (4, 4), (3, 2), (2, 1)),
+    (2, 3, 9, 9, 4, (5, 5), (2, 2), (2, 2)),
 ];
 
 fn conv2d<B: Backend>(b: &B) {
@@ -27,14 +28,14 @@ fn conv2d<B: Backend>(b: &B) {
             (vec![o, c, k.0, k.1], random(&mut r, o * c * k.0 * k.1)),
             (vec![o], random(&mut r, o)),
         ];
-        grad_check(b, &inputs, |v| ops::conv2d(&v[0], &v[1], Some(&v[2]), s, p), 0.0);
+        grad_check(b, &inputs, |v| ops::conv2d(&v[0], &v[1], Some(&v[2]), s, p), SMOOTH);
     }
 }
 
 fn conv2d_im2col_path_for_1x1<B: Backend>(b: &B) {
     let mut r = rng(7);
     let inputs = vec![(vec![2, 3, 5, 7], random(&mut r, 210)), (vec![4, 3, 1, 1], random(&mut r, 12)), (vec![4], random(&mut r, 4))];
-    grad_check(b, &inputs, |v| ops::conv2d_with(&v[0], &v[1], Some(&v[2]), (1, 1), (0, 0), ConvAlgo::Im2col), 0.0);
+    grad_check(b, &inputs, |v| ops::conv2d_with(&v[0], &v[1], Some(&v[2]), (1, 1), (0, 0), ConvAlgo::Im2col), SMOOTH);
 }
 
 const POOL_CASES: &[(usize, usize, usize, usize, Window)] = &[
@@ -47,42 +48,42 @@ const POOL_CASES: &[(usize, usize, usize, usize, Window)] = &[
 fn max_pool2d<B: Backend>(b: &B) {
     for (i, &(n, c, h, w, win)) in POOL_CASES.iter().enumerate() {
         let inputs = vec![(vec![n, c, h, w], distinct(&mut rng(i as u64), n * c * h * w))];
-        grad_check(b, &inputs, |v| ops::max_pool2d(&v[0], win), 0.0);
+        grad_check(b, &inputs, |v| ops::max_pool2d(&v[0], win), SMOOTH);
     }
 }
 
 fn avg_pool2d<B: Backend>(b: &B) {
     for (i, &(n, c, h, w, win)) in POOL_CASES.iter().enumerate() {
         let inputs = vec![(vec![n, c, h, w], random(&mut rng(i as u64), n * c * h * w))];
-        grad_check(b, &inputs, |v| ops::avg_pool2d(&v[0], win), 0.0);
+        grad_check(b, &inputs, |v| ops::avg_pool2d(&v[0], win), SMOOTH);
     }
 }
 
 fn global_avg_pool2d<B: Backend>(b: &B) {
     let inputs = vec![(vec![3, 4, 5, 7], random(&mut rng(1), 420))];
-    grad_check(b, &inputs, |v| ops::global_avg_pool2d(&v[0]), 0.0);
+    grad_check(b, &inputs, |v| ops::global_avg_pool2d(&v[0]), SMOOTH);
 }
 
 fn relu<B: Backend>(b: &B) {
     let inputs = vec![(vec![2, 3, 5, 7], away_from_zero(&mut rng(2), 210))];
-    grad_check(b, &inputs, |v| ops::relu(&v[0]), 0.0);
+    grad_check(b, &inputs, |v| ops::relu(&v[0]), SMOOTH);
 }
 
 fn dropout<B: Backend>(b: &B) {
     // The mask depends only on the seed, so every finite-difference evaluation draws the same one.
     let inputs = vec![(vec![3, 5, 6, 7], random(&mut rng(3), 630))];
-    grad_check(b, &inputs, |v| ops::dropout(&v[0], 0.3, 1234), 0.0);
+    grad_check(b, &inputs, |v| ops::dropout(&v[0], 0.3, 1234), SMOOTH);
 }
 
 fn linear<B: Backend>(b: &B) {
     let mut r = rng(4);
     let inputs = vec![(vec![3, 7], random(&mut r, 21)), (vec![5, 7], random(&mut r, 35)), (vec![5], random(&mut r, 5))];
-    grad_check(b, &inputs, |v| ops::linear(&v[0], &v[1], Some(&v[2])), 0.0);
+    grad_check(b, &inputs, |v| ops::linear(&v[0], &v[1], Some(&v[2])), SMOOTH);
 }
 
 fn flatten<B: Backend>(b: &B) {
     let inputs = vec![(vec![2, 3, 5, 7], random(&mut rng(5), 210))];
-    grad_check(b, &inputs, |v| ops::flatten(&v[0]), 0.0);
+    grad_check(b, &inputs, |v| ops::flatten(&v[0]), SMOOTH);
 }
 
 fn concat_channels<B: Backend>(b: &B) {
@@ -92,13 +93,13 @@ fn concat_channels<B: Backend>(b: &B) {
         (vec![2, 1, 5, 6], random(&mut r, 60)),
         (vec![2, 4, 5, 6], random(&mut r, 240)),
     ];
-    grad_check(b, &inputs, |v| ops::concat_channels(&[&v[0], &v[1], &v[2]]), 0.0);
+    grad_check(b, &inputs, |v| ops::concat_channels(&[&v[0], &v[1], &v[2]]), SMOOTH);
 }
 
 fn cross_entropy<B: Backend>(b: &B) {
     let labels = [3, 0, 9, 4, 4];
     let inputs = vec![(vec![5, 10], random(&mut rng(7), 50).iter().map(|v| v * 3.0).collect())];
-    grad_check(b, &inputs, |v| Ok(ops::cross_entropy(&v[0], &labels)?.0), 0.0);
+    grad_check(b, &inputs, |v| Ok(ops::cross_entropy(&v[0], &labels)?.0), SMOOTH);
 }
 
 /// One value feeding several consumers: gradients from every path are summed.
@@ -112,7 +113,7 @@ fn fan_out_accumulates<B: Backend>(b: &B) {
             let r = ops::relu(x)?;
             ops::concat_channels(&[x, &r, x])
         },
-        0.0,
+        SMOOTH,
     );
 }
 

@@ -1,0 +1,143 @@
+//! Forward values computed by hand, the 1x1 fast path against im2col, and clear errors for
+//! wrong input.
+mod common;
+use autograd::Var;
+use common::*;
+use layers::ops::{self, ConvAlgo};
+use tensor::{Backend, Error, Window};
+
+fn assert_close(got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "element {i}: got {g}, want {w}");
+    }
+}
+
+/// x = 1..16 as a 4x4 image.
+fn counting<B: Backend>(b: &B, sign: f32) -> Var<B> {
+    let data: Vec<f32> = (1..=16).map(|v| sign * v as f32).collect();
+    Var::constant(tensor(b, &[1, 1, 4, 4], &data))
+}
+
+fn conv3x3_by_hand<B: Backend>(b: &B) {
+    let x = counting(b, 1.0);
+    // All-ones kernel, padding 1: each output is the sum of the 3x3 neighbourhood that lies
+    // inside the image.
+    // row 0 (image rows 0..1): 1+2+5+6=14, 1+2+3+5+6+7=24, 2+3+4+6+7+8=30, 3+4+7+8=22
+    // row 1 (rows 0..2): 14+9+10=33, 24+9+10+11=54, 30+10+11+12=63, 22+11+12=45
+    // row 2 (rows 1..3): 5+6+9+10+13+14=57, 5+6+7+9+10+11+13+14+15=90, 6+7+8+10+11+12+14+15+16=99, 7+8+11+12+15+16=69
+    // row 3 (rows 2..3): 9+10+13+14=46, 9+10+11+13+14+15=72, 10+11+12+14+15+16=78, 11+12+15+16=54
+    let ones = Var::constant(tensor(b, &[1, 1, 3, 3], &[1.0; 9]));
+    let bias = Var::constant(tensor(b, &[1], &[0.5]));
+    let y = ops::conv2d(&x, &ones, Some(&bias), (1, 1), (1, 1)).unwrap();
+    let want = [14., 24., 30., 22., 33., 54., 63., 45., 57., 90., 99., 69., 46., 72., 78., 54.].map(|v: f32| v + 0.5);
+    assert_close(&y.value().to_vec().unwrap(), &want, 1e-6);
+
+    // A kernel with one 1 at its top-left corner reads x[i-1][j-1] (cross-correlation, as
+    // PyTorch): the image shifted down-right by one, zeros entering from the padding.
+    let mut corner = [0.0; 9];
+    corner[0] = 1.0;
+    let k = Var::constant(tensor(b, &[1, 1, 3, 3], &corner));
+    let y = ops::conv2d(&x, &k, None, (1, 1), (1, 1)).unwrap();
+    let want = [0., 0., 0., 0., 0., 1., 2., 3., 0., 5., 6., 7., 0., 9., 10., 11.];
+    assert_close(&y.value().to_vec().unwrap(), &want, 0.0);
+
+    // Stride 2 keeps outputs (0,0), (0,2), (2,0), (2,2) of the all-ones result.
+    let y = ops::conv2d(&x, &ones, None, (2, 2), (1, 1)).unwrap();
+    assert_eq!(y.shape().dims(), [1, 1, 2, 2]);
+    assert_close(&y.value().to_vec().unwrap(), &[14., 30., 57., 99.], 1e-6);
+}
+
+fn max_pool_with_padding_by_hand<B: Backend>(b: &B) {
+    // x = -(1..16): every value is negative, so a padded cell counted as 0 would win. 3x3
+    // windows, stride 2, padding 1 -> 2x2 output over rows/cols {-1..1, 1..3}:
+    // (0,0): {-1,-2,-5,-6} -> -1; (0,1): {-2,-3,-4,-6,-7,-8} -> -2;
+    // (1,0): {-5,-6,-9,-10,-13,-14} -> -5; (1,1): {-6,-7,-8,-10,-11,-12,-14,-15,-16} -> -6.
+    let y = ops::max_pool2d(&counting(b, -1.0), Window::square(3, 2, 1)).unwrap();
+    assert_close(&y.value().to_vec().unwrap(), &[-1., -2., -5., -6.], 0.0);
+    // 5x5 input, 2x2 windows, stride 2: floor mode drops the last row and column.
+    let x = Var::constant(tensor(b, &[1, 1, 5, 5], &(0..25).map(|v| v as f32).collect::<Vec<_>>()));
+    let y = ops::max_pool2d(&x, Window::square(2, 2, 0)).unwrap();
+    assert_eq!(y.shape().dims(), [1, 1, 2, 2]);
+    assert_close(&y.value().to_vec().unwrap(), &[6., 8., 16., 18.], 0.0);
+}
+
+fn avg_pool_with_padding_by_hand<B: Backend>(b: &B) {
+    // Same windows on x = 1..16; padding counts in the divisor (always 9):
+    // (0,0): (1+2+5+6)/9 = 14/9; (0,1): (2+3+4+6+7+8)/9 = 30/9;
+    // (1,0): (5+6+9+10+13+14)/9 = 57/9; (1,1): (6+7+8+10+11+12+14+15+16)/9 = 99/9.
+    let y = ops::avg_pool2d(&counting(b, 1.0), Window::square(3, 2, 1)).unwrap();
+    assert_close(&y.value().to_vec().unwrap(), &[14. / 9., 30. / 9., 57. / 9., 11.], 1e-6);
+    // Global average of 1..16 is 8.5.
+    let y = ops::global_avg_pool2d(&counting(b, 1.0)).unwrap();
+    assert_eq!(y.shape().dims(), [1, 1, 1, 1]);
+    assert_close(&y.value().to_vec().unwrap(), &[8.5], 1e-6);
+}
+
+fn cross_entropy_of_uniform_logits_is_ln_10<B: Backend>(b: &B) {
+    // softmax of equal logits is 1/10 everywhere, so every row's loss is -ln(1/10) = ln 10,
+    // whatever the (shared) logit value.
+    let logits = Var::constant(tensor(b, &[4, 10], &[2.5; 40]));
+    let (loss, _) = ops::cross_entropy(&logits, &[0, 3, 9, 5]).unwrap();
+    assert_close(&[loss.value().item().unwrap()], &[10f32.ln()], 1e-6);
+    // Huge logits stay finite (log-sum-exp): row [1000, 0, ...] with label 0 has loss ~ 0, and
+    // label 1 has loss ~ 1000.
+    let mut big = vec![0.0f32; 20];
+    big[0] = 1000.0;
+    big[10] = 1000.0;
+    let (loss, correct) = ops::cross_entropy(&Var::constant(tensor(b, &[2, 10], &big)), &[0, 1]).unwrap();
+    assert_close(&[loss.value().item().unwrap()], &[500.0], 1e-5);
+    assert_eq!(correct.item().unwrap(), 1.0);
+}
+
+fn pointwise_path_matches_im2col<B: Backend>(b: &B) {
+    let mut r = rng(11);
+    let x = Var::constant(tensor(b, &[3, 5, 7, 9], &random(&mut r, 945)));
+    let w = Var::constant(tensor(b, &[6, 5, 1, 1], &random(&mut r, 30)));
+    let bias = Var::constant(tensor(b, &[6], &random(&mut r, 6)));
+    let direct = ops::conv2d_with(&x, &w, Some(&bias), (1, 1), (0, 0), ConvAlgo::Auto).unwrap();
+    let im2col = ops::conv2d_with(&x, &w, Some(&bias), (1, 1), (0, 0), ConvAlgo::Im2col).unwrap();
+    assert_close(&direct.value().to_vec().unwrap(), &im2col.value().to_vec().unwrap(), 1e-5);
+}
+
+fn expect_err<T>(r: tensor::Result<T>, needles: &[&str]) -> Error {
+    let Err(e) = r else { panic!("expected an error mentioning {needles:?}") };
+    let msg = e.to_string();
+    for n in needles {
+        assert!(msg.contains(n), "message {msg:?} should mention {n:?}");
+    }
+    e
+}
+
+fn wrong_input_is_an_error<B: Backend>(b: &B) {
+    let x = Var::constant(tensor(b, &[2, 3, 5, 5], &[0.0; 150]));
+    let w4 = Var::constant(tensor(b, &[8, 4, 3, 3], &[0.0; 288]));
+    expect_err(ops::conv2d(&x, &w4, None, (1, 1), (0, 0)), &["[2, 3, 5, 5]", "[8, 4, 3, 3]", "3 channels"]);
+    let w7 = Var::constant(tensor(b, &[2, 3, 7, 7], &[0.0; 294]));
+    expect_err(ops::conv2d(&x, &w7, None, (1, 1), (0, 0)), &["7x7", "5x5"]);
+    let bias = Var::constant(tensor(b, &[3], &[0.0; 3]));
+    let w = Var::constant(tensor(b, &[2, 3, 3, 3], &[0.0; 54]));
+    expect_err(ops::conv2d(&x, &w, Some(&bias), (1, 1), (0, 0)), &["bias", "[3]", "[2]"]);
+    expect_err(ops::max_pool2d(&x, Window::square(7, 1, 0)), &["7x7", "5x5"]);
+    expect_err(ops::max_pool2d(&x, Window::square(3, 1, 2)), &["padding"]);
+    let logits = Var::constant(tensor(b, &[2, 10], &[0.0; 20]));
+    expect_err(ops::cross_entropy(&logits, &[3, 10]), &["label 10", "index 1", "10 classes"]);
+    expect_err(ops::cross_entropy(&logits, &[3]), &["1 labels", "[2, 10]"]);
+    let flat = Var::constant(tensor(b, &[2, 75], &[0.0; 150]));
+    expect_err(ops::max_pool2d(&flat, Window::square(2, 2, 0)), &["rank 4", "[2, 75]"]);
+    let lw = Var::constant(tensor(b, &[10, 74], &[0.0; 740]));
+    expect_err(ops::linear(&flat, &lw, None), &["75 features", "[10, 74]"]);
+    let y = Var::constant(tensor(b, &[2, 1, 4, 5], &[0.0; 40]));
+    expect_err(ops::concat_channels(&[&x, &y]), &["[2, 1, 4, 5]"]);
+    expect_err(ops::dropout(&x, 1.0, 0), &["[0, 1)", "1"]);
+    expect_err(tensor::Tensor::from_slice(b, [2, 3], &[0.0; 5]), &["5 values", "[2, 3]"]);
+}
+
+backend_tests!(
+    conv3x3_by_hand,
+    max_pool_with_padding_by_hand,
+    avg_pool_with_padding_by_hand,
+    cross_entropy_of_uniform_logits_is_ln_10,
+    pointwise_path_matches_im2col,
+    wrong_input_is_an_error,
+);
