@@ -21,7 +21,9 @@ pub fn scale(x: &mut [f32], alpha: f32) {
 }
 
 pub fn sum(x: &[f32]) -> f32 {
-    x.par_chunks(CHUNK).map(|c| c.iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() as f32
+    // Fixed chunks summed in order: the same result whatever the thread scheduling.
+    let partials: Vec<f64> = x.par_chunks(CHUNK).map(|c| c.iter().map(|&v| v as f64).sum::<f64>()).collect();
+    partials.iter().sum::<f64>() as f32
 }
 
 pub fn relu_forward(x: &[f32], y: &mut [f32]) {

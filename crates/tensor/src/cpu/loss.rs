@@ -16,15 +16,19 @@ fn row_stats(row: &[f32]) -> (f64, usize) {
 
 /// Returns (mean loss, number of rows whose arg-max is the label).
 pub fn softmax_cross_entropy_forward(logits: &[f32], labels: &[f32], n: usize, classes: usize) -> (f32, f32) {
-    let (loss, correct) = logits[..n * classes]
+    // Per-row terms in parallel, summed in row order so the result never depends on scheduling
+    // (a resumed run must reproduce the same losses).
+    let rows: Vec<(f64, bool)> = logits[..n * classes]
         .par_chunks(classes)
         .zip(labels.par_iter())
         .map(|(row, &label)| {
             let (lse, arg) = row_stats(row);
             let label = label as usize;
-            (lse - row[label] as f64, (arg == label) as usize)
+            (lse - row[label] as f64, arg == label)
         })
-        .reduce(|| (0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        .collect();
+    let loss: f64 = rows.iter().map(|r| r.0).sum();
+    let correct = rows.iter().filter(|r| r.1).count();
     ((loss / n as f64) as f32, correct as f32)
 }
 
