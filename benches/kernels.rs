@@ -63,10 +63,6 @@ fn gemm_cases() -> Vec<Case> {
     vec![
         Case::new("square", false, false, 512, 512, 512, 1, false, false),
         Case::new("square", false, false, 1024, 1024, 1024, 1, false, false),
-        Case::new("diag_rows512", false, false, 512, 1024, 1024, 2, false, false),
-        Case::new("diag_cols512", false, false, 1024, 512, 1024, 2, false, false),
-        Case::new("diag_one_rows512", false, false, 512, 1024, 1024, 1, false, false),
-        Case::new("diag_one_cols512", false, false, 1024, 512, 1024, 1, false, false),
         // NiN conv1 forward (1 -> 96, 11x11 stride 4, 224 -> 54x54): W[96 x 121] * cols_i[121 x 2916].
         Case::new("nin_conv1_fwd", false, false, 96, 2916, 121, 32, true, false),
         // A NiN 1x1 conv after conv1 (96 -> 96 on 54x54): W[96 x 96] * X_i[96 x 2916].

@@ -1,5 +1,8 @@
-//! The training program's library half: data, checkpoints, metrics and the training loop.
+//! The training program's library half: data, checkpoints, metrics, the plot and the loop.
 pub mod checkpoint;
+pub mod cli;
 pub mod data;
 pub mod metrics;
 pub mod plot;
+pub mod session;
+pub mod state;

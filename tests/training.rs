@@ -1,0 +1,122 @@
+//! Optimizers against PyTorch's update formulas, and a tiny CNN that must learn a synthetic task.
+mod common;
+use autograd::Var;
+use common::*;
+use layers::{ops, Adam, Conv2d, Flatten, Linear, MaxPool2d, Mode, Module, Optimizer, Relu, Sequential, Sgd, WeightInit};
+use rand::Rng;
+use tensor::{Backend, Window};
+
+/// Sets `p.grad` to `g` by back-propagating `g` through an identity-shaped op.
+fn set_grad<B: Backend>(b: &B, p: &Var<B>, g: &[f32]) {
+    p.zero_grad();
+    let y = ops::flatten(p).unwrap();
+    y.backward_with(tensor(b, y.shape().dims(), g)).unwrap();
+}
+
+fn sgd_matches_pytorch_formula<B: Backend>(b: &B) {
+    let mut r = rng(30);
+    let p0 = random(&mut r, 6);
+    let p = param(b, &[2, 3], &p0);
+    let (lr, mom, wd) = (0.1f64, 0.9f64, 0.01f64);
+    let mut opt = Sgd::new(vec![("p".into(), p.clone())], lr as f32, mom as f32, wd as f32);
+    // torch.optim.SGD: g += wd * p; buf = mom * buf + g (buf = g at the first step); p -= lr * buf
+    let mut want: Vec<f64> = p0.iter().map(|&v| v as f64).collect();
+    let mut buf = vec![0.0f64; 6];
+    for _ in 0..3 {
+        let g = random(&mut r, 6);
+        set_grad(b, &p, &g);
+        opt.step().unwrap();
+        for i in 0..6 {
+            let gi = g[i] as f64 + wd * want[i];
+            buf[i] = mom * buf[i] + gi;
+            want[i] -= lr * buf[i];
+        }
+    }
+    let got = p.value().to_vec().unwrap();
+    for i in 0..6 {
+        assert!((got[i] as f64 - want[i]).abs() < 1e-5, "element {i}: {} vs {}", got[i], want[i]);
+    }
+    // Optimizer state survives a round trip through `state` / `load_state`.
+    let (state, steps) = opt.state();
+    assert_eq!(steps, 3);
+    assert_eq!(state.len(), 1);
+    let mut fresh = Sgd::new(vec![("p".into(), p.clone())], lr as f32, mom as f32, wd as f32);
+    fresh.load_state(state.clone(), steps).unwrap();
+    assert_eq!(fresh.state().0[0].1.to_vec().unwrap(), state[0].1.to_vec().unwrap());
+    let bad = vec![("momentum.q".to_string(), state[0].1.clone())];
+    assert!(fresh.load_state(bad, 1).is_err(), "state for an unknown parameter is refused");
+}
+
+fn adam_matches_pytorch_formula<B: Backend>(b: &B) {
+    let mut r = rng(31);
+    let p0 = random(&mut r, 5);
+    let p = param(b, &[5], &p0);
+    let (lr, wd) = (0.01f64, 0.1f64);
+    let mut opt = Adam::new(vec![("p".into(), p.clone())], lr as f32, wd as f32);
+    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+    let mut want: Vec<f64> = p0.iter().map(|&v| v as f64).collect();
+    let (mut m, mut v) = (vec![0.0f64; 5], vec![0.0f64; 5]);
+    for t in 1..=4 {
+        let g = random(&mut r, 5);
+        set_grad(b, &p, &g);
+        opt.step().unwrap();
+        // torch.optim.Adam: g += wd * p; m, v moments; p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
+        for i in 0..5 {
+            let gi = g[i] as f64 + wd * want[i];
+            m[i] = b1 * m[i] + (1.0 - b1) * gi;
+            v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+            let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+            want[i] -= lr / bc1 * m[i] / (v[i].sqrt() / bc2.sqrt() + eps);
+        }
+    }
+    let got = p.value().to_vec().unwrap();
+    for i in 0..5 {
+        assert!((got[i] as f64 - want[i]).abs() < 1e-5, "element {i}: {} vs {}", got[i], want[i]);
+    }
+}
+
+/// 8x8 images with a bright 3x3 patch in one of four quadrants (the class), plus noise.
+fn quadrant_batch(r: &mut rand::rngs::StdRng, n: usize) -> (Vec<f32>, Vec<usize>) {
+    let mut images = vec![0.0f32; n * 64];
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let class = r.gen_range(0..4);
+        labels.push(class);
+        let img = &mut images[i * 64..(i + 1) * 64];
+        img.iter_mut().for_each(|v| *v = r.gen_range(0.0..0.3));
+        let (y0, x0) = ((class / 2) * 4 + r.gen_range(0..2), (class % 2) * 4 + r.gen_range(0..2));
+        for y in y0..y0 + 3 {
+            for x in x0..x0 + 3 {
+                img[y * 8 + x] = 1.0;
+            }
+        }
+    }
+    (images, labels)
+}
+
+fn tiny_cnn_learns<B: Backend>(b: &B) {
+    let mut r = rng(32);
+    let net = Sequential::new()
+        .add(Conv2d::new(b, 1, 6, 3, 1, 1, WeightInit::XavierUniform, &mut r).unwrap())
+        .add(Relu)
+        .add(MaxPool2d(Window::square(2, 2, 0)))
+        .add(Flatten)
+        .add(Linear::new(b, 6 * 16, 4, WeightInit::XavierUniform, &mut r).unwrap());
+    let mut opt = Sgd::new(net.parameters(), 0.1, 0.9, 0.0);
+    let mut mode = Mode::train(1, 0);
+    let mut losses = Vec::new();
+    for _ in 0..80 {
+        let (images, labels) = quadrant_batch(&mut r, 32);
+        let x = Var::constant(tensor(b, &[32, 1, 8, 8], &images));
+        let (loss, _) = ops::cross_entropy(&net.forward(&x, &mut mode).unwrap(), &labels).unwrap();
+        opt.zero_grad();
+        loss.backward().unwrap();
+        opt.step().unwrap();
+        losses.push(loss.value().item().unwrap());
+    }
+    let first = losses[..5].iter().sum::<f32>() / 5.0;
+    let last = losses[losses.len() - 5..].iter().sum::<f32>() / 5.0;
+    assert!(last < first / 10.0, "loss went from {first} to {last}: not a 10x cut");
+}
+
+backend_tests!(sgd_matches_pytorch_formula, adam_matches_pytorch_formula, tiny_cnn_learns);
