@@ -98,7 +98,11 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
     let mut history = Vec::new();
     if let Some((ckpt, _, path)) = &resumed {
         state::load_weights(ckpt, &params, backend, path)?;
-        optimizer.load_state(state::optimizer_tensors(ckpt, backend)?, meta.optimizer_steps).with_context(|| format!("{}", path.display()))?;
+        let opt_path = state::optimizer_path(path.parent().unwrap_or(Path::new(".")), meta.epoch);
+        let opt_ckpt = checkpoint::load(&opt_path).with_context(|| format!("resuming needs the optimizer state saved beside {}", path.display()))?;
+        optimizer
+            .load_state(state::optimizer_tensors(&opt_ckpt, backend)?, meta.optimizer_steps)
+            .with_context(|| format!("{}", opt_path.display()))?;
         let csv = out_dir.join(METRICS_FILE);
         if csv.exists() {
             history = metrics::read_csv(&csv)?;
@@ -174,7 +178,13 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         meta.dropout_draws = mode.draws();
         let (opt_state, steps) = optimizer.state();
         meta.optimizer_steps = steps;
-        checkpoint::save_atomic(&out_dir.join(CHECKPOINT_FILE), &state::to_checkpoint(&params, &opt_state, &meta)?)?;
+        // Optimizer state first, then the weights that name its epoch, then the previous
+        // epoch's optimizer file: a run killed at any moment leaves a loadable, resumable pair.
+        checkpoint::save_atomic(&state::optimizer_path(&out_dir, meta.epoch), &state::optimizer_checkpoint(&opt_state, &meta)?)?;
+        checkpoint::save_atomic(&out_dir.join(CHECKPOINT_FILE), &state::weights_checkpoint(&params, &meta)?)?;
+        if meta.epoch > 0 {
+            let _ = std::fs::remove_file(state::optimizer_path(&out_dir, meta.epoch - 1));
+        }
         metrics::write_csv(&out_dir.join(METRICS_FILE), &history).with_context(|| format!("writing {}", out_dir.join(METRICS_FILE).display()))?;
         let title = format!("{kind} on Fashion-MNIST ({0}x{0}, batch {1}, lr {2})", meta.resize, meta.batch_size, meta.lr);
         plot::write_svg(&out_dir.join(PLOT_FILE), &history, &title).with_context(|| format!("writing {}", out_dir.join(PLOT_FILE).display()))?;

@@ -86,19 +86,31 @@ impl RunMeta {
     }
 }
 
-/// Weights under their state_dict names, optimizer state under `optimizer.<name>`, settings in
-/// the metadata.
-pub fn to_checkpoint<B: Backend>(params: &[(String, Var<B>)], optimizer_state: &[(String, Tensor<B>)], meta: &RunMeta) -> Result<Checkpoint> {
+/// Weights under their state_dict names (so PyTorch's `load_state_dict` takes the file as it is),
+/// settings and position in the metadata.
+pub fn weights_checkpoint<B: Backend>(params: &[(String, Var<B>)], meta: &RunMeta) -> Result<Checkpoint> {
     let mut ckpt = Checkpoint::new();
     for (name, p) in params {
         let v = p.value();
         ckpt.push(name.clone(), v.dims().to_vec(), v.to_vec()?);
     }
+    ckpt.metadata = meta.to_map();
+    Ok(ckpt)
+}
+
+/// The optimizer's state under `optimizer.<name>`, in a file of its own beside the weights.
+pub fn optimizer_checkpoint<B: Backend>(optimizer_state: &[(String, Tensor<B>)], meta: &RunMeta) -> Result<Checkpoint> {
+    let mut ckpt = Checkpoint::new();
     for (name, t) in optimizer_state {
         ckpt.push(format!("{OPTIMIZER_PREFIX}{name}"), t.dims().to_vec(), t.to_vec()?);
     }
     ckpt.metadata = meta.to_map();
     Ok(ckpt)
+}
+
+/// The optimizer file that goes with the weights of epoch `epoch` in `dir`.
+pub fn optimizer_path(dir: &Path, epoch: usize) -> std::path::PathBuf {
+    dir.join(format!("optimizer-epoch{epoch}.safetensors"))
 }
 
 /// Checks names and shapes against the model, then copies the weights in.
