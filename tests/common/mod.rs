@@ -6,15 +6,41 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tensor::{Backend, Result, Tensor};
 
-/// Instantiates each named generic check `fn name<B: Backend>(b: &B)` as a test per backend.
-/// The CUDA module is added when its backend lands; a missing GPU then prints a skip reason.
+/// Instantiates each named generic check `fn name<B: Backend>(b: &B)` as a test per backend:
+/// `cpu::name` always, `cuda::name` on the GPU when one works (else it prints why it skipped).
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
         mod cpu {
             $(#[test] fn $name() { super::$name(&tensor::Cpu) })*
         }
+        mod cuda {
+            $(#[test] fn $name() {
+                match $crate::common::gpu() {
+                    Some(gpu) => super::$name(gpu),
+                    None => $crate::common::skip_gpu(stringify!($name)),
+                }
+            })*
+        }
     };
+}
+
+/// The GPU backend, opened once per test binary, or `None` when there is no usable GPU.
+pub fn gpu() -> Option<&'static cuda::Cuda> {
+    static GPU: std::sync::OnceLock<Option<cuda::Cuda>> = std::sync::OnceLock::new();
+    GPU.get_or_init(|| cuda::Cuda::new(0).ok()).as_ref()
+}
+
+/// Says why a GPU test did not run: once per test binary on the real stderr (libtest captures
+/// `eprintln!`, and a silent skip would read as a pass), and in the test's own output.
+pub fn skip_gpu(test: &str) {
+    use std::io::Write;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let why = cuda::probe().unwrap_or_else(|| "the GPU backend failed to start".into());
+    ONCE.call_once(|| {
+        let _ = writeln!(std::io::stderr(), "skipping the cuda:: tests of this binary: {why}");
+    });
+    eprintln!("skipping cuda::{test}: {why}");
 }
 
 pub fn rng(seed: u64) -> StdRng {

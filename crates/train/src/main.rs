@@ -1,27 +1,53 @@
 //! `train`: trains NiN or GoogLeNet on Fashion-MNIST, or evaluates a checkpoint.
-use anyhow::{bail, Result};
+use anyhow::Result;
+use cuda::Cuda;
+use models::ModelKind;
 use clap::Parser;
 use std::process::ExitCode;
 use tensor::Cpu;
 use train::cli::{Cli, Command, DataArgs, DeviceKind};
 use train::session;
 
-/// Applies `--threads` and picks the backend. CUDA lands with the GPU backend.
-fn cpu_backend(data: &DataArgs) -> Result<Cpu> {
+/// Applies `--threads` (CPU work: kernels and the data loader).
+fn set_threads(data: &DataArgs) -> Result<()> {
     if let Some(n) = data.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n as usize).build_global()?;
     }
+    Ok(())
+}
+
+/// The GPU for `--device cuda` (an error that says why if none works), the CPU for `cpu`, and
+/// the GPU when one works for `auto`.
+fn gpu(data: &DataArgs) -> Result<Option<Cuda>> {
     match data.device {
-        DeviceKind::Cpu | DeviceKind::Auto => Ok(Cpu),
-        DeviceKind::Cuda => bail!("--device cuda: this build has no GPU backend yet; use --device cpu (or auto)"),
+        DeviceKind::Cpu => Ok(None),
+        DeviceKind::Cuda => Ok(Some(Cuda::new(0).map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?)),
+        DeviceKind::Auto => Ok(Cuda::new(0).ok()),
     }
+}
+
+/// Runs `$body` with `$b` bound to the chosen backend (one instantiation per backend type).
+macro_rules! on_device {
+    ($data:expr, |$b:ident| $body:expr) => {{
+        set_threads($data)?;
+        match gpu($data)? {
+            Some(gpu) => {
+                let $b = &gpu;
+                $body
+            }
+            None => {
+                let $b = &Cpu;
+                $body
+            }
+        }
+    }};
 }
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Nin(args) => session::train(&cpu_backend(&args.data)?, models::ModelKind::Nin, &args).map(|_| ()),
-        Command::GoogLeNet(args) => session::train(&cpu_backend(&args.data)?, models::ModelKind::GoogLeNet, &args).map(|_| ()),
-        Command::Eval(args) => session::eval(&cpu_backend(&args.data)?, &args).map(|_| ()),
+        Command::Nin(args) => on_device!(&args.data, |b| session::train(b, ModelKind::Nin, &args).map(|_| ())),
+        Command::GoogLeNet(args) => on_device!(&args.data, |b| session::train(b, ModelKind::GoogLeNet, &args).map(|_| ())),
+        Command::Eval(args) => on_device!(&args.data, |b| session::eval(b, &args).map(|_| ())),
     }
 }
 

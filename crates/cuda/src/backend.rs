@@ -1,0 +1,434 @@
+//! `impl Backend for Cuda`: each method checks its buffers, then launches the kernel of the same
+//! name from `kernels/`. Everything stays on the device; only `from_slice` and `to_vec` copy.
+use crate::device;
+use crate::kernels::MODULES;
+use crate::pool::{Buffer, Pool};
+use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::nvrtc::Ptx;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tensor::{bail, AdamStep, Backend, ConvGeometry, Error, Gemm, PoolGeometry, Result, SgdStep};
+
+struct Inner {
+    ordinal: usize,
+    device_name: String,
+    #[allow(dead_code)]
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    functions: HashMap<&'static str, CudaFunction>,
+    pool: Arc<Pool>,
+}
+
+/// One GPU. Cloning shares the context, stream, kernels and memory pool.
+#[derive(Clone)]
+pub struct Cuda {
+    inner: Arc<Inner>,
+}
+
+/// Launches `$name` with `$cfg` and the given kernel arguments (references that outlive the call).
+macro_rules! launch {
+    ($self:expr, $name:literal, $cfg:expr, $($arg:expr),* $(,)?) => {{
+        let cfg: LaunchConfig = $cfg;
+        let func = $self.function($name)?;
+        let mut builder = $self.inner.stream.launch_builder(func);
+        $( builder.arg($arg); )*
+        unsafe { builder.launch(cfg) }.map(|_| ()).map_err(|e| Error::Device(format!("kernel {} failed: {e}", $name)))
+    }};
+}
+
+/// A size as the kernels' `int`, or an error for tensors beyond 2^31 values.
+fn int(what: &str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| Error::InvalidArgument(format!("{what} = {v} exceeds the CUDA kernels' 32-bit sizes")))
+}
+
+fn need(op: &str, what: &str, buf: &Buffer, need: usize) -> Result<()> {
+    if buf.len() < need {
+        bail!(Shape, "{op}: {what} holds {} values, {need} needed", buf.len());
+    }
+    Ok(())
+}
+
+/// Grid-stride launch for `n` elements: 256 threads a block.
+fn elementwise(n: usize) -> LaunchConfig {
+    let blocks = n.div_ceil(256).clamp(1, 65_535) as u32;
+    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+}
+
+fn single_block(threads: u32) -> LaunchConfig {
+    LaunchConfig { grid_dim: (1, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
+}
+
+impl Cuda {
+    /// Opens GPU `ordinal` and loads every kernel.
+    pub fn new(ordinal: usize) -> Result<Cuda> {
+        let (ctx, device_name) = device::open(ordinal)?;
+        let stream = ctx.default_stream();
+        // One stream: cudarc's cross-stream event tracking is pure overhead here.
+        unsafe { ctx.disable_event_tracking() };
+        let mut functions = HashMap::new();
+        for (family, ptx, names) in MODULES {
+            let module = ctx
+                .load_module(Ptx::from_src(*ptx))
+                .map_err(|e| Error::Device(format!("loading kernels/{family}.cu's PTX failed: {e}")))?;
+            for name in names.iter() {
+                let f = module.load_function(name).map_err(|e| Error::Device(format!("kernel {name} in {family}.ptx: {e}")))?;
+                functions.insert(*name, f);
+            }
+        }
+        let pool = Pool::new(stream.clone(), format!("cuda:{ordinal} ({device_name})"));
+        Ok(Cuda { inner: Arc::new(Inner { ordinal, device_name, ctx, stream, functions, pool }) })
+    }
+
+    /// The GPU's name as the driver reports it.
+    pub fn device_name(&self) -> &str {
+        &self.inner.device_name
+    }
+
+    /// Waits for every queued kernel (for timing).
+    pub fn synchronize(&self) -> Result<()> {
+        self.inner.stream.synchronize().map_err(|e| Error::Device(format!("synchronize: {e}")))
+    }
+
+    /// The stream every kernel runs on (for timing with events).
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.inner.stream
+    }
+
+    /// Bytes of device memory the pool keeps for reuse.
+    pub fn cached_bytes(&self) -> usize {
+        self.inner.pool.cached_bytes()
+    }
+
+    fn function(&self, name: &'static str) -> Result<&CudaFunction> {
+        self.inner.functions.get(name).ok_or_else(|| Error::Device(format!("kernel {name} is not loaded")))
+    }
+
+    fn pool_args(geo: &PoolGeometry) -> Result<[i32; 11]> {
+        let w = &geo.window;
+        Ok([
+            int("planes", geo.planes())?,
+            int("h", geo.h)?,
+            int("w", geo.w)?,
+            int("kh", w.kernel.0)?,
+            int("kw", w.kernel.1)?,
+            int("sh", w.stride.0)?,
+            int("sw", w.stride.1)?,
+            int("ph", w.padding.0)?,
+            int("pw", w.padding.1)?,
+            int("oh", geo.out_h)?,
+            int("ow", geo.out_w)?,
+        ])
+    }
+
+    /// Launches a kernel whose arguments are its inputs, its output, then `int` sizes (the
+    /// pooling and im2col families), one thread per output element, grid-stride.
+    fn launch_sized(&self, name: &'static str, total: usize, inputs: &[&Buffer], out: &mut Buffer, sizes: &[i32]) -> Result<()> {
+        let func = self.function(name)?;
+        let mut builder = self.inner.stream.launch_builder(func);
+        for input in inputs {
+            builder.arg(input.slice());
+        }
+        builder.arg(out.slice_mut());
+        for v in sizes {
+            builder.arg(v);
+        }
+        unsafe { builder.launch(elementwise(total)) }.map(|_| ()).map_err(|e| Error::Device(format!("kernel {name} failed: {e}")))
+    }
+
+    fn conv_args(geo: &ConvGeometry, first: usize, count: usize) -> Result<[i32; 13]> {
+        let w = &geo.window;
+        Ok([
+            int("first", first)?,
+            int("count", count)?,
+            int("c_in", geo.c_in)?,
+            int("h", geo.h)?,
+            int("w", geo.w)?,
+            int("kh", w.kernel.0)?,
+            int("kw", w.kernel.1)?,
+            int("sh", w.stride.0)?,
+            int("sw", w.stride.1)?,
+            int("ph", w.padding.0)?,
+            int("pw", w.padding.1)?,
+            int("oh", geo.out_h)?,
+            int("ow", geo.out_w)?,
+        ])
+    }
+}
+
+impl Backend for Cuda {
+    type Storage = Buffer;
+
+    fn name(&self) -> String {
+        format!("cuda:{}", self.inner.ordinal)
+    }
+
+    fn zeros(&self, len: usize) -> Result<Buffer> {
+        let mut b = self.inner.pool.take(len)?;
+        self.fill(&mut b, 0.0)?;
+        Ok(b)
+    }
+    fn from_slice(&self, data: &[f32]) -> Result<Buffer> {
+        let mut b = self.inner.pool.take(data.len())?;
+        if !data.is_empty() {
+            self.inner.stream.memcpy_htod(data, b.slice_mut()).map_err(|e| Error::Device(format!("upload of {} values: {e}", data.len())))?;
+        }
+        Ok(b)
+    }
+    fn to_vec(&self, src: &Buffer) -> Result<Vec<f32>> {
+        if src.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.inner.stream.clone_dtoh(src.slice()).map_err(|e| Error::Device(format!("download of {} values: {e}", src.len())))
+    }
+    fn storage_len(&self, s: &Buffer) -> usize {
+        s.len()
+    }
+    fn copy(&self, src: &Buffer) -> Result<Buffer> {
+        let mut b = self.inner.pool.take(src.len())?;
+        if !src.is_empty() {
+            self.inner.stream.memcpy_dtod(src.slice(), b.slice_mut()).map_err(|e| Error::Device(format!("device copy: {e}")))?;
+        }
+        Ok(b)
+    }
+    fn fill(&self, dst: &mut Buffer, value: f32) -> Result<()> {
+        let n = int("len", dst.len())?;
+        launch!(self, "fill", elementwise(dst.len()), dst.slice_mut(), &n, &value)
+    }
+
+    fn gemm(&self, g: &Gemm, a: &Buffer, b: &Buffer, c: &mut Buffer) -> Result<()> {
+        let (la, lb, lc) = g.required_lengths();
+        need("gemm", "A", a, la)?;
+        need("gemm", "B", b, lb)?;
+        need("gemm", "C", c, lc)?;
+        if g.batch == 0 || g.m == 0 || g.n == 0 {
+            return Ok(());
+        }
+        let sum_batch = (g.c_stride == 0 && g.batch > 1) as i32;
+        let (m, n, k, batch) = (int("m", g.m)?, int("n", g.n)?, int("k", g.k)?, int("batch", g.batch)?);
+        let [ao, as_, bo, bs, co, cs] = [g.a_offset, g.a_stride, g.b_offset, g.b_stride, g.c_offset, g.c_stride].map(|v| v as i64);
+        // The kernel walks the batch in steps of gridDim.z, so z is clamped to the hardware limit.
+        let z = if sum_batch == 1 { 1 } else { g.batch.min(65_535) as u32 };
+        let cfg = LaunchConfig { grid_dim: (g.n.div_ceil(64) as u32, g.m.div_ceil(64) as u32, z), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let (a, b, c) = (a.slice(), b.slice(), c.slice_mut());
+        let (alpha, beta) = (g.alpha, g.beta);
+        match (g.trans_a, g.trans_b) {
+            (false, false) => launch!(self, "sgemm_nn", cfg, &m, &n, &k, &alpha, a, &ao, &as_, b, &bo, &bs, &beta, c, &co, &cs, &batch, &sum_batch),
+            (false, true) => launch!(self, "sgemm_nt", cfg, &m, &n, &k, &alpha, a, &ao, &as_, b, &bo, &bs, &beta, c, &co, &cs, &batch, &sum_batch),
+            (true, false) => launch!(self, "sgemm_tn", cfg, &m, &n, &k, &alpha, a, &ao, &as_, b, &bo, &bs, &beta, c, &co, &cs, &batch, &sum_batch),
+            (true, true) => launch!(self, "sgemm_tt", cfg, &m, &n, &k, &alpha, a, &ao, &as_, b, &bo, &bs, &beta, c, &co, &cs, &batch, &sum_batch),
+        }
+    }
+
+    fn im2col(&self, x: &Buffer, geo: &ConvGeometry, first: usize, count: usize, cols: &mut Buffer) -> Result<()> {
+        need("im2col", "x", x, (first + count) * geo.c_in * geo.h * geo.w)?;
+        let total = count * geo.col_rows() * geo.col_cols();
+        need("im2col", "cols", cols, total)?;
+        self.launch_sized("im2col", total, &[x], cols, &Self::conv_args(geo, first, count)?)
+    }
+    fn col2im(&self, cols: &Buffer, geo: &ConvGeometry, first: usize, count: usize, dx: &mut Buffer) -> Result<()> {
+        need("col2im", "cols", cols, count * geo.col_rows() * geo.col_cols())?;
+        need("col2im", "dx", dx, (first + count) * geo.c_in * geo.h * geo.w)?;
+        let total = count * geo.c_in * geo.h * geo.w;
+        self.launch_sized("col2im", total, &[cols], dx, &Self::conv_args(geo, first, count)?)
+    }
+    fn add_bias(&self, y: &mut Buffer, bias: &Buffer, outer: usize, channels: usize, inner: usize) -> Result<()> {
+        need("add_bias", "y", y, outer * channels * inner)?;
+        need("add_bias", "bias", bias, channels)?;
+        let (o, c, i) = (int("outer", outer)?, int("channels", channels)?, int("inner", inner)?);
+        launch!(self, "add_bias", elementwise(outer * channels * inner), y.slice_mut(), bias.slice(), &o, &c, &i)
+    }
+    fn bias_grad(&self, dy: &Buffer, outer: usize, channels: usize, inner: usize, dbias: &mut Buffer) -> Result<()> {
+        need("bias_grad", "dy", dy, outer * channels * inner)?;
+        need("bias_grad", "dbias", dbias, channels)?;
+        if channels == 0 {
+            return Ok(());
+        }
+        let (o, c, i) = (int("outer", outer)?, int("channels", channels)?, int("inner", inner)?);
+        let cfg = LaunchConfig { grid_dim: (channels as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        launch!(self, "bias_grad", cfg, dy.slice(), dbias.slice_mut(), &o, &c, &i)
+    }
+
+    fn max_pool2d_forward(&self, x: &Buffer, geo: &PoolGeometry, y: &mut Buffer) -> Result<()> {
+        need("max_pool2d_forward", "x", x, geo.planes() * geo.h * geo.w)?;
+        need("max_pool2d_forward", "y", y, geo.planes() * geo.out_h * geo.out_w)?;
+        self.launch_sized("max_pool2d_forward", geo.planes() * geo.out_h * geo.out_w, &[x], y, &Self::pool_args(geo)?)
+    }
+    fn max_pool2d_backward(&self, x: &Buffer, dy: &Buffer, geo: &PoolGeometry, dx: &mut Buffer) -> Result<()> {
+        need("max_pool2d_backward", "x", x, geo.planes() * geo.h * geo.w)?;
+        need("max_pool2d_backward", "dy", dy, geo.planes() * geo.out_h * geo.out_w)?;
+        need("max_pool2d_backward", "dx", dx, geo.planes() * geo.h * geo.w)?;
+        self.launch_sized("max_pool2d_backward", geo.planes() * geo.h * geo.w, &[x, dy], dx, &Self::pool_args(geo)?)
+    }
+    fn avg_pool2d_forward(&self, x: &Buffer, geo: &PoolGeometry, y: &mut Buffer) -> Result<()> {
+        need("avg_pool2d_forward", "x", x, geo.planes() * geo.h * geo.w)?;
+        need("avg_pool2d_forward", "y", y, geo.planes() * geo.out_h * geo.out_w)?;
+        self.launch_sized("avg_pool2d_forward", geo.planes() * geo.out_h * geo.out_w, &[x], y, &Self::pool_args(geo)?)
+    }
+    fn avg_pool2d_backward(&self, dy: &Buffer, geo: &PoolGeometry, dx: &mut Buffer) -> Result<()> {
+        need("avg_pool2d_backward", "dy", dy, geo.planes() * geo.out_h * geo.out_w)?;
+        need("avg_pool2d_backward", "dx", dx, geo.planes() * geo.h * geo.w)?;
+        self.launch_sized("avg_pool2d_backward", geo.planes() * geo.h * geo.w, &[dy], dx, &Self::pool_args(geo)?)
+    }
+    fn global_avg_pool_forward(&self, x: &Buffer, planes: usize, plane_len: usize, y: &mut Buffer) -> Result<()> {
+        need("global_avg_pool_forward", "x", x, planes * plane_len)?;
+        need("global_avg_pool_forward", "y", y, planes)?;
+        if planes == 0 {
+            return Ok(());
+        }
+        let (p, l) = (int("planes", planes)?, int("plane_len", plane_len)?);
+        let cfg = LaunchConfig { grid_dim: (planes as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        launch!(self, "global_avg_pool_forward", cfg, x.slice(), y.slice_mut(), &p, &l)
+    }
+    fn global_avg_pool_backward(&self, dy: &Buffer, planes: usize, plane_len: usize, dx: &mut Buffer) -> Result<()> {
+        need("global_avg_pool_backward", "dy", dy, planes)?;
+        need("global_avg_pool_backward", "dx", dx, planes * plane_len)?;
+        let (p, l) = (int("planes", planes)?, int("plane_len", plane_len)?);
+        launch!(self, "global_avg_pool_backward", elementwise(planes * plane_len), dy.slice(), dx.slice_mut(), &p, &l)
+    }
+
+    fn relu_forward(&self, x: &Buffer, y: &mut Buffer) -> Result<()> {
+        need("relu_forward", "y", y, x.len())?;
+        let n = int("len", x.len())?;
+        launch!(self, "relu_forward", elementwise(x.len()), x.slice(), y.slice_mut(), &n)
+    }
+    fn relu_backward(&self, y: &Buffer, dy: &Buffer, dx: &mut Buffer) -> Result<()> {
+        need("relu_backward", "dy", dy, y.len())?;
+        need("relu_backward", "dx", dx, y.len())?;
+        let n = int("len", y.len())?;
+        launch!(self, "relu_backward", elementwise(y.len()), y.slice(), dy.slice(), dx.slice_mut(), &n)
+    }
+    fn dropout_forward(&self, x: &Buffer, p: f32, seed: u64, y: &mut Buffer, mask: &mut Buffer) -> Result<()> {
+        if !(0.0..1.0).contains(&p) {
+            bail!(InvalidArgument, "dropout probability must be in [0, 1), got {p}");
+        }
+        need("dropout_forward", "y", y, x.len())?;
+        need("dropout_forward", "mask", mask, x.len())?;
+        let n = int("len", x.len())?;
+        launch!(self, "dropout_forward", elementwise(x.len()), x.slice(), y.slice_mut(), mask.slice_mut(), &n, &p, &seed)
+    }
+
+    fn softmax_cross_entropy_forward(
+        &self,
+        logits: &Buffer,
+        labels: &Buffer,
+        n: usize,
+        classes: usize,
+        loss: &mut Buffer,
+        correct: &mut Buffer,
+    ) -> Result<()> {
+        need("softmax_cross_entropy_forward", "logits", logits, n * classes)?;
+        need("softmax_cross_entropy_forward", "labels", labels, n)?;
+        need("softmax_cross_entropy_forward", "loss", loss, 1)?;
+        need("softmax_cross_entropy_forward", "correct", correct, 1)?;
+        let (ni, ci) = (int("n", n)?, int("classes", classes)?);
+        launch!(self, "softmax_cross_entropy_forward", single_block(256), logits.slice(), labels.slice(), &ni, &ci, loss.slice_mut(), correct.slice_mut())
+    }
+    fn softmax_cross_entropy_backward(
+        &self,
+        logits: &Buffer,
+        labels: &Buffer,
+        n: usize,
+        classes: usize,
+        dloss: &Buffer,
+        dlogits: &mut Buffer,
+    ) -> Result<()> {
+        need("softmax_cross_entropy_backward", "logits", logits, n * classes)?;
+        need("softmax_cross_entropy_backward", "labels", labels, n)?;
+        need("softmax_cross_entropy_backward", "dloss", dloss, 1)?;
+        need("softmax_cross_entropy_backward", "dlogits", dlogits, n * classes)?;
+        let (ni, ci) = (int("n", n)?, int("classes", classes)?);
+        launch!(self, "softmax_cross_entropy_backward", elementwise(n), logits.slice(), labels.slice(), &ni, &ci, dloss.slice(), dlogits.slice_mut())
+    }
+
+    fn copy_channels(
+        &self,
+        src: &Buffer,
+        src_channels: usize,
+        src_first: usize,
+        dst: &mut Buffer,
+        dst_channels: usize,
+        dst_first: usize,
+        count: usize,
+        n: usize,
+        plane_len: usize,
+    ) -> Result<()> {
+        if src_first + count > src_channels || dst_first + count > dst_channels {
+            bail!(
+                Shape,
+                "copy_channels: channels {src_first}..{} of {src_channels} to {dst_first}..{} of {dst_channels}",
+                src_first + count,
+                dst_first + count
+            );
+        }
+        need("copy_channels", "src", src, n * src_channels * plane_len)?;
+        need("copy_channels", "dst", dst, n * dst_channels * plane_len)?;
+        let a = [src_channels, src_first, dst_channels, dst_first, count, n, plane_len];
+        let [sc, sf, dc, df, c, ni, pl] = [0, 1, 2, 3, 4, 5, 6].map(|i| a[i] as i32);
+        int("copy size", n * count * plane_len)?;
+        launch!(self, "copy_channels", elementwise(n * count * plane_len), src.slice(), &sc, &sf, dst.slice_mut(), &dc, &df, &c, &ni, &pl)
+    }
+
+    fn axpy(&self, alpha: f32, x: &Buffer, y: &mut Buffer) -> Result<()> {
+        need("axpy", "y", y, x.len())?;
+        let n = int("len", x.len())?;
+        launch!(self, "axpy", elementwise(x.len()), &alpha, x.slice(), y.slice_mut(), &n)
+    }
+    fn mul(&self, a: &Buffer, b: &Buffer, out: &mut Buffer) -> Result<()> {
+        need("mul", "b", b, a.len())?;
+        need("mul", "out", out, a.len())?;
+        let n = int("len", a.len())?;
+        launch!(self, "mul", elementwise(a.len()), a.slice(), b.slice(), out.slice_mut(), &n)
+    }
+    fn scale(&self, x: &mut Buffer, alpha: f32) -> Result<()> {
+        let n = int("len", x.len())?;
+        launch!(self, "scale", elementwise(x.len()), x.slice_mut(), &n, &alpha)
+    }
+    fn sum(&self, x: &Buffer, out: &mut Buffer) -> Result<()> {
+        need("sum", "out", out, 1)?;
+        let n = int("len", x.len())?;
+        launch!(self, "sum", single_block(1024), x.slice(), out.slice_mut(), &n)
+    }
+
+    fn sgd_step(&self, param: &mut Buffer, grad: &Buffer, velocity: Option<&mut Buffer>, hp: &SgdStep) -> Result<()> {
+        need("sgd_step", "grad", grad, param.len())?;
+        let n = int("len", param.len())?;
+        let cfg = elementwise(param.len());
+        let (lr, mom, wd) = (hp.lr, hp.momentum, hp.weight_decay);
+        if mom == 0.0 {
+            return launch!(self, "sgd_step", cfg, param.slice_mut(), grad.slice(), &n, &lr, &wd);
+        }
+        let Some(v) = velocity else { bail!(InvalidArgument, "sgd_step: momentum {mom} needs a velocity buffer") };
+        need("sgd_step", "velocity", v, param.len())?;
+        launch!(self, "sgd_momentum_step", cfg, param.slice_mut(), grad.slice(), v.slice_mut(), &n, &lr, &mom, &wd)
+    }
+    fn adam_step(&self, param: &mut Buffer, grad: &Buffer, m: &mut Buffer, v: &mut Buffer, hp: &AdamStep) -> Result<()> {
+        need("adam_step", "grad", grad, param.len())?;
+        need("adam_step", "m", m, param.len())?;
+        need("adam_step", "v", v, param.len())?;
+        if hp.step == 0 {
+            bail!(InvalidArgument, "adam_step: step counts from 1");
+        }
+        // Bias corrections in f64 on the host, exactly as the CPU kernel computes them.
+        let t = hp.step as i32;
+        let step_size = (hp.lr as f64 / (1.0 - (hp.beta1 as f64).powi(t))) as f32;
+        let inv_sqrt_bc2 = (1.0 / (1.0 - (hp.beta2 as f64).powi(t)).sqrt()) as f32;
+        let n = int("len", param.len())?;
+        let (b1, b2, eps, wd) = (hp.beta1, hp.beta2, hp.eps, hp.weight_decay);
+        launch!(
+            self,
+            "adam_step",
+            elementwise(param.len()),
+            param.slice_mut(),
+            grad.slice(),
+            m.slice_mut(),
+            v.slice_mut(),
+            &n,
+            &b1,
+            &b2,
+            &eps,
+            &wd,
+            &step_size,
+            &inv_sqrt_bc2
+        )
+    }
+}

@@ -1,0 +1,79 @@
+// Element-wise maps, the full sum, and the channel copy behind concatenation and split.
+// Maps use grid-stride loops, one thread per element. Products that feed an addition are
+// rounded on their own (__fmul_rn) so the compiler cannot fuse them into an FMA: the CPU rounds
+// both steps, and the results must match it bit for bit.
+
+// x[i] = value.
+extern "C" __global__ void fill(float* x, int n, float value)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        x[i] = value;
+    }
+}
+
+// y[i] += alpha * x[i].
+extern "C" __global__ void axpy(float alpha, const float* x, float* y, int n)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        y[i] = y[i] + __fmul_rn(alpha, x[i]);
+    }
+}
+
+// out[i] = a[i] * b[i].
+extern "C" __global__ void mul(const float* a, const float* b, float* out, int n)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        out[i] = a[i] * b[i];
+    }
+}
+
+// x[i] *= alpha.
+extern "C" __global__ void scale(float* x, int n, float alpha)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        x[i] *= alpha;
+    }
+}
+
+// An enumerator, not a constexpr variable, which -default-device would emit as a global.
+enum : int { SUM_THREADS = 1024 };
+
+// out[0] = sum of x[0..n), launched as a single block of 1024 threads. Thread t sums x[t],
+// x[t + 1024], ... in double; a shared-memory tree then combines the partials in a fixed order,
+// so the result is the same on every run.
+extern "C" __global__ void __launch_bounds__(SUM_THREADS) sum(const float* x, float* out, int n)
+{
+    __shared__ double partial[SUM_THREADS];
+    const int t = threadIdx.x;
+    double s = 0.0;
+    for (long long i = t; i < n; i += SUM_THREADS) {
+        s += (double)x[i];
+    }
+    partial[t] = s;
+    __syncthreads();
+    for (int half = SUM_THREADS / 2; half > 0; half /= 2) {
+        if (t < half) {
+            partial[t] += partial[t + half];
+        }
+        __syncthreads();
+    }
+    if (t == 0 && blockIdx.x == 0) {
+        out[0] = (float)partial[0];
+    }
+}
+
+// For each of n images, copies channels src_first..src_first+count-1 of src (src_channels per
+// image) to channels dst_first.. of dst (dst_channels per image), plane_len values per channel.
+// One thread per copied element (grid-stride); each image's block of count * plane_len values is
+// contiguous on both sides.
+extern "C" __global__ void copy_channels(const float* src, int src_channels, int src_first, float* dst, int dst_channels, int dst_first,
+                                         int count, int n, int plane_len)
+{
+    const long long block = (long long)count * plane_len;
+    const long long total = (long long)n * block;
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (long long)gridDim.x * blockDim.x) {
+        const long long img = idx / block;
+        const long long r = idx % block;
+        dst[(img * dst_channels + dst_first) * plane_len + r] = src[(img * src_channels + src_first) * plane_len + r];
+    }
+}

@@ -1,0 +1,251 @@
+// Host-emulated checks of every other kernel family against transliterations of
+// crates/tensor/src/cpu: bit-exact where the CPU's order of operations is reproduced (im2col,
+// col2im, pooling incl. ties and padding, ReLU, dropout, element-wise maps, copy_channels,
+// the loss gradient, optimizers), to 1e-6 where the GPU reduces in a different order (bias_grad,
+// global average pool, sum, the mean loss). Small grids exercise the grid-stride loops.
+#include "cuda_shim.h"
+#include "../im2col.cu"
+#include "../bias.cu"
+#include "../pool.cu"
+#include "../activation.cu"
+#include "../elementwise.cu"
+#include "../loss.cu"
+#include "../optim.cu"
+#include <cstdint>
+static uint64_t rs = 777;
+static float rnd() { rs = rs * 6364136223846793005ULL + 1442695040888963407ULL; return ((rs >> 40) / 16777216.0f) * 2 - 1; }
+static std::vector<float> rv(size_t n) { std::vector<float> v(n); for (auto& x : v) x = rnd(); return v; }
+// Few distinct values, so max-pool ties happen.
+static std::vector<float> rties(size_t n) { std::vector<float> v(n); for (auto& x : v) x = (float)((int)(rnd() * 3)); return v; }
+int fails = 0;
+static bool same(const char* what, const std::vector<float>& a, const std::vector<float>& b, double tol = 0) {
+    for (size_t i = 0; i < a.size(); ++i) {
+        bool ok = tol == 0 ? std::memcmp(&a[i], &b[i], 4) == 0 : std::fabs(a[i] - b[i]) <= tol * (1 + std::fabs(b[i]));
+        if (!ok) { printf("FAIL %s at %zu: %.9g vs %.9g\n", what, i, a[i], b[i]); ++fails; return false; }
+    }
+    return true;
+}
+static dim3 egrid(long long n, int cap = 65535) { return dim3{(unsigned)std::max(1LL, std::min<long long>((n + 255) / 256, cap)), 1, 1}; }
+static const dim3 B256{256, 1, 1};
+
+// ---- references transliterated from crates/tensor/src/cpu ----
+static void pool_win(int o, int s, int p, int k, int len, int& lo, int& hi) { int st = o * s - p; lo = std::max(st, 0); hi = std::min(std::max(st + k, 0), len); }
+struct PG { int planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow; };
+static int ref_argmax(const float* src, const PG& g, int oy, int ox) {
+    int y0, y1, x0, x1; pool_win(oy, g.sh, g.ph, g.kh, g.h, y0, y1); pool_win(ox, g.sw, g.pw, g.kw, g.w, x0, x1);
+    int best = y0 * g.w + x0;
+    for (int iy = y0; iy < y1; ++iy) for (int ix = x0; ix < x1; ++ix) { int i = iy * g.w + ix; if (src[i] > src[best]) best = i; }
+    return best;
+}
+static void test_pool(PG g, bool ties) {
+    int plane = g.h * g.w, op = g.oh * g.ow;
+    auto x = ties ? rties(g.planes * plane) : rv(g.planes * plane);
+    auto dy = rv(g.planes * op);
+    std::vector<float> y(g.planes * op), yr(g.planes * op), dx(g.planes * plane, NAN), dxr(g.planes * plane, 0.0f);
+    #define PARGS g.planes, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.oh, g.ow
+    launch(egrid(y.size(), 3), B256, max_pool2d_forward, (const float*)x.data(), y.data(), PARGS);
+    for (int p = 0; p < g.planes; ++p) for (int oy = 0; oy < g.oh; ++oy) for (int ox = 0; ox < g.ow; ++ox)
+        yr[p * op + oy * g.ow + ox] = x[p * plane + ref_argmax(&x[p * plane], g, oy, ox)];
+    same("max_pool fwd", y, yr);
+    launch(egrid(dx.size(), 3), B256, max_pool2d_backward, (const float*)x.data(), (const float*)dy.data(), dx.data(), PARGS);
+    for (int p = 0; p < g.planes; ++p) for (int oy = 0; oy < g.oh; ++oy) for (int ox = 0; ox < g.ow; ++ox)
+        dxr[p * plane + ref_argmax(&x[p * plane], g, oy, ox)] += dy[p * op + oy * g.ow + ox];
+    same("max_pool bwd", dx, dxr);
+    float inv = 1.0f / (float)(g.kh * g.kw);
+    launch(egrid(y.size(), 3), B256, avg_pool2d_forward, (const float*)x.data(), y.data(), PARGS);
+    for (int p = 0; p < g.planes; ++p) for (int oy = 0; oy < g.oh; ++oy) for (int ox = 0; ox < g.ow; ++ox) {
+        int y0, y1, x0, x1; pool_win(oy, g.sh, g.ph, g.kh, g.h, y0, y1); pool_win(ox, g.sw, g.pw, g.kw, g.w, x0, x1);
+        float s = 0; for (int iy = y0; iy < y1; ++iy) { float r = -0.0f; for (int ix = x0; ix < x1; ++ix) r += x[p * plane + iy * g.w + ix]; s += r; }
+        yr[p * op + oy * g.ow + ox] = s * inv;
+    }
+    same("avg_pool fwd", y, yr);
+    std::fill(dx.begin(), dx.end(), NAN); std::fill(dxr.begin(), dxr.end(), 0.0f);
+    launch(egrid(dx.size(), 3), B256, avg_pool2d_backward, (const float*)dy.data(), dx.data(), PARGS);
+    for (int p = 0; p < g.planes; ++p) for (int oy = 0; oy < g.oh; ++oy) for (int ox = 0; ox < g.ow; ++ox) {
+        int y0, y1, x0, x1; pool_win(oy, g.sh, g.ph, g.kh, g.h, y0, y1); pool_win(ox, g.sw, g.pw, g.kw, g.w, x0, x1);
+        float share = dy[p * op + oy * g.ow + ox] * inv;
+        for (int iy = y0; iy < y1; ++iy) for (int ix = x0; ix < x1; ++ix) dxr[p * plane + iy * g.w + ix] += share;
+    }
+    same("avg_pool bwd", dx, dxr);
+}
+static PG mkpg(int planes, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw) {
+    return PG{planes, h, w, kh, kw, sh, sw, ph, pw, (h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1};
+}
+static void test_conv(int n, int c, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw, int first, int count) {
+    int oh = (h + 2 * ph - kh) / sh + 1, ow = (w + 2 * pw - kw) / sw + 1, P = oh * ow, R = c * kh * kw;
+    auto x = rv((size_t)n * c * h * w);
+    std::vector<float> cols((size_t)count * R * P, NAN), colsr((size_t)count * R * P);
+    launch(egrid(cols.size(), 5), B256, im2col, (const float*)x.data(), cols.data(), first, count, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow);
+    for (int i = 0; i < count; ++i) for (int ch = 0; ch < c; ++ch) for (int ki = 0; ki < kh; ++ki) for (int kj = 0; kj < kw; ++kj)
+        for (int oy = 0; oy < oh; ++oy) for (int ox = 0; ox < ow; ++ox) {
+            int iy = oy * sh + ki - ph, ix = ox * sw + kj - pw;
+            colsr[((size_t)(i * R + (ch * kh + ki) * kw + kj)) * P + oy * ow + ox] =
+                (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x[(((size_t)(first + i) * c + ch) * h + iy) * w + ix] : 0.0f;
+        }
+    same("im2col", cols, colsr);
+    auto cin = rv(cols.size());
+    std::vector<float> dx((size_t)n * c * h * w, 7.0f), dxr = dx;
+    launch(egrid((long long)count * c * h * w, 5), B256, col2im, (const float*)cin.data(), dx.data(), first, count, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow);
+    for (int i = 0; i < count; ++i) for (int ch = 0; ch < c; ++ch) {
+        float* d = &dxr[((size_t)(first + i) * c + ch) * h * w];
+        std::fill(d, d + h * w, 0.0f);
+        for (int ki = 0; ki < kh; ++ki) for (int kj = 0; kj < kw; ++kj) for (int oy = 0; oy < oh; ++oy) for (int ox = 0; ox < ow; ++ox) {
+            int iy = oy * sh + ki - ph, ix = ox * sw + kj - pw;
+            if (iy >= 0 && iy < h && ix >= 0 && ix < w) d[iy * w + ix] += cin[((size_t)(i * R + (ch * kh + ki) * kw + kj)) * P + oy * ow + ox];
+        }
+    }
+    same("col2im", dx, dxr);
+}
+static float ref_uniform(uint64_t seed, uint64_t index) {
+    uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL; z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL; z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / (float)(1ULL << 24));
+}
+static double ref_row(const float* row, int classes, int& arg) {
+    arg = 0; for (int j = 0; j < classes; ++j) if (row[j] > row[arg]) arg = j;
+    double mx = row[arg], s = 0; for (int j = 0; j < classes; ++j) s += std::exp((double)row[j] - mx);
+    return mx + std::log(s);
+}
+int main() {
+    // pooling, incl. ties, padding, stride > kernel, 1x1 windows
+    test_pool(mkpg(3, 7, 9, 3, 3, 2, 2, 1, 1), true);
+    test_pool(mkpg(2, 8, 8, 2, 2, 2, 2, 0, 0), true);
+    test_pool(mkpg(2, 13, 11, 3, 2, 1, 2, 1, 1), false);
+    test_pool(mkpg(4, 6, 6, 3, 3, 1, 1, 1, 1), true);
+    test_pool(mkpg(2, 9, 9, 2, 2, 3, 3, 1, 0), false);
+    test_pool(mkpg(1, 5, 5, 5, 5, 1, 1, 2, 2), true);
+    test_pool(mkpg(2, 1, 1, 1, 1, 1, 1, 0, 0), false);
+    // im2col / col2im
+    test_conv(3, 2, 7, 6, 3, 3, 1, 1, 1, 1, 1, 2);
+    test_conv(2, 3, 9, 8, 5, 3, 2, 3, 2, 1, 0, 2);
+    test_conv(2, 1, 6, 6, 1, 1, 1, 1, 0, 0, 1, 1);
+    test_conv(1, 2, 11, 11, 11, 11, 4, 4, 0, 0, 0, 1);
+    test_conv(2, 2, 5, 5, 2, 2, 3, 3, 2, 2, 0, 2);
+    // bias
+    for (auto [o, c, in] : std::vector<std::tuple<int, int, int>>{{3, 5, 7}, {300, 10, 1}, {2, 3, 1000}, {1, 1, 0}, {0, 2, 3}}) {
+        auto y = rv((size_t)o * c * in), b = rv(c), yr = y;
+        launch(egrid(y.size(), 2), B256, add_bias, y.data(), (const float*)b.data(), o, c, in);
+        for (int i = 0; i < o; ++i) for (int ch = 0; ch < c; ++ch) for (int j = 0; j < in; ++j) yr[((size_t)i * c + ch) * in + j] += b[ch];
+        same("add_bias", y, yr);
+        std::vector<float> db(c, NAN), dbr(c);
+        launch(dim3{(unsigned)c, 1, 1}, B256, bias_grad, (const float*)y.data(), db.data(), o, c, in);
+        for (int ch = 0; ch < c; ++ch) { double s = 0; for (int i = 0; i < o; ++i) for (int j = 0; j < in; ++j) s += y[((size_t)i * c + ch) * in + j]; dbr[ch] = (float)s; }
+        same("bias_grad", db, dbr, 1e-6);
+        if (c > 1) { std::fill(db.begin(), db.end(), NAN); launch(dim3{2, 1, 1}, B256, bias_grad, (const float*)y.data(), db.data(), o, c, in); same("bias_grad strided", db, dbr, 1e-6); }
+    }
+    // global average pool
+    for (auto [planes, len] : std::vector<std::pair<int, int>>{{6, 49}, {3, 1000}, {4, 1}}) {
+        auto x = rv((size_t)planes * len);
+        std::vector<float> y(planes, NAN), yr(planes);
+        launch(dim3{(unsigned)planes, 1, 1}, B256, global_avg_pool_forward, (const float*)x.data(), y.data(), planes, len);
+        for (int p = 0; p < planes; ++p) { double s = 0; for (int i = 0; i < len; ++i) s += x[(size_t)p * len + i]; yr[p] = (float)(s * (1.0 / len)); }
+        same("gap fwd", y, yr, 1e-6);
+        auto dy = rv(planes);
+        std::vector<float> dx(x.size()), dxr(x.size());
+        launch(egrid(dx.size(), 2), B256, global_avg_pool_backward, (const float*)dy.data(), dx.data(), planes, len);
+        float inv = 1.0f / (float)len;
+        for (size_t i = 0; i < dx.size(); ++i) dxr[i] = dy[i / len] * inv;
+        same("gap bwd", dx, dxr);
+    }
+    // activations and dropout
+    {
+        int n = 5000;
+        auto x = rv(n), dy = rv(n);
+        std::vector<float> y(n), yr(n), dx(n), dxr(n), mask(n), maskr(n);
+        launch(egrid(n, 3), B256, relu_forward, (const float*)x.data(), y.data(), n);
+        for (int i = 0; i < n; ++i) yr[i] = std::max(x[i], 0.0f);
+        same("relu fwd", y, yr);
+        launch(egrid(n, 3), B256, relu_backward, (const float*)y.data(), (const float*)dy.data(), dx.data(), n);
+        for (int i = 0; i < n; ++i) dxr[i] = yr[i] > 0 ? dy[i] : 0.0f;
+        same("relu bwd", dx, dxr);
+        for (float p : {0.5f, 0.1f, 0.0f, 0.9f}) for (uint64_t seed : {0ULL, 42ULL, 0xFFFFFFFFFFFFFFFFULL}) {
+            launch(egrid(n, 3), B256, dropout_forward, (const float*)x.data(), y.data(), mask.data(), n, p, (unsigned long long)seed);
+            float ks = 1.0f / (1.0f - p);
+            for (int i = 0; i < n; ++i) { bool keep = ref_uniform(seed, i) >= p; maskr[i] = keep ? ks : 0.0f; yr[i] = x[i] * maskr[i]; }
+            same("dropout mask", mask, maskr); same("dropout y", y, yr);
+        }
+        // Draws against constants computed independently (Python integers masked to 64 bits).
+        const float expect[3] = {0.7415648698806763f, 0.1599103808403015f, 0.27860110998153687f};
+        for (int i = 0; i < 3; ++i) {
+            if (uniform(42, i) != expect[i]) { printf("FAIL uniform(42, %d) = %.9g, expected %.9g\n", i, uniform(42, i), expect[i]); ++fails; }
+        }
+    }
+    // elementwise
+    {
+        int n = 3001;
+        auto a = rv(n), b = rv(n);
+        std::vector<float> o(n), r(n);
+        launch(egrid(n, 2), B256, fill, o.data(), n, 2.5f); std::fill(r.begin(), r.end(), 2.5f); same("fill", o, r);
+        o = b; r = b; launch(egrid(n, 2), B256, axpy, 0.3f, (const float*)a.data(), o.data(), n);
+        for (int i = 0; i < n; ++i) r[i] = r[i] + 0.3f * a[i];
+        same("axpy", o, r);
+        launch(egrid(n, 2), B256, mul, (const float*)a.data(), (const float*)b.data(), o.data(), n);
+        for (int i = 0; i < n; ++i) r[i] = a[i] * b[i];
+        same("mul", o, r);
+        o = a; launch(egrid(n, 2), B256, scale, o.data(), n, -1.7f); for (int i = 0; i < n; ++i) r[i] = a[i] * -1.7f;
+        same("scale", o, r);
+        for (int m : {0, 1, 1023, 1025, 3001}) {
+            std::vector<float> out(1, NAN), outr(1);
+            launch(dim3{1, 1, 1}, dim3{1024, 1, 1}, sum, (const float*)a.data(), out.data(), m);
+            double s = 0; for (int i = 0; i < m; ++i) s += a[i]; outr[0] = (float)s;
+            same("sum", out, outr, 1e-6);
+        }
+        int imgs = 3, sc = 5, dc = 7, cnt = 3, pl = 11;
+        auto src = rv(imgs * sc * pl);
+        std::vector<float> dst(imgs * dc * pl, 9.0f), dstr = dst;
+        launch(egrid(imgs * cnt * pl, 1), B256, copy_channels, (const float*)src.data(), sc, 1, dst.data(), dc, 4, cnt, imgs, pl);
+        for (int i = 0; i < imgs; ++i) for (int j = 0; j < cnt * pl; ++j) dstr[(i * dc + 4) * pl + j] = src[(i * sc + 1) * pl + j];
+        same("copy_channels", dst, dstr);
+    }
+    // loss
+    for (auto [n, classes] : std::vector<std::pair<int, int>>{{7, 10}, {300, 10}, {5, 1}, {600, 3}}) {
+        auto logits = rties((size_t)n * classes);
+        for (auto& v : logits) v *= 1.3f;
+        std::vector<float> labels(n);
+        for (int i = 0; i < n; ++i) labels[i] = (float)(int)((rnd() + 1) * 0.5f * classes * 0.999f);
+        std::vector<float> loss(1, NAN), correct(1, NAN), lr(1), cr(1);
+        launch(dim3{1, 1, 1}, B256, softmax_cross_entropy_forward, (const float*)logits.data(), (const float*)labels.data(), n, classes, loss.data(), correct.data());
+        double tot = 0; int hits = 0;
+        for (int r = 0; r < n; ++r) { int arg; double lse = ref_row(&logits[(size_t)r * classes], classes, arg); int lab = (int)labels[r]; tot += lse - logits[(size_t)r * classes + lab]; hits += arg == lab; }
+        lr[0] = (float)(tot / n); cr[0] = (float)hits;
+        same("ce loss", loss, lr, 1e-6); same("ce correct", correct, cr);
+        std::vector<float> dl(1, 0.7f), d((size_t)n * classes, NAN), dr(d.size());
+        launch(egrid(n, 1), B256, softmax_cross_entropy_backward, (const float*)logits.data(), (const float*)labels.data(), n, classes, (const float*)dl.data(), d.data());
+        double sc = (double)dl[0] / (double)n;
+        for (int r = 0; r < n; ++r) { int arg; double lse = ref_row(&logits[(size_t)r * classes], classes, arg);
+            for (int j = 0; j < classes; ++j) { double p = std::exp((double)logits[(size_t)r * classes + j] - lse); dr[(size_t)r * classes + j] = (float)((p - (j == (int)labels[r] ? 1.0 : 0.0)) * sc); } }
+        same("ce backward", d, dr);
+    }
+    // optimizers: several steps, bit-exact against the CPU formulas
+    {
+        int n = 2000;
+        auto p0 = rv(n), g = rv(n);
+        std::vector<float> p = p0, pr = p0, v(n, 0.0f), vr(n, 0.0f), m(n, 0.0f), mr(n, 0.0f);
+        for (int step = 0; step < 3; ++step) {
+            launch(egrid(n, 2), B256, sgd_step, p.data(), (const float*)g.data(), n, 0.1f, 5e-4f);
+            for (int i = 0; i < n; ++i) pr[i] -= 0.1f * (g[i] + 5e-4f * pr[i]);
+        }
+        same("sgd", p, pr);
+        for (int step = 0; step < 3; ++step) {
+            launch(egrid(n, 2), B256, sgd_momentum_step, p.data(), (const float*)g.data(), v.data(), n, 0.05f, 0.9f, 1e-4f);
+            for (int i = 0; i < n; ++i) { vr[i] = 0.9f * vr[i] + (g[i] + 1e-4f * pr[i]); pr[i] -= 0.05f * vr[i]; }
+        }
+        same("momentum p", p, pr); same("momentum v", v, vr);
+        std::fill(v.begin(), v.end(), 0.0f); std::fill(vr.begin(), vr.end(), 0.0f);
+        float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 1e-3f, lr = 0.002f;
+        for (int t = 1; t <= 4; ++t) {
+            double bc1 = 1.0 - std::pow((double)b1, t), bc2 = 1.0 - std::pow((double)b2, t);
+            float ss = (float)(lr / bc1), ib = (float)(1.0 / std::sqrt(bc2));
+            launch(egrid(n, 2), B256, adam_step, p.data(), (const float*)g.data(), m.data(), v.data(), n, b1, b2, eps, wd, ss, ib);
+            for (int i = 0; i < n; ++i) {
+                float gi = g[i] + wd * pr[i];
+                mr[i] = b1 * mr[i] + (1.0f - b1) * gi;
+                vr[i] = b2 * vr[i] + (1.0f - b2) * gi * gi;
+                pr[i] -= ss * mr[i] / (std::sqrt(vr[i]) * ib + eps);
+            }
+        }
+        same("adam p", p, pr); same("adam m", m, mr); same("adam v", v, vr);
+    }
+    printf("kernels: %d failures\n", fails);
+    return fails != 0;
+}

@@ -1,0 +1,245 @@
+//! Every GPU kernel against its CPU reference on random inputs of odd sizes. Skipped, saying
+//! why, when no GPU works. Element-wise, pooling and loss kernels agree to a relative 1e-5;
+//! GEMM and convolution to 1e-4 (the GPU sums in another order and may fuse multiply-adds).
+mod common;
+use common::*;
+use tensor::{AdamStep, Backend, ConvGeometry, Cpu, Gemm, PoolGeometry, SgdStep, Window};
+
+const TIGHT: f32 = 1e-5;
+const GEMM_TOL: f32 = 1e-4;
+
+fn close(what: &str, cpu: &[f32], gpu: &[f32], tol: f32) {
+    assert_eq!(cpu.len(), gpu.len(), "{what}: lengths");
+    let scale = cpu.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
+    for (i, (a, b)) in cpu.iter().zip(gpu).enumerate() {
+        assert!((a - b).abs() <= tol * a.abs().max(b.abs()) + tol * 1e-2 * scale, "{what}[{i}]: cpu {a} vs gpu {b}");
+    }
+}
+
+/// Uploads host data to both backends.
+struct Pair<G: Backend> {
+    gpu: G,
+}
+
+impl<G: Backend> Pair<G> {
+    fn up(&self, data: &[f32]) -> (Vec<f32>, G::Storage) {
+        (data.to_vec(), self.gpu.from_slice(data).unwrap())
+    }
+    fn down(&self, s: &G::Storage) -> Vec<f32> {
+        self.gpu.to_vec(s).unwrap()
+    }
+}
+
+fn with_gpu(test: &str, f: impl FnOnce(Pair<cuda::Cuda>)) {
+    match gpu() {
+        Some(g) => f(Pair { gpu: g.clone() }),
+        None => skip_gpu(test),
+    }
+}
+
+#[test]
+fn gemm_every_transpose_batch_and_sum() {
+    with_gpu("gemm_every_transpose_batch_and_sum", |p| {
+        let mut r = rng(40);
+        for &(ta, tb) in &[(false, false), (false, true), (true, false), (true, true)] {
+            for &(m, n, k, batch, sum) in &[(1, 1, 1, 1, false), (67, 45, 33, 1, false), (13, 130, 70, 3, false), (29, 17, 101, 4, true), (64, 64, 0, 1, false)] {
+                let g = Gemm {
+                    batch,
+                    a_offset: 3,
+                    a_stride: m * k + 5,
+                    b_offset: 7,
+                    b_stride: k * n + 1,
+                    c_offset: 2,
+                    c_stride: if sum { 0 } else { m * n + 3 },
+                    alpha: 0.75,
+                    beta: 0.5,
+                    ..Gemm::new(ta, tb, m, n, k)
+                };
+                let (la, lb, lc) = g.required_lengths();
+                let (a, ga) = p.up(&random(&mut r, la));
+                let (b, gb) = p.up(&random(&mut r, lb));
+                let (mut c, mut gc) = p.up(&random(&mut r, lc));
+                Cpu.gemm(&g, &a, &b, &mut c).unwrap();
+                p.gpu.gemm(&g, &ga, &gb, &mut gc).unwrap();
+                close(&format!("gemm {ta} {tb} {m}x{n}x{k} batch {batch} sum {sum}"), &c, &p.down(&gc), GEMM_TOL);
+            }
+        }
+    });
+}
+
+#[test]
+fn im2col_and_col2im() {
+    with_gpu("im2col_and_col2im", |p| {
+        let mut r = rng(41);
+        for &(n, c, h, w, k, s, pad) in &[(3, 3, 7, 9, (3, 3), (1, 1), (1, 1)), (2, 4, 8, 7, (3, 2), (2, 1), (1, 2)), (2, 3, 9, 9, (2, 2), (3, 3), (0, 0)), (3, 2, 11, 6, (5, 3), (2, 2), (2, 1))] {
+            let geo = ConvGeometry::new(n, c, h, w, 4, Window::new(k, s, pad)).unwrap();
+            let (first, count) = (1, n - 1);
+            let (x, gx) = p.up(&random(&mut r, n * c * h * w));
+            let len = count * geo.col_rows() * geo.col_cols();
+            let (mut cols, mut gcols) = p.up(&vec![0.0; len]);
+            Cpu.im2col(&x, &geo, first, count, &mut cols).unwrap();
+            p.gpu.im2col(&gx, &geo, first, count, &mut gcols).unwrap();
+            close("im2col", &cols, &p.down(&gcols), 0.0);
+            let (d, gd) = p.up(&random(&mut r, len));
+            let (mut dx, mut gdx) = p.up(&random(&mut r, n * c * h * w));
+            Cpu.col2im(&d, &geo, first, count, &mut dx).unwrap();
+            p.gpu.col2im(&gd, &geo, first, count, &mut gdx).unwrap();
+            close("col2im", &dx, &p.down(&gdx), TIGHT);
+        }
+    });
+}
+
+#[test]
+fn bias_add_and_grad() {
+    with_gpu("bias_add_and_grad", |p| {
+        let mut r = rng(42);
+        for &(o, c, i) in &[(3, 5, 49), (7, 10, 1), (2, 96, 729)] {
+            let (b, gb) = p.up(&random(&mut r, c));
+            let (mut y, mut gy) = p.up(&random(&mut r, o * c * i));
+            Cpu.add_bias(&mut y, &b, o, c, i).unwrap();
+            p.gpu.add_bias(&mut gy, &gb, o, c, i).unwrap();
+            close("add_bias", &y, &p.down(&gy), TIGHT);
+            let (mut db, mut gdb) = p.up(&vec![0.0; c]);
+            Cpu.bias_grad(&y, o, c, i, &mut db).unwrap();
+            p.gpu.bias_grad(&gy, o, c, i, &mut gdb).unwrap();
+            close("bias_grad", &db, &p.down(&gdb), TIGHT);
+        }
+    });
+}
+
+#[test]
+fn pooling_forward_and_backward() {
+    with_gpu("pooling_forward_and_backward", |p| {
+        let mut r = rng(43);
+        for &(n, c, h, w, win) in &[
+            (2, 3, 7, 9, Window::square(3, 2, 1)),
+            (3, 4, 8, 6, Window::new((2, 3), (1, 2), (1, 1))),
+            (2, 3, 9, 9, Window::square(2, 3, 0)),
+            (2, 5, 13, 13, Window::square(3, 1, 1)),
+        ] {
+            let geo = PoolGeometry::new(n, c, h, w, win).unwrap();
+            let (ni, no) = (n * c * h * w, n * c * geo.out_h * geo.out_w);
+            let (x, gx) = p.up(&distinct(&mut r, ni));
+            let (dy, gdy) = p.up(&random(&mut r, no));
+            let (mut y, mut gy) = p.up(&vec![0.0; no]);
+            let (mut dx, mut gdx) = p.up(&vec![0.0; ni]);
+            Cpu.max_pool2d_forward(&x, &geo, &mut y).unwrap();
+            p.gpu.max_pool2d_forward(&gx, &geo, &mut gy).unwrap();
+            close("max_pool2d_forward", &y, &p.down(&gy), 0.0);
+            Cpu.max_pool2d_backward(&x, &dy, &geo, &mut dx).unwrap();
+            p.gpu.max_pool2d_backward(&gx, &gdy, &geo, &mut gdx).unwrap();
+            close("max_pool2d_backward", &dx, &p.down(&gdx), TIGHT);
+            Cpu.avg_pool2d_forward(&x, &geo, &mut y).unwrap();
+            p.gpu.avg_pool2d_forward(&gx, &geo, &mut gy).unwrap();
+            close("avg_pool2d_forward", &y, &p.down(&gy), TIGHT);
+            Cpu.avg_pool2d_backward(&dy, &geo, &mut dx).unwrap();
+            p.gpu.avg_pool2d_backward(&gdy, &geo, &mut gdx).unwrap();
+            close("avg_pool2d_backward", &dx, &p.down(&gdx), TIGHT);
+            let (planes, len) = (n * c, h * w);
+            let (mut g, mut gg) = p.up(&vec![0.0; planes]);
+            Cpu.global_avg_pool_forward(&x, planes, len, &mut g).unwrap();
+            p.gpu.global_avg_pool_forward(&gx, planes, len, &mut gg).unwrap();
+            close("global_avg_pool_forward", &g, &p.down(&gg), TIGHT);
+            Cpu.global_avg_pool_backward(&g, planes, len, &mut dx).unwrap();
+            p.gpu.global_avg_pool_backward(&gg, planes, len, &mut gdx).unwrap();
+            close("global_avg_pool_backward", &dx, &p.down(&gdx), TIGHT);
+        }
+    });
+}
+
+#[test]
+fn activation_dropout_and_elementwise() {
+    with_gpu("activation_dropout_and_elementwise", |p| {
+        let mut r = rng(44);
+        let n = 70_001;
+        let (x, gx) = p.up(&random(&mut r, n));
+        let (dy, gdy) = p.up(&random(&mut r, n));
+        let (mut y, mut gy) = p.up(&vec![0.0; n]);
+        let (mut m, mut gm) = p.up(&vec![0.0; n]);
+        Cpu.relu_forward(&x, &mut y).unwrap();
+        p.gpu.relu_forward(&gx, &mut gy).unwrap();
+        close("relu_forward", &y, &p.down(&gy), 0.0);
+        Cpu.relu_backward(&y, &dy, &mut m).unwrap();
+        p.gpu.relu_backward(&gy, &gdy, &mut gm).unwrap();
+        close("relu_backward", &m, &p.down(&gm), 0.0);
+        Cpu.dropout_forward(&x, 0.3, 99, &mut y, &mut m).unwrap();
+        p.gpu.dropout_forward(&gx, 0.3, 99, &mut gy, &mut gm).unwrap();
+        close("dropout mask (same counter-based stream)", &m, &p.down(&gm), 0.0);
+        close("dropout_forward", &y, &p.down(&gy), 0.0);
+        Cpu.mul(&x, &dy, &mut y).unwrap();
+        p.gpu.mul(&gx, &gdy, &mut gy).unwrap();
+        close("mul", &y, &p.down(&gy), 0.0);
+        Cpu.axpy(0.25, &x, &mut y).unwrap();
+        p.gpu.axpy(0.25, &gx, &mut gy).unwrap();
+        close("axpy", &y, &p.down(&gy), TIGHT);
+        Cpu.scale(&mut y, -1.5).unwrap();
+        p.gpu.scale(&mut gy, -1.5).unwrap();
+        close("scale", &y, &p.down(&gy), TIGHT);
+        Cpu.fill(&mut y, 0.125).unwrap();
+        p.gpu.fill(&mut gy, 0.125).unwrap();
+        close("fill", &y, &p.down(&gy), 0.0);
+        let (mut s, mut gs) = p.up(&[0.0]);
+        Cpu.sum(&x, &mut s).unwrap();
+        p.gpu.sum(&gx, &mut gs).unwrap();
+        close("sum", &s, &p.down(&gs), TIGHT);
+        let (src, gsrc) = p.up(&random(&mut r, 3 * 5 * 35));
+        let (mut dst, mut gdst) = p.up(&random(&mut r, 3 * 9 * 35));
+        Cpu.copy_channels(&src, 5, 1, &mut dst, 9, 4, 3, 3, 35).unwrap();
+        p.gpu.copy_channels(&gsrc, 5, 1, &mut gdst, 9, 4, 3, 3, 35).unwrap();
+        close("copy_channels", &dst, &p.down(&gdst), 0.0);
+    });
+}
+
+#[test]
+fn softmax_cross_entropy() {
+    with_gpu("softmax_cross_entropy", |p| {
+        let mut r = rng(45);
+        for &(n, classes) in &[(1, 10), (7, 10), (300, 13)] {
+            let logits: Vec<f32> = random(&mut r, n * classes).iter().map(|v| v * 8.0).collect();
+            let labels: Vec<f32> = (0..n).map(|i| ((i * 7) % classes) as f32).collect();
+            let (l, gl) = p.up(&logits);
+            let (y, gy) = p.up(&labels);
+            let (mut loss, mut gloss) = p.up(&[0.0]);
+            let (mut cor, mut gcor) = p.up(&[0.0]);
+            Cpu.softmax_cross_entropy_forward(&l, &y, n, classes, &mut loss, &mut cor).unwrap();
+            p.gpu.softmax_cross_entropy_forward(&gl, &gy, n, classes, &mut gloss, &mut gcor).unwrap();
+            close("cross-entropy loss", &loss, &p.down(&gloss), TIGHT);
+            close("correct count", &cor, &p.down(&gcor), 0.0);
+            let (d, gd) = p.up(&[0.7]);
+            let (mut dl, mut gdl) = p.up(&vec![0.0; n * classes]);
+            Cpu.softmax_cross_entropy_backward(&l, &y, n, classes, &d, &mut dl).unwrap();
+            p.gpu.softmax_cross_entropy_backward(&gl, &gy, n, classes, &gd, &mut gdl).unwrap();
+            close("cross-entropy backward", &dl, &p.down(&gdl), TIGHT);
+        }
+    });
+}
+
+#[test]
+fn optimizer_steps() {
+    with_gpu("optimizer_steps", |p| {
+        let mut r = rng(46);
+        let n = 1_001;
+        let (g, gg) = p.up(&random(&mut r, n));
+        for hp in [SgdStep { lr: 0.1, momentum: 0.0, weight_decay: 0.01 }, SgdStep { lr: 0.05, momentum: 0.9, weight_decay: 0.0 }] {
+            let (mut w, mut gw) = p.up(&random(&mut r, n));
+            let (mut v, mut gv) = p.up(&random(&mut r, n));
+            for _ in 0..3 {
+                Cpu.sgd_step(&mut w, &g, Some(&mut v), &hp).unwrap();
+                p.gpu.sgd_step(&mut gw, &gg, Some(&mut gv), &hp).unwrap();
+            }
+            close("sgd param", &w, &p.down(&gw), TIGHT);
+            close("sgd velocity", &v, &p.down(&gv), TIGHT);
+        }
+        let (mut w, mut gw) = p.up(&random(&mut r, n));
+        let (mut m, mut gm) = p.up(&vec![0.0; n]);
+        let (mut v, mut gv) = p.up(&vec![0.0; n]);
+        for step in 1..=3 {
+            let hp = AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, step };
+            Cpu.adam_step(&mut w, &g, &mut m, &mut v, &hp).unwrap();
+            p.gpu.adam_step(&mut gw, &gg, &mut gm, &mut gv, &hp).unwrap();
+        }
+        close("adam param", &w, &p.down(&gw), TIGHT);
+        close("adam m", &m, &p.down(&gm), TIGHT);
+        close("adam v", &v, &p.down(&gv), TIGHT);
+    });
+}

@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""Compiles kernels/*.cu to kernels/ptx/<family>.ptx with NVRTC 12.4, and checks the result.
+
+    python3 tools/gen_ptx.py                 # regenerate kernels/ptx/*.ptx
+    python3 tools/gen_ptx.py --check         # regenerate into a temp dir, compare with kernels/ptx
+    python3 tools/gen_ptx.py --cubin-check   # assemble kernels/ptx/*.ptx for sm_90: no errors, no spills
+
+NVRTC comes from the PyPI wheel nvidia-cuda-nvrtc-cu12==12.4.127 and ptxas from
+nvidia-cuda-nvcc-cu12==12.4.131 (found under site-packages/nvidia/...; override with the
+environment variables NVRTC_LIB and PTXAS). Only the standard library is used (ctypes).
+kernels/README.md says why the versions are pinned.
+"""
+import argparse
+import ctypes
+import filecmp
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNELS = ROOT / "kernels"
+PTX_DIR = KERNELS / "ptx"
+
+# The PTX must be loadable by the oldest driver we support: NVRTC 12.4 emits PTX ISA 8.4, which
+# drivers from R550 load. compute_80 lets the driver JIT it for sm_90 (H100) and run on Ampere.
+NVRTC_VERSION = (12, 4)
+PTXAS_RELEASE = "12.4"
+PTX_ISA = "8.4"
+OPTIONS = [
+    "--gpu-architecture=compute_80",
+    "--std=c++17",
+    "-default-device",
+    # FMA contraction stays on (the GEMM wants it); kernels that must match the CPU bit for bit
+    # use __fmul_rn. No fast-math: IEEE division and sqrt, no flush-to-zero, as on the CPU.
+    "--fmad=true",
+]
+SM_CHECK = "sm_90"
+
+
+def fail(msg):
+    print(f"gen_ptx: error: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def site_dirs():
+    """Directories that may hold the nvidia/ namespace package of the wheels."""
+    dirs = [Path(p) for p in sys.path if p]
+    try:
+        import site
+
+        dirs += [Path(p) for p in site.getsitepackages()]
+        dirs.append(Path(site.getusersitepackages()))
+    except (AttributeError, ImportError):
+        pass
+    seen, out = set(), []
+    for d in dirs:
+        if d not in seen:
+            seen.add(d)
+            out.append(d)
+    return out
+
+
+def find_in_wheels(rel, what, env, pip_name):
+    if os.environ.get(env):
+        p = Path(os.environ[env])
+        if not p.is_file():
+            fail(f"{env}={p} is not a file")
+        return p
+    for d in site_dirs():
+        p = d / rel
+        if p.is_file():
+            return p
+    fail(f"{what} not found (looked for {rel} in {', '.join(str(d) for d in site_dirs())}); "
+         f"install it with `pip install {pip_name}` or set {env}")
+
+
+# ---------------------------------------------------------------- NVRTC through ctypes
+
+class Nvrtc:
+    def __init__(self, path):
+        try:
+            self.lib = ctypes.CDLL(str(path))
+        except OSError as e:
+            fail(f"cannot load NVRTC from {path}: {e}")
+        lib = self.lib
+        lib.nvrtcGetErrorString.restype = ctypes.c_char_p
+        lib.nvrtcGetErrorString.argtypes = [ctypes.c_int]
+        lib.nvrtcVersion.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int)]
+        lib.nvrtcCreateProgram.argtypes = [
+            ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int,
+            ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_char_p),
+        ]
+        lib.nvrtcCompileProgram.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
+        lib.nvrtcGetProgramLogSize.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]
+        lib.nvrtcGetProgramLog.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.nvrtcGetPTXSize.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]
+        lib.nvrtcGetPTX.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.nvrtcDestroyProgram.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+        for f in ("nvrtcVersion", "nvrtcCreateProgram", "nvrtcCompileProgram", "nvrtcGetProgramLogSize",
+                  "nvrtcGetProgramLog", "nvrtcGetPTXSize", "nvrtcGetPTX", "nvrtcDestroyProgram"):
+            getattr(lib, f).restype = ctypes.c_int
+
+    def check(self, rc, what):
+        if rc != 0:
+            fail(f"{what}: {self.lib.nvrtcGetErrorString(rc).decode()}")
+
+    def version(self):
+        major, minor = ctypes.c_int(), ctypes.c_int()
+        self.check(self.lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)), "nvrtcVersion")
+        return major.value, minor.value
+
+    def compile(self, source, name, options):
+        """Returns (ptx text or None, compile log)."""
+        prog = ctypes.c_void_p()
+        self.check(self.lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), name.encode(), 0, None, None),
+                   f"nvrtcCreateProgram({name})")
+        try:
+            opts = (ctypes.c_char_p * len(options))(*[o.encode() for o in options])
+            rc = self.lib.nvrtcCompileProgram(prog, len(options), opts)
+            size = ctypes.c_size_t()
+            self.check(self.lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size)), "nvrtcGetProgramLogSize")
+            buf = ctypes.create_string_buffer(size.value)
+            self.check(self.lib.nvrtcGetProgramLog(prog, buf), "nvrtcGetProgramLog")
+            log = buf.value.decode(errors="replace").strip()
+            if rc != 0:
+                return None, log or self.lib.nvrtcGetErrorString(rc).decode()
+            self.check(self.lib.nvrtcGetPTXSize(prog, ctypes.byref(size)), "nvrtcGetPTXSize")
+            buf = ctypes.create_string_buffer(size.value)
+            self.check(self.lib.nvrtcGetPTX(prog, buf), "nvrtcGetPTX")
+            # The buffer is NUL-terminated; .value stops there.
+            return buf.value.decode(), log
+        finally:
+            self.lib.nvrtcDestroyProgram(ctypes.byref(prog))
+
+
+def load_nvrtc():
+    path = find_in_wheels("nvidia/cuda_nvrtc/lib/libnvrtc.so.12", "libnvrtc", "NVRTC_LIB",
+                          "nvidia-cuda-nvrtc-cu12==12.4.127")
+    nvrtc = Nvrtc(path)
+    version = nvrtc.version()
+    if version != NVRTC_VERSION:
+        fail(f"{path} is NVRTC {version[0]}.{version[1]}; the committed PTX must come from "
+             f"NVRTC {NVRTC_VERSION[0]}.{NVRTC_VERSION[1]} (see kernels/README.md)")
+    return nvrtc, path
+
+
+# ---------------------------------------------------------------- generation and checks
+
+def sources():
+    srcs = sorted(KERNELS.glob("*.cu"))
+    if not srcs:
+        fail(f"no kernels/*.cu found in {KERNELS}")
+    return srcs
+
+
+def generate(out_dir):
+    """Compiles every kernels/*.cu into out_dir/<family>.ptx; returns the paths written."""
+    nvrtc, path = load_nvrtc()
+    print(f"gen_ptx: NVRTC {NVRTC_VERSION[0]}.{NVRTC_VERSION[1]} from {path}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, errors = [], 0
+    for src in sources():
+        # The program name is the bare file name, so nothing machine-specific reaches the PTX.
+        ptx, log = nvrtc.compile(src.read_text(), src.name, OPTIONS)
+        if log:
+            print(f"--- {src.name}: compile log\n{log}")
+        if ptx is None:
+            print(f"gen_ptx: {src.name}: compilation FAILED", file=sys.stderr)
+            errors += 1
+            continue
+        if f".version {PTX_ISA}" not in ptx:
+            fail(f"{src.name}: expected PTX ISA {PTX_ISA} in the output")
+        dst = out_dir / (src.stem + ".ptx")
+        # Write bytes with '\n' endings: identical input gives identical files on any platform.
+        dst.write_bytes(ptx.encode())
+        written.append(dst)
+        print(f"gen_ptx: {src.name} -> {dst}")
+    if errors:
+        fail(f"{errors} file(s) failed to compile")
+    # A .ptx whose .cu is gone would still be embedded: remove it.
+    for stale in sorted(set(out_dir.glob("*.ptx")) - set(written)):
+        print(f"gen_ptx: removing stale {stale}")
+        stale.unlink()
+    return written
+
+
+def check():
+    """Regenerates into a temp dir and compares with the committed kernels/ptx/*.ptx."""
+    with tempfile.TemporaryDirectory(prefix="gen_ptx_") as tmp:
+        fresh_dir = Path(tmp)
+        generate(fresh_dir)
+        fresh = {p.name for p in fresh_dir.glob("*.ptx")}
+        committed = {p.name for p in PTX_DIR.glob("*.ptx")} if PTX_DIR.is_dir() else set()
+        problems = []
+        for name in sorted(fresh - committed):
+            problems.append(f"kernels/ptx/{name} is missing (kernels/{name[:-4]}.cu has no committed PTX)")
+        for name in sorted(committed - fresh):
+            problems.append(f"kernels/ptx/{name} has no kernels/{name[:-4]}.cu (stale file)")
+        for name in sorted(fresh & committed):
+            if not filecmp.cmp(fresh_dir / name, PTX_DIR / name, shallow=False):
+                problems.append(f"kernels/ptx/{name} differs from what kernels/{name[:-4]}.cu compiles to")
+        if problems:
+            for p in problems:
+                print(f"gen_ptx --check: {p}", file=sys.stderr)
+            fail("committed PTX is out of date: run `python3 tools/gen_ptx.py` and commit kernels/ptx/")
+    print(f"gen_ptx --check: all {len(fresh)} PTX files match their sources")
+
+
+def cubin_check():
+    """Assembles each kernels/ptx/*.ptx for sm_90 with ptxas 12.4, failing on errors or spills."""
+    ptxas = find_in_wheels("nvidia/cuda_nvcc/bin/ptxas", "ptxas", "PTXAS", "nvidia-cuda-nvcc-cu12==12.4.131")
+    ver = subprocess.run([str(ptxas), "--version"], capture_output=True, text=True)
+    m = re.search(r"release (\d+\.\d+)", ver.stdout)
+    if ver.returncode != 0 or not m:
+        fail(f"cannot run {ptxas} --version: {ver.stderr.strip()}")
+    if m.group(1) != PTXAS_RELEASE:
+        fail(f"{ptxas} is release {m.group(1)}; expected {PTXAS_RELEASE}")
+    ptx_files = sorted(PTX_DIR.glob("*.ptx"))
+    if not ptx_files:
+        fail("no kernels/ptx/*.ptx to assemble: run `python3 tools/gen_ptx.py` first")
+    print(f"gen_ptx --cubin-check: ptxas {PTXAS_RELEASE} from {ptxas}, -arch={SM_CHECK}")
+    failures, rows = [], []
+    with tempfile.TemporaryDirectory(prefix="gen_ptx_cubin_") as tmp:
+        for ptx in ptx_files:
+            cmd = [str(ptxas), f"-arch={SM_CHECK}", "--warn-on-spills", "--warning-as-error", "-v",
+                   str(ptx), "-o", str(Path(tmp) / (ptx.stem + ".cubin"))]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            out = r.stdout + r.stderr
+            if r.returncode != 0:
+                print(out, file=sys.stderr)
+                failures.append(f"{ptx.name}: ptxas exited with {r.returncode}")
+            rows += parse_ptxas(ptx.name, out, failures)
+    print(f"{'file':<16} {'kernel':<32} {'regs':>4} {'stack':>5} {'spill st':>8} {'spill ld':>8} {'smem':>6}")
+    for row in rows:
+        print(f"{row['file']:<16} {row['kernel']:<32} {row['regs']:>4} {row['stack']:>5} {row['spill_st']:>8} "
+              f"{row['spill_ld']:>8} {row['smem']:>6}")
+    if failures:
+        for f in failures:
+            print(f"gen_ptx --cubin-check: {f}", file=sys.stderr)
+        fail(f"{len(failures)} problem(s) assembling for {SM_CHECK}")
+    print(f"gen_ptx --cubin-check: {len(rows)} kernels in {len(ptx_files)} files assemble for {SM_CHECK} with no spills")
+
+
+def parse_ptxas(file, out, failures):
+    """Per-kernel registers, stack, spills and shared memory from `ptxas -v`."""
+    rows, cur = [], None
+    for line in out.splitlines():
+        m = re.search(r"Compiling entry function '(\w+)'", line)
+        if m:
+            cur = {"file": file, "kernel": m.group(1), "regs": "?", "stack": "?", "spill_st": "?", "spill_ld": "?", "smem": 0}
+            rows.append(cur)
+            continue
+        if cur is None:
+            continue
+        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        if m:
+            cur["stack"], cur["spill_st"], cur["spill_ld"] = (int(g) for g in m.groups())
+            if cur["spill_st"] or cur["spill_ld"]:
+                failures.append(f"{file}: {cur['kernel']} spills ({line.strip()})")
+        m = re.search(r"Used (\d+) registers", line)
+        if m:
+            cur["regs"] = int(m.group(1))
+            s = re.search(r"(\d+) bytes smem", line)
+            cur["smem"] = int(s.group(1)) if s else 0
+    for row in rows:
+        if row["regs"] == "?" or row["spill_st"] == "?":
+            failures.append(f"{file}: no register/spill line for {row['kernel']} in ptxas -v output")
+    if not rows:
+        failures.append(f"{file}: ptxas -v reported no kernels")
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Compile kernels/*.cu to kernels/ptx/*.ptx with NVRTC 12.4.")
+    ap.add_argument("--check", action="store_true", help="regenerate into a temp dir and compare with kernels/ptx")
+    ap.add_argument("--cubin-check", action="store_true", help="assemble kernels/ptx/*.ptx for sm_90; fail on errors or spills")
+    args = ap.parse_args()
+    if args.check:
+        check()
+    if args.cubin_check:
+        cubin_check()
+    if not (args.check or args.cubin_check):
+        generate(PTX_DIR)
+
+
+if __name__ == "__main__":
+    main()
