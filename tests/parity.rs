@@ -22,8 +22,8 @@ struct Pair<G: Backend> {
 }
 
 impl<G: Backend> Pair<G> {
-    fn up(&self, data: &[f32]) -> (Vec<f32>, G::Storage) {
-        (data.to_vec(), self.gpu.from_slice(data).unwrap())
+    fn up(&self, data: &[f32]) -> (tensor::cpu::CpuBuffer, G::Storage) {
+        (Cpu.from_slice(data).unwrap(), self.gpu.from_slice(data).unwrap())
     }
     fn down(&self, s: &G::Storage) -> Vec<f32> {
         self.gpu.to_vec(s).unwrap()

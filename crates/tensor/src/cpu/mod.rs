@@ -3,6 +3,7 @@
 //! Each `Backend` method checks that the storages are long enough (a short buffer is an `Err`,
 //! never an out-of-bounds panic) and hands plain slices to the kernel in the file named after
 //! its family.
+mod buffer;
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;
@@ -10,6 +11,7 @@ pub mod loss;
 pub mod optim;
 pub mod pool;
 
+pub use buffer::CpuBuffer;
 use crate::{bail, AdamStep, Backend, ConvGeometry, Gemm, PoolGeometry, Result, SgdStep};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -24,33 +26,33 @@ fn need(op: &str, what: &str, buf: &[f32], need: usize) -> Result<()> {
 }
 
 impl Backend for Cpu {
-    type Storage = Vec<f32>;
+    type Storage = CpuBuffer;
 
     fn name(&self) -> String {
         "cpu".into()
     }
 
-    fn zeros(&self, len: usize) -> Result<Vec<f32>> {
-        Ok(vec![0.0; len])
+    fn zeros(&self, len: usize) -> Result<CpuBuffer> {
+        Ok(CpuBuffer::zeros(len))
     }
-    fn from_slice(&self, data: &[f32]) -> Result<Vec<f32>> {
-        Ok(data.to_vec())
+    fn from_slice(&self, data: &[f32]) -> Result<CpuBuffer> {
+        Ok(CpuBuffer::from_slice(data))
     }
-    fn to_vec(&self, src: &Vec<f32>) -> Result<Vec<f32>> {
-        Ok(src.clone())
+    fn to_vec(&self, src: &CpuBuffer) -> Result<Vec<f32>> {
+        Ok(src.to_vec())
     }
-    fn storage_len(&self, s: &Vec<f32>) -> usize {
+    fn storage_len(&self, s: &CpuBuffer) -> usize {
         s.len()
     }
-    fn copy(&self, src: &Vec<f32>) -> Result<Vec<f32>> {
-        Ok(src.clone())
+    fn copy(&self, src: &CpuBuffer) -> Result<CpuBuffer> {
+        Ok(CpuBuffer::from_slice(src))
     }
-    fn fill(&self, dst: &mut Vec<f32>, value: f32) -> Result<()> {
+    fn fill(&self, dst: &mut CpuBuffer, value: f32) -> Result<()> {
         dst.fill(value);
         Ok(())
     }
 
-    fn gemm(&self, g: &Gemm, a: &Vec<f32>, b: &Vec<f32>, c: &mut Vec<f32>) -> Result<()> {
+    fn gemm(&self, g: &Gemm, a: &CpuBuffer, b: &CpuBuffer, c: &mut CpuBuffer) -> Result<()> {
         let (la, lb, lc) = g.required_lengths();
         need("gemm", "A", a, la)?;
         need("gemm", "B", b, lb)?;
@@ -59,81 +61,81 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn im2col(&self, x: &Vec<f32>, geo: &ConvGeometry, first: usize, count: usize, cols: &mut Vec<f32>) -> Result<()> {
+    fn im2col(&self, x: &CpuBuffer, geo: &ConvGeometry, first: usize, count: usize, cols: &mut CpuBuffer) -> Result<()> {
         need("im2col", "x", x, (first + count) * geo.c_in * geo.h * geo.w)?;
         need("im2col", "cols", cols, count * geo.col_rows() * geo.col_cols())?;
         conv::im2col(x, geo, first, count, cols);
         Ok(())
     }
-    fn col2im(&self, cols: &Vec<f32>, geo: &ConvGeometry, first: usize, count: usize, dx: &mut Vec<f32>) -> Result<()> {
+    fn col2im(&self, cols: &CpuBuffer, geo: &ConvGeometry, first: usize, count: usize, dx: &mut CpuBuffer) -> Result<()> {
         need("col2im", "cols", cols, count * geo.col_rows() * geo.col_cols())?;
         need("col2im", "dx", dx, (first + count) * geo.c_in * geo.h * geo.w)?;
         conv::col2im(cols, geo, first, count, dx);
         Ok(())
     }
-    fn add_bias(&self, y: &mut Vec<f32>, bias: &Vec<f32>, outer: usize, channels: usize, inner: usize) -> Result<()> {
+    fn add_bias(&self, y: &mut CpuBuffer, bias: &CpuBuffer, outer: usize, channels: usize, inner: usize) -> Result<()> {
         need("add_bias", "y", y, outer * channels * inner)?;
         need("add_bias", "bias", bias, channels)?;
         conv::add_bias(&mut y[..outer * channels * inner], bias, channels, inner);
         Ok(())
     }
-    fn bias_grad(&self, dy: &Vec<f32>, outer: usize, channels: usize, inner: usize, dbias: &mut Vec<f32>) -> Result<()> {
+    fn bias_grad(&self, dy: &CpuBuffer, outer: usize, channels: usize, inner: usize, dbias: &mut CpuBuffer) -> Result<()> {
         need("bias_grad", "dy", dy, outer * channels * inner)?;
         need("bias_grad", "dbias", dbias, channels)?;
         conv::bias_grad(dy, outer, channels, inner, dbias);
         Ok(())
     }
 
-    fn max_pool2d_forward(&self, x: &Vec<f32>, geo: &PoolGeometry, y: &mut Vec<f32>) -> Result<()> {
+    fn max_pool2d_forward(&self, x: &CpuBuffer, geo: &PoolGeometry, y: &mut CpuBuffer) -> Result<()> {
         need("max_pool2d_forward", "x", x, geo.planes() * geo.h * geo.w)?;
         need("max_pool2d_forward", "y", y, geo.planes() * geo.out_h * geo.out_w)?;
         pool::max_pool2d_forward(x, geo, y);
         Ok(())
     }
-    fn max_pool2d_backward(&self, x: &Vec<f32>, dy: &Vec<f32>, geo: &PoolGeometry, dx: &mut Vec<f32>) -> Result<()> {
+    fn max_pool2d_backward(&self, x: &CpuBuffer, dy: &CpuBuffer, geo: &PoolGeometry, dx: &mut CpuBuffer) -> Result<()> {
         need("max_pool2d_backward", "x", x, geo.planes() * geo.h * geo.w)?;
         need("max_pool2d_backward", "dy", dy, geo.planes() * geo.out_h * geo.out_w)?;
         need("max_pool2d_backward", "dx", dx, geo.planes() * geo.h * geo.w)?;
         pool::max_pool2d_backward(x, dy, geo, dx);
         Ok(())
     }
-    fn avg_pool2d_forward(&self, x: &Vec<f32>, geo: &PoolGeometry, y: &mut Vec<f32>) -> Result<()> {
+    fn avg_pool2d_forward(&self, x: &CpuBuffer, geo: &PoolGeometry, y: &mut CpuBuffer) -> Result<()> {
         need("avg_pool2d_forward", "x", x, geo.planes() * geo.h * geo.w)?;
         need("avg_pool2d_forward", "y", y, geo.planes() * geo.out_h * geo.out_w)?;
         pool::avg_pool2d_forward(x, geo, y);
         Ok(())
     }
-    fn avg_pool2d_backward(&self, dy: &Vec<f32>, geo: &PoolGeometry, dx: &mut Vec<f32>) -> Result<()> {
+    fn avg_pool2d_backward(&self, dy: &CpuBuffer, geo: &PoolGeometry, dx: &mut CpuBuffer) -> Result<()> {
         need("avg_pool2d_backward", "dy", dy, geo.planes() * geo.out_h * geo.out_w)?;
         need("avg_pool2d_backward", "dx", dx, geo.planes() * geo.h * geo.w)?;
         pool::avg_pool2d_backward(dy, geo, dx);
         Ok(())
     }
-    fn global_avg_pool_forward(&self, x: &Vec<f32>, planes: usize, plane_len: usize, y: &mut Vec<f32>) -> Result<()> {
+    fn global_avg_pool_forward(&self, x: &CpuBuffer, planes: usize, plane_len: usize, y: &mut CpuBuffer) -> Result<()> {
         need("global_avg_pool_forward", "x", x, planes * plane_len)?;
         need("global_avg_pool_forward", "y", y, planes)?;
         pool::global_avg_pool_forward(x, planes, plane_len, y);
         Ok(())
     }
-    fn global_avg_pool_backward(&self, dy: &Vec<f32>, planes: usize, plane_len: usize, dx: &mut Vec<f32>) -> Result<()> {
+    fn global_avg_pool_backward(&self, dy: &CpuBuffer, planes: usize, plane_len: usize, dx: &mut CpuBuffer) -> Result<()> {
         need("global_avg_pool_backward", "dy", dy, planes)?;
         need("global_avg_pool_backward", "dx", dx, planes * plane_len)?;
         pool::global_avg_pool_backward(dy, planes, plane_len, dx);
         Ok(())
     }
 
-    fn relu_forward(&self, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+    fn relu_forward(&self, x: &CpuBuffer, y: &mut CpuBuffer) -> Result<()> {
         need("relu_forward", "y", y, x.len())?;
         elementwise::relu_forward(x, y);
         Ok(())
     }
-    fn relu_backward(&self, y: &Vec<f32>, dy: &Vec<f32>, dx: &mut Vec<f32>) -> Result<()> {
+    fn relu_backward(&self, y: &CpuBuffer, dy: &CpuBuffer, dx: &mut CpuBuffer) -> Result<()> {
         need("relu_backward", "dy", dy, y.len())?;
         need("relu_backward", "dx", dx, y.len())?;
         elementwise::relu_backward(y, dy, dx);
         Ok(())
     }
-    fn dropout_forward(&self, x: &Vec<f32>, p: f32, seed: u64, y: &mut Vec<f32>, mask: &mut Vec<f32>) -> Result<()> {
+    fn dropout_forward(&self, x: &CpuBuffer, p: f32, seed: u64, y: &mut CpuBuffer, mask: &mut CpuBuffer) -> Result<()> {
         if !(0.0..1.0).contains(&p) {
             bail!(InvalidArgument, "dropout probability must be in [0, 1), got {p}");
         }
@@ -145,12 +147,12 @@ impl Backend for Cpu {
 
     fn softmax_cross_entropy_forward(
         &self,
-        logits: &Vec<f32>,
-        labels: &Vec<f32>,
+        logits: &CpuBuffer,
+        labels: &CpuBuffer,
         n: usize,
         classes: usize,
-        loss: &mut Vec<f32>,
-        correct: &mut Vec<f32>,
+        loss: &mut CpuBuffer,
+        correct: &mut CpuBuffer,
     ) -> Result<()> {
         need("softmax_cross_entropy_forward", "logits", logits, n * classes)?;
         need("softmax_cross_entropy_forward", "labels", labels, n)?;
@@ -163,12 +165,12 @@ impl Backend for Cpu {
     }
     fn softmax_cross_entropy_backward(
         &self,
-        logits: &Vec<f32>,
-        labels: &Vec<f32>,
+        logits: &CpuBuffer,
+        labels: &CpuBuffer,
         n: usize,
         classes: usize,
-        dloss: &Vec<f32>,
-        dlogits: &mut Vec<f32>,
+        dloss: &CpuBuffer,
+        dlogits: &mut CpuBuffer,
     ) -> Result<()> {
         need("softmax_cross_entropy_backward", "logits", logits, n * classes)?;
         need("softmax_cross_entropy_backward", "labels", labels, n)?;
@@ -180,10 +182,10 @@ impl Backend for Cpu {
 
     fn copy_channels(
         &self,
-        src: &Vec<f32>,
+        src: &CpuBuffer,
         src_channels: usize,
         src_first: usize,
-        dst: &mut Vec<f32>,
+        dst: &mut CpuBuffer,
         dst_channels: usize,
         dst_first: usize,
         count: usize,
@@ -204,28 +206,28 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn axpy(&self, alpha: f32, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+    fn axpy(&self, alpha: f32, x: &CpuBuffer, y: &mut CpuBuffer) -> Result<()> {
         need("axpy", "y", y, x.len())?;
         elementwise::axpy(alpha, x, y);
         Ok(())
     }
-    fn mul(&self, a: &Vec<f32>, b: &Vec<f32>, out: &mut Vec<f32>) -> Result<()> {
+    fn mul(&self, a: &CpuBuffer, b: &CpuBuffer, out: &mut CpuBuffer) -> Result<()> {
         need("mul", "b", b, a.len())?;
         need("mul", "out", out, a.len())?;
         elementwise::mul(a, b, out);
         Ok(())
     }
-    fn scale(&self, x: &mut Vec<f32>, alpha: f32) -> Result<()> {
+    fn scale(&self, x: &mut CpuBuffer, alpha: f32) -> Result<()> {
         elementwise::scale(x, alpha);
         Ok(())
     }
-    fn sum(&self, x: &Vec<f32>, out: &mut Vec<f32>) -> Result<()> {
+    fn sum(&self, x: &CpuBuffer, out: &mut CpuBuffer) -> Result<()> {
         need("sum", "out", out, 1)?;
         out[0] = elementwise::sum(x);
         Ok(())
     }
 
-    fn sgd_step(&self, param: &mut Vec<f32>, grad: &Vec<f32>, velocity: Option<&mut Vec<f32>>, hp: &SgdStep) -> Result<()> {
+    fn sgd_step(&self, param: &mut CpuBuffer, grad: &CpuBuffer, velocity: Option<&mut CpuBuffer>, hp: &SgdStep) -> Result<()> {
         need("sgd_step", "grad", grad, param.len())?;
         if hp.momentum != 0.0 {
             match &velocity {
@@ -233,10 +235,10 @@ impl Backend for Cpu {
                 None => bail!(InvalidArgument, "sgd_step: momentum {} needs a velocity buffer", hp.momentum),
             }
         }
-        optim::sgd_step(param, grad, velocity.map(|v| v.as_mut_slice()), hp);
+        optim::sgd_step(param, grad, velocity.map(|v| &mut v[..]), hp);
         Ok(())
     }
-    fn adam_step(&self, param: &mut Vec<f32>, grad: &Vec<f32>, m: &mut Vec<f32>, v: &mut Vec<f32>, hp: &AdamStep) -> Result<()> {
+    fn adam_step(&self, param: &mut CpuBuffer, grad: &CpuBuffer, m: &mut CpuBuffer, v: &mut CpuBuffer, hp: &AdamStep) -> Result<()> {
         need("adam_step", "grad", grad, param.len())?;
         need("adam_step", "m", m, param.len())?;
         need("adam_step", "v", v, param.len())?;

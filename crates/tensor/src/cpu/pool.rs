@@ -10,16 +10,25 @@ fn window(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> (usize, 
     (lo, hi)
 }
 
-/// Index within the plane of the first maximum of window (oy, ox).
-fn argmax(src: &[f32], g: &PoolGeometry, oy: usize, ox: usize) -> usize {
-    let (y0, y1) = window(oy, g.window.stride.0, g.window.padding.0, g.window.kernel.0, g.h);
-    let (x0, x1) = window(ox, g.window.stride.1, g.window.padding.1, g.window.kernel.1, g.w);
-    let mut best = y0 * g.w + x0;
-    for iy in y0..y1 {
-        for ix in x0..x1 {
-            let i = iy * g.w + ix;
-            if src[i] > src[best] {
-                best = i;
+/// Every output row's and column's clipped window, computed once per call rather than per cell.
+fn windows(g: &PoolGeometry) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+    let w = &g.window;
+    let rows = (0..g.out_h).map(|o| window(o, w.stride.0, w.padding.0, w.kernel.0, g.h)).collect();
+    let cols = (0..g.out_w).map(|o| window(o, w.stride.1, w.padding.1, w.kernel.1, g.w)).collect();
+    (rows, cols)
+}
+
+/// Index within the plane of the first maximum over rows `ys` and columns `xs` (row-major scan).
+#[inline]
+fn argmax(src: &[f32], width: usize, ys: (usize, usize), xs: (usize, usize)) -> usize {
+    let mut best = ys.0 * width + xs.0;
+    let mut best_v = src[best];
+    for iy in ys.0..ys.1 {
+        let row = &src[iy * width + xs.0..iy * width + xs.1];
+        for (j, &v) in row.iter().enumerate() {
+            if v > best_v {
+                best_v = v;
+                best = iy * width + xs.0 + j;
             }
         }
     }
@@ -28,10 +37,11 @@ fn argmax(src: &[f32], g: &PoolGeometry, oy: usize, ox: usize) -> usize {
 
 pub fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32]) {
     let (plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+    let (rows, cols) = windows(g);
     y[..g.planes() * out_plane].par_chunks_mut(out_plane).zip(x.par_chunks(plane)).for_each(|(dst, src)| {
-        for oy in 0..g.out_h {
-            for ox in 0..g.out_w {
-                dst[oy * g.out_w + ox] = src[argmax(src, g, oy, ox)];
+        for (oy, &ys) in rows.iter().enumerate() {
+            for (ox, &xs) in cols.iter().enumerate() {
+                dst[oy * g.out_w + ox] = src[argmax(src, g.w, ys, xs)];
             }
         }
     });
@@ -39,12 +49,13 @@ pub fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32]) {
 
 pub fn max_pool2d_backward(x: &[f32], dy: &[f32], g: &PoolGeometry, dx: &mut [f32]) {
     let (plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+    let (rows, cols) = windows(g);
     dx[..g.planes() * plane].par_chunks_mut(plane).zip(x.par_chunks(plane)).zip(dy.par_chunks(out_plane)).for_each(
         |((dst, src), grad)| {
             dst.fill(0.0);
-            for oy in 0..g.out_h {
-                for ox in 0..g.out_w {
-                    dst[argmax(src, g, oy, ox)] += grad[oy * g.out_w + ox];
+            for (oy, &ys) in rows.iter().enumerate() {
+                for (ox, &xs) in cols.iter().enumerate() {
+                    dst[argmax(src, g.w, ys, xs)] += grad[oy * g.out_w + ox];
                 }
             }
         },
@@ -55,11 +66,10 @@ pub fn avg_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32]) {
     let (plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
     // Floor mode keeps every window inside the padded image, so the divisor is the kernel area.
     let inv = 1.0 / (g.window.kernel.0 * g.window.kernel.1) as f32;
+    let (rows, cols) = windows(g);
     y[..g.planes() * out_plane].par_chunks_mut(out_plane).zip(x.par_chunks(plane)).for_each(|(dst, src)| {
-        for oy in 0..g.out_h {
-            let (y0, y1) = window(oy, g.window.stride.0, g.window.padding.0, g.window.kernel.0, g.h);
-            for ox in 0..g.out_w {
-                let (x0, x1) = window(ox, g.window.stride.1, g.window.padding.1, g.window.kernel.1, g.w);
+        for (oy, &(y0, y1)) in rows.iter().enumerate() {
+            for (ox, &(x0, x1)) in cols.iter().enumerate() {
                 let mut s = 0.0f32;
                 for iy in y0..y1 {
                     s += src[iy * g.w + x0..iy * g.w + x1].iter().sum::<f32>();
@@ -73,12 +83,11 @@ pub fn avg_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32]) {
 pub fn avg_pool2d_backward(dy: &[f32], g: &PoolGeometry, dx: &mut [f32]) {
     let (plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
     let inv = 1.0 / (g.window.kernel.0 * g.window.kernel.1) as f32;
+    let (rows, cols) = windows(g);
     dx[..g.planes() * plane].par_chunks_mut(plane).zip(dy.par_chunks(out_plane)).for_each(|(dst, grad)| {
         dst.fill(0.0);
-        for oy in 0..g.out_h {
-            let (y0, y1) = window(oy, g.window.stride.0, g.window.padding.0, g.window.kernel.0, g.h);
-            for ox in 0..g.out_w {
-                let (x0, x1) = window(ox, g.window.stride.1, g.window.padding.1, g.window.kernel.1, g.w);
+        for (oy, &(y0, y1)) in rows.iter().enumerate() {
+            for (ox, &(x0, x1)) in cols.iter().enumerate() {
                 let share = grad[oy * g.out_w + ox] * inv;
                 for iy in y0..y1 {
                     dst[iy * g.w + x0..iy * g.w + x1].iter_mut().for_each(|v| *v += share);
