@@ -77,3 +77,20 @@ extern "C" __global__ void copy_channels(const float* src, int src_channels, int
         dst[(img * dst_channels + dst_first) * plane_len + r] = src[(img * src_channels + src_first) * plane_len + r];
     }
 }
+
+// Reads src (from src_offset) as a rows x cols matrix of block-long blocks and writes its
+// transpose to dst (from dst_offset): [O][N][P] <-> [N][O][P] between a chunk's matrix-product
+// layout and NCHW. One thread per element (grid-stride); consecutive threads move consecutive
+// values of a block, so both sides are read and written in runs of `block`.
+extern "C" __global__ void transpose_blocks(const float* src, long long src_offset, int rows, int cols, int block, float* dst,
+                                            long long dst_offset)
+{
+    const long long total = (long long)rows * cols * block;
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (long long)gridDim.x * blockDim.x) {
+        const long long k = idx % block;
+        const long long rc = idx / block;  // output block index: c * rows + r
+        const long long r = rc % rows;
+        const long long c = rc / rows;
+        dst[dst_offset + idx] = src[src_offset + (r * cols + c) * block + k];
+    }
+}

@@ -187,6 +187,11 @@ fn activation_dropout_and_elementwise() {
         Cpu.copy_channels(&src, 5, 1, &mut dst, 9, 4, 3, 3, 35).unwrap();
         p.gpu.copy_channels(&gsrc, 5, 1, &mut gdst, 9, 4, 3, 3, 35).unwrap();
         close("copy_channels", &dst, &p.down(&gdst), 0.0);
+        let (t, gt) = p.up(&random(&mut r, 4 + 5 * 7 * 9));
+        let (mut td, mut gtd) = p.up(&random(&mut r, 3 + 5 * 7 * 9));
+        Cpu.transpose_blocks(&t, 4, 5, 7, 9, &mut td, 3).unwrap();
+        p.gpu.transpose_blocks(&gt, 4, 5, 7, 9, &mut gtd, 3).unwrap();
+        close("transpose_blocks", &td, &p.down(&gtd), 0.0);
     });
 }
 

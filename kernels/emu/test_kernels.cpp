@@ -79,7 +79,7 @@ static void test_conv(int n, int c, int h, int w, int kh, int kw, int sh, int sw
     for (int i = 0; i < count; ++i) for (int ch = 0; ch < c; ++ch) for (int ki = 0; ki < kh; ++ki) for (int kj = 0; kj < kw; ++kj)
         for (int oy = 0; oy < oh; ++oy) for (int ox = 0; ox < ow; ++ox) {
             int iy = oy * sh + ki - ph, ix = ox * sw + kj - pw;
-            colsr[((size_t)(i * R + (ch * kh + ki) * kw + kj)) * P + oy * ow + ox] =
+            colsr[((size_t)((ch * kh + ki) * kw + kj) * count + i) * P + oy * ow + ox] =
                 (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x[(((size_t)(first + i) * c + ch) * h + iy) * w + ix] : 0.0f;
         }
     same("im2col", cols, colsr);
@@ -91,7 +91,7 @@ static void test_conv(int n, int c, int h, int w, int kh, int kw, int sh, int sw
         std::fill(d, d + h * w, 0.0f);
         for (int ki = 0; ki < kh; ++ki) for (int kj = 0; kj < kw; ++kj) for (int oy = 0; oy < oh; ++oy) for (int ox = 0; ox < ow; ++ox) {
             int iy = oy * sh + ki - ph, ix = ox * sw + kj - pw;
-            if (iy >= 0 && iy < h && ix >= 0 && ix < w) d[iy * w + ix] += cin[((size_t)(i * R + (ch * kh + ki) * kw + kj)) * P + oy * ow + ox];
+            if (iy >= 0 && iy < h && ix >= 0 && ix < w) d[iy * w + ix] += cin[((size_t)((ch * kh + ki) * kw + kj) * count + i) * P + oy * ow + ox];
         }
     }
     same("col2im", dx, dxr);
@@ -196,6 +196,15 @@ int main() {
         launch(egrid(imgs * cnt * pl, 1), B256, copy_channels, (const float*)src.data(), sc, 1, dst.data(), dc, 4, cnt, imgs, pl);
         for (int i = 0; i < imgs; ++i) for (int j = 0; j < cnt * pl; ++j) dstr[(i * dc + 4) * pl + j] = src[(i * sc + 1) * pl + j];
         same("copy_channels", dst, dstr);
+        // transpose_blocks: [rows][cols][block] from offset 5 -> [cols][rows][block] at offset 2
+        for (auto [rows, cols, block] : std::vector<std::tuple<int, int, int>>{{4, 3, 7}, {1, 5, 2}, {6, 1, 1}, {3, 300, 9}}) {
+            auto tsrc = rv(5 + rows * cols * block);
+            std::vector<float> tdst(2 + rows * cols * block, 9.0f), tdstr = tdst;
+            launch(egrid((long long)rows * cols * block, 1), B256, transpose_blocks, (const float*)tsrc.data(), 5LL, rows, cols, block, tdst.data(), 2LL);
+            for (int r = 0; r < rows; ++r) for (int c = 0; c < cols; ++c) for (int k = 0; k < block; ++k)
+                tdstr[2 + ((size_t)c * rows + r) * block + k] = tsrc[5 + ((size_t)r * cols + c) * block + k];
+            same("transpose_blocks", tdst, tdstr);
+        }
     }
     // loss
     for (auto [n, classes] : std::vector<std::pair<int, int>>{{7, 10}, {300, 10}, {5, 1}, {600, 3}}) {

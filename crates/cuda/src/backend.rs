@@ -231,6 +231,24 @@ impl Backend for Cuda {
         let total = count * geo.c_in * geo.h * geo.w;
         self.launch_sized("col2im", total, &[cols], dx, &Self::conv_args(geo, first, count)?)
     }
+    fn transpose_blocks(
+        &self,
+        src: &Buffer,
+        src_offset: usize,
+        rows: usize,
+        cols: usize,
+        block: usize,
+        dst: &mut Buffer,
+        dst_offset: usize,
+    ) -> Result<()> {
+        let len = rows * cols * block;
+        need("transpose_blocks", "src", src, src_offset + len)?;
+        need("transpose_blocks", "dst", dst, dst_offset + len)?;
+        let (r, c, b) = (int("rows", rows)?, int("cols", cols)?, int("block", block)?);
+        int("transpose size", len)?;
+        let (so, doff) = (src_offset as i64, dst_offset as i64);
+        launch!(self, "transpose_blocks", elementwise(len), src.slice(), &so, &r, &c, &b, dst.slice_mut(), &doff)
+    }
     fn add_bias(&self, y: &mut Buffer, bias: &Buffer, outer: usize, channels: usize, inner: usize) -> Result<()> {
         need("add_bias", "y", y, outer * channels * inner)?;
         need("add_bias", "bias", bias, channels)?;

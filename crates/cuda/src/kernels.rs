@@ -16,7 +16,7 @@ pub(crate) const MODULES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     ("activation", include_str!("../../../kernels/ptx/activation.ptx"), &["relu_forward", "relu_backward", "dropout_forward"]),
-    ("elementwise", include_str!("../../../kernels/ptx/elementwise.ptx"), &["fill", "axpy", "mul", "scale", "sum", "copy_channels"]),
+    ("elementwise", include_str!("../../../kernels/ptx/elementwise.ptx"), &["fill", "axpy", "mul", "scale", "sum", "copy_channels", "transpose_blocks"]),
     ("loss", include_str!("../../../kernels/ptx/loss.ptx"), &["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"]),
     ("optim", include_str!("../../../kernels/ptx/optim.ptx"), &["sgd_step", "sgd_momentum_step", "adam_step"]),
 ];

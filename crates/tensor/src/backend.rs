@@ -100,12 +100,28 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn gemm(&self, g: &Gemm, a: &Self::Storage, b: &Self::Storage, c: &mut Self::Storage) -> Result<()>;
 
     // ---- convolution helpers ----
-    /// Unfolds images `first..first + count` of `x` (NCHW) into `cols`, laid out as `count`
-    /// matrices of `col_rows() x col_cols()`; padded cells become zeros.
+    /// Unfolds images `first..first + count` of `x` (NCHW) into `cols`, one matrix of
+    /// `col_rows()` rows by `count * col_cols()` columns: row `(c, ki, kj)`, column
+    /// `i * col_cols() + (oy, ox)` for image `first + i`, so one matrix product covers the whole
+    /// chunk of images. Padded cells become zeros.
     fn im2col(&self, x: &Self::Storage, geo: &ConvGeometry, first: usize, count: usize, cols: &mut Self::Storage) -> Result<()>;
     /// The adjoint of `im2col`: sums `cols` back into images `first..first + count` of `dx`,
     /// overwriting them.
     fn col2im(&self, cols: &Self::Storage, geo: &ConvGeometry, first: usize, count: usize, dx: &mut Self::Storage) -> Result<()>;
+    /// Reads `src` from `src_offset` as a `rows x cols` matrix of `block`-long blocks and writes
+    /// its transpose (`cols x rows` blocks) to `dst` from `dst_offset`: [O][N][P] <-> [N][O][P],
+    /// between a chunk's matrix-product layout and NCHW.
+    #[allow(clippy::too_many_arguments)]
+    fn transpose_blocks(
+        &self,
+        src: &Self::Storage,
+        src_offset: usize,
+        rows: usize,
+        cols: usize,
+        block: usize,
+        dst: &mut Self::Storage,
+        dst_offset: usize,
+    ) -> Result<()>;
     /// `y[o, c, i] += bias[c]` over `outer x channels x inner` (NCHW: N, C, H*W; linear: N, C, 1).
     fn add_bias(&self, y: &mut Self::Storage, bias: &Self::Storage, outer: usize, channels: usize, inner: usize) -> Result<()>;
     /// `dbias[c] = sum over o, i of dy[o, c, i]`.

@@ -1,12 +1,17 @@
 //! 2-D convolution: forward and both backward products side by side.
 //!
-//! General kernels go through im2col + GEMM, a chunk of images at a time so the column buffer
-//! stays bounded; 1x1 stride-1 unpadded kernels multiply the NCHW input directly.
+//! General kernels go through im2col + GEMM a chunk of images at a time: im2col lays the whole
+//! chunk out as one matrix, so each chunk is a single large product (the weights are packed
+//! once, not once per image) whose result is transposed back to NCHW. 1x1 stride-1 unpadded
+//! kernels on large planes multiply the NCHW input directly, image by image, with no copy.
 use autograd::Var;
 use tensor::{bail, Backend, ConvGeometry, Gemm, Result, Tensor, Window};
 
 /// Upper bound on the im2col buffer, in values (64 MiB of f32).
 const COLS_BUDGET: usize = 16 << 20;
+/// 1x1 convolutions on planes at least this large take the direct per-image products; smaller
+/// planes make per-image products too thin, and the chunked path wins.
+const DIRECT_MIN_PLANE: usize = 256;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvAlgo {
@@ -41,7 +46,7 @@ pub fn conv2d_with<B: Backend>(
         }
     }
     let geo = ConvGeometry::new(n, c, h, w, o, Window::new((kh, kw), stride, padding))?;
-    let direct = algo == ConvAlgo::Auto && geo.is_pointwise();
+    let direct = algo == ConvAlgo::Auto && geo.is_pointwise() && geo.col_cols() >= DIRECT_MIN_PLANE;
     let (xv, wv) = (x.value(), weight.value());
     let mut y = forward(&xv, &wv, &geo, direct)?;
     if let Some(b) = bias {
@@ -55,8 +60,7 @@ pub fn conv2d_with<B: Backend>(
         y,
         &parents,
         Box::new(move |dy, needs| {
-            let dx = if needs[0] { Some(backward_input(dy, &wv, &geo, direct)?) } else { None };
-            let dw = if needs[1] { Some(backward_weight(&xv, dy, &geo, direct)?) } else { None };
+            let (dx, dw) = backward(&xv, &wv, dy, &geo, direct, needs[0], needs[1])?;
             let mut grads = vec![dx, dw];
             if needs.len() > 2 {
                 let backend = dy.backend().clone();
@@ -78,66 +82,73 @@ fn forward<B: Backend>(x: &Tensor<B>, w: &Tensor<B>, geo: &ConvGeometry, direct:
     let backend = x.backend().clone();
     let (k, p, o) = (geo.col_rows(), geo.col_cols(), geo.c_out);
     let mut y = Tensor::zeros(&backend, [geo.n, o, geo.out_h, geo.out_w])?;
-    // y_i (O x P) = W (O x K) * cols_i (K x P)
-    let mut g = Gemm { batch: geo.n, b_stride: k * p, c_stride: o * p, ..Gemm::new(false, false, o, p, k) };
     if direct {
+        // y_i (O x P) = W (O x C) * x_i (C x P)
+        let g = Gemm { batch: geo.n, b_stride: k * p, c_stride: o * p, ..Gemm::new(false, false, o, p, k) };
         backend.gemm(&g, w.storage(), x.storage(), y.storage_mut()?)?;
         return Ok(y);
     }
     let chunk = chunk_images(geo);
     let mut cols = backend.zeros(chunk * k * p)?;
+    let mut product = backend.zeros(chunk * o * p)?;
     for first in (0..geo.n).step_by(chunk) {
         let count = chunk.min(geo.n - first);
+        // [O x count*P] = W (O x K) * cols (K x count*P), then [O][count][P] -> [count][O][P].
         backend.im2col(x.storage(), geo, first, count, &mut cols)?;
-        g.batch = count;
-        g.c_offset = first * o * p;
-        backend.gemm(&g, w.storage(), &cols, y.storage_mut()?)?;
+        backend.gemm(&Gemm::new(false, false, o, count * p, k), w.storage(), &cols, &mut product)?;
+        backend.transpose_blocks(&product, 0, o, count, p, y.storage_mut()?, first * o * p)?;
     }
     Ok(y)
 }
 
-fn backward_input<B: Backend>(dy: &Tensor<B>, w: &Tensor<B>, geo: &ConvGeometry, direct: bool) -> Result<Tensor<B>> {
-    let backend = dy.backend().clone();
-    let (k, p, o) = (geo.col_rows(), geo.col_cols(), geo.c_out);
-    let mut dx = Tensor::zeros(&backend, [geo.n, geo.c_in, geo.h, geo.w])?;
-    // dcols_i (K x P) = W^T (K x O) * dy_i (O x P)
-    let mut g = Gemm { batch: geo.n, b_stride: o * p, c_stride: k * p, ..Gemm::new(true, false, k, p, o) };
-    if direct {
-        backend.gemm(&g, w.storage(), dy.storage(), dx.storage_mut()?)?;
-        return Ok(dx);
-    }
-    let chunk = chunk_images(geo);
-    let mut dcols = backend.zeros(chunk * k * p)?;
-    for first in (0..geo.n).step_by(chunk) {
-        let count = chunk.min(geo.n - first);
-        g.batch = count;
-        g.b_offset = first * o * p;
-        backend.gemm(&g, w.storage(), dy.storage(), &mut dcols)?;
-        backend.col2im(&dcols, geo, first, count, dx.storage_mut()?)?;
-    }
-    Ok(dx)
-}
-
-fn backward_weight<B: Backend>(x: &Tensor<B>, dy: &Tensor<B>, geo: &ConvGeometry, direct: bool) -> Result<Tensor<B>> {
+/// Gradients of the input and of the weight, each only if wanted; a chunk's columns and its
+/// gathered output gradient serve both.
+#[allow(clippy::too_many_arguments)]
+fn backward<B: Backend>(
+    x: &Tensor<B>,
+    w: &Tensor<B>,
+    dy: &Tensor<B>,
+    geo: &ConvGeometry,
+    direct: bool,
+    want_dx: bool,
+    want_dw: bool,
+) -> Result<(Option<Tensor<B>>, Option<Tensor<B>>)> {
     let backend = x.backend().clone();
     let (k, p, o) = (geo.col_rows(), geo.col_cols(), geo.c_out);
     let (kh, kw) = geo.window.kernel;
-    let mut dw = Tensor::zeros(&backend, [o, geo.c_in, kh, kw])?;
-    // dW (O x K) = sum_i dy_i (O x P) * cols_i^T (P x K)
-    let mut g = Gemm { batch: geo.n, a_stride: o * p, b_stride: k * p, ..Gemm::new(false, true, o, k, p) };
+    let mut dx = if want_dx { Some(Tensor::zeros(&backend, [geo.n, geo.c_in, geo.h, geo.w])?) } else { None };
+    let mut dw = if want_dw { Some(Tensor::zeros(&backend, [o, geo.c_in, kh, kw])?) } else { None };
     if direct {
-        backend.gemm(&g, dy.storage(), x.storage(), dw.storage_mut()?)?;
-        return Ok(dw);
+        if let Some(dx) = dx.as_mut() {
+            // dx_i (C x P) = W^T (C x O) * dy_i (O x P)
+            let g = Gemm { batch: geo.n, b_stride: o * p, c_stride: k * p, ..Gemm::new(true, false, k, p, o) };
+            backend.gemm(&g, w.storage(), dy.storage(), dx.storage_mut()?)?;
+        }
+        if let Some(dw) = dw.as_mut() {
+            // dW (O x C) = sum_i dy_i (O x P) * x_i^T (P x C)
+            let g = Gemm { batch: geo.n, a_stride: o * p, b_stride: k * p, ..Gemm::new(false, true, o, k, p) };
+            backend.gemm(&g, dy.storage(), x.storage(), dw.storage_mut()?)?;
+        }
+        return Ok((dx, dw));
     }
     let chunk = chunk_images(geo);
     let mut cols = backend.zeros(chunk * k * p)?;
+    let mut dy_chunk = backend.zeros(chunk * o * p)?;
     for first in (0..geo.n).step_by(chunk) {
         let count = chunk.min(geo.n - first);
-        backend.im2col(x.storage(), geo, first, count, &mut cols)?;
-        g.batch = count;
-        g.a_offset = first * o * p;
-        g.beta = if first == 0 { 0.0 } else { 1.0 };
-        backend.gemm(&g, dy.storage(), &cols, dw.storage_mut()?)?;
+        // dy's chunk as one [O x count*P] matrix.
+        backend.transpose_blocks(dy.storage(), first * o * p, count, o, p, &mut dy_chunk, 0)?;
+        if let Some(dw) = dw.as_mut() {
+            // dW (O x K) += dy (O x count*P) * cols^T (count*P x K)
+            backend.im2col(x.storage(), geo, first, count, &mut cols)?;
+            let g = Gemm { beta: if first == 0 { 0.0 } else { 1.0 }, ..Gemm::new(false, true, o, k, count * p) };
+            backend.gemm(&g, &dy_chunk, &cols, dw.storage_mut()?)?;
+        }
+        if let Some(dx) = dx.as_mut() {
+            // dcols (K x count*P) = W^T (K x O) * dy (O x count*P), folded back into images.
+            backend.gemm(&Gemm::new(true, false, k, count * p, o), w.storage(), &dy_chunk, &mut cols)?;
+            backend.col2im(&cols, geo, first, count, dx.storage_mut()?)?;
+        }
     }
-    Ok(dw)
+    Ok((dx, dw))
 }

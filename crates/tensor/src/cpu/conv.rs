@@ -18,32 +18,30 @@ pub fn im2col(x: &[f32], g: &ConvGeometry, first: usize, count: usize, cols: &mu
     let (ph, pw) = g.window.padding;
     let (oh, ow, p) = (g.out_h, g.out_w, g.col_cols());
     let plane = g.h * g.w;
-    let x = &x[first * g.c_in * plane..(first + count) * g.c_in * plane];
-    // One task per (image, input channel): it owns kh * kw rows of the column matrix.
-    cols[..count * g.col_rows() * p].par_chunks_mut(kh * kw * p).zip(x.par_chunks(plane)).for_each(|(chunk, src)| {
-        for ki in 0..kh {
-            let (oy_lo, oy_hi) = valid_range(oh, g.h, sh, ph, ki);
-            for kj in 0..kw {
-                let (ox_lo, ox_hi) = valid_range(ow, g.w, sw, pw, kj);
-                let row = &mut chunk[(ki * kw + kj) * p..][..p];
-                row[..oy_lo * ow].fill(0.0);
-                row[oy_hi * ow..].fill(0.0);
-                for oy in oy_lo..oy_hi {
-                    let iy = oy * sh + ki - ph;
-                    let dst = &mut row[oy * ow..][..ow];
-                    dst[..ox_lo].fill(0.0);
-                    dst[ox_hi..].fill(0.0);
-                    let src_row = &src[iy * g.w..][..g.w];
-                    if ox_hi <= ox_lo {
-                        continue;
-                    }
-                    if sw == 1 {
-                        let ix0 = ox_lo + kj - pw;
-                        dst[ox_lo..ox_hi].copy_from_slice(&src_row[ix0..ix0 + (ox_hi - ox_lo)]);
-                    } else {
-                        for ox in ox_lo..ox_hi {
-                            dst[ox] = src_row[ox * sw + kj - pw];
-                        }
+    let width = count * p;
+    // One task per row (c, ki, kj): it runs along every image of the chunk.
+    cols[..g.col_rows() * width].par_chunks_mut(width).enumerate().for_each(|(r, row)| {
+        let (c, ki, kj) = (r / (kh * kw), r / kw % kh, r % kw);
+        let (oy_lo, oy_hi) = valid_range(oh, g.h, sh, ph, ki);
+        let (ox_lo, ox_hi) = valid_range(ow, g.w, sw, pw, kj);
+        for (i, part) in row.chunks_mut(p).enumerate() {
+            let src = &x[((first + i) * g.c_in + c) * plane..][..plane];
+            part[..oy_lo * ow].fill(0.0);
+            part[oy_hi * ow..].fill(0.0);
+            for oy in oy_lo..oy_hi {
+                let dst = &mut part[oy * ow..][..ow];
+                dst[..ox_lo].fill(0.0);
+                dst[ox_hi..].fill(0.0);
+                if ox_hi <= ox_lo {
+                    continue;
+                }
+                let src_row = &src[(oy * sh + ki - ph) * g.w..][..g.w];
+                if sw == 1 {
+                    let ix0 = ox_lo + kj - pw;
+                    dst[ox_lo..ox_hi].copy_from_slice(&src_row[ix0..ix0 + (ox_hi - ox_lo)]);
+                } else {
+                    for ox in ox_lo..ox_hi {
+                        dst[ox] = src_row[ox * sw + kj - pw];
                     }
                 }
             }
@@ -57,14 +55,17 @@ pub fn col2im(cols: &[f32], g: &ConvGeometry, first: usize, count: usize, dx: &m
     let (ph, pw) = g.window.padding;
     let (oh, ow, p) = (g.out_h, g.out_w, g.col_cols());
     let plane = g.h * g.w;
+    let width = count * p;
     let dx = &mut dx[first * g.c_in * plane..(first + count) * g.c_in * plane];
-    dx.par_chunks_mut(plane).zip(cols[..count * g.col_rows() * p].par_chunks(kh * kw * p)).for_each(|(dst, chunk)| {
+    // One task per (image, channel) plane: it gathers its kh * kw rows' share of the columns.
+    dx.par_chunks_mut(plane).enumerate().for_each(|(idx, dst)| {
+        let (i, c) = (idx / g.c_in, idx % g.c_in);
         dst.fill(0.0);
         for ki in 0..kh {
             let (oy_lo, oy_hi) = valid_range(oh, g.h, sh, ph, ki);
             for kj in 0..kw {
                 let (ox_lo, ox_hi) = valid_range(ow, g.w, sw, pw, kj);
-                let row = &chunk[(ki * kw + kj) * p..][..p];
+                let row = &cols[((c * kh + ki) * kw + kj) * width + i * p..][..p];
                 for oy in oy_lo..oy_hi {
                     let iy = oy * sh + ki - ph;
                     let dst_row = &mut dst[iy * g.w..][..g.w];
@@ -74,6 +75,15 @@ pub fn col2im(cols: &[f32], g: &ConvGeometry, first: usize, count: usize, dx: &m
                     }
                 }
             }
+        }
+    });
+}
+
+/// `dst[(c * rows + r) * block ..] = src[(r * cols + c) * block ..]` for every block.
+pub fn transpose_blocks(src: &[f32], rows: usize, cols: usize, block: usize, dst: &mut [f32]) {
+    dst[..rows * cols * block].par_chunks_mut(rows * block).enumerate().for_each(|(c, out)| {
+        for (r, b) in out.chunks_mut(block).enumerate() {
+            b.copy_from_slice(&src[(r * cols + c) * block..][..block]);
         }
     });
 }

@@ -73,6 +73,22 @@ impl Backend for Cpu {
         conv::col2im(cols, geo, first, count, dx);
         Ok(())
     }
+    fn transpose_blocks(
+        &self,
+        src: &CpuBuffer,
+        src_offset: usize,
+        rows: usize,
+        cols: usize,
+        block: usize,
+        dst: &mut CpuBuffer,
+        dst_offset: usize,
+    ) -> Result<()> {
+        let len = rows * cols * block;
+        need("transpose_blocks", "src", src, src_offset + len)?;
+        need("transpose_blocks", "dst", dst, dst_offset + len)?;
+        conv::transpose_blocks(&src[src_offset..], rows, cols, block, &mut dst[dst_offset..]);
+        Ok(())
+    }
     fn add_bias(&self, y: &mut CpuBuffer, bias: &CpuBuffer, outer: usize, channels: usize, inner: usize) -> Result<()> {
         need("add_bias", "y", y, outer * channels * inner)?;
         need("add_bias", "bias", bias, channels)?;
