@@ -1,21 +1,74 @@
-//! Kernel throughput on the CPU backend, reported as GFLOP/s.
+//! Throughput of every kernel of `tensor::Backend` on `tensor::Cpu`, at the real layer shapes of
+//! d2l's NiN (1-channel 224x224 input) and GoogLeNet (1-channel 96x96 input), batch 32.
 //!
-//! Every benchmark declares `Throughput::Elements(flops)`, so the "elem/s" criterion prints is
-//! flop/s (its "Gelem/s" is GFLOP/s); the groups are named `*_gflops` to say so.
+//! The shapes are derived below (`nin()`, `googlenet()`) by chaining the layer geometries of
+//! `models::nin` and `models::googlenet`: NiN conv1 224 -> 54, pools 54 -> 26 -> 12 -> 5;
+//! GoogLeNet b1 96 -> 48, pool -> 24, b2 at 24, pool -> 12, Inception 3a at 12 (192 in),
+//! 4a at 6 (480 in), 5b at 3 (832 in).
 //!
-//! * `gemm_gflops`: `Backend::gemm` on `Cpu` — square products and the NiN (Fashion-MNIST at
-//!   224x224, batch 32) layer products, flops = 2*m*n*k*batch.
-//! * `conv2d_gflops`: `layers::ops::conv2d` forward, and forward + backward through autograd, at
-//!   NiN's second convolution with batch 8; flops are the geometry's (forward 2*N*O*P*K, backward
-//!   counted as twice that for the input and weight gradients).
+//! A group's suffix says what criterion's throughput column means:
+//! * `*_gflops` declare `Throughput::Elements(flops)`, so "Gelem/s" is GFLOP/s;
+//! * `*_gbps` declare `Throughput::BytesDecimal(bytes)` (criterion's decimal variant of `Bytes`),
+//!   so the column reads GB/s (10^9 bytes). The bytes are what the kernel must read and write at
+//!   least once: every input once, every output once (an input read several times, as by
+//!   im2col or a pooling window, counts once).
 //!
-//! Run: `cargo bench --bench kernels` (or `-- gemm_gflops`, `-- conv2d_gflops` for one group).
-//! Kept short (10 samples, 1 s warm-up, 3 s measurement) so the whole run fits in a few minutes.
+//! Groups (ids are `group/function/parameter`):
+//! * `gemm_gflops`: `gemm`, flops = 2*m*n*k*batch. `square/{NN,NT,TN,TT}_m512...` and
+//!   `square/NN_m1024...`; then each convolution layer's three products as batched calls over
+//!   the 32 images (O = out channels, K = in channels x kernel area, P = output pixels):
+//!   `<layer>_fwd` y_i = W cols_i (NN, W shared by the batch), `<layer>_wgrad`
+//!   dW = sum_i dy_i cols_i^T (NT, summed over the batch: `_sumC`), `<layer>_igrad`
+//!   dcols_i = W^T dy_i (TN, W shared; not for a first layer, whose input needs no gradient);
+//!   `nin_conv2_fwd/..._b1` is one image; `googlenet_fc_*` are the linear head's three products
+//!   (NT forward, NN input gradient, TN weight gradient).
+//! * `im2col_gbps`: `im2col` and `col2im` over the batch at NiN conv1, conv2, conv3 and
+//!   GoogLeNet b2 3x3 and 3a 5x5, bytes = input images + column matrix; and `transpose_blocks`
+//!   of each of those layers' output between [O][N][P] and NCHW (`to_nchw`, `from_nchw`).
+//! * `conv2d_gflops`: `layers::ops::conv2d` (bias included) `forward` and `fwd_bwd` (forward, then
+//!   `backward_with(dy)` through autograd) for every distinct convolution of NiN (the two 1x1
+//!   convolutions of a block share a shape) and GoogLeNet's b1, b2 3x3 and Inception 3a 1x1.
+//!   Flops: forward F = 2*N*O*P*K; fwd_bwd 3F (input and weight gradients), 2F for a first layer
+//!   (its input is a constant). Bias add and bias gradient are timed but not counted.
+//! * `conv1x1_gflops`: NiN's 1x1 convolutions on 96x54x54 and 256x26x26 through the direct path
+//!   (`direct_*`, `ConvAlgo::Auto`) and, for reference, through im2col (`im2col_*`).
+//! * `pool_gbps`: `max_pool2d_{forward,backward}` at NiN's three 3x3/2 pools, GoogLeNet's
+//!   Inception 3x3/1 p1 pool (3a, 192x12x12) and b1's 3x3/2 p1 pool (64x48x48 -> 24);
+//!   `avg_pool2d_{forward,backward}` at the two GoogLeNet shapes (neither model averages with a
+//!   window); `global_avg_pool_{forward,backward}` at GoogLeNet's 1024x3x3 and NiN's 10x5x5.
+//! * `activation_gbps`: `relu_{forward,backward}`, `dropout_forward` and `dropout_backward`
+//!   (which is `mul` by the mask) at NiN's 384x5x5 (the dropout input) and 96x54x54 (conv1's
+//!   output).
+//! * `elementwise_gbps`: `add_bias`, `bias_grad`, `copy_channels` (an Inception concat and its
+//!   split, four calls each), `axpy`, `scale`, `sum`, `fill`, `copy`.
+//! * `loss_gbps`: `softmax_cross_entropy_{forward,backward}` at 32x10.
+//! * `optim_gbps`: `sgd_step` (momentum) and `adam_step` over one parameter vector of NiN's
+//!   (1,992,166) and GoogLeNet's (5,977,530) size.
+//!
+//! Run: `cargo bench --bench kernels` (about 5 minutes on 2 cores), or one piece with a regex
+//! filter, e.g. `cargo bench --bench kernels -- gemm_gflops` or `-- 'pool_gbps/max_pool2d'`.
+//! `-- --list` lists the ids; `-- --test` runs each benchmark once, as a check.
+//! Settings: 10 samples, 0.5 s warm-up, 1 s measurement. The largest convolutions (NiN conv2
+//! fwd_bwd: ~80 GFLOP per call) take longer than 1 s for the minimum 10 samples of one call;
+//! criterion then says "Unable to complete 10 samples" and runs exactly those 10 calls.
+//! Inputs are built only for benchmarks the filter selects.
 use autograd::Var;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
+use layers::ops::{conv2d_with, ConvAlgo};
 use std::hint::black_box;
 use std::time::Duration;
-use tensor::{Backend, ConvGeometry, Cpu, Gemm, Tensor, Window};
+use tensor::cpu::CpuBuffer;
+use tensor::{AdamStep, Backend, ConvGeometry, Cpu, Gemm, PoolGeometry, SgdStep, Tensor, Window};
+
+/// The batch size of every layer shape.
+const N: usize = 32;
+const NIN_PARAMS: usize = 1_992_166;
+const GOOGLENET_PARAMS: usize = 5_977_530;
+
+// ---------------------------------------------------------------------------------------------
+// Data and benchmark plumbing
+// ---------------------------------------------------------------------------------------------
 
 /// Deterministic values in [-1, 1) (xorshift64*), so runs are repeatable and no denormals appear.
 fn values(len: usize, seed: u64) -> Vec<f32> {
@@ -31,102 +84,594 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// One GEMM case: a name, the product, and how it is laid out in memory.
-struct Case {
+fn buf(len: usize, seed: u64) -> CpuBuffer {
+    Cpu.from_slice(&values(len, seed)).unwrap()
+}
+
+fn zeros(len: usize) -> CpuBuffer {
+    Cpu.zeros(len).unwrap()
+}
+
+fn tensor(dims: &[usize], seed: u64) -> Tensor<Cpu> {
+    Tensor::from_slice(&Cpu, dims, &values(dims.iter().product(), seed)).unwrap()
+}
+
+/// Throughput of a kernel that moves `values` f32s (reads plus writes).
+fn bytes(values: usize) -> Throughput {
+    Throughput::BytesDecimal((values * std::mem::size_of::<f32>()) as u64)
+}
+
+fn flops(f: f64) -> Throughput {
+    Throughput::Elements(f as u64)
+}
+
+type Group<'a> = BenchmarkGroup<'a, WallTime>;
+
+/// Registers one benchmark: `setup` builds its inputs, only if the filter selects it (and then
+/// once), and `run` is the timed call on them.
+fn bench<S>(group: &mut Group, id: BenchmarkId, throughput: Throughput, setup: impl FnOnce() -> S, mut run: impl FnMut(&mut S)) {
+    let mut setup = Some(setup);
+    let mut state: Option<S> = None;
+    group.throughput(throughput);
+    group.bench_function(id, |b| {
+        let s = state.get_or_insert_with(|| (setup.take().expect("setup runs once"))());
+        b.iter(|| {
+            run(s);
+            black_box(&*s);
+        })
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer shapes of the two models
+// ---------------------------------------------------------------------------------------------
+
+/// A convolution layer at batch `N` (square input and kernel).
+#[derive(Clone, Debug)]
+struct Conv {
+    name: String,
+    c_in: usize,
+    hw: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    /// The model's first layer: its input (the image) needs no gradient.
+    first: bool,
+}
+
+impl Conv {
+    fn new(name: &str, c_in: usize, hw: usize, c_out: usize, k: usize, stride: usize, pad: usize) -> Conv {
+        Conv { name: name.into(), c_in, hw, c_out, k, stride, pad, first: false }
+    }
+    fn first(self) -> Conv {
+        Conv { first: true, ..self }
+    }
+    /// The 1x1 convolutions (`c_out -> c_out`) that follow this one in a NiN block.
+    fn pointwise(&self) -> Conv {
+        Conv::new(&format!("{}_1x1", self.name), self.c_out, self.out_hw(), self.c_out, 1, 1, 0)
+    }
+    fn geo(&self) -> ConvGeometry {
+        ConvGeometry::new(N, self.c_in, self.hw, self.hw, self.c_out, Window::square(self.k, self.stride, self.pad)).unwrap()
+    }
+    fn out_hw(&self) -> usize {
+        self.geo().out_h
+    }
+    fn id(&self) -> String {
+        let (c, hw, o, k, s, p) = (self.c_in, self.hw, self.c_out, self.k, self.stride, self.pad);
+        format!("{}_n{N}_c{c}_{hw}x{hw}_o{o}_k{k}_s{s}_p{p}", self.name)
+    }
+    fn forward_flops(&self) -> f64 {
+        self.geo().flops()
+    }
+    /// Forward, weight gradient and (unless a first layer) input gradient: 3F or 2F.
+    fn fwd_bwd_flops(&self) -> f64 {
+        self.forward_flops() * if self.first { 2.0 } else { 3.0 }
+    }
+}
+
+/// A pooling layer at batch `N`: `c` planes of `hw x hw`, a square window.
+#[derive(Clone, Debug)]
+struct Pool {
+    name: String,
+    c: usize,
+    hw: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl Pool {
+    fn new(name: &str, c: usize, hw: usize, k: usize, stride: usize, pad: usize) -> Pool {
+        Pool { name: name.into(), c, hw, k, stride, pad }
+    }
+    fn geo(&self) -> PoolGeometry {
+        PoolGeometry::new(N, self.c, self.hw, self.hw, Window::square(self.k, self.stride, self.pad)).unwrap()
+    }
+    fn out_hw(&self) -> usize {
+        self.geo().out_h
+    }
+    fn id(&self) -> String {
+        let (c, hw, k, s, p) = (self.c, self.hw, self.k, self.stride, self.pad);
+        format!("{}_n{N}_c{c}_{hw}x{hw}_k{k}_s{s}_p{p}", self.name)
+    }
+}
+
+/// An activation tensor `N x c x hw x hw`.
+#[derive(Clone, Copy, Debug)]
+struct Act {
     name: &'static str,
+    c: usize,
+    hw: usize,
+}
+
+impl Act {
+    fn len(&self) -> usize {
+        N * self.c * self.hw * self.hw
+    }
+    fn id(&self) -> String {
+        format!("{}_n{N}_c{}_{}x{}", self.name, self.c, self.hw, self.hw)
+    }
+}
+
+/// d2l's `Inception(c1, c2, c3, c4)` on `c_in` channels of `hw x hw`.
+#[derive(Clone, Copy, Debug)]
+struct Inception {
+    name: &'static str,
+    c_in: usize,
+    hw: usize,
+    c1: usize,
+    c2: (usize, usize),
+    c3: (usize, usize),
+    c4: usize,
+}
+
+impl Inception {
+    fn conv(&self, branch: &str, c_in: usize, c_out: usize, k: usize) -> Conv {
+        Conv::new(&format!("{}_{branch}", self.name), c_in, self.hw, c_out, k, 1, k / 2)
+    }
+    /// Branch 1's 1x1 convolution (`p1_1`).
+    fn conv_1x1(&self) -> Conv {
+        self.conv("1x1", self.c_in, self.c1, 1)
+    }
+    /// Branch 2's 3x3 convolution (`p2_2`).
+    fn conv_3x3(&self) -> Conv {
+        self.conv("3x3", self.c2.0, self.c2.1, 3)
+    }
+    /// Branch 3's 5x5 convolution (`p3_2`).
+    fn conv_5x5(&self) -> Conv {
+        self.conv("5x5", self.c3.0, self.c3.1, 5)
+    }
+    /// Branch 4's 3x3 stride-1 max pool (`p4_1`).
+    fn pool(&self) -> Pool {
+        Pool::new(&format!("{}_pool", self.name), self.c_in, self.hw, 3, 1, 1)
+    }
+    /// Output channels of the four branches, in concatenation order.
+    fn branches(&self) -> [usize; 4] {
+        [self.c1, self.c2.1, self.c3.1, self.c4]
+    }
+    fn out_channels(&self) -> usize {
+        self.branches().iter().sum()
+    }
+}
+
+struct Nin {
+    /// conv1..conv4 (11x11/4, 5x5 p2, 3x3 p1, 3x3 p1).
+    convs: [Conv; 4],
+    /// The three 3x3/2 max pools.
+    pools: [Pool; 3],
+    /// Input of the global average pool: 10 classes x 5x5.
+    gap: Act,
+}
+
+impl Nin {
+    /// Every distinct convolution in order: each block's k x k convolution, then its 1x1 pair.
+    fn layers(&self) -> Vec<Conv> {
+        self.convs.iter().flat_map(|c| [c.clone(), c.pointwise()]).collect()
+    }
+}
+
+/// `models::nin` at 224x224.
+fn nin() -> Nin {
+    let conv1 = Conv::new("nin_conv1", 1, 224, 96, 11, 4, 0).first();
+    let pool1 = Pool::new("nin_pool1", 96, conv1.out_hw(), 3, 2, 0);
+    let conv2 = Conv::new("nin_conv2", 96, pool1.out_hw(), 256, 5, 1, 2);
+    let pool2 = Pool::new("nin_pool2", 256, conv2.out_hw(), 3, 2, 0);
+    let conv3 = Conv::new("nin_conv3", 256, pool2.out_hw(), 384, 3, 1, 1);
+    let pool3 = Pool::new("nin_pool3", 384, conv3.out_hw(), 3, 2, 0);
+    let conv4 = Conv::new("nin_conv4", 384, pool3.out_hw(), 10, 3, 1, 1);
+    assert_eq!([conv1.out_hw(), pool1.out_hw(), pool2.out_hw(), pool3.out_hw(), conv4.out_hw()], [54, 26, 12, 5, 5]);
+    let gap = Act { name: "nin_gap", c: conv4.c_out, hw: conv4.out_hw() };
+    Nin { convs: [conv1, conv2, conv3, conv4], pools: [pool1, pool2, pool3], gap }
+}
+
+struct GoogLeNet {
+    b1: Conv,
+    b1_pool: Pool,
+    b2_1x1: Conv,
+    b2_3x3: Conv,
+    i3a: Inception,
+    i4a: Inception,
+    i5b: Inception,
+    /// Input of the global average pool: 1024 x 3x3.
+    gap: Act,
+    /// The linear head: (in, out) features.
+    fc: (usize, usize),
+}
+
+/// `models::googlenet` at 96x96.
+fn googlenet() -> GoogLeNet {
+    let halve = |hw: usize| Pool::new("halve", 1, hw, 3, 2, 1).out_hw();
+    let b1 = Conv::new("googlenet_b1", 1, 96, 64, 7, 2, 3).first();
+    let b1_pool = Pool::new("googlenet_b1_pool", 64, b1.out_hw(), 3, 2, 1);
+    let b2_1x1 = Conv::new("googlenet_b2_1x1", 64, b1_pool.out_hw(), 64, 1, 1, 0);
+    let b2_3x3 = Conv::new("googlenet_b2_3x3", 64, b2_1x1.out_hw(), 192, 3, 1, 1);
+    // Block 3 starts with 3a on b2's 192 channels, after b2's halving pool.
+    let i3a = Inception { name: "googlenet_3a", c_in: 192, hw: halve(b2_3x3.out_hw()), c1: 64, c2: (96, 128), c3: (16, 32), c4: 32 };
+    // Block 4 starts with 4a on 3b's 480 = 128 + 192 + 96 + 64 channels, after a halving pool.
+    let i4a = Inception { name: "googlenet_4a", c_in: 480, hw: halve(i3a.hw), c1: 192, c2: (96, 208), c3: (16, 48), c4: 64 };
+    // Block 5 ends with 5b on 5a's 832 = 256 + 320 + 128 + 128 channels, after a halving pool.
+    let i5b = Inception { name: "googlenet_5b", c_in: 832, hw: halve(i4a.hw), c1: 384, c2: (192, 384), c3: (48, 128), c4: 128 };
+    assert_eq!([b1.out_hw(), b1_pool.out_hw(), i3a.hw, i4a.hw, i5b.hw], [48, 24, 12, 6, 3]);
+    let gap = Act { name: "googlenet_gap", c: i5b.out_channels(), hw: i5b.hw };
+    GoogLeNet { b1, b1_pool, b2_1x1, b2_3x3, i3a, i4a, i5b, gap, fc: (gap.c, 10) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// gemm_gflops
+// ---------------------------------------------------------------------------------------------
+
+/// One GEMM case: a name and the product, with its batch layout.
+struct Case {
+    name: String,
     g: Gemm,
 }
 
 impl Case {
-    /// `batch` products `C_i = op(A_i) op(B_i)`; A is shared when `shared_a` (conv weights),
-    /// C is summed over the batch when `sum_c` (weight gradients).
-    #[allow(clippy::too_many_arguments)]
-    fn new(name: &'static str, trans_a: bool, trans_b: bool, m: usize, n: usize, k: usize, batch: usize, shared_a: bool, sum_c: bool) -> Case {
-        let g = Gemm {
-            batch,
-            a_stride: if shared_a { 0 } else { m * k },
-            b_stride: k * n,
-            c_stride: if sum_c { 0 } else { m * n },
-            ..Gemm::new(trans_a, trans_b, m, n, k)
-        };
-        Case { name, g }
+    fn new(name: &str, g: Gemm) -> Case {
+        Case { name: name.into(), g }
+    }
+    fn square(trans_a: bool, trans_b: bool, size: usize) -> Case {
+        Case::new("square", Gemm::new(trans_a, trans_b, size, size, size))
+    }
+    /// The products `layers::ops::conv2d` runs for `layer` (im2col or direct 1x1), over the whole
+    /// batch in one call: O = c_out, K = col_rows, P = col_cols.
+    fn conv(layer: &Conv) -> Vec<Case> {
+        let geo = layer.geo();
+        let (k, p, o) = (geo.col_rows(), geo.col_cols(), geo.c_out);
+        let name = |product: &str| format!("{}_{product}", layer.name);
+        // y_i (O x P) = W (O x K) * cols_i (K x P)
+        let fwd = Gemm { batch: N, b_stride: k * p, c_stride: o * p, ..Gemm::new(false, false, o, p, k) };
+        // dW (O x K) = sum_i dy_i (O x P) * cols_i^T (P x K)
+        let wgrad = Gemm { batch: N, a_stride: o * p, b_stride: k * p, ..Gemm::new(false, true, o, k, p) };
+        // dcols_i (K x P) = W^T (K x O) * dy_i (O x P)
+        let igrad = Gemm { batch: N, b_stride: o * p, c_stride: k * p, ..Gemm::new(true, false, k, p, o) };
+        let mut cases = vec![Case::new(&name("fwd"), fwd), Case::new(&name("wgrad"), wgrad)];
+        if !layer.first {
+            cases.push(Case::new(&name("igrad"), igrad));
+        }
+        cases
+    }
+    /// The products of `layers::ops::linear` for x [N, inp], W [out, inp].
+    fn linear(name: &str, inp: usize, out: usize) -> Vec<Case> {
+        vec![
+            Case::new(&format!("{name}_fwd"), Gemm::new(false, true, N, out, inp)),
+            Case::new(&format!("{name}_igrad"), Gemm::new(false, false, N, inp, out)),
+            Case::new(&format!("{name}_wgrad"), Gemm::new(true, false, out, inp, N)),
+        ]
     }
     fn id(&self) -> BenchmarkId {
         let g = &self.g;
         let t = |b: bool| if b { "T" } else { "N" };
         let sum = if g.c_stride == 0 && g.batch > 1 { "_sumC" } else { "" };
-        BenchmarkId::new(self.name, format!("{}{}_m{}_n{}_k{}_b{}{}", t(g.trans_a), t(g.trans_b), g.m, g.n, g.k, g.batch, sum))
+        BenchmarkId::new(&self.name, format!("{}{}_m{}_n{}_k{}_b{}{}", t(g.trans_a), t(g.trans_b), g.m, g.n, g.k, g.batch, sum))
     }
 }
 
 fn gemm_cases() -> Vec<Case> {
-    vec![
-        Case::new("square", false, false, 512, 512, 512, 1, false, false),
-        Case::new("square", false, false, 1024, 1024, 1024, 1, false, false),
-        // NiN conv1 forward (1 -> 96, 11x11 stride 4, 224 -> 54x54): W[96 x 121] * cols_i[121 x 2916].
-        Case::new("nin_conv1_fwd", false, false, 96, 2916, 121, 32, true, false),
-        // A NiN 1x1 conv after conv1 (96 -> 96 on 54x54): W[96 x 96] * X_i[96 x 2916].
-        Case::new("nin_1x1_fwd", false, false, 96, 2916, 96, 32, true, false),
-        // NiN conv2 forward for one image (96 -> 256, 5x5 pad 2 on 26x26): W[256 x 2400] * cols[2400 x 676].
-        Case::new("nin_conv2_fwd", false, false, 256, 676, 2400, 1, true, false),
-        // NiN conv1 weight gradient: dW[96 x 121] = sum_i dy_i[96 x 2916] * cols_i^T[2916 x 121].
-        Case::new("nin_conv1_wgrad", false, true, 96, 121, 2916, 32, false, true),
-    ]
+    let (nin, gn) = (nin(), googlenet());
+    let mut cases = vec![
+        Case::square(false, false, 512),
+        Case::square(false, true, 512),
+        Case::square(true, false, 512),
+        Case::square(true, true, 512),
+        Case::square(false, false, 1024),
+    ];
+    // NiN conv2's forward product for a single image.
+    let mut single = Case::conv(&nin.convs[1]).remove(0);
+    single.g.batch = 1;
+    cases.push(single);
+    let inceptions = [gn.i3a, gn.i4a, gn.i5b].into_iter().flat_map(|i| [i.conv_1x1(), i.conv_3x3(), i.conv_5x5()]);
+    let googlenet_convs = [gn.b1, gn.b2_1x1, gn.b2_3x3].into_iter().chain(inceptions);
+    for layer in nin.layers().into_iter().chain(googlenet_convs) {
+        cases.extend(Case::conv(&layer));
+    }
+    cases.extend(Case::linear("googlenet_fc", gn.fc.0, gn.fc.1));
+    cases
 }
 
 fn bench_gemm(c: &mut Criterion) {
-    let cpu = Cpu;
     let mut group = c.benchmark_group("gemm_gflops");
     group.sampling_mode(SamplingMode::Flat);
-    for (i, case) in gemm_cases().iter().enumerate() {
+    for (i, case) in gemm_cases().into_iter().enumerate() {
         let g = case.g;
+        let seed = 3 * i as u64;
         let (la, lb, lc) = g.required_lengths();
-        let a = cpu.from_slice(&values(la, 3 * i as u64 + 1)).unwrap();
-        let b = cpu.from_slice(&values(lb, 3 * i as u64 + 2)).unwrap();
-        let mut out = cpu.zeros(lc).unwrap();
-        group.throughput(Throughput::Elements(g.flops() as u64));
-        group.bench_function(case.id(), |bench| {
-            bench.iter(|| {
-                cpu.gemm(&g, black_box(&a), black_box(&b), &mut out).unwrap();
-                black_box(&out);
-            })
-        });
+        bench(
+            &mut group,
+            case.id(),
+            flops(g.flops()),
+            || (buf(la, seed + 1), buf(lb, seed + 2), zeros(lc)),
+            |(a, b, out)| Cpu.gemm(&g, a, b, out).unwrap(),
+        );
     }
     group.finish();
 }
 
-fn bench_conv(c: &mut Criterion) {
-    let cpu = Cpu;
-    // NiN conv2 at 224 input, batch reduced to 8: x [8, 96, 26, 26], w [256, 96, 5, 5], pad 2.
-    let (n, c_in, hw, c_out, k, pad) = (8, 96, 26, 256, 5, 2);
-    let geo = ConvGeometry::new(n, c_in, hw, hw, c_out, Window::square(k, 1, pad)).unwrap();
-    let x = Tensor::from_slice(&cpu, [n, c_in, hw, hw], &values(n * c_in * hw * hw, 101)).unwrap();
-    let w = Tensor::from_slice(&cpu, [c_out, c_in, k, k], &values(c_out * c_in * k * k, 102)).unwrap();
-    let b = Tensor::from_slice(&cpu, [c_out], &values(c_out, 103)).unwrap();
-    let dy = Tensor::from_slice(&cpu, [n, c_out, geo.out_h, geo.out_w], &values(n * c_out * geo.col_cols(), 104)).unwrap();
-    let shape = format!("n{n}_c{c_in}_{hw}x{hw}_o{c_out}_k{k}_p{pad}");
+// ---------------------------------------------------------------------------------------------
+// im2col_gbps
+// ---------------------------------------------------------------------------------------------
 
+fn bench_im2col(c: &mut Criterion) {
+    let (nin, gn) = (nin(), googlenet());
+    let layers = [nin.convs[0].clone(), nin.convs[1].clone(), nin.convs[2].clone(), gn.b2_3x3, gn.i3a.conv_5x5()];
+    let mut group = c.benchmark_group("im2col_gbps");
+    for layer in &layers {
+        let geo = layer.geo();
+        let x_len = N * geo.c_in * geo.h * geo.w;
+        let cols_len = N * geo.col_rows() * geo.col_cols();
+        let moved = bytes(x_len + cols_len);
+        bench(
+            &mut group,
+            BenchmarkId::new("im2col", layer.id()),
+            moved.clone(),
+            || (buf(x_len, 1), zeros(cols_len)),
+            |(x, cols)| Cpu.im2col(x, &geo, 0, N, cols).unwrap(),
+        );
+        bench(
+            &mut group,
+            BenchmarkId::new("col2im", layer.id()),
+            moved,
+            || (buf(cols_len, 2), zeros(x_len)),
+            |(cols, dx)| Cpu.col2im(cols, &geo, 0, N, dx).unwrap(),
+        );
+        // The layer's output between the product's [O][N][P] layout and NCHW's [N][O][P].
+        let (o, p) = (geo.c_out, geo.col_cols());
+        let y_len = N * o * p;
+        for (dir, rows, cols) in [("to_nchw", o, N), ("from_nchw", N, o)] {
+            bench(
+                &mut group,
+                BenchmarkId::new("transpose_blocks", format!("{}_out_{dir}_n{N}_o{o}_p{p}", layer.name)),
+                bytes(2 * y_len),
+                || (buf(y_len, 3), zeros(y_len)),
+                |(src, dst)| Cpu.transpose_blocks(src, 0, rows, cols, p, dst, 0).unwrap(),
+            );
+        }
+    }
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// conv2d_gflops, conv1x1_gflops
+// ---------------------------------------------------------------------------------------------
+
+/// Inputs of one convolution layer: x, weight, bias and an output gradient.
+struct ConvData {
+    layer: Conv,
+    x: Tensor<Cpu>,
+    w: Tensor<Cpu>,
+    b: Tensor<Cpu>,
+    dy: Tensor<Cpu>,
+}
+
+impl ConvData {
+    fn new(layer: &Conv) -> ConvData {
+        let (n, c, hw, o, k, out) = (N, layer.c_in, layer.hw, layer.c_out, layer.k, layer.out_hw());
+        ConvData {
+            layer: layer.clone(),
+            x: tensor(&[n, c, hw, hw], 101),
+            w: tensor(&[o, c, k, k], 102),
+            b: tensor(&[o], 103),
+            dy: tensor(&[n, o, out, out], 104),
+        }
+    }
+    /// One forward (and, if `backward`, one backward) pass through `layers::ops::conv2d_with`.
+    fn run(&self, algo: ConvAlgo, backward: bool) {
+        let x = if self.layer.first { Var::constant(self.x.clone()) } else { Var::parameter(self.x.clone()) };
+        let (w, b) = (Var::parameter(self.w.clone()), Var::parameter(self.b.clone()));
+        let (s, p) = (self.layer.stride, self.layer.pad);
+        let y = conv2d_with(&x, &w, Some(&b), (s, s), (p, p), algo).unwrap();
+        if backward {
+            y.backward_with(self.dy.clone()).unwrap();
+            black_box((x.grad(), w.grad(), b.grad()));
+        } else {
+            black_box(y.value());
+        }
+    }
+}
+
+/// `{prefix}forward` and `{prefix}fwd_bwd` of one layer.
+fn bench_conv_layer(group: &mut Group, layer: &Conv, algo: ConvAlgo, prefix: &str) {
+    for (pass, backward, f) in [("forward", false, layer.forward_flops()), ("fwd_bwd", true, layer.fwd_bwd_flops())] {
+        bench(
+            group,
+            BenchmarkId::new(format!("{prefix}{pass}"), layer.id()),
+            flops(f),
+            || ConvData::new(layer),
+            |data| data.run(algo, backward),
+        );
+    }
+}
+
+fn bench_conv(c: &mut Criterion) {
+    let (nin, gn) = (nin(), googlenet());
     let mut group = c.benchmark_group("conv2d_gflops");
     group.sampling_mode(SamplingMode::Flat);
+    for layer in nin.layers().iter().chain([gn.b1, gn.b2_3x3, gn.i3a.conv_1x1()].iter()) {
+        bench_conv_layer(&mut group, layer, ConvAlgo::Auto, "");
+    }
+    group.finish();
+}
 
-    group.throughput(Throughput::Elements(geo.flops() as u64));
-    group.bench_function(BenchmarkId::new("nin_conv2_forward", &shape), |bench| {
-        bench.iter(|| {
-            let (xv, wv, bv) = (Var::parameter(x.clone()), Var::parameter(w.clone()), Var::parameter(b.clone()));
-            let y = layers::ops::conv2d(&xv, &wv, Some(&bv), (1, 1), (pad, pad)).unwrap();
-            black_box(y.value());
-        })
-    });
+fn bench_conv1x1(c: &mut Criterion) {
+    let nin = nin();
+    let mut group = c.benchmark_group("conv1x1_gflops");
+    group.sampling_mode(SamplingMode::Flat);
+    for layer in [nin.convs[0].pointwise(), nin.convs[1].pointwise()] {
+        assert!(layer.geo().is_pointwise());
+        bench_conv_layer(&mut group, &layer, ConvAlgo::Auto, "direct_");
+        bench_conv_layer(&mut group, &layer, ConvAlgo::Im2col, "im2col_");
+    }
+    group.finish();
+}
 
-    group.throughput(Throughput::Elements(3 * geo.flops() as u64));
-    group.bench_function(BenchmarkId::new("nin_conv2_fwd_bwd", &shape), |bench| {
-        bench.iter(|| {
-            let (xv, wv, bv) = (Var::parameter(x.clone()), Var::parameter(w.clone()), Var::parameter(b.clone()));
-            let y = layers::ops::conv2d(&xv, &wv, Some(&bv), (1, 1), (pad, pad)).unwrap();
-            y.backward_with(dy.clone()).unwrap();
-            black_box((xv.grad(), wv.grad(), bv.grad()));
-        })
+// ---------------------------------------------------------------------------------------------
+// pool_gbps
+// ---------------------------------------------------------------------------------------------
+
+fn bench_pool(c: &mut Criterion) {
+    let (nin, gn) = (nin(), googlenet());
+    let mut group = c.benchmark_group("pool_gbps");
+    let googlenet_pools = [gn.i3a.pool(), gn.b1_pool.clone()];
+    let max_pools = nin.pools.iter().chain(googlenet_pools.iter());
+    for (pool, max) in max_pools.map(|p| (p, true)).chain(googlenet_pools.iter().map(|p| (p, false))) {
+        let geo = pool.geo();
+        let (x_len, y_len) = (geo.planes() * geo.h * geo.w, geo.planes() * geo.out_h * geo.out_w);
+        let inputs = || (buf(x_len, 11), buf(y_len, 12), zeros(x_len), zeros(y_len));
+        if max {
+            let fwd = BenchmarkId::new("max_pool2d_forward", pool.id());
+            bench(&mut group, fwd, bytes(x_len + y_len), inputs, |(x, _, _, y)| Cpu.max_pool2d_forward(x, &geo, y).unwrap());
+            let bwd = BenchmarkId::new("max_pool2d_backward", pool.id());
+            bench(&mut group, bwd, bytes(2 * x_len + y_len), inputs, |(x, dy, dx, _)| Cpu.max_pool2d_backward(x, dy, &geo, dx).unwrap());
+        } else {
+            let fwd = BenchmarkId::new("avg_pool2d_forward", pool.id());
+            bench(&mut group, fwd, bytes(x_len + y_len), inputs, |(x, _, _, y)| Cpu.avg_pool2d_forward(x, &geo, y).unwrap());
+            let bwd = BenchmarkId::new("avg_pool2d_backward", pool.id());
+            bench(&mut group, bwd, bytes(x_len + y_len), inputs, |(_, dy, dx, _)| Cpu.avg_pool2d_backward(dy, &geo, dx).unwrap());
+        }
+    }
+    for act in [gn.gap, nin.gap] {
+        let (planes, plane_len) = (N * act.c, act.hw * act.hw);
+        let moved = bytes(act.len() + planes);
+        let inputs = || (buf(act.len(), 13), buf(planes, 14), zeros(act.len()), zeros(planes));
+        let fwd = BenchmarkId::new("global_avg_pool_forward", act.id());
+        bench(&mut group, fwd, moved.clone(), inputs, |(x, _, _, y)| Cpu.global_avg_pool_forward(x, planes, plane_len, y).unwrap());
+        let bwd = BenchmarkId::new("global_avg_pool_backward", act.id());
+        bench(&mut group, bwd, moved, inputs, |(_, dy, dx, _)| Cpu.global_avg_pool_backward(dy, planes, plane_len, dx).unwrap());
+    }
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// activation_gbps, elementwise_gbps
+// ---------------------------------------------------------------------------------------------
+
+/// NiN's dropout input (pool3's output) and conv1's output.
+const NIN_DROPOUT_IN: Act = Act { name: "nin_pool3_out", c: 384, hw: 5 };
+const NIN_CONV1_OUT: Act = Act { name: "nin_conv1_out", c: 96, hw: 54 };
+
+fn bench_activation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("activation_gbps");
+    for act in [NIN_DROPOUT_IN, NIN_CONV1_OUT] {
+        let len = act.len();
+        // (x or y, dy or mask, out, mask)
+        let inputs = || (buf(len, 21), buf(len, 22), zeros(len), zeros(len));
+        let id = |kernel: &str| BenchmarkId::new(kernel, act.id());
+        bench(&mut group, id("relu_forward"), bytes(2 * len), inputs, |(x, _, y, _)| Cpu.relu_forward(x, y).unwrap());
+        bench(&mut group, id("relu_backward"), bytes(3 * len), inputs, |(y, dy, dx, _)| Cpu.relu_backward(y, dy, dx).unwrap());
+        bench(&mut group, id("dropout_forward"), bytes(3 * len), inputs, |(x, _, y, mask)| Cpu.dropout_forward(x, 0.5, 7, y, mask).unwrap());
+        // The backward of dropout is `dx = dy * mask`.
+        bench(&mut group, id("dropout_backward"), bytes(3 * len), inputs, |(dy, mask, dx, _)| Cpu.mul(dy, mask, dx).unwrap());
+    }
+    group.finish();
+}
+
+/// `copy_channels` of an Inception block's four branch outputs into the concatenation
+/// (`split == false`), or back out of it.
+fn inception_concat(block: &Inception, branches: &mut [CpuBuffer; 4], joined: &mut CpuBuffer, split: bool) {
+    let (total, plane) = (block.out_channels(), block.hw * block.hw);
+    let mut first = 0;
+    for (count, branch) in block.branches().into_iter().zip(branches.iter_mut()) {
+        if split {
+            Cpu.copy_channels(joined, total, first, branch, count, 0, count, N, plane).unwrap();
+        } else {
+            Cpu.copy_channels(branch, count, 0, joined, total, first, count, N, plane).unwrap();
+        }
+        first += count;
+    }
+}
+
+fn bench_elementwise(c: &mut Criterion) {
+    let gn = googlenet();
+    let mut group = c.benchmark_group("elementwise_gbps");
+    // Bias: NiN conv1's output (96 channels of 2916) and GoogLeNet 5b's 1x1 output (384 of 9).
+    let gn_5b_1x1_out = Act { name: "googlenet_5b_1x1_out", c: gn.i5b.c1, hw: gn.i5b.hw };
+    for act in [NIN_CONV1_OUT, gn_5b_1x1_out] {
+        let (len, ch, inner) = (act.len(), act.c, act.hw * act.hw);
+        let inputs = || (buf(len, 31), buf(ch, 32), zeros(ch));
+        let id = |kernel: &str| BenchmarkId::new(kernel, act.id());
+        bench(&mut group, id("add_bias"), bytes(2 * len + ch), inputs, |(y, b, _)| Cpu.add_bias(y, b, N, ch, inner).unwrap());
+        bench(&mut group, id("bias_grad"), bytes(len + ch), inputs, |(dy, _, db)| Cpu.bias_grad(dy, N, ch, inner, db).unwrap());
+    }
+    // Inception joins: four copy_channels calls move the whole output once each way.
+    for block in [gn.i3a, gn.i5b] {
+        let len = N * block.out_channels() * block.hw * block.hw;
+        let inputs = || (block.branches().map(|ch| buf(N * ch * block.hw * block.hw, ch as u64)), zeros(len));
+        let shape = format!("n{N}_c{}_{}x{}", block.branches().map(|c| c.to_string()).join("-"), block.hw, block.hw);
+        for (split, what) in [(false, "concat"), (true, "split")] {
+            let id = BenchmarkId::new("copy_channels", format!("{}_{what}_{shape}", block.name));
+            bench(&mut group, id, bytes(2 * len), inputs, |(branches, joined)| inception_concat(&block, branches, joined, split));
+        }
+    }
+    // Whole-buffer maps and reductions on NiN conv1's output.
+    let (act, len) = (NIN_CONV1_OUT, NIN_CONV1_OUT.len());
+    let inputs = || (buf(len, 41), buf(len, 42), zeros(1));
+    let id = |kernel: &str| BenchmarkId::new(kernel, act.id());
+    bench(&mut group, id("axpy"), bytes(3 * len), inputs, |(x, y, _)| Cpu.axpy(0.5, x, y).unwrap());
+    // Scaling by -1 keeps the values bounded however many times it runs.
+    bench(&mut group, id("scale"), bytes(2 * len), inputs, |(x, _, _)| Cpu.scale(x, -1.0).unwrap());
+    bench(&mut group, id("sum"), bytes(len + 1), inputs, |(x, _, out)| Cpu.sum(x, out).unwrap());
+    bench(&mut group, id("fill"), bytes(len), inputs, |(x, _, _)| Cpu.fill(x, 0.25).unwrap());
+    bench(&mut group, id("copy"), bytes(2 * len), inputs, |(x, _, _)| drop(black_box(Cpu.copy(x).unwrap())));
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// loss_gbps, optim_gbps
+// ---------------------------------------------------------------------------------------------
+
+fn bench_loss(c: &mut Criterion) {
+    let (n, classes) = (N, 10);
+    let len = n * classes;
+    let mut group = c.benchmark_group("loss_gbps");
+    let inputs = || {
+        let labels: Vec<f32> = (0..n).map(|i| (i % classes) as f32).collect();
+        (buf(len, 51), Cpu.from_slice(&labels).unwrap(), Cpu.from_slice(&[1.0, 0.0]).unwrap(), zeros(1), zeros(len))
+    };
+    let id = |kernel: &str| BenchmarkId::new(kernel, format!("n{n}_classes{classes}"));
+    bench(&mut group, id("softmax_cross_entropy_forward"), bytes(len + n + 2), inputs, |(logits, labels, loss, correct, _)| {
+        Cpu.softmax_cross_entropy_forward(logits, labels, n, classes, loss, correct).unwrap()
     });
+    bench(&mut group, id("softmax_cross_entropy_backward"), bytes(2 * len + n + 1), inputs, |(logits, labels, dloss, _, dlogits)| {
+        Cpu.softmax_cross_entropy_backward(logits, labels, n, classes, dloss, dlogits).unwrap()
+    });
+    group.finish();
+}
+
+fn bench_optim(c: &mut Criterion) {
+    let mut group = c.benchmark_group("optim_gbps");
+    let sgd = SgdStep { lr: 0.01, momentum: 0.9, weight_decay: 5e-4 };
+    let adam = AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: 10 };
+    for (model, len) in [("nin", NIN_PARAMS), ("googlenet", GOOGLENET_PARAMS)] {
+        let inputs = || (buf(len, 61), buf(len, 62), zeros(len), zeros(len));
+        // SGD reads p, g, v and writes p, v; Adam reads p, g, m, v and writes p, m, v.
+        bench(&mut group, BenchmarkId::new("sgd_momentum_step", format!("{model}_{len}")), bytes(5 * len), inputs, |(p, g, v, _)| {
+            Cpu.sgd_step(p, g, Some(v), &sgd).unwrap()
+        });
+        bench(&mut group, BenchmarkId::new("adam_step", format!("{model}_{len}")), bytes(7 * len), inputs, |(p, g, m, v)| {
+            Cpu.adam_step(p, g, m, v, &adam).unwrap()
+        });
+    }
     group.finish();
 }
 
@@ -135,12 +680,12 @@ fn config() -> Criterion {
         "kernels bench: {} hardware threads (rayon's default pool size unless RAYON_NUM_THREADS is set)",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
-    Criterion::default().sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3))
+    Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(1))
 }
 
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_gemm, bench_conv
+    targets = bench_gemm, bench_im2col, bench_conv, bench_conv1x1, bench_pool, bench_activation, bench_elementwise, bench_loss, bench_optim
 }
 criterion_main!(benches);

@@ -167,6 +167,9 @@ impl Backend for Cuda {
         self.fill(&mut b, 0.0)?;
         Ok(b)
     }
+    fn uninit(&self, len: usize) -> Result<Buffer> {
+        self.inner.pool.take(len)
+    }
     fn from_slice(&self, data: &[f32]) -> Result<Buffer> {
         let mut b = self.inner.pool.take(data.len())?;
         if !data.is_empty() {

@@ -90,6 +90,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     // ---- memory ----
     fn zeros(&self, len: usize) -> Result<Self::Storage>;
+    /// A buffer for an output the caller overwrites entirely: its contents are unspecified
+    /// (recycled memory), which saves zeroing it.
+    fn uninit(&self, len: usize) -> Result<Self::Storage> {
+        self.zeros(len)
+    }
     fn from_slice(&self, data: &[f32]) -> Result<Self::Storage>;
     fn to_vec(&self, src: &Self::Storage) -> Result<Vec<f32>>;
     fn storage_len(&self, s: &Self::Storage) -> usize;

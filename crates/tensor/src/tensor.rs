@@ -30,6 +30,12 @@ impl<B: Backend> Tensor<B> {
         let storage = backend.zeros(shape.numel())?;
         Self::from_storage(backend, shape, storage)
     }
+    /// A tensor whose every value the caller is about to overwrite (see `Backend::uninit`).
+    pub fn uninit(backend: &B, shape: impl Into<Shape>) -> Result<Self> {
+        let shape = shape.into();
+        let storage = backend.uninit(shape.numel())?;
+        Self::from_storage(backend, shape, storage)
+    }
     pub fn full(backend: &B, shape: impl Into<Shape>, value: f32) -> Result<Self> {
         let mut t = Self::zeros(backend, shape)?;
         backend.fill(t.storage_mut()?, value)?;
@@ -86,6 +92,10 @@ impl<B: Backend> Tensor<B> {
             bail!(Shape, "cannot reshape {} ({} values) to {shape} ({} values)", self.shape, self.numel(), shape.numel());
         }
         Ok(Tensor { backend: self.backend.clone(), shape, storage: self.storage.clone() })
+    }
+    /// An output-to-be with this one's shape and backend (see `Backend::uninit`).
+    pub fn uninit_like(&self) -> Result<Self> {
+        Self::uninit(&self.backend, self.shape.clone())
     }
     /// A tensor of zeros with this one's shape and backend.
     pub fn zeros_like(&self) -> Result<Self> {

@@ -5,7 +5,7 @@ use tensor::{bail, Backend, Result, Tensor};
 pub fn relu<B: Backend>(x: &Var<B>) -> Result<Var<B>> {
     let xv = x.value();
     let backend = xv.backend().clone();
-    let mut y = xv.zeros_like()?;
+    let mut y = xv.uninit_like()?;
     backend.relu_forward(xv.storage(), y.storage_mut()?)?;
     let saved = y.clone();
     Ok(Var::from_op(
@@ -13,7 +13,7 @@ pub fn relu<B: Backend>(x: &Var<B>) -> Result<Var<B>> {
         y,
         &[x],
         Box::new(move |dy, _| {
-            let mut dx = saved.zeros_like()?;
+            let mut dx = saved.uninit_like()?;
             backend.relu_backward(saved.storage(), dy.storage(), dx.storage_mut()?)?;
             Ok(vec![Some(dx)])
         }),
@@ -31,15 +31,15 @@ pub fn dropout<B: Backend>(x: &Var<B>, p: f32, seed: u64) -> Result<Var<B>> {
     }
     let xv = x.value();
     let backend = xv.backend().clone();
-    let mut y = xv.zeros_like()?;
-    let mut mask = xv.zeros_like()?;
+    let mut y = xv.uninit_like()?;
+    let mut mask = xv.uninit_like()?;
     backend.dropout_forward(xv.storage(), p, seed, y.storage_mut()?, mask.storage_mut()?)?;
     Ok(Var::from_op(
         "dropout",
         y,
         &[x],
         Box::new(move |dy, _| {
-            let mut dx: Tensor<B> = mask.zeros_like()?;
+            let mut dx: Tensor<B> = mask.uninit_like()?;
             backend.mul(dy.storage(), mask.storage(), dx.storage_mut()?)?;
             Ok(vec![Some(dx)])
         }),

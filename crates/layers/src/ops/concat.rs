@@ -16,7 +16,7 @@ pub fn concat_channels<B: Backend>(xs: &[&Var<B>]) -> Result<Var<B>> {
     }
     let total: usize = channels.iter().sum();
     let backend = first.backend();
-    let mut y = Tensor::zeros(&backend, [n, total, h, w])?;
+    let mut y = Tensor::uninit(&backend, [n, total, h, w])?;
     let mut offset = 0;
     for (x, &c) in xs.iter().zip(&channels) {
         backend.copy_channels(x.value_ref().storage(), c, 0, y.storage_mut()?, total, offset, c, n, h * w)?;
@@ -31,7 +31,7 @@ pub fn concat_channels<B: Backend>(xs: &[&Var<B>]) -> Result<Var<B>> {
             let mut grads = Vec::with_capacity(channels.len());
             for (&c, &need) in channels.iter().zip(needs) {
                 grads.push(if need {
-                    let mut dx = Tensor::zeros(&backend, [n, c, h, w])?;
+                    let mut dx = Tensor::uninit(&backend, [n, c, h, w])?;
                     backend.copy_channels(dy.storage(), total, offset, dx.storage_mut()?, c, 0, c, n, h * w)?;
                     Some(dx)
                 } else {

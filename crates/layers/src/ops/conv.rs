@@ -64,7 +64,7 @@ pub fn conv2d_with<B: Backend>(
             let mut grads = vec![dx, dw];
             if needs.len() > 2 {
                 let backend = dy.backend().clone();
-                let mut db = Tensor::zeros(&backend, [geo.c_out])?;
+                let mut db = Tensor::uninit(&backend, [geo.c_out])?;
                 backend.bias_grad(dy.storage(), geo.n, geo.c_out, geo.col_cols(), db.storage_mut()?)?;
                 grads.push(Some(db));
             }
@@ -81,7 +81,7 @@ fn chunk_images(geo: &ConvGeometry) -> usize {
 fn forward<B: Backend>(x: &Tensor<B>, w: &Tensor<B>, geo: &ConvGeometry, direct: bool) -> Result<Tensor<B>> {
     let backend = x.backend().clone();
     let (k, p, o) = (geo.col_rows(), geo.col_cols(), geo.c_out);
-    let mut y = Tensor::zeros(&backend, [geo.n, o, geo.out_h, geo.out_w])?;
+    let mut y = Tensor::uninit(&backend, [geo.n, o, geo.out_h, geo.out_w])?;
     if direct {
         // y_i (O x P) = W (O x C) * x_i (C x P)
         let g = Gemm { batch: geo.n, b_stride: k * p, c_stride: o * p, ..Gemm::new(false, false, o, p, k) };
@@ -89,8 +89,8 @@ fn forward<B: Backend>(x: &Tensor<B>, w: &Tensor<B>, geo: &ConvGeometry, direct:
         return Ok(y);
     }
     let chunk = chunk_images(geo);
-    let mut cols = backend.zeros(chunk * k * p)?;
-    let mut product = backend.zeros(chunk * o * p)?;
+    let mut cols = backend.uninit(chunk * k * p)?;
+    let mut product = backend.uninit(chunk * o * p)?;
     for first in (0..geo.n).step_by(chunk) {
         let count = chunk.min(geo.n - first);
         // [O x count*P] = W (O x K) * cols (K x count*P), then [O][count][P] -> [count][O][P].
@@ -116,8 +116,8 @@ fn backward<B: Backend>(
     let backend = x.backend().clone();
     let (k, p, o) = (geo.col_rows(), geo.col_cols(), geo.c_out);
     let (kh, kw) = geo.window.kernel;
-    let mut dx = if want_dx { Some(Tensor::zeros(&backend, [geo.n, geo.c_in, geo.h, geo.w])?) } else { None };
-    let mut dw = if want_dw { Some(Tensor::zeros(&backend, [o, geo.c_in, kh, kw])?) } else { None };
+    let mut dx = if want_dx { Some(Tensor::uninit(&backend, [geo.n, geo.c_in, geo.h, geo.w])?) } else { None };
+    let mut dw = if want_dw { Some(Tensor::uninit(&backend, [o, geo.c_in, kh, kw])?) } else { None };
     if direct {
         if let Some(dx) = dx.as_mut() {
             // dx_i (C x P) = W^T (C x O) * dy_i (O x P)
@@ -132,8 +132,8 @@ fn backward<B: Backend>(
         return Ok((dx, dw));
     }
     let chunk = chunk_images(geo);
-    let mut cols = backend.zeros(chunk * k * p)?;
-    let mut dy_chunk = backend.zeros(chunk * o * p)?;
+    let mut cols = backend.uninit(chunk * k * p)?;
+    let mut dy_chunk = backend.uninit(chunk * o * p)?;
     for first in (0..geo.n).step_by(chunk) {
         let count = chunk.min(geo.n - first);
         // dy's chunk as one [O x count*P] matrix.

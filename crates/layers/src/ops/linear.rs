@@ -17,7 +17,7 @@ pub fn linear<B: Backend>(x: &Var<B>, weight: &Var<B>, bias: Option<&Var<B>>) ->
     }
     let (xv, wv) = (x.value(), weight.value());
     let backend = xv.backend().clone();
-    let mut y = Tensor::zeros(&backend, [n, out])?;
+    let mut y = Tensor::uninit(&backend, [n, out])?;
     backend.gemm(&Gemm::new(false, true, n, out, inp), xv.storage(), wv.storage(), y.storage_mut()?)?;
     if let Some(b) = bias {
         backend.add_bias(y.storage_mut()?, b.value_ref().storage(), n, out, 1)?;
@@ -32,18 +32,18 @@ pub fn linear<B: Backend>(x: &Var<B>, weight: &Var<B>, bias: Option<&Var<B>>) ->
             let mut grads = vec![None, None];
             if needs[0] {
                 // dx (N x in) = dy (N x out) * W (out x in)
-                let mut dx = xv.zeros_like()?;
+                let mut dx = xv.uninit_like()?;
                 backend.gemm(&Gemm::new(false, false, n, inp, out), dy.storage(), wv.storage(), dx.storage_mut()?)?;
                 grads[0] = Some(dx);
             }
             if needs[1] {
                 // dW (out x in) = dy^T (out x N) * x (N x in)
-                let mut dw = wv.zeros_like()?;
+                let mut dw = wv.uninit_like()?;
                 backend.gemm(&Gemm::new(true, false, out, inp, n), dy.storage(), xv.storage(), dw.storage_mut()?)?;
                 grads[1] = Some(dw);
             }
             if needs.len() > 2 {
-                let mut db = Tensor::zeros(&backend, [out])?;
+                let mut db = Tensor::uninit(&backend, [out])?;
                 backend.bias_grad(dy.storage(), n, out, 1, db.storage_mut()?)?;
                 grads.push(Some(db));
             }

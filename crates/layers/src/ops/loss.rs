@@ -25,7 +25,7 @@ pub fn cross_entropy<B: Backend>(logits: &Var<B>, labels: &[usize]) -> Result<(V
         loss,
         &[logits],
         Box::new(move |dloss, _| {
-            let mut dlogits = lv.zeros_like()?;
+            let mut dlogits = lv.uninit_like()?;
             backend.softmax_cross_entropy_backward(lv.storage(), labels.storage(), n, classes, dloss.storage(), dlogits.storage_mut()?)?;
             Ok(vec![Some(dlogits)])
         }),

@@ -12,14 +12,14 @@ pub fn max_pool2d<B: Backend>(x: &Var<B>, window: Window) -> Result<Var<B>> {
     let geo = geometry(x, window, "max_pool2d input")?;
     let xv = x.value();
     let backend = xv.backend().clone();
-    let mut y = Tensor::zeros(&backend, [geo.n, geo.c, geo.out_h, geo.out_w])?;
+    let mut y = Tensor::uninit(&backend, [geo.n, geo.c, geo.out_h, geo.out_w])?;
     backend.max_pool2d_forward(xv.storage(), &geo, y.storage_mut()?)?;
     Ok(Var::from_op(
         "max_pool2d",
         y,
         &[x],
         Box::new(move |dy, _| {
-            let mut dx = xv.zeros_like()?;
+            let mut dx = xv.uninit_like()?;
             backend.max_pool2d_backward(xv.storage(), dy.storage(), &geo, dx.storage_mut()?)?;
             Ok(vec![Some(dx)])
         }),
@@ -30,14 +30,14 @@ pub fn max_pool2d<B: Backend>(x: &Var<B>, window: Window) -> Result<Var<B>> {
 pub fn avg_pool2d<B: Backend>(x: &Var<B>, window: Window) -> Result<Var<B>> {
     let geo = geometry(x, window, "avg_pool2d input")?;
     let backend = x.backend();
-    let mut y = Tensor::zeros(&backend, [geo.n, geo.c, geo.out_h, geo.out_w])?;
+    let mut y = Tensor::uninit(&backend, [geo.n, geo.c, geo.out_h, geo.out_w])?;
     backend.avg_pool2d_forward(x.value_ref().storage(), &geo, y.storage_mut()?)?;
     Ok(Var::from_op(
         "avg_pool2d",
         y,
         &[x],
         Box::new(move |dy, _| {
-            let mut dx = Tensor::zeros(&backend, [geo.n, geo.c, geo.h, geo.w])?;
+            let mut dx = Tensor::uninit(&backend, [geo.n, geo.c, geo.h, geo.w])?;
             backend.avg_pool2d_backward(dy.storage(), &geo, dx.storage_mut()?)?;
             Ok(vec![Some(dx)])
         }),
@@ -48,14 +48,14 @@ pub fn avg_pool2d<B: Backend>(x: &Var<B>, window: Window) -> Result<Var<B>> {
 pub fn global_avg_pool2d<B: Backend>(x: &Var<B>) -> Result<Var<B>> {
     let [n, c, h, w] = x.shape().nchw("global_avg_pool2d input")?;
     let backend = x.backend();
-    let mut y = Tensor::zeros(&backend, [n, c, 1, 1])?;
+    let mut y = Tensor::uninit(&backend, [n, c, 1, 1])?;
     backend.global_avg_pool_forward(x.value_ref().storage(), n * c, h * w, y.storage_mut()?)?;
     Ok(Var::from_op(
         "global_avg_pool2d",
         y,
         &[x],
         Box::new(move |dy, _| {
-            let mut dx = Tensor::zeros(&backend, [n, c, h, w])?;
+            let mut dx = Tensor::uninit(&backend, [n, c, h, w])?;
             backend.global_avg_pool_backward(dy.storage(), n * c, h * w, dx.storage_mut()?)?;
             Ok(vec![Some(dx)])
         }),

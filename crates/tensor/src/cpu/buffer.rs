@@ -34,6 +34,16 @@ impl CpuBuffer {
         b.0.copy_from_slice(data);
         b
     }
+    /// For outputs that are overwritten entirely: recycled contents when large. Small buffers
+    /// (what the tests use) are filled with NaN, so a kernel that leaves any value unwritten
+    /// fails its tests instead of passing on lucky zeros.
+    pub fn uninit(len: usize) -> CpuBuffer {
+        let mut b = Self::take(len);
+        if len < MIN_POOLED {
+            b.0.fill(f32::NAN);
+        }
+        b
+    }
     /// A buffer of `len` values with unspecified contents (recycled or zeroed).
     fn take(len: usize) -> CpuBuffer {
         if len >= MIN_POOLED {

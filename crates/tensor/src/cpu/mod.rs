@@ -35,6 +35,9 @@ impl Backend for Cpu {
     fn zeros(&self, len: usize) -> Result<CpuBuffer> {
         Ok(CpuBuffer::zeros(len))
     }
+    fn uninit(&self, len: usize) -> Result<CpuBuffer> {
+        Ok(CpuBuffer::uninit(len))
+    }
     fn from_slice(&self, data: &[f32]) -> Result<CpuBuffer> {
         Ok(CpuBuffer::from_slice(data))
     }
