@@ -53,7 +53,21 @@ unsafe fn sgemm_block(g: &Gemm, a: *const f32, b: *const f32, c: *mut f32, beta:
         }
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if use_avx512() {
+        super::gemm_avx512::sgemm(r1 - r0, c1 - c0, g.k, g.alpha, a, rsa, csa, b, rsb, csb, beta, c, g.n as isize);
+        return;
+    }
     matrixmultiply::sgemm(r1 - r0, g.k, c1 - c0, g.alpha, a, rsa, csa, b, rsb, csb, beta, c, g.n as isize, 1);
+}
+
+/// Our AVX-512 kernel only when asked for with `CONVNET_GEMM=avx512` (and the CPU has it): it
+/// matches `matrixmultiply` but does not yet beat it on these shapes (BENCHMARKS.md), so the
+/// default stays `matrixmultiply` until it does.
+#[cfg(target_arch = "x86_64")]
+fn use_avx512() -> bool {
+    static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| super::gemm_avx512::available() && std::env::var("CONVNET_GEMM").is_ok_and(|v| v == "avx512"))
 }
 
 /// One product, split across threads by rows (or columns when C is short and wide).

@@ -7,6 +7,8 @@ mod buffer;
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;
+#[cfg(target_arch = "x86_64")]
+pub mod gemm_avx512;
 pub mod loss;
 pub mod optim;
 pub mod pool;
