@@ -79,7 +79,9 @@ unsafe fn sgemm_parallel(g: &Gemm, a: *const f32, b: *const f32, c: *mut f32, be
         return;
     }
     let (ap, bp, cp) = (SendPtr(a as *mut f32), SendPtr(b as *mut f32), SendPtr(c));
-    let split_rows = g.m >= g.n || g.m >= 64 * threads;
+    // Split the larger operand: each thread then packs only its share of it (the smaller one,
+    // usually the weights, is packed by every thread).
+    let split_rows = g.m >= g.n;
     let extent = if split_rows { g.m } else { g.n };
     // Blocks aligned to the micro-kernel's tile so packing is not wasted on ragged edges.
     let align = if split_rows { 8 } else { 16 };
