@@ -7,8 +7,8 @@
 use autograd::Var;
 use tensor::{bail, Backend, ConvGeometry, Gemm, Result, Tensor, Window};
 
-/// Upper bound on the im2col buffer, in values (64 MiB of f32).
-const COLS_BUDGET: usize = 16 << 20;
+/// Upper bound on the im2col buffer, in values (32 MiB of f32: a chunk stays near the L3).
+const COLS_BUDGET: usize = 8 << 20;
 /// 1x1 convolutions on planes at least this large take the direct per-image products; smaller
 /// planes make per-image products too thin, and the chunked path wins.
 const DIRECT_MIN_PLANE: usize = 256;
