@@ -7,7 +7,7 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKe
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tensor::{bail, AdamStep, Backend, ConvGeometry, Error, Gemm, PoolGeometry, Result, SgdStep};
+use tensor::{checks, AdamStep, Backend, ConvGeometry, Error, Gemm, PoolGeometry, Result, SgdStep};
 
 struct Inner {
     ordinal: usize,
@@ -42,10 +42,7 @@ fn int(what: &str, v: usize) -> Result<i32> {
 }
 
 fn need(op: &str, what: &str, buf: &Buffer, need: usize) -> Result<()> {
-    if buf.len() < need {
-        bail!(Shape, "{op}: {what} holds {} values, {need} needed", buf.len());
-    }
-    Ok(())
+    checks::need(op, what, buf.len(), need)
 }
 
 /// Grid-stride launch for `n` elements: 256 threads a block.
@@ -319,9 +316,7 @@ impl Backend for Cuda {
         launch!(self, "relu_backward", elementwise(y.len()), y.slice(), dy.slice(), dx.slice_mut(), &n)
     }
     fn dropout_forward(&self, x: &Buffer, p: f32, seed: u64, y: &mut Buffer, mask: &mut Buffer) -> Result<()> {
-        if !(0.0..1.0).contains(&p) {
-            bail!(InvalidArgument, "dropout probability must be in [0, 1), got {p}");
-        }
+        checks::dropout_probability(p)?;
         need("dropout_forward", "y", y, x.len())?;
         need("dropout_forward", "mask", mask, x.len())?;
         let n = int("len", x.len())?;
@@ -373,14 +368,7 @@ impl Backend for Cuda {
         n: usize,
         plane_len: usize,
     ) -> Result<()> {
-        if src_first + count > src_channels || dst_first + count > dst_channels {
-            bail!(
-                Shape,
-                "copy_channels: channels {src_first}..{} of {src_channels} to {dst_first}..{} of {dst_channels}",
-                src_first + count,
-                dst_first + count
-            );
-        }
+        checks::channel_ranges(src_channels, src_first, dst_channels, dst_first, count)?;
         need("copy_channels", "src", src, n * src_channels * plane_len)?;
         need("copy_channels", "dst", dst, n * dst_channels * plane_len)?;
         let a = [src_channels, src_first, dst_channels, dst_first, count, n, plane_len];
@@ -415,20 +403,17 @@ impl Backend for Cuda {
         let n = int("len", param.len())?;
         let cfg = elementwise(param.len());
         let (lr, mom, wd) = (hp.lr, hp.momentum, hp.weight_decay);
-        if mom == 0.0 {
+        checks::sgd_velocity(mom, velocity.as_ref().map(|v| v.len()), param.len())?;
+        let Some(v) = velocity.filter(|_| mom != 0.0) else {
             return launch!(self, "sgd_step", cfg, param.slice_mut(), grad.slice(), &n, &lr, &wd);
-        }
-        let Some(v) = velocity else { bail!(InvalidArgument, "sgd_step: momentum {mom} needs a velocity buffer") };
-        need("sgd_step", "velocity", v, param.len())?;
+        };
         launch!(self, "sgd_momentum_step", cfg, param.slice_mut(), grad.slice(), v.slice_mut(), &n, &lr, &mom, &wd)
     }
     fn adam_step(&self, param: &mut Buffer, grad: &Buffer, m: &mut Buffer, v: &mut Buffer, hp: &AdamStep) -> Result<()> {
         need("adam_step", "grad", grad, param.len())?;
         need("adam_step", "m", m, param.len())?;
         need("adam_step", "v", v, param.len())?;
-        if hp.step == 0 {
-            bail!(InvalidArgument, "adam_step: step counts from 1");
-        }
+        checks::adam_step(hp.step)?;
         // Bias corrections in f64 on the host, exactly as the CPU kernel computes them.
         let t = hp.step as i32;
         let step_size = (hp.lr as f64 / (1.0 - (hp.beta1 as f64).powi(t))) as f32;

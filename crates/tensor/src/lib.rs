@@ -1,5 +1,6 @@
 //! Storage, shapes, the `Backend` trait and the CPU backend.
 mod backend;
+pub mod checks;
 pub mod cpu;
 mod error;
 mod geometry;

@@ -175,11 +175,12 @@ fn nin_learns_real_fashion_mnist() {
     };
     let out = temp_dir("e2e");
     let o = train(&[
-        "nin", "--resize", "67", "--epochs", "4", "--train-limit", "4000", "--test-limit", "1000", "--batch-size", "32",
+        "nin", "--resize", "67", "--epochs", "6", "--train-limit", "5000", "--test-limit", "1000", "--batch-size", "32",
         "--optimizer", "adam", "--lr", "0.002", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let rows = metrics::read_csv(&out.join("metrics.csv")).unwrap();
     let acc = rows.last().unwrap().test_acc;
-    assert!(acc >= 0.5, "test accuracy {acc} after 4 epochs on 4000 images (chance is 0.1)");
+    // Measured 0.78 here; 0.5 leaves room for rounding to take another path.
+    assert!(acc >= 0.5, "test accuracy {acc} after 6 epochs on 5000 images (chance is 0.1)");
 }

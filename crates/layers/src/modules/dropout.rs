@@ -1,7 +1,7 @@
 use super::{Mode, Module};
 use crate::ops;
 use autograd::Var;
-use tensor::{bail, Backend, Result};
+use tensor::{Backend, Result};
 
 /// Inverted dropout in training, the identity in eval mode.
 pub struct Dropout {
@@ -10,9 +10,7 @@ pub struct Dropout {
 
 impl Dropout {
     pub fn new(p: f32) -> Result<Self> {
-        if !(0.0..1.0).contains(&p) {
-            bail!(InvalidArgument, "dropout probability must be in [0, 1), got {p}");
-        }
+        tensor::checks::dropout_probability(p)?;
         Ok(Dropout { p })
     }
 }

@@ -1,6 +1,6 @@
 //! ReLU and inverted dropout.
 use autograd::Var;
-use tensor::{bail, Backend, Result, Tensor};
+use tensor::{Backend, Result, Tensor};
 
 pub fn relu<B: Backend>(x: &Var<B>) -> Result<Var<B>> {
     let xv = x.value();
@@ -23,9 +23,7 @@ pub fn relu<B: Backend>(x: &Var<B>) -> Result<Var<B>> {
 /// Zeroes each value with probability `p` and scales the rest by `1 / (1 - p)`, with the mask
 /// drawn from `seed`; the identity when `p == 0`.
 pub fn dropout<B: Backend>(x: &Var<B>, p: f32, seed: u64) -> Result<Var<B>> {
-    if !(0.0..1.0).contains(&p) {
-        bail!(InvalidArgument, "dropout probability must be in [0, 1), got {p}");
-    }
+    tensor::checks::dropout_probability(p)?;
     if p == 0.0 {
         return Ok(x.clone());
     }

@@ -14,17 +14,14 @@ pub mod optim;
 pub mod pool;
 
 pub use buffer::CpuBuffer;
-use crate::{bail, AdamStep, Backend, ConvGeometry, Gemm, PoolGeometry, Result, SgdStep};
+use crate::{checks, AdamStep, Backend, ConvGeometry, Gemm, PoolGeometry, Result, SgdStep};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cpu;
 
 /// `Err` unless `buf` holds at least `need` values.
 fn need(op: &str, what: &str, buf: &[f32], need: usize) -> Result<()> {
-    if buf.len() < need {
-        bail!(Shape, "{op}: {what} holds {} values, {need} needed", buf.len());
-    }
-    Ok(())
+    checks::need(op, what, buf.len(), need)
 }
 
 impl Backend for Cpu {
@@ -157,9 +154,7 @@ impl Backend for Cpu {
         Ok(())
     }
     fn dropout_forward(&self, x: &CpuBuffer, p: f32, seed: u64, y: &mut CpuBuffer, mask: &mut CpuBuffer) -> Result<()> {
-        if !(0.0..1.0).contains(&p) {
-            bail!(InvalidArgument, "dropout probability must be in [0, 1), got {p}");
-        }
+        checks::dropout_probability(p)?;
         need("dropout_forward", "y", y, x.len())?;
         need("dropout_forward", "mask", mask, x.len())?;
         elementwise::dropout_forward(x, p, seed, y, mask);
@@ -213,14 +208,7 @@ impl Backend for Cpu {
         n: usize,
         plane_len: usize,
     ) -> Result<()> {
-        if src_first + count > src_channels || dst_first + count > dst_channels {
-            bail!(
-                Shape,
-                "copy_channels: channels {src_first}..{} of {src_channels} to {dst_first}..{} of {dst_channels}",
-                src_first + count,
-                dst_first + count
-            );
-        }
+        checks::channel_ranges(src_channels, src_first, dst_channels, dst_first, count)?;
         need("copy_channels", "src", src, n * src_channels * plane_len)?;
         need("copy_channels", "dst", dst, n * dst_channels * plane_len)?;
         elementwise::copy_channels(src, src_channels, src_first, dst, dst_channels, dst_first, count, n, plane_len);
@@ -250,12 +238,7 @@ impl Backend for Cpu {
 
     fn sgd_step(&self, param: &mut CpuBuffer, grad: &CpuBuffer, velocity: Option<&mut CpuBuffer>, hp: &SgdStep) -> Result<()> {
         need("sgd_step", "grad", grad, param.len())?;
-        if hp.momentum != 0.0 {
-            match &velocity {
-                Some(v) => need("sgd_step", "velocity", v, param.len())?,
-                None => bail!(InvalidArgument, "sgd_step: momentum {} needs a velocity buffer", hp.momentum),
-            }
-        }
+        checks::sgd_velocity(hp.momentum, velocity.as_ref().map(|v| v.len()), param.len())?;
         optim::sgd_step(param, grad, velocity.map(|v| &mut v[..]), hp);
         Ok(())
     }
@@ -263,9 +246,7 @@ impl Backend for Cpu {
         need("adam_step", "grad", grad, param.len())?;
         need("adam_step", "m", m, param.len())?;
         need("adam_step", "v", v, param.len())?;
-        if hp.step == 0 {
-            bail!(InvalidArgument, "adam_step: step counts from 1");
-        }
+        checks::adam_step(hp.step)?;
         optim::adam_step(param, grad, m, v, hp);
         Ok(())
     }
