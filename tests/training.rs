@@ -21,7 +21,7 @@ fn sgd_matches_pytorch_formula<B: Backend>(b: &B) {
     let mut opt = Sgd::new(vec![("p".into(), p.clone())], lr as f32, mom as f32, wd as f32);
     // torch.optim.SGD: g += wd * p; buf = mom * buf + g (buf = g at the first step); p -= lr * buf
     let mut want: Vec<f64> = p0.iter().map(|&v| v as f64).collect();
-    let mut buf = vec![0.0f64; 6];
+    let mut buf = [0.0f64; 6];
     for _ in 0..3 {
         let g = random(&mut r, 6);
         set_grad(b, &p, &g);

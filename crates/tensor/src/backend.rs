@@ -95,6 +95,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn uninit(&self, len: usize) -> Result<Self::Storage> {
         self.zeros(len)
     }
+    #[allow(clippy::wrong_self_convention)] // a device upload needs the device
     fn from_slice(&self, data: &[f32]) -> Result<Self::Storage>;
     fn to_vec(&self, src: &Self::Storage) -> Result<Vec<f32>>;
     fn storage_len(&self, s: &Self::Storage) -> usize;

@@ -6,7 +6,7 @@ use crate::metrics::{self, EpochMetrics};
 use crate::plot;
 use crate::state::{self, RunMeta};
 use anyhow::{bail, Context, Result};
-use autograd::{no_grad, Var};
+use autograd::{NoGradGuard, Var};
 use indicatif::{ProgressBar, ProgressStyle};
 use layers::{ops, Adam, Mode, Module, Optimizer, Sequential, Sgd, WeightInit};
 use models::ModelKind;
@@ -210,7 +210,7 @@ fn progress_bar(len: u64, epoch: usize, epochs: usize) -> ProgressBar {
 
 /// Accuracy over `set`, in inference mode (no graph, dropout off).
 pub fn evaluate<B: Backend>(model: &Sequential<B>, backend: &B, set: &Arc<Dataset>, resize: usize, batch_size: usize) -> Result<f64> {
-    let _no_grad = autograd::NoGradGuard::new();
+    let _no_grad = NoGradGuard::new();
     let mut mode = Mode::eval();
     let mut correct = 0.0f64;
     for batch in data::batches(set.clone(), batch_size, resize, None, None) {
@@ -233,7 +233,7 @@ pub fn eval<B: Backend>(backend: &B, args: &EvalArgs) -> Result<f64> {
     let data_dir = data::locate(args.data.data.as_deref())?;
     let test_set = load(&data_dir, Split::Test, args.data.test_limit)?;
     let started = Instant::now();
-    let acc = no_grad(|| evaluate(&model, backend, &test_set, resize, args.batch_size as usize))?;
+    let acc = evaluate(&model, backend, &test_set, resize, args.batch_size as usize)?;
     println!(
         "{} (epoch {}) at {resize}x{resize}: test acc {acc:.4} on {} images, {:.1} sec on {}",
         meta.model,

@@ -30,6 +30,7 @@ impl<B: Backend> Sequential<B> {
         Self::default()
     }
     /// Appends a layer (builder style).
+    #[allow(clippy::should_implement_trait)]
     pub fn add(mut self, layer: impl Module<B> + 'static) -> Self {
         self.layers.push(Box::new(layer));
         self

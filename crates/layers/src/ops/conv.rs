@@ -101,6 +101,9 @@ fn forward<B: Backend>(x: &Tensor<B>, w: &Tensor<B>, geo: &ConvGeometry, direct:
     Ok(y)
 }
 
+/// The input and weight gradients, each present only if it was asked for.
+type ConvGrads<B> = (Option<Tensor<B>>, Option<Tensor<B>>);
+
 /// Gradients of the input and of the weight, each only if wanted; a chunk's columns and its
 /// gathered output gradient serve both.
 #[allow(clippy::too_many_arguments)]
@@ -112,7 +115,7 @@ fn backward<B: Backend>(
     direct: bool,
     want_dx: bool,
     want_dw: bool,
-) -> Result<(Option<Tensor<B>>, Option<Tensor<B>>)> {
+) -> Result<ConvGrads<B>> {
     let backend = x.backend().clone();
     let (k, p, o) = (geo.col_rows(), geo.col_cols(), geo.c_out);
     let (kh, kw) = geo.window.kernel;

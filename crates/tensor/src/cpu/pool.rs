@@ -10,8 +10,11 @@ fn window(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> (usize, 
     (lo, hi)
 }
 
+/// Input index ranges `lo..hi`, one per output row (or column).
+type Spans = Vec<(usize, usize)>;
+
 /// Every output row's and column's clipped window, computed once per call rather than per cell.
-fn windows(g: &PoolGeometry) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+fn windows(g: &PoolGeometry) -> (Spans, Spans) {
     let w = &g.window;
     let rows = (0..g.out_h).map(|o| window(o, w.stride.0, w.padding.0, w.kernel.0, g.h)).collect();
     let cols = (0..g.out_w).map(|o| window(o, w.stride.1, w.padding.1, w.kernel.1, g.w)).collect();
