@@ -41,10 +41,6 @@ fn int(what: &str, v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| Error::InvalidArgument(format!("{what} = {v} exceeds the CUDA kernels' 32-bit sizes")))
 }
 
-fn need(op: &str, what: &str, buf: &Buffer, need: usize) -> Result<()> {
-    checks::need(op, what, buf.len(), need)
-}
-
 /// Grid-stride launch for `n` elements: 256 threads a block.
 fn elementwise(n: usize) -> LaunchConfig {
     let blocks = n.div_ceil(256).clamp(1, 65_535) as u32;
@@ -196,10 +192,7 @@ impl Backend for Cuda {
     }
 
     fn gemm(&self, g: &Gemm, a: &Buffer, b: &Buffer, c: &mut Buffer) -> Result<()> {
-        let (la, lb, lc) = g.required_lengths();
-        need("gemm", "A", a, la)?;
-        need("gemm", "B", b, lb)?;
-        need("gemm", "C", c, lc)?;
+        checks::gemm(g, a.len(), b.len(), c.len())?;
         if g.batch == 0 || g.m == 0 || g.n == 0 {
             return Ok(());
         }
@@ -220,14 +213,12 @@ impl Backend for Cuda {
     }
 
     fn im2col(&self, x: &Buffer, geo: &ConvGeometry, first: usize, count: usize, cols: &mut Buffer) -> Result<()> {
-        need("im2col", "x", x, (first + count) * geo.c_in * geo.h * geo.w)?;
+        checks::unfold("im2col", geo, first, count, x.len(), cols.len())?;
         let total = count * geo.col_rows() * geo.col_cols();
-        need("im2col", "cols", cols, total)?;
         self.launch_sized("im2col", total, &[x], cols, &Self::conv_args(geo, first, count)?)
     }
     fn col2im(&self, cols: &Buffer, geo: &ConvGeometry, first: usize, count: usize, dx: &mut Buffer) -> Result<()> {
-        need("col2im", "cols", cols, count * geo.col_rows() * geo.col_cols())?;
-        need("col2im", "dx", dx, (first + count) * geo.c_in * geo.h * geo.w)?;
+        checks::unfold("col2im", geo, first, count, dx.len(), cols.len())?;
         let total = count * geo.c_in * geo.h * geo.w;
         self.launch_sized("col2im", total, &[cols], dx, &Self::conv_args(geo, first, count)?)
     }
@@ -241,23 +232,20 @@ impl Backend for Cuda {
         dst: &mut Buffer,
         dst_offset: usize,
     ) -> Result<()> {
+        checks::transpose_blocks(src.len(), src_offset, rows, cols, block, dst.len(), dst_offset)?;
         let len = rows * cols * block;
-        need("transpose_blocks", "src", src, src_offset + len)?;
-        need("transpose_blocks", "dst", dst, dst_offset + len)?;
         let (r, c, b) = (int("rows", rows)?, int("cols", cols)?, int("block", block)?);
         int("transpose size", len)?;
         let (so, doff) = (src_offset as i64, dst_offset as i64);
         launch!(self, "transpose_blocks", elementwise(len), src.slice(), &so, &r, &c, &b, dst.slice_mut(), &doff)
     }
     fn add_bias(&self, y: &mut Buffer, bias: &Buffer, outer: usize, channels: usize, inner: usize) -> Result<()> {
-        need("add_bias", "y", y, outer * channels * inner)?;
-        need("add_bias", "bias", bias, channels)?;
+        checks::bias("add_bias", y.len(), bias.len(), outer, channels, inner)?;
         let (o, c, i) = (int("outer", outer)?, int("channels", channels)?, int("inner", inner)?);
         launch!(self, "add_bias", elementwise(outer * channels * inner), y.slice_mut(), bias.slice(), &o, &c, &i)
     }
     fn bias_grad(&self, dy: &Buffer, outer: usize, channels: usize, inner: usize, dbias: &mut Buffer) -> Result<()> {
-        need("bias_grad", "dy", dy, outer * channels * inner)?;
-        need("bias_grad", "dbias", dbias, channels)?;
+        checks::bias("bias_grad", dy.len(), dbias.len(), outer, channels, inner)?;
         if channels == 0 {
             return Ok(());
         }
@@ -267,29 +255,23 @@ impl Backend for Cuda {
     }
 
     fn max_pool2d_forward(&self, x: &Buffer, geo: &PoolGeometry, y: &mut Buffer) -> Result<()> {
-        need("max_pool2d_forward", "x", x, geo.planes() * geo.h * geo.w)?;
-        need("max_pool2d_forward", "y", y, geo.planes() * geo.out_h * geo.out_w)?;
+        checks::pool("max_pool2d_forward", geo, &[x.len()], &[y.len()])?;
         self.launch_sized("max_pool2d_forward", geo.planes() * geo.out_h * geo.out_w, &[x], y, &Self::pool_args(geo)?)
     }
     fn max_pool2d_backward(&self, x: &Buffer, dy: &Buffer, geo: &PoolGeometry, dx: &mut Buffer) -> Result<()> {
-        need("max_pool2d_backward", "x", x, geo.planes() * geo.h * geo.w)?;
-        need("max_pool2d_backward", "dy", dy, geo.planes() * geo.out_h * geo.out_w)?;
-        need("max_pool2d_backward", "dx", dx, geo.planes() * geo.h * geo.w)?;
+        checks::pool("max_pool2d_backward", geo, &[x.len(), dx.len()], &[dy.len()])?;
         self.launch_sized("max_pool2d_backward", geo.planes() * geo.h * geo.w, &[x, dy], dx, &Self::pool_args(geo)?)
     }
     fn avg_pool2d_forward(&self, x: &Buffer, geo: &PoolGeometry, y: &mut Buffer) -> Result<()> {
-        need("avg_pool2d_forward", "x", x, geo.planes() * geo.h * geo.w)?;
-        need("avg_pool2d_forward", "y", y, geo.planes() * geo.out_h * geo.out_w)?;
+        checks::pool("avg_pool2d_forward", geo, &[x.len()], &[y.len()])?;
         self.launch_sized("avg_pool2d_forward", geo.planes() * geo.out_h * geo.out_w, &[x], y, &Self::pool_args(geo)?)
     }
     fn avg_pool2d_backward(&self, dy: &Buffer, geo: &PoolGeometry, dx: &mut Buffer) -> Result<()> {
-        need("avg_pool2d_backward", "dy", dy, geo.planes() * geo.out_h * geo.out_w)?;
-        need("avg_pool2d_backward", "dx", dx, geo.planes() * geo.h * geo.w)?;
+        checks::pool("avg_pool2d_backward", geo, &[dx.len()], &[dy.len()])?;
         self.launch_sized("avg_pool2d_backward", geo.planes() * geo.h * geo.w, &[dy], dx, &Self::pool_args(geo)?)
     }
     fn global_avg_pool_forward(&self, x: &Buffer, planes: usize, plane_len: usize, y: &mut Buffer) -> Result<()> {
-        need("global_avg_pool_forward", "x", x, planes * plane_len)?;
-        need("global_avg_pool_forward", "y", y, planes)?;
+        checks::global_pool("global_avg_pool_forward", planes, plane_len, x.len(), y.len())?;
         if planes == 0 {
             return Ok(());
         }
@@ -298,27 +280,24 @@ impl Backend for Cuda {
         launch!(self, "global_avg_pool_forward", cfg, x.slice(), y.slice_mut(), &p, &l)
     }
     fn global_avg_pool_backward(&self, dy: &Buffer, planes: usize, plane_len: usize, dx: &mut Buffer) -> Result<()> {
-        need("global_avg_pool_backward", "dy", dy, planes)?;
-        need("global_avg_pool_backward", "dx", dx, planes * plane_len)?;
+        checks::global_pool("global_avg_pool_backward", planes, plane_len, dx.len(), dy.len())?;
         let (p, l) = (int("planes", planes)?, int("plane_len", plane_len)?);
         launch!(self, "global_avg_pool_backward", elementwise(planes * plane_len), dy.slice(), dx.slice_mut(), &p, &l)
     }
 
     fn relu_forward(&self, x: &Buffer, y: &mut Buffer) -> Result<()> {
-        need("relu_forward", "y", y, x.len())?;
+        checks::same_len("relu_forward", x.len(), &[y.len()])?;
         let n = int("len", x.len())?;
         launch!(self, "relu_forward", elementwise(x.len()), x.slice(), y.slice_mut(), &n)
     }
     fn relu_backward(&self, y: &Buffer, dy: &Buffer, dx: &mut Buffer) -> Result<()> {
-        need("relu_backward", "dy", dy, y.len())?;
-        need("relu_backward", "dx", dx, y.len())?;
+        checks::same_len("relu_backward", y.len(), &[dy.len(), dx.len()])?;
         let n = int("len", y.len())?;
         launch!(self, "relu_backward", elementwise(y.len()), y.slice(), dy.slice(), dx.slice_mut(), &n)
     }
     fn dropout_forward(&self, x: &Buffer, p: f32, seed: u64, y: &mut Buffer, mask: &mut Buffer) -> Result<()> {
         checks::dropout_probability(p)?;
-        need("dropout_forward", "y", y, x.len())?;
-        need("dropout_forward", "mask", mask, x.len())?;
+        checks::same_len("dropout_forward", x.len(), &[y.len(), mask.len()])?;
         let n = int("len", x.len())?;
         launch!(self, "dropout_forward", elementwise(x.len()), x.slice(), y.slice_mut(), mask.slice_mut(), &n, &p, &seed)
     }
@@ -332,10 +311,7 @@ impl Backend for Cuda {
         loss: &mut Buffer,
         correct: &mut Buffer,
     ) -> Result<()> {
-        need("softmax_cross_entropy_forward", "logits", logits, n * classes)?;
-        need("softmax_cross_entropy_forward", "labels", labels, n)?;
-        need("softmax_cross_entropy_forward", "loss", loss, 1)?;
-        need("softmax_cross_entropy_forward", "correct", correct, 1)?;
+        checks::softmax_cross_entropy("softmax_cross_entropy_forward", n, classes, &[logits.len()], labels.len(), &[loss.len(), correct.len()])?;
         let (ni, ci) = (int("n", n)?, int("classes", classes)?);
         launch!(self, "softmax_cross_entropy_forward", single_block(256), logits.slice(), labels.slice(), &ni, &ci, loss.slice_mut(), correct.slice_mut())
     }
@@ -348,10 +324,7 @@ impl Backend for Cuda {
         dloss: &Buffer,
         dlogits: &mut Buffer,
     ) -> Result<()> {
-        need("softmax_cross_entropy_backward", "logits", logits, n * classes)?;
-        need("softmax_cross_entropy_backward", "labels", labels, n)?;
-        need("softmax_cross_entropy_backward", "dloss", dloss, 1)?;
-        need("softmax_cross_entropy_backward", "dlogits", dlogits, n * classes)?;
+        checks::softmax_cross_entropy("softmax_cross_entropy_backward", n, classes, &[logits.len(), dlogits.len()], labels.len(), &[dloss.len()])?;
         let (ni, ci) = (int("n", n)?, int("classes", classes)?);
         launch!(self, "softmax_cross_entropy_backward", elementwise(n), logits.slice(), labels.slice(), &ni, &ci, dloss.slice(), dlogits.slice_mut())
     }
@@ -368,9 +341,7 @@ impl Backend for Cuda {
         n: usize,
         plane_len: usize,
     ) -> Result<()> {
-        checks::channel_ranges(src_channels, src_first, dst_channels, dst_first, count)?;
-        need("copy_channels", "src", src, n * src_channels * plane_len)?;
-        need("copy_channels", "dst", dst, n * dst_channels * plane_len)?;
+        checks::copy_channels(src.len(), src_channels, src_first, dst.len(), dst_channels, dst_first, count, n, plane_len)?;
         let a = [src_channels, src_first, dst_channels, dst_first, count, n, plane_len];
         let [sc, sf, dc, df, c, ni, pl] = [0, 1, 2, 3, 4, 5, 6].map(|i| a[i] as i32);
         int("copy size", n * count * plane_len)?;
@@ -378,13 +349,12 @@ impl Backend for Cuda {
     }
 
     fn axpy(&self, alpha: f32, x: &Buffer, y: &mut Buffer) -> Result<()> {
-        need("axpy", "y", y, x.len())?;
+        checks::same_len("axpy", x.len(), &[y.len()])?;
         let n = int("len", x.len())?;
         launch!(self, "axpy", elementwise(x.len()), &alpha, x.slice(), y.slice_mut(), &n)
     }
     fn mul(&self, a: &Buffer, b: &Buffer, out: &mut Buffer) -> Result<()> {
-        need("mul", "b", b, a.len())?;
-        need("mul", "out", out, a.len())?;
+        checks::same_len("mul", a.len(), &[b.len(), out.len()])?;
         let n = int("len", a.len())?;
         launch!(self, "mul", elementwise(a.len()), a.slice(), b.slice(), out.slice_mut(), &n)
     }
@@ -393,27 +363,23 @@ impl Backend for Cuda {
         launch!(self, "scale", elementwise(x.len()), x.slice_mut(), &n, &alpha)
     }
     fn sum(&self, x: &Buffer, out: &mut Buffer) -> Result<()> {
-        need("sum", "out", out, 1)?;
+        checks::same_len("sum", 1, &[out.len()])?;
         let n = int("len", x.len())?;
         launch!(self, "sum", single_block(1024), x.slice(), out.slice_mut(), &n)
     }
 
     fn sgd_step(&self, param: &mut Buffer, grad: &Buffer, velocity: Option<&mut Buffer>, hp: &SgdStep) -> Result<()> {
-        need("sgd_step", "grad", grad, param.len())?;
         let n = int("len", param.len())?;
         let cfg = elementwise(param.len());
         let (lr, mom, wd) = (hp.lr, hp.momentum, hp.weight_decay);
-        checks::sgd_velocity(mom, velocity.as_ref().map(|v| v.len()), param.len())?;
+        checks::sgd(param.len(), grad.len(), mom, velocity.as_ref().map(|v| v.len()))?;
         let Some(v) = velocity.filter(|_| mom != 0.0) else {
             return launch!(self, "sgd_step", cfg, param.slice_mut(), grad.slice(), &n, &lr, &wd);
         };
         launch!(self, "sgd_momentum_step", cfg, param.slice_mut(), grad.slice(), v.slice_mut(), &n, &lr, &mom, &wd)
     }
     fn adam_step(&self, param: &mut Buffer, grad: &Buffer, m: &mut Buffer, v: &mut Buffer, hp: &AdamStep) -> Result<()> {
-        need("adam_step", "grad", grad, param.len())?;
-        need("adam_step", "m", m, param.len())?;
-        need("adam_step", "v", v, param.len())?;
-        checks::adam_step(hp.step)?;
+        checks::adam(param.len(), grad.len(), m.len(), v.len(), hp.step)?;
         // Bias corrections in f64 on the host, exactly as the CPU kernel computes them.
         let t = hp.step as i32;
         let step_size = (hp.lr as f64 / (1.0 - (hp.beta1 as f64).powi(t))) as f32;

@@ -19,11 +19,6 @@ use crate::{checks, AdamStep, Backend, ConvGeometry, Gemm, PoolGeometry, Result,
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cpu;
 
-/// `Err` unless `buf` holds at least `need` values.
-fn need(op: &str, what: &str, buf: &[f32], need: usize) -> Result<()> {
-    checks::need(op, what, buf.len(), need)
-}
-
 impl Backend for Cpu {
     type Storage = CpuBuffer;
 
@@ -55,23 +50,18 @@ impl Backend for Cpu {
     }
 
     fn gemm(&self, g: &Gemm, a: &CpuBuffer, b: &CpuBuffer, c: &mut CpuBuffer) -> Result<()> {
-        let (la, lb, lc) = g.required_lengths();
-        need("gemm", "A", a, la)?;
-        need("gemm", "B", b, lb)?;
-        need("gemm", "C", c, lc)?;
+        checks::gemm(g, a.len(), b.len(), c.len())?;
         gemm::gemm(g, a, b, c);
         Ok(())
     }
 
     fn im2col(&self, x: &CpuBuffer, geo: &ConvGeometry, first: usize, count: usize, cols: &mut CpuBuffer) -> Result<()> {
-        need("im2col", "x", x, (first + count) * geo.c_in * geo.h * geo.w)?;
-        need("im2col", "cols", cols, count * geo.col_rows() * geo.col_cols())?;
+        checks::unfold("im2col", geo, first, count, x.len(), cols.len())?;
         conv::im2col(x, geo, first, count, cols);
         Ok(())
     }
     fn col2im(&self, cols: &CpuBuffer, geo: &ConvGeometry, first: usize, count: usize, dx: &mut CpuBuffer) -> Result<()> {
-        need("col2im", "cols", cols, count * geo.col_rows() * geo.col_cols())?;
-        need("col2im", "dx", dx, (first + count) * geo.c_in * geo.h * geo.w)?;
+        checks::unfold("col2im", geo, first, count, dx.len(), cols.len())?;
         conv::col2im(cols, geo, first, count, dx);
         Ok(())
     }
@@ -85,78 +75,65 @@ impl Backend for Cpu {
         dst: &mut CpuBuffer,
         dst_offset: usize,
     ) -> Result<()> {
-        let len = rows * cols * block;
-        need("transpose_blocks", "src", src, src_offset + len)?;
-        need("transpose_blocks", "dst", dst, dst_offset + len)?;
+        checks::transpose_blocks(src.len(), src_offset, rows, cols, block, dst.len(), dst_offset)?;
         conv::transpose_blocks(&src[src_offset..], rows, cols, block, &mut dst[dst_offset..]);
         Ok(())
     }
     fn add_bias(&self, y: &mut CpuBuffer, bias: &CpuBuffer, outer: usize, channels: usize, inner: usize) -> Result<()> {
-        need("add_bias", "y", y, outer * channels * inner)?;
-        need("add_bias", "bias", bias, channels)?;
+        checks::bias("add_bias", y.len(), bias.len(), outer, channels, inner)?;
         conv::add_bias(&mut y[..outer * channels * inner], bias, channels, inner);
         Ok(())
     }
     fn bias_grad(&self, dy: &CpuBuffer, outer: usize, channels: usize, inner: usize, dbias: &mut CpuBuffer) -> Result<()> {
-        need("bias_grad", "dy", dy, outer * channels * inner)?;
-        need("bias_grad", "dbias", dbias, channels)?;
+        checks::bias("bias_grad", dy.len(), dbias.len(), outer, channels, inner)?;
         conv::bias_grad(dy, outer, channels, inner, dbias);
         Ok(())
     }
 
     fn max_pool2d_forward(&self, x: &CpuBuffer, geo: &PoolGeometry, y: &mut CpuBuffer) -> Result<()> {
-        need("max_pool2d_forward", "x", x, geo.planes() * geo.h * geo.w)?;
-        need("max_pool2d_forward", "y", y, geo.planes() * geo.out_h * geo.out_w)?;
+        checks::pool("max_pool2d_forward", geo, &[x.len()], &[y.len()])?;
         pool::max_pool2d_forward(x, geo, y);
         Ok(())
     }
     fn max_pool2d_backward(&self, x: &CpuBuffer, dy: &CpuBuffer, geo: &PoolGeometry, dx: &mut CpuBuffer) -> Result<()> {
-        need("max_pool2d_backward", "x", x, geo.planes() * geo.h * geo.w)?;
-        need("max_pool2d_backward", "dy", dy, geo.planes() * geo.out_h * geo.out_w)?;
-        need("max_pool2d_backward", "dx", dx, geo.planes() * geo.h * geo.w)?;
+        checks::pool("max_pool2d_backward", geo, &[x.len(), dx.len()], &[dy.len()])?;
         pool::max_pool2d_backward(x, dy, geo, dx);
         Ok(())
     }
     fn avg_pool2d_forward(&self, x: &CpuBuffer, geo: &PoolGeometry, y: &mut CpuBuffer) -> Result<()> {
-        need("avg_pool2d_forward", "x", x, geo.planes() * geo.h * geo.w)?;
-        need("avg_pool2d_forward", "y", y, geo.planes() * geo.out_h * geo.out_w)?;
+        checks::pool("avg_pool2d_forward", geo, &[x.len()], &[y.len()])?;
         pool::avg_pool2d_forward(x, geo, y);
         Ok(())
     }
     fn avg_pool2d_backward(&self, dy: &CpuBuffer, geo: &PoolGeometry, dx: &mut CpuBuffer) -> Result<()> {
-        need("avg_pool2d_backward", "dy", dy, geo.planes() * geo.out_h * geo.out_w)?;
-        need("avg_pool2d_backward", "dx", dx, geo.planes() * geo.h * geo.w)?;
+        checks::pool("avg_pool2d_backward", geo, &[dx.len()], &[dy.len()])?;
         pool::avg_pool2d_backward(dy, geo, dx);
         Ok(())
     }
     fn global_avg_pool_forward(&self, x: &CpuBuffer, planes: usize, plane_len: usize, y: &mut CpuBuffer) -> Result<()> {
-        need("global_avg_pool_forward", "x", x, planes * plane_len)?;
-        need("global_avg_pool_forward", "y", y, planes)?;
+        checks::global_pool("global_avg_pool_forward", planes, plane_len, x.len(), y.len())?;
         pool::global_avg_pool_forward(x, planes, plane_len, y);
         Ok(())
     }
     fn global_avg_pool_backward(&self, dy: &CpuBuffer, planes: usize, plane_len: usize, dx: &mut CpuBuffer) -> Result<()> {
-        need("global_avg_pool_backward", "dy", dy, planes)?;
-        need("global_avg_pool_backward", "dx", dx, planes * plane_len)?;
+        checks::global_pool("global_avg_pool_backward", planes, plane_len, dx.len(), dy.len())?;
         pool::global_avg_pool_backward(dy, planes, plane_len, dx);
         Ok(())
     }
 
     fn relu_forward(&self, x: &CpuBuffer, y: &mut CpuBuffer) -> Result<()> {
-        need("relu_forward", "y", y, x.len())?;
+        checks::same_len("relu_forward", x.len(), &[y.len()])?;
         elementwise::relu_forward(x, y);
         Ok(())
     }
     fn relu_backward(&self, y: &CpuBuffer, dy: &CpuBuffer, dx: &mut CpuBuffer) -> Result<()> {
-        need("relu_backward", "dy", dy, y.len())?;
-        need("relu_backward", "dx", dx, y.len())?;
+        checks::same_len("relu_backward", y.len(), &[dy.len(), dx.len()])?;
         elementwise::relu_backward(y, dy, dx);
         Ok(())
     }
     fn dropout_forward(&self, x: &CpuBuffer, p: f32, seed: u64, y: &mut CpuBuffer, mask: &mut CpuBuffer) -> Result<()> {
         checks::dropout_probability(p)?;
-        need("dropout_forward", "y", y, x.len())?;
-        need("dropout_forward", "mask", mask, x.len())?;
+        checks::same_len("dropout_forward", x.len(), &[y.len(), mask.len()])?;
         elementwise::dropout_forward(x, p, seed, y, mask);
         Ok(())
     }
@@ -170,10 +147,7 @@ impl Backend for Cpu {
         loss: &mut CpuBuffer,
         correct: &mut CpuBuffer,
     ) -> Result<()> {
-        need("softmax_cross_entropy_forward", "logits", logits, n * classes)?;
-        need("softmax_cross_entropy_forward", "labels", labels, n)?;
-        need("softmax_cross_entropy_forward", "loss", loss, 1)?;
-        need("softmax_cross_entropy_forward", "correct", correct, 1)?;
+        checks::softmax_cross_entropy("softmax_cross_entropy_forward", n, classes, &[logits.len()], labels.len(), &[loss.len(), correct.len()])?;
         let (l, c) = loss::softmax_cross_entropy_forward(logits, labels, n, classes);
         loss[0] = l;
         correct[0] = c;
@@ -188,10 +162,7 @@ impl Backend for Cpu {
         dloss: &CpuBuffer,
         dlogits: &mut CpuBuffer,
     ) -> Result<()> {
-        need("softmax_cross_entropy_backward", "logits", logits, n * classes)?;
-        need("softmax_cross_entropy_backward", "labels", labels, n)?;
-        need("softmax_cross_entropy_backward", "dloss", dloss, 1)?;
-        need("softmax_cross_entropy_backward", "dlogits", dlogits, n * classes)?;
+        checks::softmax_cross_entropy("softmax_cross_entropy_backward", n, classes, &[logits.len(), dlogits.len()], labels.len(), &[dloss.len()])?;
         loss::softmax_cross_entropy_backward(logits, labels, n, classes, dloss[0], dlogits);
         Ok(())
     }
@@ -208,21 +179,18 @@ impl Backend for Cpu {
         n: usize,
         plane_len: usize,
     ) -> Result<()> {
-        checks::channel_ranges(src_channels, src_first, dst_channels, dst_first, count)?;
-        need("copy_channels", "src", src, n * src_channels * plane_len)?;
-        need("copy_channels", "dst", dst, n * dst_channels * plane_len)?;
+        checks::copy_channels(src.len(), src_channels, src_first, dst.len(), dst_channels, dst_first, count, n, plane_len)?;
         elementwise::copy_channels(src, src_channels, src_first, dst, dst_channels, dst_first, count, n, plane_len);
         Ok(())
     }
 
     fn axpy(&self, alpha: f32, x: &CpuBuffer, y: &mut CpuBuffer) -> Result<()> {
-        need("axpy", "y", y, x.len())?;
+        checks::same_len("axpy", x.len(), &[y.len()])?;
         elementwise::axpy(alpha, x, y);
         Ok(())
     }
     fn mul(&self, a: &CpuBuffer, b: &CpuBuffer, out: &mut CpuBuffer) -> Result<()> {
-        need("mul", "b", b, a.len())?;
-        need("mul", "out", out, a.len())?;
+        checks::same_len("mul", a.len(), &[b.len(), out.len()])?;
         elementwise::mul(a, b, out);
         Ok(())
     }
@@ -231,22 +199,18 @@ impl Backend for Cpu {
         Ok(())
     }
     fn sum(&self, x: &CpuBuffer, out: &mut CpuBuffer) -> Result<()> {
-        need("sum", "out", out, 1)?;
+        checks::same_len("sum", 1, &[out.len()])?;
         out[0] = elementwise::sum(x);
         Ok(())
     }
 
     fn sgd_step(&self, param: &mut CpuBuffer, grad: &CpuBuffer, velocity: Option<&mut CpuBuffer>, hp: &SgdStep) -> Result<()> {
-        need("sgd_step", "grad", grad, param.len())?;
-        checks::sgd_velocity(hp.momentum, velocity.as_ref().map(|v| v.len()), param.len())?;
+        checks::sgd(param.len(), grad.len(), hp.momentum, velocity.as_ref().map(|v| v.len()))?;
         optim::sgd_step(param, grad, velocity.map(|v| &mut v[..]), hp);
         Ok(())
     }
     fn adam_step(&self, param: &mut CpuBuffer, grad: &CpuBuffer, m: &mut CpuBuffer, v: &mut CpuBuffer, hp: &AdamStep) -> Result<()> {
-        need("adam_step", "grad", grad, param.len())?;
-        need("adam_step", "m", m, param.len())?;
-        need("adam_step", "v", v, param.len())?;
-        checks::adam_step(hp.step)?;
+        checks::adam(param.len(), grad.len(), m.len(), v.len(), hp.step)?;
         optim::adam_step(param, grad, m, v, hp);
         Ok(())
     }
