@@ -118,8 +118,8 @@ fn main() {
     println!("im2col NiN conv2, 32 images: {ms:.3} ms, {:.0} GB/s written", bytes / (ms / 1000.0) / 1e9);
     let pgeo = PoolGeometry::new(128, 96, 54, 54, Window::square(3, 2, 0)).unwrap();
     let px = gpu.from_slice(&random(128 * 96 * 54 * 54)).unwrap();
-    let mut py = gpu.zeros(128 * 96 * 26 * 26).unwrap();
-    let ms = median_ms(&gpu, 3, 20, || gpu.max_pool2d_forward(&px, &pgeo, &mut py).unwrap());
+    let (mut py, mut parg) = (gpu.zeros(128 * 96 * 26 * 26).unwrap(), gpu.zeros(128 * 96 * 26 * 26).unwrap());
+    let ms = median_ms(&gpu, 3, 20, || gpu.max_pool2d_forward(&px, &pgeo, &mut py, &mut parg).unwrap());
     println!("max_pool2d_forward 128x96x54x54 3x3/2: {ms:.3} ms, {:.0} GB/s read", (128 * 96 * 54 * 54 * 4) as f64 / (ms / 1000.0) / 1e9);
     let logits = gpu.from_slice(&random(128 * 10)).unwrap();
     let labels = gpu.from_slice(&(0..128).map(|i| (i % 10) as f32).collect::<Vec<_>>()).unwrap();

@@ -539,10 +539,18 @@ fn bench_pool(c: &mut Criterion) {
         let (x_len, y_len) = (geo.planes() * geo.h * geo.w, geo.planes() * geo.out_h * geo.out_w);
         let inputs = || (buf(x_len, 11), buf(y_len, 12), zeros(x_len), zeros(y_len));
         if max {
+            // The backward reads the arg-max indices a forward stored.
+            let with_argmax = || {
+                let (x, dy, dx, mut y) = inputs();
+                let mut argmax = zeros(y_len);
+                Cpu.max_pool2d_forward(&x, &geo, &mut y, &mut argmax).unwrap();
+                (x, dy, dx, y, argmax)
+            };
             let fwd = BenchmarkId::new("max_pool2d_forward", pool.id());
-            bench(&mut group, fwd, bytes(x_len + y_len), inputs, |(x, _, _, y)| Cpu.max_pool2d_forward(x, &geo, y).unwrap());
+            let moved = bytes(x_len + 2 * y_len);
+            bench(&mut group, fwd, moved.clone(), with_argmax, |(x, _, _, y, arg)| Cpu.max_pool2d_forward(x, &geo, y, arg).unwrap());
             let bwd = BenchmarkId::new("max_pool2d_backward", pool.id());
-            bench(&mut group, bwd, bytes(2 * x_len + y_len), inputs, |(x, dy, dx, _)| Cpu.max_pool2d_backward(x, dy, &geo, dx).unwrap());
+            bench(&mut group, bwd, moved, with_argmax, |(_, dy, dx, _, arg)| Cpu.max_pool2d_backward(arg, dy, &geo, dx).unwrap());
         } else {
             let fwd = BenchmarkId::new("avg_pool2d_forward", pool.id());
             bench(&mut group, fwd, bytes(x_len + y_len), inputs, |(x, _, _, y)| Cpu.avg_pool2d_forward(x, &geo, y).unwrap());

@@ -21,7 +21,7 @@ __device__ __forceinline__ void covering_outputs(int i, int stride, int pad, int
 }
 
 // Index within the plane of the first maximum (strict >, rows then columns from the clipped
-// window's top-left) of window (oy, ox): the CPU's tie rule, shared by forward and backward.
+// window's top-left) of window (oy, ox): the CPU's tie rule.
 __device__ __forceinline__ int window_argmax(const float* src, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw, int oy, int ox)
 {
     int y0, y1, x0, x1;
@@ -41,9 +41,11 @@ __device__ __forceinline__ int window_argmax(const float* src, int h, int w, int
     return best;
 }
 
-// y = max over each clipped window. One thread per output element (grid-stride).
-extern "C" __global__ void max_pool2d_forward(const float* x, float* y, int planes, int h, int w, int kh, int kw, int sh, int sw, int ph,
-                                              int pw, int oh, int ow)
+// y = max over each clipped window, and argmax = its index within the input plane (as a float:
+// exact, planes are checked to hold at most 2^24 values) for the backward. One thread per output
+// element (grid-stride).
+extern "C" __global__ void max_pool2d_forward(const float* x, float* y, float* argmax, int planes, int h, int w, int kh, int kw, int sh,
+                                              int sw, int ph, int pw, int oh, int ow)
 {
     const long long out_plane = (long long)oh * ow;
     const long long total = (long long)planes * out_plane;
@@ -51,13 +53,15 @@ extern "C" __global__ void max_pool2d_forward(const float* x, float* y, int plan
         const long long plane = idx / out_plane;
         const int q = (int)(idx % out_plane);
         const float* src = x + plane * h * w;
-        y[idx] = src[window_argmax(src, h, w, kh, kw, sh, sw, ph, pw, q / ow, q % ow)];
+        const int best = window_argmax(src, h, w, kh, kw, sh, sw, ph, pw, q / ow, q % ow);
+        y[idx] = src[best];
+        argmax[idx] = (float)best;
     }
 }
 
-// dx[e] = sum of dy over the outputs whose window contains e and whose arg-max (same rule as the
-// forward) is e, in (oy, ox) order. One thread per dx element (grid-stride).
-extern "C" __global__ void max_pool2d_backward(const float* x, const float* dy, float* dx, int planes, int h, int w, int kh, int kw,
+// dx[e] = sum of dy over the outputs whose window contains e and whose stored arg-max is e, in
+// (oy, ox) order, as the CPU's scatter adds them. One thread per dx element (grid-stride).
+extern "C" __global__ void max_pool2d_backward(const float* argmax, const float* dy, float* dx, int planes, int h, int w, int kh, int kw,
                                                int sh, int sw, int ph, int pw, int oh, int ow)
 {
     const long long in_plane = (long long)h * w;
@@ -67,7 +71,7 @@ extern "C" __global__ void max_pool2d_backward(const float* x, const float* dy, 
         const int e = (int)(idx % in_plane);
         const int iy = e / w;
         const int ix = e % w;
-        const float* src = x + plane * in_plane;
+        const float* arg = argmax + plane * oh * ow;
         const float* grad = dy + plane * oh * ow;
         int oy0, oy1, ox0, ox1;
         covering_outputs(iy, sh, ph, kh, oh, &oy0, &oy1);
@@ -75,7 +79,7 @@ extern "C" __global__ void max_pool2d_backward(const float* x, const float* dy, 
         float s = 0.0f;
         for (int oy = oy0; oy <= oy1; ++oy) {
             for (int ox = ox0; ox <= ox1; ++ox) {
-                if (window_argmax(src, h, w, kh, kw, sh, sw, ph, pw, oy, ox) == e) {
+                if ((int)arg[oy * ow + ox] == e) {
                     s += grad[oy * ow + ox];
                 }
             }

@@ -62,6 +62,52 @@ fn max_pool_with_padding_by_hand<B: Backend>(b: &B) {
     assert_close(&y.value().to_vec().unwrap(), &[6., 8., 16., 18.], 0.0);
 }
 
+/// Max pooling against a plain scan of every window on inputs full of ties (a few levels, as
+/// after a ReLU): the value, and the gradient routed to the window's first maximum in row-major
+/// order, with padding, strides and rectangular windows.
+fn max_pool_ties_match_a_window_scan<B: Backend>(b: &B) {
+    let mut r = rng(61);
+    for &(n, c, h, w, win) in &[
+        (2, 3, 7, 9, Window::square(3, 2, 1)),
+        (1, 2, 8, 6, Window::new((2, 3), (1, 2), (1, 1))),
+        (2, 2, 9, 9, Window::square(3, 1, 1)),
+        (1, 3, 11, 10, Window::square(3, 2, 0)),
+        (1, 1, 5, 13, Window::new((3, 1), (2, 1), (1, 0))),
+    ] {
+        let len = n * c * h * w;
+        let levels: Vec<f32> = random(&mut r, len).iter().map(|v| (v * 2.0).round().max(0.0)).collect();
+        let x = Var::constant(tensor(b, &[n, c, h, w], &levels));
+        let y = ops::max_pool2d(&x, win).unwrap();
+        let [_, _, oh, ow] = y.shape().nchw("y").unwrap();
+        let dy: Vec<f32> = random(&mut r, n * c * oh * ow);
+        let xp = param(b, &[n, c, h, w], &levels);
+        ops::max_pool2d(&xp, win).unwrap().backward_with(tensor(b, &[n, c, oh, ow], &dy)).unwrap();
+        let (mut want_y, mut want_dx) = (vec![0.0f32; n * c * oh * ow], vec![0.0f32; len]);
+        let ((kh, kw), (sh, sw), (ph, pw)) = (win.kernel, win.stride, win.padding);
+        for p in 0..n * c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut best: Option<(f32, usize)> = None;
+                    for iy in (oy * sh).saturating_sub(ph)..(oy * sh + kh).saturating_sub(ph).min(h) {
+                        for ix in (ox * sw).saturating_sub(pw)..(ox * sw + kw).saturating_sub(pw).min(w) {
+                            let v = levels[p * h * w + iy * w + ix];
+                            if best.is_none_or(|(bv, _)| v > bv) {
+                                best = Some((v, iy * w + ix));
+                            }
+                        }
+                    }
+                    let (v, at) = best.unwrap();
+                    let o = (p * oh + oy) * ow + ox;
+                    want_y[o] = v;
+                    want_dx[p * h * w + at] += dy[o];
+                }
+            }
+        }
+        assert_close(&y.value().to_vec().unwrap(), &want_y, 0.0);
+        assert_close(&xp.grad().unwrap().to_vec().unwrap(), &want_dx, 1e-6);
+    }
+}
+
 fn avg_pool_with_padding_by_hand<B: Backend>(b: &B) {
     // Same windows on x = 1..16; padding counts in the divisor (always 9):
     // (0,0): (1+2+5+6)/9 = 14/9; (0,1): (2+3+4+6+7+8)/9 = 30/9;
@@ -136,6 +182,7 @@ fn wrong_input_is_an_error<B: Backend>(b: &B) {
 backend_tests!(
     conv3x3_by_hand,
     max_pool_with_padding_by_hand,
+    max_pool_ties_match_a_window_scan,
     avg_pool_with_padding_by_hand,
     cross_entropy_of_uniform_logits_is_ln_10,
     pointwise_path_matches_im2col,

@@ -123,11 +123,13 @@ fn pooling_forward_and_backward() {
             let (dy, gdy) = p.up(&random(&mut r, no));
             let (mut y, mut gy) = p.up(&vec![0.0; no]);
             let (mut dx, mut gdx) = p.up(&vec![0.0; ni]);
-            Cpu.max_pool2d_forward(&x, &geo, &mut y).unwrap();
-            p.gpu.max_pool2d_forward(&gx, &geo, &mut gy).unwrap();
+            let (mut arg, mut garg) = p.up(&vec![0.0; no]);
+            Cpu.max_pool2d_forward(&x, &geo, &mut y, &mut arg).unwrap();
+            p.gpu.max_pool2d_forward(&gx, &geo, &mut gy, &mut garg).unwrap();
             close("max_pool2d_forward", &y, &p.down(&gy), 0.0);
-            Cpu.max_pool2d_backward(&x, &dy, &geo, &mut dx).unwrap();
-            p.gpu.max_pool2d_backward(&gx, &gdy, &geo, &mut gdx).unwrap();
+            close("max_pool2d_forward argmax", &arg, &p.down(&garg), 0.0);
+            Cpu.max_pool2d_backward(&arg, &dy, &geo, &mut dx).unwrap();
+            p.gpu.max_pool2d_backward(&garg, &gdy, &geo, &mut gdx).unwrap();
             close("max_pool2d_backward", &dx, &p.down(&gdx), TIGHT);
             Cpu.avg_pool2d_forward(&x, &geo, &mut y).unwrap();
             p.gpu.avg_pool2d_forward(&gx, &geo, &mut gy).unwrap();

@@ -43,11 +43,16 @@ static void test_pool(PG g, bool ties) {
     auto dy = rv(g.planes * op);
     std::vector<float> y(g.planes * op), yr(g.planes * op), dx(g.planes * plane, NAN), dxr(g.planes * plane, 0.0f);
     #define PARGS g.planes, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.oh, g.ow
-    launch(egrid(y.size(), 3), B256, max_pool2d_forward, (const float*)x.data(), y.data(), PARGS);
-    for (int p = 0; p < g.planes; ++p) for (int oy = 0; oy < g.oh; ++oy) for (int ox = 0; ox < g.ow; ++ox)
-        yr[p * op + oy * g.ow + ox] = x[p * plane + ref_argmax(&x[p * plane], g, oy, ox)];
+    std::vector<float> arg(g.planes * op, NAN), argr(g.planes * op);
+    launch(egrid(y.size(), 3), B256, max_pool2d_forward, (const float*)x.data(), y.data(), arg.data(), PARGS);
+    for (int p = 0; p < g.planes; ++p) for (int oy = 0; oy < g.oh; ++oy) for (int ox = 0; ox < g.ow; ++ox) {
+        int best = ref_argmax(&x[p * plane], g, oy, ox);
+        yr[p * op + oy * g.ow + ox] = x[p * plane + best];
+        argr[p * op + oy * g.ow + ox] = (float)best;
+    }
     same("max_pool fwd", y, yr);
-    launch(egrid(dx.size(), 3), B256, max_pool2d_backward, (const float*)x.data(), (const float*)dy.data(), dx.data(), PARGS);
+    same("max_pool fwd argmax", arg, argr);
+    launch(egrid(dx.size(), 3), B256, max_pool2d_backward, (const float*)arg.data(), (const float*)dy.data(), dx.data(), PARGS);
     for (int p = 0; p < g.planes; ++p) for (int oy = 0; oy < g.oh; ++oy) for (int ox = 0; ox < g.ow; ++ox)
         dxr[p * plane + ref_argmax(&x[p * plane], g, oy, ox)] += dy[p * op + oy * g.ow + ox];
     same("max_pool bwd", dx, dxr);

@@ -113,15 +113,17 @@ impl Cuda {
         ])
     }
 
-    /// Launches a kernel whose arguments are its inputs, its output, then `int` sizes (the
-    /// pooling and im2col families), one thread per output element, grid-stride.
-    fn launch_sized(&self, name: &'static str, total: usize, inputs: &[&Buffer], out: &mut Buffer, sizes: &[i32]) -> Result<()> {
+    /// Launches a kernel whose arguments are its inputs, its outputs, then `int` sizes (the
+    /// pooling and im2col families), one thread per `total` element, grid-stride.
+    fn launch_sized(&self, name: &'static str, total: usize, inputs: &[&Buffer], outs: &mut [&mut Buffer], sizes: &[i32]) -> Result<()> {
         let func = self.function(name)?;
         let mut builder = self.inner.stream.launch_builder(func);
         for input in inputs {
             builder.arg(input.slice());
         }
-        builder.arg(out.slice_mut());
+        for out in outs.iter_mut() {
+            builder.arg(out.slice_mut());
+        }
         for v in sizes {
             builder.arg(v);
         }
@@ -215,12 +217,12 @@ impl Backend for Cuda {
     fn im2col(&self, x: &Buffer, geo: &ConvGeometry, first: usize, count: usize, cols: &mut Buffer) -> Result<()> {
         checks::unfold("im2col", geo, first, count, x.len(), cols.len())?;
         let total = count * geo.col_rows() * geo.col_cols();
-        self.launch_sized("im2col", total, &[x], cols, &Self::conv_args(geo, first, count)?)
+        self.launch_sized("im2col", total, &[x], &mut [cols], &Self::conv_args(geo, first, count)?)
     }
     fn col2im(&self, cols: &Buffer, geo: &ConvGeometry, first: usize, count: usize, dx: &mut Buffer) -> Result<()> {
         checks::unfold("col2im", geo, first, count, dx.len(), cols.len())?;
         let total = count * geo.c_in * geo.h * geo.w;
-        self.launch_sized("col2im", total, &[cols], dx, &Self::conv_args(geo, first, count)?)
+        self.launch_sized("col2im", total, &[cols], &mut [dx], &Self::conv_args(geo, first, count)?)
     }
     fn transpose_blocks(
         &self,
@@ -254,21 +256,21 @@ impl Backend for Cuda {
         launch!(self, "bias_grad", cfg, dy.slice(), dbias.slice_mut(), &o, &c, &i)
     }
 
-    fn max_pool2d_forward(&self, x: &Buffer, geo: &PoolGeometry, y: &mut Buffer) -> Result<()> {
-        checks::pool("max_pool2d_forward", geo, &[x.len()], &[y.len()])?;
-        self.launch_sized("max_pool2d_forward", geo.planes() * geo.out_h * geo.out_w, &[x], y, &Self::pool_args(geo)?)
+    fn max_pool2d_forward(&self, x: &Buffer, geo: &PoolGeometry, y: &mut Buffer, argmax: &mut Buffer) -> Result<()> {
+        checks::pool("max_pool2d_forward", geo, &[x.len()], &[y.len(), argmax.len()])?;
+        self.launch_sized("max_pool2d_forward", geo.planes() * geo.out_h * geo.out_w, &[x], &mut [y, argmax], &Self::pool_args(geo)?)
     }
-    fn max_pool2d_backward(&self, x: &Buffer, dy: &Buffer, geo: &PoolGeometry, dx: &mut Buffer) -> Result<()> {
-        checks::pool("max_pool2d_backward", geo, &[x.len(), dx.len()], &[dy.len()])?;
-        self.launch_sized("max_pool2d_backward", geo.planes() * geo.h * geo.w, &[x, dy], dx, &Self::pool_args(geo)?)
+    fn max_pool2d_backward(&self, argmax: &Buffer, dy: &Buffer, geo: &PoolGeometry, dx: &mut Buffer) -> Result<()> {
+        checks::pool("max_pool2d_backward", geo, &[dx.len()], &[argmax.len(), dy.len()])?;
+        self.launch_sized("max_pool2d_backward", geo.planes() * geo.h * geo.w, &[argmax, dy], &mut [dx], &Self::pool_args(geo)?)
     }
     fn avg_pool2d_forward(&self, x: &Buffer, geo: &PoolGeometry, y: &mut Buffer) -> Result<()> {
         checks::pool("avg_pool2d_forward", geo, &[x.len()], &[y.len()])?;
-        self.launch_sized("avg_pool2d_forward", geo.planes() * geo.out_h * geo.out_w, &[x], y, &Self::pool_args(geo)?)
+        self.launch_sized("avg_pool2d_forward", geo.planes() * geo.out_h * geo.out_w, &[x], &mut [y], &Self::pool_args(geo)?)
     }
     fn avg_pool2d_backward(&self, dy: &Buffer, geo: &PoolGeometry, dx: &mut Buffer) -> Result<()> {
         checks::pool("avg_pool2d_backward", geo, &[dx.len()], &[dy.len()])?;
-        self.launch_sized("avg_pool2d_backward", geo.planes() * geo.h * geo.w, &[dy], dx, &Self::pool_args(geo)?)
+        self.launch_sized("avg_pool2d_backward", geo.planes() * geo.h * geo.w, &[dy], &mut [dx], &Self::pool_args(geo)?)
     }
     fn global_avg_pool_forward(&self, x: &Buffer, planes: usize, plane_len: usize, y: &mut Buffer) -> Result<()> {
         checks::global_pool("global_avg_pool_forward", planes, plane_len, x.len(), y.len())?;

@@ -134,10 +134,12 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn bias_grad(&self, dy: &Self::Storage, outer: usize, channels: usize, inner: usize, dbias: &mut Self::Storage) -> Result<()>;
 
     // ---- pooling ----
-    /// Max over each window; padded cells never win.
-    fn max_pool2d_forward(&self, x: &Self::Storage, geo: &PoolGeometry, y: &mut Self::Storage) -> Result<()>;
-    /// Routes each `dy` to the arg-max of its window (the first maximum), overwriting `dx`.
-    fn max_pool2d_backward(&self, x: &Self::Storage, dy: &Self::Storage, geo: &PoolGeometry, dx: &mut Self::Storage) -> Result<()>;
+    /// Max over each window (padded cells never win) into `y`, and into `argmax` the index
+    /// within its input plane of each window's first maximum (row-major), as an f32 (exact:
+    /// `PoolGeometry` keeps planes within 2^24 values), so the backward need not search again.
+    fn max_pool2d_forward(&self, x: &Self::Storage, geo: &PoolGeometry, y: &mut Self::Storage, argmax: &mut Self::Storage) -> Result<()>;
+    /// Routes each `dy` to its window's stored arg-max, overwriting `dx`.
+    fn max_pool2d_backward(&self, argmax: &Self::Storage, dy: &Self::Storage, geo: &PoolGeometry, dx: &mut Self::Storage) -> Result<()>;
     /// Mean over each window, padded cells counted in the divisor (PyTorch's default).
     fn avg_pool2d_forward(&self, x: &Self::Storage, geo: &PoolGeometry, y: &mut Self::Storage) -> Result<()>;
     fn avg_pool2d_backward(&self, dy: &Self::Storage, geo: &PoolGeometry, dx: &mut Self::Storage) -> Result<()>;

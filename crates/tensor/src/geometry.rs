@@ -84,6 +84,9 @@ pub struct PoolGeometry {
     pub out_w: usize,
 }
 
+/// The largest input plane pooling takes: arg-max indices are stored exactly in f32.
+pub const MAX_POOL_PLANE: usize = 1 << 24;
+
 impl PoolGeometry {
     pub fn new(n: usize, c: usize, h: usize, w: usize, window: Window) -> Result<Self> {
         let (kh, kw) = window.kernel;
@@ -96,6 +99,10 @@ impl PoolGeometry {
                 window.padding,
                 window.kernel
             );
+        }
+        // Max pooling stores arg-max indices within a plane as f32, exact up to 2^24.
+        if h * w > MAX_POOL_PLANE {
+            bail!(InvalidArgument, "pool2d: an input plane of {h}x{w} exceeds the {MAX_POOL_PLANE} values pooling supports");
         }
         let (out_h, out_w) = window.output_size("pool2d", h, w)?;
         Ok(PoolGeometry { n, c, h, w, window, out_h, out_w })

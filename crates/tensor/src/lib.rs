@@ -10,6 +10,6 @@ mod tensor;
 pub use backend::{AdamStep, Backend, Gemm, SgdStep};
 pub use cpu::Cpu;
 pub use error::{Error, Result};
-pub use geometry::{ConvGeometry, PoolGeometry, Window};
+pub use geometry::{ConvGeometry, PoolGeometry, Window, MAX_POOL_PLANE};
 pub use shape::Shape;
 pub use tensor::Tensor;

@@ -7,20 +7,21 @@ fn geometry<B: Backend>(x: &Var<B>, window: Window, what: &str) -> Result<PoolGe
     PoolGeometry::new(n, c, h, w, window)
 }
 
-/// Max pooling (floor mode; padded cells never win); backward routes to the arg-max.
+/// Max pooling (floor mode; padded cells never win); backward routes to the arg-max the
+/// forward stored.
 pub fn max_pool2d<B: Backend>(x: &Var<B>, window: Window) -> Result<Var<B>> {
     let geo = geometry(x, window, "max_pool2d input")?;
-    let xv = x.value();
-    let backend = xv.backend().clone();
+    let backend = x.backend();
     let mut y = Tensor::uninit(&backend, [geo.n, geo.c, geo.out_h, geo.out_w])?;
-    backend.max_pool2d_forward(xv.storage(), &geo, y.storage_mut()?)?;
+    let mut argmax = backend.uninit(y.shape().numel())?;
+    backend.max_pool2d_forward(x.value_ref().storage(), &geo, y.storage_mut()?, &mut argmax)?;
     Ok(Var::from_op(
         "max_pool2d",
         y,
         &[x],
         Box::new(move |dy, _| {
-            let mut dx = xv.uninit_like()?;
-            backend.max_pool2d_backward(xv.storage(), dy.storage(), &geo, dx.storage_mut()?)?;
+            let mut dx = Tensor::uninit(&backend, [geo.n, geo.c, geo.h, geo.w])?;
+            backend.max_pool2d_backward(&argmax, dy.storage(), &geo, dx.storage_mut()?)?;
             Ok(vec![Some(dx)])
         }),
     ))

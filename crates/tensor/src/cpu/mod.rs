@@ -90,14 +90,14 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn max_pool2d_forward(&self, x: &CpuBuffer, geo: &PoolGeometry, y: &mut CpuBuffer) -> Result<()> {
-        checks::pool("max_pool2d_forward", geo, &[x.len()], &[y.len()])?;
-        pool::max_pool2d_forward(x, geo, y);
+    fn max_pool2d_forward(&self, x: &CpuBuffer, geo: &PoolGeometry, y: &mut CpuBuffer, argmax: &mut CpuBuffer) -> Result<()> {
+        checks::pool("max_pool2d_forward", geo, &[x.len()], &[y.len(), argmax.len()])?;
+        pool::max_pool2d_forward(x, geo, y, argmax);
         Ok(())
     }
-    fn max_pool2d_backward(&self, x: &CpuBuffer, dy: &CpuBuffer, geo: &PoolGeometry, dx: &mut CpuBuffer) -> Result<()> {
-        checks::pool("max_pool2d_backward", geo, &[x.len(), dx.len()], &[dy.len()])?;
-        pool::max_pool2d_backward(x, dy, geo, dx);
+    fn max_pool2d_backward(&self, argmax: &CpuBuffer, dy: &CpuBuffer, geo: &PoolGeometry, dx: &mut CpuBuffer) -> Result<()> {
+        checks::pool("max_pool2d_backward", geo, &[dx.len()], &[argmax.len(), dy.len()])?;
+        pool::max_pool2d_backward(argmax, dy, geo, dx);
         Ok(())
     }
     fn avg_pool2d_forward(&self, x: &CpuBuffer, geo: &PoolGeometry, y: &mut CpuBuffer) -> Result<()> {

@@ -21,45 +21,98 @@ fn windows(g: &PoolGeometry) -> (Spans, Spans) {
     (rows, cols)
 }
 
-/// Index within the plane of the first maximum over rows `ys` and columns `xs` (row-major scan).
-#[inline]
-fn argmax(src: &[f32], width: usize, ys: (usize, usize), xs: (usize, usize)) -> usize {
-    let mut best = ys.0 * width + xs.0;
-    let mut best_v = src[best];
-    for iy in ys.0..ys.1 {
-        let row = &src[iy * width + xs.0..iy * width + xs.1];
-        for (j, &v) in row.iter().enumerate() {
-            if v > best_v {
-                best_v = v;
-                best = iy * width + xs.0 + j;
-            }
-        }
-    }
-    best
+/// For kernel column `kj`, the output columns `lo..hi` whose input column lies inside the image.
+fn valid_cols(g: &PoolGeometry, kj: usize) -> (usize, usize) {
+    let (sw, pw) = (g.window.stride.1, g.window.padding.1);
+    let lo = if pw > kj { (pw - kj).div_ceil(sw) } else { 0 };
+    let hi = if g.w + pw > kj { ((g.w - 1 + pw - kj) / sw + 1).min(g.out_w) } else { 0 };
+    (lo.min(hi), hi)
 }
 
-pub fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32]) {
-    let (plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+/// Each window's first maximum (row-major) and its index in the plane, one task per plane.
+/// Stride-1 rows are done a whole output row at a time (vectorised): every window starts from
+/// its top-left cell, then the cells are visited offset by offset in row-major order, replacing
+/// on a strictly greater value (the same winner as a scan of each window). Other strides are
+/// separable: each input row's first maximum under every window column, then the earliest row
+/// holding the greatest of those.
+pub fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &mut [f32]) {
+    let (plane, out_plane, ow) = (g.h * g.w, g.out_h * g.out_w, g.out_w);
+    let pw = g.window.padding.1;
     let (rows, cols) = windows(g);
-    y[..g.planes() * out_plane].par_chunks_mut(out_plane).zip(x.par_chunks(plane)).for_each(|(dst, src)| {
-        for (oy, &ys) in rows.iter().enumerate() {
-            for (ox, &xs) in cols.iter().enumerate() {
-                dst[oy * g.out_w + ox] = src[argmax(src, g.w, ys, xs)];
+    let by_rows = g.window.stride.1 == 1;
+    let col_ranges: Vec<(usize, usize)> = (0..g.window.kernel.1).map(|kj| valid_cols(g, kj)).collect();
+    let n = g.planes() * out_plane;
+    let tasks = y[..n].par_chunks_mut(out_plane).zip(argmax[..n].par_chunks_mut(out_plane)).zip(x.par_chunks(plane));
+    tasks.for_each_init(Vec::new, |row_max, ((dst, arg), src)| {
+        if !by_rows {
+            row_max.resize(2 * g.h * ow, 0.0);
+            let (hmax, harg) = row_max.split_at_mut(g.h * ow);
+            for iy in 0..g.h {
+                let row = &src[iy * g.w..][..g.w];
+                for (ox, &(x0, x1)) in cols.iter().enumerate() {
+                    let (mut b, mut a) = (row[x0], (iy * g.w + x0) as f32);
+                    for (j, &v) in row[x0 + 1..x1].iter().enumerate() {
+                        keep_greater(&mut b, &mut a, v, (iy * g.w + x0 + 1 + j) as f32);
+                    }
+                    hmax[iy * ow + ox] = b;
+                    harg[iy * ow + ox] = a;
+                }
+            }
+        }
+        let (hmax, harg) = row_max.split_at(row_max.len() / 2);
+        for (oy, &(y0, y1)) in rows.iter().enumerate() {
+            let best = &mut dst[oy * ow..][..ow];
+            let at = &mut arg[oy * ow..][..ow];
+            if !by_rows {
+                best.copy_from_slice(&hmax[y0 * ow..][..ow]);
+                at.copy_from_slice(&harg[y0 * ow..][..ow]);
+                for iy in y0 + 1..y1 {
+                    let cells = best.iter_mut().zip(at.iter_mut()).zip(&hmax[iy * ow..][..ow]).zip(&harg[iy * ow..][..ow]);
+                    for (((b, a), &v), &i) in cells {
+                        keep_greater(b, a, v, i);
+                    }
+                }
+                continue;
+            }
+            for (ox, &(x0, _)) in cols.iter().enumerate() {
+                best[ox] = src[y0 * g.w + x0];
+                at[ox] = (y0 * g.w + x0) as f32;
+            }
+            for iy in y0..y1 {
+                let row = &src[iy * g.w..][..g.w];
+                for (kj, &(lo, hi)) in col_ranges.iter().enumerate() {
+                    if hi <= lo {
+                        continue;
+                    }
+                    let ix0 = lo + kj - pw;
+                    let first = (iy * g.w + ix0) as i32;
+                    let cells = best[lo..hi].iter_mut().zip(&mut at[lo..hi]).zip(&row[ix0..ix0 + (hi - lo)]);
+                    for (j, ((b, a), &v)) in cells.enumerate() {
+                        keep_greater(b, a, v, (first + j as i32) as f32);
+                    }
+                }
             }
         }
     });
 }
 
-pub fn max_pool2d_backward(x: &[f32], dy: &[f32], g: &PoolGeometry, dx: &mut [f32]) {
+/// `if v > *best { *best = v; *at = index }`, written with bit masks so that it compiles to
+/// selects: on real data a branch here mispredicts often.
+#[inline(always)]
+fn keep_greater(best: &mut f32, at: &mut f32, v: f32, index: f32) {
+    let take = -((v > *best) as i32) as u32;
+    *best = f32::from_bits((v.to_bits() & take) | (best.to_bits() & !take));
+    *at = f32::from_bits((index.to_bits() & take) | (at.to_bits() & !take));
+}
+
+/// Scatters each `dy` to its window's stored arg-max, in output order.
+pub fn max_pool2d_backward(argmax: &[f32], dy: &[f32], g: &PoolGeometry, dx: &mut [f32]) {
     let (plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    let (rows, cols) = windows(g);
-    dx[..g.planes() * plane].par_chunks_mut(plane).zip(x.par_chunks(plane)).zip(dy.par_chunks(out_plane)).for_each(
-        |((dst, src), grad)| {
+    dx[..g.planes() * plane].par_chunks_mut(plane).zip(argmax.par_chunks(out_plane)).zip(dy.par_chunks(out_plane)).for_each(
+        |((dst, arg), grad)| {
             dst.fill(0.0);
-            for (oy, &ys) in rows.iter().enumerate() {
-                for (ox, &xs) in cols.iter().enumerate() {
-                    dst[argmax(src, g.w, ys, xs)] += grad[oy * g.out_w + ox];
-                }
+            for (&a, &d) in arg.iter().zip(grad) {
+                dst[a as usize] += d;
             }
         },
     );
