@@ -414,7 +414,17 @@ fn bench_gemm(c: &mut Criterion) {
 
 fn bench_im2col(c: &mut Criterion) {
     let (nin, gn) = (nin(), googlenet());
-    let layers = [nin.convs[0].clone(), nin.convs[1].clone(), nin.convs[2].clone(), gn.b2_3x3, gn.i3a.conv_5x5()];
+    let layers = [
+        nin.convs[0].clone(),
+        nin.convs[1].clone(),
+        nin.convs[2].clone(),
+        gn.b1,
+        gn.b2_3x3,
+        gn.i3a.conv_5x5(),
+        gn.i4a.conv_1x1(),
+        gn.i4a.conv_3x3(),
+        gn.i5b.conv_3x3(),
+    ];
     let mut group = c.benchmark_group("im2col_gbps");
     for layer in &layers {
         let geo = layer.geo();

@@ -18,6 +18,8 @@ const CONV_CASES: &[ConvCase] = &[
     (2, 4, 7, 6, 3, (1, 1), (2, 2), (1, 0)),  // 1x1 strided and padded: the im2col path
     (2, 3, 5, 8, 5, (4, 4), (3, 2), (2, 1)),
     (2, 3, 9, 9, 4, (5, 5), (2, 2), (2, 2)),
+    (1, 2, 4, 19, 3, (3, 3), (1, 1), (1, 1)), // rows of 19: the CPU's row-copy im2col and col2im
+    (1, 2, 4, 12, 3, (3, 3), (1, 1), (1, 1)), // rows of 12: gather-table im2col, row-copy col2im
 ];
 
 fn conv2d<B: Backend>(b: &B) {
