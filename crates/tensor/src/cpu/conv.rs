@@ -19,8 +19,8 @@ const IM2COL_TABLE_BELOW: usize = 16;
 const COL2IM_TABLE_BELOW: usize = 8;
 
 /// For every kernel offset (ki, kj) and output position, the input index within the plane, or
-/// `usize::MAX` where it falls in the padding.
-fn gather_table(g: &ConvGeometry) -> Vec<usize> {
+/// `u32::MAX` where it falls in the padding (u32: half the table traffic of usize).
+fn gather_table(g: &ConvGeometry) -> Vec<u32> {
     let (kh, kw) = g.window.kernel;
     let (sh, sw) = g.window.stride;
     let (ph, pw) = g.window.padding;
@@ -30,7 +30,7 @@ fn gather_table(g: &ConvGeometry) -> Vec<usize> {
             for oy in 0..g.out_h {
                 for ox in 0..g.out_w {
                     let (iy, ix) = ((oy * sh + ki).wrapping_sub(ph), (ox * sw + kj).wrapping_sub(pw));
-                    table.push(if iy < g.h && ix < g.w { iy * g.w + ix } else { usize::MAX });
+                    table.push(if iy < g.h && ix < g.w { (iy * g.w + ix) as u32 } else { u32::MAX });
                 }
             }
         }
@@ -81,14 +81,20 @@ pub fn im2col(x: &[f32], g: &ConvGeometry, first: usize, count: usize, cols: &mu
 fn im2col_table(x: &[f32], g: &ConvGeometry, first: usize, count: usize, cols: &mut [f32]) {
     let (p, taps, plane) = (g.col_cols(), g.window.kernel.0 * g.window.kernel.1, g.h * g.w);
     let table = gather_table(g);
+    // A 1x1 unpadded stride-1 kernel's row is the input plane itself.
+    let pointwise = g.is_pointwise();
     let width = count * p;
     cols[..g.col_rows() * width].par_chunks_mut(width).enumerate().for_each(|(r, row)| {
         let (c, tap) = (r / taps, r % taps);
         let offsets = &table[tap * p..][..p];
         for (i, part) in row.chunks_mut(p).enumerate() {
             let src = &x[((first + i) * g.c_in + c) * plane..][..plane];
+            if pointwise {
+                part.copy_from_slice(src);
+                continue;
+            }
             for (d, &at) in part.iter_mut().zip(offsets) {
-                *d = src.get(at).copied().unwrap_or(0.0);
+                *d = src.get(at as usize).copied().unwrap_or(0.0);
             }
         }
     });
@@ -99,15 +105,20 @@ fn im2col_table(x: &[f32], g: &ConvGeometry, first: usize, count: usize, cols: &
 fn col2im_table(cols: &[f32], g: &ConvGeometry, first: usize, count: usize, dx: &mut [f32]) {
     let (p, taps, plane) = (g.col_cols(), g.window.kernel.0 * g.window.kernel.1, g.h * g.w);
     let table = gather_table(g);
+    let pointwise = g.is_pointwise();
     let width = count * p;
     let dx = &mut dx[first * g.c_in * plane..(first + count) * g.c_in * plane];
     dx.par_chunks_mut(plane).enumerate().for_each(|(idx, dst)| {
         let (i, c) = (idx / g.c_in, idx % g.c_in);
+        if pointwise {
+            dst.copy_from_slice(&cols[c * width + i * p..][..p]);
+            return;
+        }
         dst.fill(0.0);
         for tap in 0..taps {
             let row = &cols[(c * taps + tap) * width + i * p..][..p];
             for (&v, &at) in row.iter().zip(&table[tap * p..][..p]) {
-                if let Some(d) = dst.get_mut(at) {
+                if let Some(d) = dst.get_mut(at as usize) {
                     *d += v;
                 }
             }
@@ -199,6 +210,7 @@ mod tests {
             (2, 2, 6, 12, Window::new((3, 5), (1, 1), (1, 2))), // 12 wide: table im2col, copy col2im
             (3, 2, 7, 7, Window::square(3, 1, 1)),           // narrow: tables both ways
             (2, 2, 17, 23, Window::new((4, 3), (2, 3), (1, 1))), // strided
+            (3, 4, 5, 6, Window::square(1, 1, 0)),           // pointwise: plane copies
         ];
         for (n, c, h, w, win) in cases {
             let g = ConvGeometry::new(n, c, h, w, 1, win).unwrap();
