@@ -542,7 +542,7 @@ fn bench_conv1x1(c: &mut Criterion) {
 fn bench_pool(c: &mut Criterion) {
     let (nin, gn) = (nin(), googlenet());
     let mut group = c.benchmark_group("pool_gbps");
-    let googlenet_pools = [gn.i3a.pool(), gn.b1_pool.clone()];
+    let googlenet_pools = [gn.i3a.pool(), gn.i4a.pool(), gn.i5b.pool(), gn.b1_pool.clone()];
     let max_pools = nin.pools.iter().chain(googlenet_pools.iter());
     for (pool, max) in max_pools.map(|p| (p, true)).chain(googlenet_pools.iter().map(|p| (p, false))) {
         let geo = pool.geo();

@@ -36,6 +36,9 @@ fn valid_cols(g: &PoolGeometry, kj: usize) -> (usize, usize) {
 /// separable: each input row's first maximum under every window column, then the earliest row
 /// holding the greatest of those.
 pub fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &mut [f32]) {
+    if g.out_w < SMALL_PLANE_WIDTH {
+        return max_pool2d_forward_small(x, g, y, argmax);
+    }
     let (plane, out_plane, ow) = (g.h * g.w, g.out_h * g.out_w, g.out_w);
     let pw = g.window.padding.1;
     let (rows, cols) = windows(g);
@@ -89,6 +92,49 @@ pub fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &m
                     let cells = best[lo..hi].iter_mut().zip(&mut at[lo..hi]).zip(&row[ix0..ix0 + (hi - lo)]);
                     for (j, ((b, a), &v)) in cells.enumerate() {
                         keep_greater(b, a, v, (first + j as i32) as f32);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Outputs narrower than this take the table path: row-wise work is all overhead there.
+const SMALL_PLANE_WIDTH: usize = 8;
+
+/// Small planes (GoogLeNet's 6x6 and 3x3): every window's cells from one table, in row-major
+/// order, many planes per task.
+fn max_pool2d_forward_small(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &mut [f32]) {
+    let (plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
+    let (rows, cols) = windows(g);
+    let (kh, kw) = g.window.kernel;
+    // Cell (ki, kj) of window q, or u32::MAX outside the image; and each window's first cell.
+    let mut cells = vec![u32::MAX; kh * kw * out_plane];
+    let mut first = Vec::with_capacity(out_plane);
+    for (oy, &(y0, y1)) in rows.iter().enumerate() {
+        for (ox, &(x0, x1)) in cols.iter().enumerate() {
+            let q = oy * g.out_w + ox;
+            first.push(y0 * g.w + x0);
+            for (i, iy) in (y0..y1).enumerate() {
+                for (j, ix) in (x0..x1).enumerate() {
+                    cells[(i * kw + j) * out_plane + q] = (iy * g.w + ix) as u32;
+                }
+            }
+        }
+    }
+    let per_task = (4096 / out_plane).max(1);
+    let n = g.planes() * out_plane;
+    let tasks = y[..n].par_chunks_mut(per_task * out_plane).zip(argmax[..n].par_chunks_mut(per_task * out_plane));
+    tasks.zip(x.par_chunks(per_task * plane)).for_each(|((dst, arg), src)| {
+        for ((best, at), src) in dst.chunks_mut(out_plane).zip(arg.chunks_mut(out_plane)).zip(src.chunks(plane)) {
+            for (q, &f) in first.iter().enumerate() {
+                best[q] = src[f];
+                at[q] = f as f32;
+            }
+            for tap in cells.chunks(out_plane) {
+                for ((b, a), &c) in best.iter_mut().zip(at.iter_mut()).zip(tap) {
+                    if let Some(&v) = src.get(c as usize) {
+                        keep_greater(b, a, v, c as f32);
                     }
                 }
             }
