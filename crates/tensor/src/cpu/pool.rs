@@ -1,4 +1,5 @@
-//! Max, average and global-average pooling over NCHW planes, one rayon task per plane.
+//! Max, average and global-average pooling over NCHW planes, one rayon task per plane (several
+//! per task for small max-pool planes).
 use crate::PoolGeometry;
 use rayon::prelude::*;
 
@@ -34,7 +35,7 @@ fn valid_cols(g: &PoolGeometry, kj: usize) -> (usize, usize) {
 /// its top-left cell, then the cells are visited offset by offset in row-major order, replacing
 /// on a strictly greater value (the same winner as a scan of each window). Other strides are
 /// separable: each input row's first maximum under every window column, then the earliest row
-/// holding the greatest of those.
+/// holding the greatest of those. Planes under `SMALL_PLANE_WIDTH` wide take a table (below).
 pub fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &mut [f32]) {
     if g.out_w < SMALL_PLANE_WIDTH {
         return max_pool2d_forward_small(x, g, y, argmax);
