@@ -3,8 +3,8 @@ use crate::ConvGeometry;
 use rayon::prelude::*;
 
 /// For kernel offset `k` (row or column), the output positions `lo..hi` whose input
-/// coordinate `o * stride + k - pad` lies inside `0..len`.
-fn valid_range(out_len: usize, len: usize, stride: usize, pad: usize, k: usize) -> (usize, usize) {
+/// coordinate `o * stride + k - pad` lies inside `0..len`. Shared with pooling.
+pub(crate) fn valid_range(out_len: usize, len: usize, stride: usize, pad: usize, k: usize) -> (usize, usize) {
     // o * stride + k >= pad  <=>  o >= ceil((pad - k) / stride)
     let lo = if pad > k { (pad - k).div_ceil(stride) } else { 0 };
     // o * stride + k - pad <= len - 1  <=>  o <= (len - 1 + pad - k) / stride
@@ -39,6 +39,11 @@ fn gather_table(g: &ConvGeometry) -> Vec<u32> {
 }
 
 pub fn im2col(x: &[f32], g: &ConvGeometry, first: usize, count: usize, cols: &mut [f32]) {
+    if g.is_pointwise() {
+        // A 1x1 unpadded stride-1 kernel's rows are the input planes: [count][C][P] -> [C][count][P].
+        let plane = g.h * g.w;
+        return transpose_blocks(&x[first * g.c_in * plane..], count, g.c_in, plane, cols);
+    }
     if g.out_w < IM2COL_TABLE_BELOW || g.window.stride.1 > 1 {
         return im2col_table(x, g, first, count, cols);
     }
@@ -81,18 +86,12 @@ pub fn im2col(x: &[f32], g: &ConvGeometry, first: usize, count: usize, cols: &mu
 fn im2col_table(x: &[f32], g: &ConvGeometry, first: usize, count: usize, cols: &mut [f32]) {
     let (p, taps, plane) = (g.col_cols(), g.window.kernel.0 * g.window.kernel.1, g.h * g.w);
     let table = gather_table(g);
-    // A 1x1 unpadded stride-1 kernel's row is the input plane itself.
-    let pointwise = g.is_pointwise();
     let width = count * p;
     cols[..g.col_rows() * width].par_chunks_mut(width).enumerate().for_each(|(r, row)| {
         let (c, tap) = (r / taps, r % taps);
         let offsets = &table[tap * p..][..p];
         for (i, part) in row.chunks_mut(p).enumerate() {
             let src = &x[((first + i) * g.c_in + c) * plane..][..plane];
-            if pointwise {
-                part.copy_from_slice(src);
-                continue;
-            }
             for (d, &at) in part.iter_mut().zip(offsets) {
                 *d = src.get(at as usize).copied().unwrap_or(0.0);
             }
@@ -105,15 +104,10 @@ fn im2col_table(x: &[f32], g: &ConvGeometry, first: usize, count: usize, cols: &
 fn col2im_table(cols: &[f32], g: &ConvGeometry, first: usize, count: usize, dx: &mut [f32]) {
     let (p, taps, plane) = (g.col_cols(), g.window.kernel.0 * g.window.kernel.1, g.h * g.w);
     let table = gather_table(g);
-    let pointwise = g.is_pointwise();
     let width = count * p;
     let dx = &mut dx[first * g.c_in * plane..(first + count) * g.c_in * plane];
     dx.par_chunks_mut(plane).enumerate().for_each(|(idx, dst)| {
         let (i, c) = (idx / g.c_in, idx % g.c_in);
-        if pointwise {
-            dst.copy_from_slice(&cols[c * width + i * p..][..p]);
-            return;
-        }
         dst.fill(0.0);
         for tap in 0..taps {
             let row = &cols[(c * taps + tap) * width + i * p..][..p];
@@ -127,6 +121,11 @@ fn col2im_table(cols: &[f32], g: &ConvGeometry, first: usize, count: usize, dx: 
 }
 
 pub fn col2im(cols: &[f32], g: &ConvGeometry, first: usize, count: usize, dx: &mut [f32]) {
+    if g.is_pointwise() {
+        // im2col's transpose, back: [C][count][P] -> [count][C][P].
+        let plane = g.h * g.w;
+        return transpose_blocks(cols, g.c_in, count, plane, &mut dx[first * g.c_in * plane..]);
+    }
     if g.out_w < COL2IM_TABLE_BELOW {
         return col2im_table(cols, g, first, count, dx);
     }

@@ -1,5 +1,6 @@
 //! Max, average and global-average pooling over NCHW planes, one rayon task per plane (several
 //! per task for small max-pool planes).
+use super::conv::valid_range;
 use crate::PoolGeometry;
 use rayon::prelude::*;
 
@@ -22,14 +23,6 @@ fn windows(g: &PoolGeometry) -> (Spans, Spans) {
     (rows, cols)
 }
 
-/// For kernel column `kj`, the output columns `lo..hi` whose input column lies inside the image.
-fn valid_cols(g: &PoolGeometry, kj: usize) -> (usize, usize) {
-    let (sw, pw) = (g.window.stride.1, g.window.padding.1);
-    let lo = if pw > kj { (pw - kj).div_ceil(sw) } else { 0 };
-    let hi = if g.w + pw > kj { ((g.w - 1 + pw - kj) / sw + 1).min(g.out_w) } else { 0 };
-    (lo.min(hi), hi)
-}
-
 /// Each window's first maximum (row-major) and its index in the plane, one task per plane.
 /// Stride-1 rows are done a whole output row at a time (vectorised): every window starts from
 /// its top-left cell, then the cells are visited offset by offset in row-major order, replacing
@@ -44,7 +37,9 @@ pub fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &m
     let pw = g.window.padding.1;
     let (rows, cols) = windows(g);
     let by_rows = g.window.stride.1 == 1;
-    let col_ranges: Vec<(usize, usize)> = (0..g.window.kernel.1).map(|kj| valid_cols(g, kj)).collect();
+    // For each kernel column, the output columns whose input column lies inside the image.
+    let (sw, kw) = (g.window.stride.1, g.window.kernel.1);
+    let col_ranges: Vec<(usize, usize)> = (0..kw).map(|kj| valid_range(g.out_w, g.w, sw, pw, kj)).collect();
     let n = g.planes() * out_plane;
     let tasks = y[..n].par_chunks_mut(out_plane).zip(argmax[..n].par_chunks_mut(out_plane)).zip(x.par_chunks(plane));
     tasks.for_each_init(Vec::new, |row_max, ((dst, arg), src)| {
