@@ -146,6 +146,50 @@ fn pointwise_path_matches_im2col<B: Backend>(b: &B) {
     assert_close(&direct.value().to_vec().unwrap(), &im2col.value().to_vec().unwrap(), 1e-5);
 }
 
+/// (batch, channels, height, width, out channels, kernel, padding): output tiles of 4, 3 and 2,
+/// 2x2, 3x3 and 5x5 kernels, rectangular planes, and padding 0 to 2.
+const WINOGRAD_CASES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
+    (2, 5, 12, 8, 7, 3, 1),  // m = 4
+    (3, 4, 6, 9, 5, 3, 1),   // m = 3
+    (2, 3, 10, 6, 4, 3, 0),  // m = 4, unpadded
+    (2, 6, 14, 10, 3, 3, 1), // m = 2
+    (2, 4, 8, 6, 5, 5, 2),   // 5x5, m = 2
+    (1, 3, 7, 9, 2, 2, 0),   // 2x2: a 6x8 output, m = 2
+    (2, 3, 9, 9, 4, 5, 1),   // 5x5 with padding 1: 7x7 output, no tile fits
+];
+
+/// Winograd's output and all three gradients against im2col's, on every backend; a case no
+/// tile fits is refused with a message.
+fn winograd_matches_im2col<B: Backend>(b: &B) {
+    for (i, &(n, c, h, w, o, k, p)) in WINOGRAD_CASES.iter().enumerate() {
+        let mut r = rng(40 + i as u64);
+        let xs = random(&mut r, n * c * h * w);
+        let ws = random(&mut r, o * c * k * k);
+        let bs = random(&mut r, o);
+        let run = |algo: ConvAlgo| -> tensor::Result<Vec<Vec<f32>>> {
+            let (x, wt, bias) = (param(b, &[n, c, h, w], &xs), param(b, &[o, c, k, k], &ws), param(b, &[o], &bs));
+            let y = ops::conv2d_with(&x, &wt, Some(&bias), (1, 1), (p, p), algo)?;
+            let dy = random(&mut rng(99), y.shape().numel());
+            y.backward_with(tensor(b, y.shape().dims(), &dy))?;
+            Ok(vec![y.value().to_vec()?, x.grad().unwrap().to_vec()?, wt.grad().unwrap().to_vec()?, bias.grad().unwrap().to_vec()?])
+        };
+        let reference = run(ConvAlgo::Im2col).unwrap();
+        let out = (h + 2 * p - k + 1, w + 2 * p - k + 1);
+        if [4, 3, 2].iter().all(|m| out.0 % m != 0 || out.1 % m != 0 || m + k - 1 > 6) {
+            expect_err(run(ConvAlgo::Winograd), &["Winograd", &format!("output {}x{}", out.0, out.1)]);
+            continue;
+        }
+        let winograd = run(ConvAlgo::Winograd).unwrap();
+        for (what, (got, want)) in ["y", "dx", "dw", "dbias"].iter().zip(winograd.iter().zip(&reference)) {
+            // f32 transforms: errors relative to the largest value, a few units in the 6th digit.
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            for (j, (g, w)) in got.iter().zip(want).enumerate() {
+                assert!((g - w).abs() <= 2e-5 * scale, "case {i} {what}[{j}]: winograd {g} vs im2col {w} (largest {scale})");
+            }
+        }
+    }
+}
+
 fn expect_err<T>(r: tensor::Result<T>, needles: &[&str]) -> Error {
     let Err(e) = r else { panic!("expected an error mentioning {needles:?}") };
     let msg = e.to_string();
@@ -186,5 +230,6 @@ backend_tests!(
     avg_pool_with_padding_by_hand,
     cross_entropy_of_uniform_logits_is_ln_10,
     pointwise_path_matches_im2col,
+    winograd_matches_im2col,
     wrong_input_is_an_error,
 );

@@ -40,6 +40,28 @@ fn conv2d_im2col_path_for_1x1<B: Backend>(b: &B) {
     grad_check(b, &inputs, |v| ops::conv2d_with(&v[0], &v[1], Some(&v[2]), (1, 1), (0, 0), ConvAlgo::Im2col), SMOOTH);
 }
 
+/// Winograd's backward is the adjoint of its own transforms: checked on output tiles of 4, 3 and
+/// 2, a 5x5 and a 2x2 kernel, unpadded and padded.
+const WINOGRAD_CASES: &[ConvCase] = &[
+    (1, 2, 8, 4, 3, (3, 3), (1, 1), (1, 1)), // m = 4
+    (2, 3, 8, 8, 2, (3, 3), (1, 1), (0, 0)), // 6x6 output: m = 3
+    (1, 3, 6, 8, 2, (3, 3), (1, 1), (1, 1)), // m = 2
+    (1, 2, 4, 6, 3, (5, 5), (1, 1), (2, 2)), // 5x5, m = 2
+    (2, 2, 5, 7, 2, (2, 2), (1, 1), (0, 0)), // 2x2: 4x6 output, m = 2
+];
+
+fn conv2d_winograd<B: Backend>(b: &B) {
+    for (i, &(n, c, h, w, o, k, s, p)) in WINOGRAD_CASES.iter().enumerate() {
+        let mut r = rng(20 + i as u64);
+        let inputs = vec![
+            (vec![n, c, h, w], random(&mut r, n * c * h * w)),
+            (vec![o, c, k.0, k.1], random(&mut r, o * c * k.0 * k.1)),
+            (vec![o], random(&mut r, o)),
+        ];
+        grad_check(b, &inputs, |v| ops::conv2d_with(&v[0], &v[1], Some(&v[2]), s, p, ConvAlgo::Winograd), SMOOTH);
+    }
+}
+
 const POOL_CASES: &[(usize, usize, usize, usize, Window)] = &[
     (2, 3, 7, 9, Window { kernel: (3, 3), stride: (2, 2), padding: (1, 1) }),
     (3, 4, 8, 6, Window { kernel: (2, 3), stride: (1, 2), padding: (1, 1) }),
@@ -122,6 +144,7 @@ fn fan_out_accumulates<B: Backend>(b: &B) {
 backend_tests!(
     conv2d,
     conv2d_im2col_path_for_1x1,
+    conv2d_winograd,
     max_pool2d,
     avg_pool2d,
     global_avg_pool2d,

@@ -4,6 +4,9 @@
 //! chunk out as one matrix, so each chunk is a single large product (the weights are packed
 //! once, not once per image) whose result is transposed back to NCHW. 1x1 stride-1 unpadded
 //! kernels on large planes multiply the NCHW input directly, image by image, with no copy.
+//! Stride-1 3x3 and 5x5 kernels whose output sides fit its tiles go through Winograd's
+//! algorithm (`winograd.rs`), which needs 2.25-4x fewer multiplies.
+use super::winograd::Winograd;
 use autograd::Var;
 use tensor::{bail, Backend, ConvGeometry, Gemm, Result, Tensor, Window};
 
@@ -17,8 +20,44 @@ const DIRECT_MIN_PLANE: usize = 256;
 pub enum ConvAlgo {
     /// The direct product for 1x1 kernels, im2col otherwise.
     Auto,
-    /// Always im2col (the reference the 1x1 path is tested against).
+    /// Always im2col (the reference the other paths are tested against).
     Im2col,
+    /// Winograd's algorithm, an error where it does not apply (see `winograd::output_tile`).
+    Winograd,
+}
+
+/// Auto takes Winograd only with at least this many input and output channels: below that its
+/// transforms cost more than the multiplies it saves.
+const WINOGRAD_MIN_CHANNELS: usize = 8;
+
+/// How one convolution is computed.
+enum Plan<B: Backend> {
+    Direct,
+    Im2col,
+    Winograd(Box<Winograd<B>>),
+}
+
+impl<B: Backend> Plan<B> {
+    fn choose(backend: &B, geo: &ConvGeometry, algo: ConvAlgo) -> Result<Plan<B>> {
+        let wide = geo.c_in >= WINOGRAD_MIN_CHANNELS && geo.c_out >= WINOGRAD_MIN_CHANNELS;
+        match algo {
+            ConvAlgo::Im2col => Ok(Plan::Im2col),
+            ConvAlgo::Winograd => match Winograd::new(backend, geo)? {
+                Some(w) => Ok(Plan::Winograd(Box::new(w))),
+                None => bail!(
+                    InvalidArgument,
+                    "conv2d: Winograd needs stride 1, a square kernel and output sides that its tiles divide; got kernel {:?}, stride {:?}, output {}x{}",
+                    geo.window.kernel,
+                    geo.window.stride,
+                    geo.out_h,
+                    geo.out_w
+                ),
+            },
+            ConvAlgo::Auto if geo.is_pointwise() && geo.col_cols() >= DIRECT_MIN_PLANE => Ok(Plan::Direct),
+            ConvAlgo::Auto if wide => Ok(Winograd::new(backend, geo)?.map_or(Plan::Im2col, |w| Plan::Winograd(Box::new(w)))),
+            ConvAlgo::Auto => Ok(Plan::Im2col),
+        }
+    }
 }
 
 /// `y = conv(x, weight) + bias` for x [N, C, H, W], weight [O, C, kh, kw], bias [O].
@@ -46,9 +85,16 @@ pub fn conv2d_with<B: Backend>(
         }
     }
     let geo = ConvGeometry::new(n, c, h, w, o, Window::new((kh, kw), stride, padding))?;
-    let direct = algo == ConvAlgo::Auto && geo.is_pointwise() && geo.col_cols() >= DIRECT_MIN_PLANE;
     let (xv, wv) = (x.value(), weight.value());
-    let mut y = forward(&xv, &wv, &geo, direct)?;
+    let plan = Plan::choose(xv.backend(), &geo, algo)?;
+    // Winograd keeps its transformed weights for the backward pass.
+    let (mut y, filter) = match &plan {
+        Plan::Winograd(wino) => {
+            let u = wino.filter(&wv)?;
+            (wino.forward(&xv, &u)?, Some(u))
+        }
+        _ => (forward(&xv, &wv, &geo, matches!(plan, Plan::Direct))?, None),
+    };
     if let Some(b) = bias {
         let backend = xv.backend().clone();
         backend.add_bias(y.storage_mut()?, b.value_ref().storage(), n, o, geo.col_cols())?;
@@ -60,7 +106,10 @@ pub fn conv2d_with<B: Backend>(
         y,
         &parents,
         Box::new(move |dy, needs| {
-            let (dx, dw) = backward(&xv, &wv, dy, &geo, direct, needs[0], needs[1])?;
+            let (dx, dw) = match (&plan, &filter) {
+                (Plan::Winograd(wino), Some(u)) => wino.backward(&xv, u, dy, needs[0], needs[1])?,
+                _ => backward(&xv, &wv, dy, &geo, matches!(plan, Plan::Direct), needs[0], needs[1])?,
+            };
             let mut grads = vec![dx, dw];
             if needs.len() > 2 {
                 let backend = dy.backend().clone();

@@ -6,6 +6,7 @@ mod conv;
 mod linear;
 mod loss;
 mod pool;
+mod winograd;
 
 pub use activation::{dropout, relu};
 pub use concat::concat_channels;

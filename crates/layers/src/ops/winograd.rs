@@ -1,0 +1,335 @@
+//! Winograd's minimal filtering F(m x m, r x r) for stride-1 convolutions, built from the same
+//! backend kernels as the im2col path (im2col, col2im, transpose_blocks, batched GEMM), so every
+//! backend runs it with no kernel of its own.
+//!
+//! Each m x m output tile comes from an a x a input tile (a = m + r - 1) as
+//! `Y = At [(G w Gt) . (Bt d B)] A`: the input and filter are taken to a points' domain where a
+//! convolution is an element-wise product, summed over input channels there (one GEMM per each
+//! of the a*a points), and brought back. A 3x3 layer with m = 4 does 36 multiplies per 16
+//! outputs instead of 144, a 5x5 one with m = 2 does 36 per 4 instead of 100.
+//!
+//! Laid out for GEMMs, with X = (images of the chunk) x (tiles per image):
+//! - tiles: im2col with an a x a kernel and stride m gives `[C][a*a][X]`, transposed to
+//!   `[a*a][C][X]`; the input transform is then one product `(Bt (x) Bt) [a*a x C*X]`;
+//! - per point xi: `M_xi [O x X] = U_xi [O x C] V_xi [C x X]`, one batched GEMM;
+//! - the output transform `(At (x) At) [m*m x O*X]`, transposed to `[O][m*m][X]` and put in place
+//!   by col2im with an m x m kernel and stride m (tiles do not overlap).
+//!
+//! The backward pass is the exact adjoint of each of these linear steps, so its gradients are
+//! those of the function computed (no flipped-kernel convolution, no second approximation).
+use tensor::{Backend, ConvGeometry, Gemm, Result, Tensor, Window};
+
+/// Largest input tile: a = 6 keeps the points at 0, ±1, ±2 (and infinity), whose transforms
+/// stay accurate in f32; larger tiles need points like ±1/2 and lose digits fast.
+const MAX_TILE: usize = 6;
+
+/// Output tile sizes tried, best saving first (3x3: m = 4 saves 4x, m = 3 3.2x, m = 2 2.25x).
+const OUTPUT_TILES: [usize; 3] = [4, 3, 2];
+
+/// Evaluation points of the transforms, in the order they are used; infinity comes last.
+const POINTS: [f64; 5] = [0.0, 1.0, -1.0, 2.0, -2.0];
+
+/// Values per chunk of images in the largest of the transform buffers (32 MiB of f32).
+const CHUNK_BUDGET: usize = 8 << 20;
+
+/// The output tile size m for this convolution, or `None` when Winograd does not apply:
+/// stride 1, a square kernel of at least 2, and both output sides multiples of m.
+pub fn output_tile(geo: &ConvGeometry) -> Option<usize> {
+    let (kh, kw) = geo.window.kernel;
+    if geo.window.stride != (1, 1) || kh != kw || kh < 2 {
+        return None;
+    }
+    OUTPUT_TILES.into_iter().find(|&m| m + kh - 1 <= MAX_TILE && geo.out_h % m == 0 && geo.out_w % m == 0)
+}
+
+/// The 1-D transforms of F(m, r) as row-major f64 matrices: `at` (m x a), `g` (a x r), `bt`
+/// (a x a), such that for any d (a values) and w (r values)
+/// `at * ((g w) . (bt d)) = [sum_k d[i + k] w[k] for i in 0..m]`.
+///
+/// Toom-Cook: correlation is the transpose of the polynomial product u(x) v(x), evaluated at
+/// a - 1 points and at infinity (the product of the leading coefficients) and rebuilt by
+/// Lagrange interpolation. Lagrange's denominators go into `g`, so `bt` and `at` stay integral.
+pub fn transforms(m: usize, r: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let a = m + r - 1;
+    assert!((2..=MAX_TILE).contains(&a) && a - 1 <= POINTS.len(), "no Winograd transform for F({m}, {r})");
+    let points = &POINTS[..a - 1];
+    // Row j of the evaluation at point j: its powers; at infinity, the leading coefficient.
+    let eval = |j: usize, i: usize, len: usize| if j < a - 1 { points[j].powi(i as i32) } else if i == len - 1 { 1.0 } else { 0.0 };
+    let mut at = vec![0.0; m * a];
+    for i in 0..m {
+        for j in 0..a {
+            at[i * a + j] = eval(j, i, m);
+        }
+    }
+    let mut g = vec![0.0; a * r];
+    let mut bt = vec![0.0; a * a];
+    for j in 0..a {
+        // Coefficients of prod over the other finite points of (x - p); for infinity, all of them.
+        let mut poly = vec![1.0];
+        for (l, &p) in points.iter().enumerate() {
+            if l != j {
+                let mut next = vec![0.0; poly.len() + 1];
+                for (t, &c) in poly.iter().enumerate() {
+                    next[t + 1] += c;
+                    next[t] -= p * c;
+                }
+                poly = next;
+            }
+        }
+        bt[j * a..j * a + poly.len()].copy_from_slice(&poly);
+        let denominator: f64 = if j < a - 1 { points.iter().enumerate().filter(|&(l, _)| l != j).map(|(_, &p)| points[j] - p).product() } else { 1.0 };
+        for k in 0..r {
+            g[j * r + k] = eval(j, k, r) / denominator;
+        }
+    }
+    (at, g, bt)
+}
+
+/// `p (x) q` for row-major `p` (pr x pc) and `q` (qr x qc): the 2-D transform `P X Qt` of a
+/// row-major tile as one matrix acting on the flattened tile (here always q = p).
+fn kronecker(p: &[f64], pr: usize, pc: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; pr * pr * pc * pc];
+    for i in 0..pr {
+        for j in 0..pr {
+            for k in 0..pc {
+                for l in 0..pc {
+                    out[(i * pr + j) * pc * pc + k * pc + l] = (p[i * pc + k] * p[j * pc + l]) as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One Winograd convolution: its geometry, tile sizes and 2-D transforms on the device.
+pub struct Winograd<B: Backend> {
+    geo: ConvGeometry,
+    m: usize,
+    /// Input tiles: im2col with an a x a kernel, stride m, the convolution's padding.
+    tiles: ConvGeometry,
+    /// Output tiles: an m x m kernel with stride m over the output planes.
+    out_tiles: ConvGeometry,
+    /// `Bt (x) Bt`, a*a x a*a.
+    input_t: B::Storage,
+    /// `At (x) At`, m*m x a*a.
+    output_t: B::Storage,
+    /// `G (x) G`, a*a x r*r.
+    filter_t: B::Storage,
+    /// Values allowed in the largest buffer of a chunk (`CHUNK_BUDGET`; tests shrink it).
+    budget: usize,
+}
+
+impl<B: Backend> Winograd<B> {
+    /// `None` when `output_tile` says Winograd does not apply.
+    pub fn new(backend: &B, geo: &ConvGeometry) -> Result<Option<Self>> {
+        let Some(m) = output_tile(geo) else { return Ok(None) };
+        let r = geo.window.kernel.0;
+        let a = m + r - 1;
+        let (at, g, bt) = transforms(m, r);
+        let tiles = ConvGeometry::new(geo.n, geo.c_in, geo.h, geo.w, geo.c_out, Window::new((a, a), (m, m), geo.window.padding))?;
+        let out_tiles = ConvGeometry::new(geo.n, geo.c_out, geo.out_h, geo.out_w, 1, Window::square(m, m, 0))?;
+        debug_assert_eq!((tiles.out_h, tiles.out_w), (out_tiles.out_h, out_tiles.out_w));
+        Ok(Some(Winograd {
+            geo: *geo,
+            m,
+            tiles,
+            out_tiles,
+            input_t: backend.from_slice(&kronecker(&bt, a, a))?,
+            output_t: backend.from_slice(&kronecker(&at, m, a))?,
+            filter_t: backend.from_slice(&kronecker(&g, a, r))?,
+            budget: CHUNK_BUDGET,
+        }))
+    }
+
+    /// Points of the transformed domain (a * a).
+    fn points(&self) -> usize {
+        self.tiles.window.kernel.0 * self.tiles.window.kernel.1
+    }
+
+    /// Images per chunk, and the lengths of the two tile buffers and the points' product buffer.
+    fn chunking(&self) -> (usize, usize, usize) {
+        let (pts, tiles) = (self.points(), self.tiles.col_cols());
+        let (c, o) = (self.geo.c_in, self.geo.c_out);
+        let per_image = pts * c.max(o) * tiles;
+        let chunk = (self.budget / per_image.max(1)).clamp(1, self.geo.n.max(1));
+        let tile_buf = chunk * tiles * (pts * c).max(self.m * self.m * o);
+        (chunk, tile_buf, chunk * tiles * pts * o)
+    }
+
+    /// The weights [O, C, r, r] in the points' domain: `U [a*a][O][C]`.
+    pub fn filter(&self, w: &Tensor<B>) -> Result<B::Storage> {
+        let backend = w.backend();
+        let (pts, oc, rr) = (self.points(), self.geo.c_out * self.geo.c_in, self.geo.col_rows() / self.geo.c_in);
+        let mut u = backend.uninit(pts * oc)?;
+        // U (a*a x O*C) = (G (x) G) (a*a x r*r) * W^T (r*r x O*C)
+        backend.gemm(&Gemm::new(false, true, pts, oc, rr), &self.filter_t, w.storage(), &mut u)?;
+        Ok(u)
+    }
+
+    /// Input tiles of images `first..first + count` in the points' domain, `V [a*a][C][X]`, into
+    /// `v`, using `scratch`.
+    fn input(&self, x: &Tensor<B>, first: usize, count: usize, v: &mut B::Storage, scratch: &mut B::Storage) -> Result<()> {
+        let backend = x.backend();
+        let (pts, c, cols) = (self.points(), self.geo.c_in, count * self.tiles.col_cols());
+        backend.im2col(x.storage(), &self.tiles, first, count, v)?;
+        backend.transpose_blocks(v, 0, c, pts, cols, scratch, 0)?;
+        // V (a*a x C*X) = (Bt (x) Bt) (a*a x a*a) * D (a*a x C*X)
+        backend.gemm(&Gemm::new(false, false, pts, c * cols, pts), &self.input_t, scratch, v)
+    }
+
+    /// `y = conv(x, w)` (no bias) given `u = filter(w)`.
+    pub fn forward(&self, x: &Tensor<B>, u: &B::Storage) -> Result<Tensor<B>> {
+        let backend = x.backend().clone();
+        let g = &self.geo;
+        let (pts, mm, o, c) = (self.points(), self.m * self.m, g.c_out, g.c_in);
+        let mut y = Tensor::uninit(&backend, [g.n, o, g.out_h, g.out_w])?;
+        let (chunk, tile_len, point_len) = self.chunking();
+        let (mut buf_a, mut buf_b) = (backend.uninit(tile_len)?, backend.uninit(tile_len)?);
+        let mut products = backend.uninit(point_len)?;
+        for first in (0..g.n).step_by(chunk) {
+            let count = chunk.min(g.n - first);
+            let cols = count * self.tiles.col_cols();
+            self.input(x, first, count, &mut buf_a, &mut buf_b)?;
+            // M_xi (O x X) = U_xi (O x C) * V_xi (C x X), for every point xi
+            let per_point = Gemm { batch: pts, a_stride: o * c, b_stride: c * cols, c_stride: o * cols, ..Gemm::new(false, false, o, cols, c) };
+            backend.gemm(&per_point, u, &buf_a, &mut products)?;
+            // Y (m*m x O*X) = (At (x) At) (m*m x a*a) * M (a*a x O*X), then [m*m][O][X] -> [O][m*m][X]
+            backend.gemm(&Gemm::new(false, false, mm, o * cols, pts), &self.output_t, &products, &mut buf_b)?;
+            backend.transpose_blocks(&buf_b, 0, mm, o, cols, &mut buf_a, 0)?;
+            backend.col2im(&buf_a, &self.out_tiles, first, count, y.storage_mut()?)?;
+        }
+        Ok(y)
+    }
+
+    /// Gradients of the input and of the weight (each only if wanted), as the adjoint of
+    /// `forward`: dU = sum over tiles of dM V^T, then dW = (G (x) G)^T dU; dV = U^T dM, then
+    /// the input tiles' gradients are summed back into dx by col2im.
+    pub fn backward(&self, x: &Tensor<B>, u: &B::Storage, dy: &Tensor<B>, want_dx: bool, want_dw: bool) -> Result<(Option<Tensor<B>>, Option<Tensor<B>>)> {
+        let backend = x.backend().clone();
+        let g = &self.geo;
+        let (pts, mm, o, c) = (self.points(), self.m * self.m, g.c_out, g.c_in);
+        let (kh, kw) = g.window.kernel;
+        let mut dx = if want_dx { Some(Tensor::uninit(&backend, [g.n, c, g.h, g.w])?) } else { None };
+        let mut du = if want_dw { Some(backend.uninit(pts * o * c)?) } else { None };
+        let (chunk, tile_len, point_len) = self.chunking();
+        let (mut buf_a, mut buf_b) = (backend.uninit(tile_len)?, backend.uninit(tile_len)?);
+        let mut dm = backend.uninit(point_len)?;
+        for first in (0..g.n).step_by(chunk) {
+            let count = chunk.min(g.n - first);
+            let cols = count * self.tiles.col_cols();
+            // dM (a*a x O*X) = (At (x) At)^T * dY tiles [m*m][O][X]
+            backend.im2col(dy.storage(), &self.out_tiles, first, count, &mut buf_a)?;
+            backend.transpose_blocks(&buf_a, 0, o, mm, cols, &mut buf_b, 0)?;
+            backend.gemm(&Gemm::new(true, false, pts, o * cols, mm), &self.output_t, &buf_b, &mut dm)?;
+            if let Some(du) = du.as_mut() {
+                // dU_xi (O x C) += dM_xi (O x X) * V_xi^T (X x C), V recomputed rather than kept
+                self.input(x, first, count, &mut buf_a, &mut buf_b)?;
+                let per_point = Gemm {
+                    batch: pts,
+                    a_stride: o * cols,
+                    b_stride: c * cols,
+                    c_stride: o * c,
+                    beta: if first == 0 { 0.0 } else { 1.0 },
+                    ..Gemm::new(false, true, o, c, cols)
+                };
+                backend.gemm(&per_point, &dm, &buf_a, du)?;
+            }
+            if let Some(dx) = dx.as_mut() {
+                // dV_xi (C x X) = U_xi^T (C x O) * dM_xi (O x X)
+                let per_point = Gemm { batch: pts, a_stride: o * c, b_stride: o * cols, c_stride: c * cols, ..Gemm::new(true, false, c, cols, o) };
+                backend.gemm(&per_point, u, &dm, &mut buf_b)?;
+                // dD (a*a x C*X) = (Bt (x) Bt)^T dV, then [a*a][C][X] -> [C][a*a][X], summed into dx
+                backend.gemm(&Gemm::new(true, false, pts, c * cols, pts), &self.input_t, &buf_b, &mut buf_a)?;
+                backend.transpose_blocks(&buf_a, 0, pts, c, cols, &mut buf_b, 0)?;
+                backend.col2im(&buf_b, &self.tiles, first, count, dx.storage_mut()?)?;
+            }
+        }
+        let dw = match du {
+            Some(du) => {
+                // dW (O*C x r*r) = dU^T (O*C x a*a) * (G (x) G) (a*a x r*r)
+                let mut dw = Tensor::uninit(&backend, [o, c, kh, kw])?;
+                backend.gemm(&Gemm::new(true, false, o * c, kh * kw, pts), &du, &self.filter_t, dw.storage_mut()?)?;
+                Some(dw)
+            }
+            None => None,
+        };
+        Ok((dx, dw))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    /// Every transform used reproduces 1-D correlation exactly (f64) on random data.
+    #[test]
+    fn transforms_compute_correlation() {
+        let mut rng = StdRng::seed_from_u64(5);
+        for (m, r) in [(2, 2), (2, 3), (3, 3), (4, 3), (2, 5), (3, 2), (4, 2), (2, 4), (3, 4)] {
+            let a = m + r - 1;
+            let (at, g, bt) = transforms(m, r);
+            let d: Vec<f64> = (0..a).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let w: Vec<f64> = (0..r).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let gw: Vec<f64> = (0..a).map(|j| (0..r).map(|k| g[j * r + k] * w[k]).sum()).collect();
+            let btd: Vec<f64> = (0..a).map(|j| (0..a).map(|t| bt[j * a + t] * d[t]).sum()).collect();
+            for i in 0..m {
+                let fast: f64 = (0..a).map(|j| at[i * a + j] * gw[j] * btd[j]).sum();
+                let direct: f64 = (0..r).map(|k| d[i + k] * w[k]).sum();
+                assert!((fast - direct).abs() < 1e-12, "F({m}, {r}) output {i}: {fast} vs {direct}");
+            }
+        }
+    }
+
+    /// Chunks of 1 and 2 images (of 3): the forward writes each chunk's images and the weight
+    /// gradient sums over chunks, matching the single-chunk im2col path.
+    #[test]
+    fn chunked_matches_im2col() {
+        use crate::ops::{conv2d_with, ConvAlgo};
+        use autograd::Var;
+        use tensor::Cpu;
+        let mut rng = StdRng::seed_from_u64(8);
+        let (n, c, h, w, o) = (3, 4, 8, 8, 5);
+        let mut random = |len: usize| -> Vec<f32> { (0..len).map(|_| rng.gen_range(-1.0f32..1.0)).collect() };
+        let (xs, ws, dys) = (random(n * c * h * w), random(o * c * 9), random(n * o * h * w));
+        let x = Tensor::from_slice(&Cpu, [n, c, h, w], &xs).unwrap();
+        let wt = Tensor::from_slice(&Cpu, [o, c, 3, 3], &ws).unwrap();
+        let dy = Tensor::from_slice(&Cpu, [n, o, h, w], &dys).unwrap();
+        let (xv, wv) = (Var::parameter(x.clone()), Var::parameter(wt.clone()));
+        let y = conv2d_with(&xv, &wv, None, (1, 1), (1, 1), ConvAlgo::Im2col).unwrap();
+        y.backward_with(dy.clone()).unwrap();
+        let want = [y.value().to_vec().unwrap(), xv.grad().unwrap().to_vec().unwrap(), wv.grad().unwrap().to_vec().unwrap()];
+        let geo = ConvGeometry::new(n, c, h, w, o, Window::square(3, 1, 1)).unwrap();
+        let mut wino = Winograd::new(&Cpu, &geo).unwrap().unwrap();
+        let per_image = wino.points() * c.max(o) * wino.tiles.col_cols();
+        for images in [1, 2] {
+            wino.budget = images * per_image;
+            assert_eq!(wino.chunking().0, images);
+            let u = wino.filter(&wt).unwrap();
+            let y = wino.forward(&x, &u).unwrap();
+            let (dx, dw) = wino.backward(&x, &u, &dy, true, true).unwrap();
+            for (what, (got, want)) in ["y", "dx", "dw"].iter().zip([y, dx.unwrap(), dw.unwrap()].iter().zip(&want)) {
+                let got = got.to_vec().unwrap();
+                let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                for (j, (g, w)) in got.iter().zip(want).enumerate() {
+                    assert!((g - w).abs() <= 2e-5 * scale, "chunks of {images}: {what}[{j}] {g} vs {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tile_choice() {
+        let geo = |hw: usize, k: usize, s: usize, p: usize| ConvGeometry::new(2, 3, hw, hw, 4, Window::square(k, s, p)).unwrap();
+        assert_eq!(output_tile(&geo(12, 3, 1, 1)), Some(4));
+        assert_eq!(output_tile(&geo(6, 3, 1, 1)), Some(3));
+        assert_eq!(output_tile(&geo(3, 3, 1, 1)), Some(3));
+        assert_eq!(output_tile(&geo(26, 5, 1, 2)), Some(2));
+        assert_eq!(output_tile(&geo(14, 3, 1, 1)), Some(2));
+        // 7 outputs: no tile divides them; stride 2; 1x1; a 5x5 on a 3x3 output (tile of 7).
+        assert_eq!(output_tile(&geo(7, 3, 1, 1)), None);
+        assert_eq!(output_tile(&geo(12, 3, 2, 1)), None);
+        assert_eq!(output_tile(&geo(12, 1, 1, 0)), None);
+        assert_eq!(output_tile(&geo(3, 5, 1, 2)), None);
+    }
+}
