@@ -156,6 +156,7 @@ const WINOGRAD_CASES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
     (2, 4, 8, 6, 5, 5, 2),   // 5x5, m = 2
     (1, 3, 7, 9, 2, 2, 0),   // 2x2: a 6x8 output, m = 2
     (2, 3, 9, 9, 4, 5, 1),   // 5x5 with padding 1: 7x7 output, no tile fits
+    (3, 20, 3, 3, 24, 3, 1), // one 5x5 tile per 3x3 plane, past both edges (NiN's conv3 at 67)
 ];
 
 /// Winograd's output and all three gradients against im2col's, on every backend; a case no

@@ -128,6 +128,31 @@ pub trait Backend: Clone + Send + Sync + 'static {
         dst: &mut Self::Storage,
         dst_offset: usize,
     ) -> Result<()>;
+    /// Winograd input tiles of images `first..first + count` in the points' domain: for each
+    /// a x a tile D of `geo` (kernel a x a, stride m, padding), `V = bt D bt^T` into
+    /// `v [a*a][C][X]` (`bt`: the a x a input transform, row-major). See `tensor::winograd`.
+    #[allow(clippy::too_many_arguments)]
+    fn winograd_tiles(&self, x: &Self::Storage, geo: &ConvGeometry, first: usize, count: usize, bt: &[f32], v: &mut Self::Storage) -> Result<()> {
+        crate::winograd::composed_tiles(self, x, geo, first, count, bt, v)
+    }
+    /// The adjoint of `winograd_tiles`: `bt^T dV bt` of every tile summed into images
+    /// `first..first + count` of `dx`, overwriting them.
+    #[allow(clippy::too_many_arguments)]
+    fn winograd_tiles_backward(&self, dv: &Self::Storage, geo: &ConvGeometry, first: usize, count: usize, bt: &[f32], dx: &mut Self::Storage) -> Result<()> {
+        crate::winograd::composed_tiles_backward(self, dv, geo, first, count, bt, dx)
+    }
+    /// Winograd output tiles back to images: for each point-domain tile M of `points
+    /// [a*a][O][X]`, `Y = at M at^T` (`at`: m x a) written to its m x m tile of images
+    /// `first..first + count` of `y` (geometry: kernel m x m, stride m, planes divisible by m).
+    #[allow(clippy::too_many_arguments)]
+    fn winograd_untile(&self, points: &Self::Storage, geo: &ConvGeometry, first: usize, count: usize, at: &[f32], y: &mut Self::Storage) -> Result<()> {
+        crate::winograd::composed_untile(self, points, geo, first, count, at, y)
+    }
+    /// The adjoint of `winograd_untile`: `dM = at^T dY at` for every m x m tile of `dy`.
+    #[allow(clippy::too_many_arguments)]
+    fn winograd_untile_backward(&self, dy: &Self::Storage, geo: &ConvGeometry, first: usize, count: usize, at: &[f32], dm: &mut Self::Storage) -> Result<()> {
+        crate::winograd::composed_untile_backward(self, dy, geo, first, count, at, dm)
+    }
     /// `y[o, c, i] += bias[c]` over `outer x channels x inner` (NCHW: N, C, H*W; linear: N, C, 1).
     fn add_bias(&self, y: &mut Self::Storage, bias: &Self::Storage, outer: usize, channels: usize, inner: usize) -> Result<()>;
     /// `dbias[c] = sum over o, i of dy[o, c, i]`.

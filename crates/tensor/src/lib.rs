@@ -6,6 +6,7 @@ mod error;
 mod geometry;
 mod shape;
 mod tensor;
+pub mod winograd;
 
 pub use backend::{AdamStep, Backend, Gemm, SgdStep};
 pub use cpu::Cpu;

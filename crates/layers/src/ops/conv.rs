@@ -30,6 +30,12 @@ pub enum ConvAlgo {
 /// transforms cost more than the multiplies it saves.
 const WINOGRAD_MIN_CHANNELS: usize = 8;
 
+/// `CONVNET_WINOGRAD=0` keeps Auto on im2col, to compare a run with the reference path.
+fn winograd_off() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| std::env::var("CONVNET_WINOGRAD").is_ok_and(|v| v == "0"))
+}
+
 /// How one convolution is computed.
 enum Plan<B: Backend> {
     Direct,
@@ -39,7 +45,7 @@ enum Plan<B: Backend> {
 
 impl<B: Backend> Plan<B> {
     fn choose(backend: &B, geo: &ConvGeometry, algo: ConvAlgo) -> Result<Plan<B>> {
-        let wide = geo.c_in >= WINOGRAD_MIN_CHANNELS && geo.c_out >= WINOGRAD_MIN_CHANNELS;
+        let wide = geo.c_in >= WINOGRAD_MIN_CHANNELS && geo.c_out >= WINOGRAD_MIN_CHANNELS && !winograd_off();
         match algo {
             ConvAlgo::Im2col => Ok(Plan::Im2col),
             ConvAlgo::Winograd => match Winograd::new(backend, geo)? {

@@ -1,6 +1,4 @@
-//! Winograd's minimal filtering F(m x m, r x r) for stride-1 convolutions, built from the same
-//! backend kernels as the im2col path (im2col, col2im, transpose_blocks, batched GEMM), so every
-//! backend runs it with no kernel of its own.
+//! Winograd's minimal filtering F(m x m, r x r) for stride-1 convolutions.
 //!
 //! Each m x m output tile comes from an a x a input tile (a = m + r - 1) as
 //! `Y = At [(G w Gt) . (Bt d B)] A`: the input and filter are taken to a points' domain where a
@@ -8,15 +6,14 @@
 //! of the a*a points), and brought back. A 3x3 layer with m = 4 does 36 multiplies per 16
 //! outputs instead of 144, a 5x5 one with m = 2 does 36 per 4 instead of 100.
 //!
-//! Laid out for GEMMs, with X = (images of the chunk) x (tiles per image):
-//! - tiles: im2col with an a x a kernel and stride m gives `[C][a*a][X]`, transposed to
-//!   `[a*a][C][X]`; the input transform is then one product `(Bt (x) Bt) [a*a x C*X]`;
+//! With X = (images of the chunk) x (tiles per image):
+//! - `Backend::winograd_tiles` takes the input tiles to `V [a*a][C][X]`;
 //! - per point xi: `M_xi [O x X] = U_xi [O x C] V_xi [C x X]`, one batched GEMM;
-//! - the output transform `(At (x) At) [m*m x O*X]`, transposed to `[O][m*m][X]` and put in place
-//!   by col2im with an m x m kernel and stride m (tiles do not overlap).
+//! - `Backend::winograd_untile` takes `M` back to the output tiles, in place in NCHW.
 //!
 //! The backward pass is the exact adjoint of each of these linear steps, so its gradients are
 //! those of the function computed (no flipped-kernel convolution, no second approximation).
+use tensor::winograd::kronecker;
 use tensor::{Backend, ConvGeometry, Gemm, Result, Tensor, Window};
 
 /// Largest input tile: a = 6 keeps the points at 0, ±1, ±2 (and infinity), whose transforms
@@ -39,7 +36,7 @@ pub fn output_tile(geo: &ConvGeometry) -> Option<usize> {
     if geo.window.stride != (1, 1) || kh != kw || kh < 2 {
         return None;
     }
-    OUTPUT_TILES.into_iter().find(|&m| m + kh - 1 <= MAX_TILE && geo.out_h % m == 0 && geo.out_w % m == 0)
+    OUTPUT_TILES.into_iter().find(|&m| m + kh - 1 <= MAX_TILE && geo.out_h.is_multiple_of(m) && geo.out_w.is_multiple_of(m))
 }
 
 /// The 1-D transforms of F(m, r) as row-major f64 matrices: `at` (m x a), `g` (a x r), `bt`
@@ -85,34 +82,17 @@ pub fn transforms(m: usize, r: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     (at, g, bt)
 }
 
-/// `p (x) q` for row-major `p` (pr x pc) and `q` (qr x qc): the 2-D transform `P X Qt` of a
-/// row-major tile as one matrix acting on the flattened tile (here always q = p).
-fn kronecker(p: &[f64], pr: usize, pc: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; pr * pr * pc * pc];
-    for i in 0..pr {
-        for j in 0..pr {
-            for k in 0..pc {
-                for l in 0..pc {
-                    out[(i * pr + j) * pc * pc + k * pc + l] = (p[i * pc + k] * p[j * pc + l]) as f32;
-                }
-            }
-        }
-    }
-    out
-}
-
 /// One Winograd convolution: its geometry, tile sizes and 2-D transforms on the device.
 pub struct Winograd<B: Backend> {
     geo: ConvGeometry,
-    m: usize,
     /// Input tiles: im2col with an a x a kernel, stride m, the convolution's padding.
     tiles: ConvGeometry,
     /// Output tiles: an m x m kernel with stride m over the output planes.
     out_tiles: ConvGeometry,
-    /// `Bt (x) Bt`, a*a x a*a.
-    input_t: B::Storage,
-    /// `At (x) At`, m*m x a*a.
-    output_t: B::Storage,
+    /// `Bt`, a x a (row-major), for the input tiles.
+    bt: Vec<f32>,
+    /// `At`, m x a, for the output tiles.
+    at: Vec<f32>,
     /// `G (x) G`, a*a x r*r.
     filter_t: B::Storage,
     /// Values allowed in the largest buffer of a chunk (`CHUNK_BUDGET`; tests shrink it).
@@ -126,16 +106,16 @@ impl<B: Backend> Winograd<B> {
         let r = geo.window.kernel.0;
         let a = m + r - 1;
         let (at, g, bt) = transforms(m, r);
+        let [at, g, bt] = [at, g, bt].map(|p| p.into_iter().map(|v| v as f32).collect::<Vec<f32>>());
         let tiles = ConvGeometry::new(geo.n, geo.c_in, geo.h, geo.w, geo.c_out, Window::new((a, a), (m, m), geo.window.padding))?;
         let out_tiles = ConvGeometry::new(geo.n, geo.c_out, geo.out_h, geo.out_w, 1, Window::square(m, m, 0))?;
         debug_assert_eq!((tiles.out_h, tiles.out_w), (out_tiles.out_h, out_tiles.out_w));
         Ok(Some(Winograd {
             geo: *geo,
-            m,
             tiles,
             out_tiles,
-            input_t: backend.from_slice(&kronecker(&bt, a, a))?,
-            output_t: backend.from_slice(&kronecker(&at, m, a))?,
+            bt,
+            at,
             filter_t: backend.from_slice(&kronecker(&g, a, r))?,
             budget: CHUNK_BUDGET,
         }))
@@ -146,13 +126,13 @@ impl<B: Backend> Winograd<B> {
         self.tiles.window.kernel.0 * self.tiles.window.kernel.1
     }
 
-    /// Images per chunk, and the lengths of the two tile buffers and the points' product buffer.
+    /// Images per chunk, and the lengths of the input tiles' buffer and the products' buffer.
     fn chunking(&self) -> (usize, usize, usize) {
         let (pts, tiles) = (self.points(), self.tiles.col_cols());
         let (c, o) = (self.geo.c_in, self.geo.c_out);
         let per_image = pts * c.max(o) * tiles;
         let chunk = (self.budget / per_image.max(1)).clamp(1, self.geo.n.max(1));
-        let tile_buf = chunk * tiles * (pts * c).max(self.m * self.m * o);
+        let tile_buf = chunk * tiles * pts * c;
         (chunk, tile_buf, chunk * tiles * pts * o)
     }
 
@@ -166,37 +146,23 @@ impl<B: Backend> Winograd<B> {
         Ok(u)
     }
 
-    /// Input tiles of images `first..first + count` in the points' domain, `V [a*a][C][X]`, into
-    /// `v`, using `scratch`.
-    fn input(&self, x: &Tensor<B>, first: usize, count: usize, v: &mut B::Storage, scratch: &mut B::Storage) -> Result<()> {
-        let backend = x.backend();
-        let (pts, c, cols) = (self.points(), self.geo.c_in, count * self.tiles.col_cols());
-        backend.im2col(x.storage(), &self.tiles, first, count, v)?;
-        backend.transpose_blocks(v, 0, c, pts, cols, scratch, 0)?;
-        // V (a*a x C*X) = (Bt (x) Bt) (a*a x a*a) * D (a*a x C*X)
-        backend.gemm(&Gemm::new(false, false, pts, c * cols, pts), &self.input_t, scratch, v)
-    }
-
     /// `y = conv(x, w)` (no bias) given `u = filter(w)`.
     pub fn forward(&self, x: &Tensor<B>, u: &B::Storage) -> Result<Tensor<B>> {
         let backend = x.backend().clone();
         let g = &self.geo;
-        let (pts, mm, o, c) = (self.points(), self.m * self.m, g.c_out, g.c_in);
+        let (pts, o, c) = (self.points(), g.c_out, g.c_in);
         let mut y = Tensor::uninit(&backend, [g.n, o, g.out_h, g.out_w])?;
         let (chunk, tile_len, point_len) = self.chunking();
-        let (mut buf_a, mut buf_b) = (backend.uninit(tile_len)?, backend.uninit(tile_len)?);
+        let mut buf_a = backend.uninit(tile_len)?;
         let mut products = backend.uninit(point_len)?;
         for first in (0..g.n).step_by(chunk) {
             let count = chunk.min(g.n - first);
             let cols = count * self.tiles.col_cols();
-            self.input(x, first, count, &mut buf_a, &mut buf_b)?;
+            backend.winograd_tiles(x.storage(), &self.tiles, first, count, &self.bt, &mut buf_a)?;
             // M_xi (O x X) = U_xi (O x C) * V_xi (C x X), for every point xi
             let per_point = Gemm { batch: pts, a_stride: o * c, b_stride: c * cols, c_stride: o * cols, ..Gemm::new(false, false, o, cols, c) };
             backend.gemm(&per_point, u, &buf_a, &mut products)?;
-            // Y (m*m x O*X) = (At (x) At) (m*m x a*a) * M (a*a x O*X), then [m*m][O][X] -> [O][m*m][X]
-            backend.gemm(&Gemm::new(false, false, mm, o * cols, pts), &self.output_t, &products, &mut buf_b)?;
-            backend.transpose_blocks(&buf_b, 0, mm, o, cols, &mut buf_a, 0)?;
-            backend.col2im(&buf_a, &self.out_tiles, first, count, y.storage_mut()?)?;
+            backend.winograd_untile(&products, &self.out_tiles, first, count, &self.at, y.storage_mut()?)?;
         }
         Ok(y)
     }
@@ -207,23 +173,20 @@ impl<B: Backend> Winograd<B> {
     pub fn backward(&self, x: &Tensor<B>, u: &B::Storage, dy: &Tensor<B>, want_dx: bool, want_dw: bool) -> Result<(Option<Tensor<B>>, Option<Tensor<B>>)> {
         let backend = x.backend().clone();
         let g = &self.geo;
-        let (pts, mm, o, c) = (self.points(), self.m * self.m, g.c_out, g.c_in);
+        let (pts, o, c) = (self.points(), g.c_out, g.c_in);
         let (kh, kw) = g.window.kernel;
         let mut dx = if want_dx { Some(Tensor::uninit(&backend, [g.n, c, g.h, g.w])?) } else { None };
         let mut du = if want_dw { Some(backend.uninit(pts * o * c)?) } else { None };
         let (chunk, tile_len, point_len) = self.chunking();
-        let (mut buf_a, mut buf_b) = (backend.uninit(tile_len)?, backend.uninit(tile_len)?);
+        let mut buf_a = backend.uninit(tile_len)?;
         let mut dm = backend.uninit(point_len)?;
         for first in (0..g.n).step_by(chunk) {
             let count = chunk.min(g.n - first);
             let cols = count * self.tiles.col_cols();
-            // dM (a*a x O*X) = (At (x) At)^T * dY tiles [m*m][O][X]
-            backend.im2col(dy.storage(), &self.out_tiles, first, count, &mut buf_a)?;
-            backend.transpose_blocks(&buf_a, 0, o, mm, cols, &mut buf_b, 0)?;
-            backend.gemm(&Gemm::new(true, false, pts, o * cols, mm), &self.output_t, &buf_b, &mut dm)?;
+            backend.winograd_untile_backward(dy.storage(), &self.out_tiles, first, count, &self.at, &mut dm)?;
             if let Some(du) = du.as_mut() {
                 // dU_xi (O x C) += dM_xi (O x X) * V_xi^T (X x C), V recomputed rather than kept
-                self.input(x, first, count, &mut buf_a, &mut buf_b)?;
+                backend.winograd_tiles(x.storage(), &self.tiles, first, count, &self.bt, &mut buf_a)?;
                 let per_point = Gemm {
                     batch: pts,
                     a_stride: o * cols,
@@ -237,11 +200,8 @@ impl<B: Backend> Winograd<B> {
             if let Some(dx) = dx.as_mut() {
                 // dV_xi (C x X) = U_xi^T (C x O) * dM_xi (O x X)
                 let per_point = Gemm { batch: pts, a_stride: o * c, b_stride: o * cols, c_stride: c * cols, ..Gemm::new(true, false, c, cols, o) };
-                backend.gemm(&per_point, u, &dm, &mut buf_b)?;
-                // dD (a*a x C*X) = (Bt (x) Bt)^T dV, then [a*a][C][X] -> [C][a*a][X], summed into dx
-                backend.gemm(&Gemm::new(true, false, pts, c * cols, pts), &self.input_t, &buf_b, &mut buf_a)?;
-                backend.transpose_blocks(&buf_a, 0, pts, c, cols, &mut buf_b, 0)?;
-                backend.col2im(&buf_b, &self.tiles, first, count, dx.storage_mut()?)?;
+                backend.gemm(&per_point, u, &dm, &mut buf_a)?;
+                backend.winograd_tiles_backward(&buf_a, &self.tiles, first, count, &self.bt, dx.storage_mut()?)?;
             }
         }
         let dw = match du {

@@ -12,6 +12,7 @@ pub mod gemm_avx512;
 pub mod loss;
 pub mod optim;
 pub mod pool;
+pub mod winograd;
 
 pub use buffer::CpuBuffer;
 use crate::{checks, AdamStep, Backend, ConvGeometry, Gemm, PoolGeometry, Result, SgdStep};
@@ -63,6 +64,30 @@ impl Backend for Cpu {
     fn col2im(&self, cols: &CpuBuffer, geo: &ConvGeometry, first: usize, count: usize, dx: &mut CpuBuffer) -> Result<()> {
         checks::unfold("col2im", geo, first, count, dx.len(), cols.len())?;
         conv::col2im(cols, geo, first, count, dx);
+        Ok(())
+    }
+    fn winograd_tiles(&self, x: &CpuBuffer, geo: &ConvGeometry, first: usize, count: usize, bt: &[f32], v: &mut CpuBuffer) -> Result<()> {
+        let a = crate::winograd::check_tiles("winograd_tiles", geo, first, count, bt, x.len(), v.len())?;
+        tile_side_fits("winograd_tiles", a)?;
+        winograd::tiles(x, geo, first, count, bt, v);
+        Ok(())
+    }
+    fn winograd_tiles_backward(&self, dv: &CpuBuffer, geo: &ConvGeometry, first: usize, count: usize, bt: &[f32], dx: &mut CpuBuffer) -> Result<()> {
+        let a = crate::winograd::check_tiles("winograd_tiles_backward", geo, first, count, bt, dx.len(), dv.len())?;
+        tile_side_fits("winograd_tiles_backward", a)?;
+        winograd::tiles_backward(dv, geo, first, count, bt, dx);
+        Ok(())
+    }
+    fn winograd_untile(&self, points: &CpuBuffer, geo: &ConvGeometry, first: usize, count: usize, at: &[f32], y: &mut CpuBuffer) -> Result<()> {
+        let (_, a) = crate::winograd::check_untile("winograd_untile", geo, first, count, at, y.len(), points.len())?;
+        tile_side_fits("winograd_untile", a)?;
+        winograd::untile(points, geo, first, count, at, y);
+        Ok(())
+    }
+    fn winograd_untile_backward(&self, dy: &CpuBuffer, geo: &ConvGeometry, first: usize, count: usize, at: &[f32], dm: &mut CpuBuffer) -> Result<()> {
+        let (_, a) = crate::winograd::check_untile("winograd_untile_backward", geo, first, count, at, dy.len(), dm.len())?;
+        tile_side_fits("winograd_untile_backward", a)?;
+        winograd::untile_backward(dy, geo, first, count, at, dm);
         Ok(())
     }
     fn transpose_blocks(
@@ -214,4 +239,12 @@ impl Backend for Cpu {
         optim::adam_step(param, grad, m, v, hp);
         Ok(())
     }
+}
+
+/// The fused Winograd kernels hold tiles of up to `winograd::MAX_TILE` a side.
+fn tile_side_fits(op: &str, a: usize) -> Result<()> {
+    if a > winograd::MAX_TILE {
+        crate::bail!(InvalidArgument, "{op}: tiles of {a}x{a} exceed the CPU kernels' {0}x{0}", winograd::MAX_TILE);
+    }
+    Ok(())
 }
