@@ -157,7 +157,7 @@ fn forward<B: Backend>(x: &Tensor<B>, w: &Tensor<B>, geo: &ConvGeometry, direct:
 }
 
 /// The input and weight gradients, each present only if it was asked for.
-type ConvGrads<B> = (Option<Tensor<B>>, Option<Tensor<B>>);
+pub(super) type ConvGrads<B> = (Option<Tensor<B>>, Option<Tensor<B>>);
 
 /// Gradients of the input and of the weight, each only if wanted; a chunk's columns and its
 /// gathered output gradient serve both.

@@ -13,6 +13,7 @@
 //!
 //! The backward pass is the exact adjoint of each of these linear steps, so its gradients are
 //! those of the function computed (no flipped-kernel convolution, no second approximation).
+use super::conv::ConvGrads;
 use tensor::winograd::kronecker;
 use tensor::{Backend, ConvGeometry, Gemm, Result, Tensor, Window};
 
@@ -170,7 +171,7 @@ impl<B: Backend> Winograd<B> {
     /// Gradients of the input and of the weight (each only if wanted), as the adjoint of
     /// `forward`: dU = sum over tiles of dM V^T, then dW = (G (x) G)^T dU; dV = U^T dM, then
     /// the input tiles' gradients are summed back into dx by col2im.
-    pub fn backward(&self, x: &Tensor<B>, u: &B::Storage, dy: &Tensor<B>, want_dx: bool, want_dw: bool) -> Result<(Option<Tensor<B>>, Option<Tensor<B>>)> {
+    pub fn backward(&self, x: &Tensor<B>, u: &B::Storage, dy: &Tensor<B>, want_dx: bool, want_dw: bool) -> Result<ConvGrads<B>> {
         let backend = x.backend().clone();
         let g = &self.geo;
         let (pts, o, c) = (self.points(), g.c_out, g.c_in);

@@ -8,12 +8,12 @@ const PARALLEL_FLOPS: f64 = 4.0e6;
 
 /// A raw pointer that may cross threads; each task writes a disjoint block.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(crate) struct SendPtr(pub(crate) *mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 impl SendPtr {
     /// Taking `self` whole makes closures capture the wrapper, not the bare pointer.
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }

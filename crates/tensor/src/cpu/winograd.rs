@@ -5,6 +5,7 @@
 //! loops on other CPUs). One rayon task per channel: its tiles' values and planes are its own.
 // Index loops over tile cells and lanes read more plainly than zipped iterators here.
 #![allow(clippy::needless_range_loop)]
+use super::gemm::SendPtr;
 use crate::ConvGeometry;
 use rayon::prelude::*;
 
@@ -14,16 +15,6 @@ const LANES: usize = 16;
 pub const MAX_TILE: usize = 8;
 
 type Block = [[[f32; LANES]; MAX_TILE]; MAX_TILE];
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
 
 /// Where column `x` of a chunk lives: its image within the chunk, and its tile's row and
 /// column in tile units.
@@ -140,6 +131,29 @@ fn load_lanes(dst: &mut [f32; LANES], src: &[f32], lanes: usize) {
     }
 }
 
+/// Writes a block of a x a lane vectors to the points' layout `[a*a][channels][cols]` at
+/// channel `c`, columns `xb..xb + lanes`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn store_points(out: SendPtr, block: &Block, a: usize, channels: usize, c: usize, cols: usize, xb: usize, lanes: usize) {
+    for k in 0..a {
+        for q in 0..a {
+            store_lanes(unsafe { out.get().add(((k * a + q) * channels + c) * cols + xb) }, &block[k][q], lanes);
+        }
+    }
+}
+
+/// Reads a block of a x a lane vectors from the points' layout (see `store_points`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn load_points(block: &mut Block, points: &[f32], a: usize, channels: usize, c: usize, cols: usize, xb: usize, lanes: usize) {
+    for k in 0..a {
+        for q in 0..a {
+            load_lanes(&mut block[k][q], &points[((k * a + q) * channels + c) * cols + xb..], lanes);
+        }
+    }
+}
+
 /// The transpose of a row-major `rows x cols` matrix.
 fn transposed(p: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     (0..cols * rows).map(|i| p[(i % rows) * cols + i / rows]).collect()
@@ -212,11 +226,7 @@ per_channel!(tiles_pick, tiles_wide, tiles_channel, (c: usize, x: &[f32], geo: &
             }
         }
         sandwich(bt, a, bt, a, a, &d, &mut t);
-        for k in 0..a {
-            for q in 0..a {
-                store_lanes(unsafe { out.get().add(((k * a + q) * channels + c) * cols + xb) }, &t[k][q], lanes);
-            }
-        }
+        store_points(out, &t, a, channels, c, cols, xb, lanes);
     }
 });
 
@@ -232,11 +242,7 @@ per_channel!(tiles_backward_pick, tiles_backward_wide, tiles_backward_channel, (
     let mut d: Block = [[[0.0; LANES]; MAX_TILE]; MAX_TILE];
     for xb in (0..cols).step_by(LANES) {
         let lanes = LANES.min(cols - xb);
-        for k in 0..a {
-            for q in 0..a {
-                load_lanes(&mut g[k][q], &dv[((k * a + q) * channels + c) * cols + xb..], lanes);
-            }
-        }
+        load_points(&mut g, dv, a, channels, c, cols, xb, lanes);
         sandwich(btt, a, btt, a, a, &g, &mut d);
         for lane in 0..lanes {
             let (img, ty, tx) = tile_at(xb + lane, tiles, tiles_w);
@@ -263,11 +269,7 @@ per_channel!(untile_pick, untile_wide, untile_channel, (o: usize, points: &[f32]
     let mut t: Block = [[[0.0; LANES]; MAX_TILE]; MAX_TILE];
     for xb in (0..cols).step_by(LANES) {
         let lanes = LANES.min(cols - xb);
-        for k in 0..a {
-            for q in 0..a {
-                load_lanes(&mut g[k][q], &points[((k * a + q) * channels + o) * cols + xb..], lanes);
-            }
-        }
+        load_points(&mut g, points, a, channels, o, cols, xb, lanes);
         sandwich(at, m, at, m, a, &g, &mut t);
         for lane in 0..lanes {
             let (img, ty, tx) = tile_at(xb + lane, tiles, tiles_w);
@@ -302,11 +304,7 @@ per_channel!(untile_backward_pick, untile_backward_wide, untile_backward_channel
             }
         }
         sandwich(att, a, att, a, m, &g, &mut t);
-        for k in 0..a {
-            for q in 0..a {
-                store_lanes(unsafe { out.get().add(((k * a + q) * channels + o) * cols + xb) }, &t[k][q], lanes);
-            }
-        }
+        store_points(out, &t, a, channels, o, cols, xb, lanes);
     }
 });
 
