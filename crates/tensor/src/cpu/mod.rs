@@ -12,6 +12,8 @@ pub mod gemm_avx512;
 pub mod loss;
 pub mod optim;
 pub mod pool;
+#[cfg(target_arch = "x86_64")]
+pub mod pool_avx512;
 pub mod winograd;
 
 pub use buffer::CpuBuffer;

@@ -29,7 +29,16 @@ fn windows(g: &PoolGeometry) -> (Spans, Spans) {
 /// on a strictly greater value (the same winner as a scan of each window). Other strides are
 /// separable: each input row's first maximum under every window column, then the earliest row
 /// holding the greatest of those. Planes under `SMALL_PLANE_WIDTH` wide take a table (below).
+/// CPUs with AVX-512 run `pool_avx512.rs` instead, which these kernels are tested against.
 pub fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::pool_avx512::available() {
+        return unsafe { super::pool_avx512::max_pool2d_forward(x, g, y, argmax) };
+    }
+    max_pool2d_forward_scalar(x, g, y, argmax)
+}
+
+pub(crate) fn max_pool2d_forward_scalar(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &mut [f32]) {
     if g.out_w < SMALL_PLANE_WIDTH {
         return max_pool2d_forward_small(x, g, y, argmax);
     }
