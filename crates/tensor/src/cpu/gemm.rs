@@ -33,21 +33,41 @@ fn strides(trans: bool, cols: usize, rows: usize) -> (isize, isize) {
 /// `a`, `b`, `c` must point at the starts of op(A), op(B), C of sizes given by `g`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn sgemm_block(g: &Gemm, a: *const f32, b: *const f32, c: *mut f32, beta: f32, rows: (usize, usize), cols: (usize, usize)) {
+    sgemm_part(g, a, b, c, g.n, beta, rows, cols, (0, g.k))
+}
+
+/// `sgemm_block` over the depth range `d0..d1` only, into C of row stride `ldc`.
+///
+/// # Safety
+/// As `sgemm_block`, with C holding `rows.1` rows of `ldc` values.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_part(
+    g: &Gemm,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    beta: f32,
+    rows: (usize, usize),
+    cols: (usize, usize),
+    depth: (usize, usize),
+) {
     let (rsa, csa) = strides(g.trans_a, g.k, g.m);
     let (rsb, csb) = strides(g.trans_b, g.n, g.k);
     let (r0, r1) = rows;
     let (c0, c1) = cols;
+    let (d0, k) = (depth.0, depth.1.saturating_sub(depth.0));
     if r1 <= r0 || c1 <= c0 {
         return;
     }
-    let a = a.offset(r0 as isize * rsa);
-    let b = b.offset(c0 as isize * csb);
-    let c = c.add(r0 * g.n + c0);
-    if g.k == 0 {
+    let a = a.offset(r0 as isize * rsa + d0 as isize * csa);
+    let b = b.offset(c0 as isize * csb + d0 as isize * rsb);
+    let c = c.add(r0 * ldc + c0);
+    if k == 0 {
         // matrixmultiply would leave C untouched; the product is zero, so C = beta * C.
         for r in 0..r1 - r0 {
             for j in 0..c1 - c0 {
-                let p = c.add(r * g.n + j);
+                let p = c.add(r * ldc + j);
                 *p = if beta == 0.0 { 0.0 } else { beta * *p };
             }
         }
@@ -55,10 +75,10 @@ unsafe fn sgemm_block(g: &Gemm, a: *const f32, b: *const f32, c: *mut f32, beta:
     }
     #[cfg(target_arch = "x86_64")]
     if use_avx512() {
-        super::gemm_avx512::sgemm(r1 - r0, c1 - c0, g.k, g.alpha, a, rsa, csa, b, rsb, csb, beta, c, g.n as isize);
+        super::gemm_avx512::sgemm(r1 - r0, c1 - c0, k, g.alpha, a, rsa, csa, b, rsb, csb, beta, c, ldc as isize);
         return;
     }
-    matrixmultiply::sgemm(r1 - r0, g.k, c1 - c0, g.alpha, a, rsa, csa, b, rsb, csb, beta, c, g.n as isize, 1);
+    matrixmultiply::sgemm(r1 - r0, k, c1 - c0, g.alpha, a, rsa, csa, b, rsb, csb, beta, c, ldc as isize, 1);
 }
 
 /// Our AVX-512 kernel only when asked for with `CONVNET_GEMM=avx512` (and the CPU has it): it
@@ -79,6 +99,23 @@ unsafe fn sgemm_parallel(g: &Gemm, a: *const f32, b: *const f32, c: *mut f32, be
         return;
     }
     let (ap, bp, cp) = (SendPtr(a as *mut f32), SendPtr(b as *mut f32), SendPtr(c));
+    if g.m * g.n <= DEPTH_SPLIT_MAX_OUTPUT && g.k >= 4 * g.m.max(g.n) {
+        // A small C from a long sum (a weight gradient over a whole chunk): split rows or
+        // columns and each thread would pack all of the other operand; split the sum instead.
+        let block = g.k.div_ceil(threads).div_ceil(256) * 256;
+        let partials: Vec<Vec<f32>> = (0..g.k.div_ceil(block))
+            .into_par_iter()
+            .map(|i| {
+                let mut part = vec![0.0f32; g.m * g.n];
+                let depth = (i * block, ((i + 1) * block).min(g.k));
+                sgemm_part(g, ap.get(), bp.get(), part.as_mut_ptr(), g.n, 0.0, (0, g.m), (0, g.n), depth);
+                part
+            })
+            .collect();
+        let out = std::slice::from_raw_parts_mut(c, g.m * g.n);
+        add_partials(out, beta, &partials);
+        return;
+    }
     // Split the larger operand: each thread then packs only its share of it (the smaller one,
     // usually the weights, is packed by every thread).
     let split_rows = g.m >= g.n;
@@ -92,6 +129,19 @@ unsafe fn sgemm_parallel(g: &Gemm, a: *const f32, b: *const f32, c: *mut f32, be
             sgemm_block(g, ap.get(), bp.get(), cp.get(), beta, range, (0, g.n));
         } else {
             sgemm_block(g, ap.get(), bp.get(), cp.get(), beta, (0, g.m), range);
+        }
+    });
+}
+
+/// Products with at most this many outputs may split their depth across threads.
+const DEPTH_SPLIT_MAX_OUTPUT: usize = 256 * 256;
+
+/// `out = beta * out + sum of partials` (out not read when beta is 0).
+fn add_partials(out: &mut [f32], beta: f32, partials: &[Vec<f32>]) {
+    out.par_chunks_mut(4096).enumerate().for_each(|(ci, chunk)| {
+        for (j, o) in chunk.iter_mut().enumerate() {
+            let s: f32 = partials.iter().map(|p| p[ci * 4096 + j]).sum();
+            *o = if beta == 0.0 { s } else { beta * *o + s };
         }
     });
 }
@@ -120,14 +170,7 @@ pub fn gemm(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
                 acc
             })
             .collect();
-        let out = &mut c[g.c_offset..g.c_offset + mn];
-        out.par_chunks_mut(4096).enumerate().for_each(|(ci, chunk)| {
-            for (j, o) in chunk.iter_mut().enumerate() {
-                let idx = ci * 4096 + j;
-                let s: f32 = partials.iter().map(|p| p[idx]).sum();
-                *o = if g.beta == 0.0 { s } else { g.beta * *o + s };
-            }
-        });
+        add_partials(&mut c[g.c_offset..g.c_offset + mn], g.beta, &partials);
         return;
     }
     let cp = SendPtr(c.as_mut_ptr());
@@ -139,6 +182,82 @@ pub fn gemm(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
     } else {
         for i in 0..g.batch {
             unsafe { sgemm_parallel(g, a_at(i), b_at(i), c_at(i), g.beta) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `gemm` against a plain f64 triple loop, with offsets, strides, alpha and beta, on shapes
+    /// that take each way of splitting the work: one thread, rows, columns, depth, the batch,
+    /// and a summed batch; under pools of 2 and 3 threads.
+    #[test]
+    fn every_split_matches_a_plain_product() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = move |len: usize| -> Vec<f32> {
+            (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state % 2001) as f32 / 1000.0 - 1.0
+                })
+                .collect()
+        };
+        let shapes = [
+            (3, 5, 7, 1, false),      // below PARALLEL_FLOPS: one thread
+            (300, 40, 200, 1, false), // rows
+            (20, 900, 150, 1, false), // columns
+            (37, 29, 5000, 1, false), // depth
+            (64, 49, 2304, 1, false), // depth, the first block a multiple of 256
+            (33, 65, 41, 5, false),   // batch
+            (29, 17, 301, 4, true),   // summed batch
+        ];
+        for threads in [2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for &(ta, tb) in &[(false, false), (false, true), (true, false), (true, true)] {
+                for &(m, n, k, batch, sum) in &shapes {
+                    let g = Gemm {
+                        batch,
+                        a_offset: 3,
+                        a_stride: m * k + 5,
+                        b_offset: 7,
+                        b_stride: k * n + 1,
+                        c_offset: 2,
+                        c_stride: if sum { 0 } else { m * n + 3 },
+                        alpha: 0.75,
+                        beta: 0.5,
+                        ..Gemm::new(ta, tb, m, n, k)
+                    };
+                    let (la, lb, lc) = g.required_lengths();
+                    let (a, b, c0) = (random(la), random(lb), random(lc));
+                    let mut c = c0.clone();
+                    pool.install(|| gemm(&g, &a, &b, &mut c));
+                    let mut want: Vec<f64> = c0.iter().map(|&v| v as f64).collect();
+                    let at = |i: usize, r: usize, p: usize| a[g.a_offset + i * g.a_stride + if ta { p * m + r } else { r * k + p }] as f64;
+                    let bt = |i: usize, p: usize, j: usize| b[g.b_offset + i * g.b_stride + if tb { j * k + p } else { p * n + j }] as f64;
+                    for r in 0..m {
+                        for j in 0..n {
+                            let idx = g.c_offset + r * n + j;
+                            let items: Vec<usize> = if sum { vec![0] } else { (0..batch).collect() };
+                            for &item in &items {
+                                let dot: f64 = (0..batch)
+                                    .filter(|&i| sum || i == item)
+                                    .map(|i| (0..k).map(|p| at(i, r, p) * bt(i, p, j)).sum::<f64>())
+                                    .sum();
+                                let o = idx + item * g.c_stride;
+                                want[o] = 0.5 * c0[o] as f64 + 0.75 * dot;
+                            }
+                        }
+                    }
+                    for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
+                        let tol = 1e-6 * (k * batch) as f64;
+                        assert!((got as f64 - w).abs() <= tol, "{threads} threads, {ta} {tb} {m}x{n}x{k} batch {batch} sum {sum}: c[{i}] = {got}, want {w}");
+                    }
+                }
+            }
         }
     }
 }
