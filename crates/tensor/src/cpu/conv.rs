@@ -186,7 +186,31 @@ pub fn add_bias(y: &mut [f32], bias: &[f32], channels: usize, inner: usize) {
     });
 }
 
+/// Each channel's sum over `outer` items of `inner` values. Whole items per thread, read in
+/// order (a channel's strips are `channels * inner` apart, and GoogLeNet's are 9-36 long), each
+/// strip summed in 16 f32 lanes and the strips in f64.
 pub fn bias_grad(dy: &[f32], outer: usize, channels: usize, inner: usize, dbias: &mut [f32]) {
+    let threads = rayon::current_num_threads();
+    if outer >= threads && inner > 0 {
+        let per = outer.div_ceil(threads);
+        let item = channels * inner;
+        let partials: Vec<Vec<f64>> = dy[..outer * item]
+            .par_chunks(per * item)
+            .map(|items| {
+                let mut acc = vec![0.0f64; channels];
+                for one in items.chunks_exact(item) {
+                    for (a, strip) in acc.iter_mut().zip(one.chunks_exact(inner)) {
+                        *a += strip_sum(strip) as f64;
+                    }
+                }
+                acc
+            })
+            .collect();
+        for (c, db) in dbias[..channels].iter_mut().enumerate() {
+            *db = partials.iter().map(|p| p[c]).sum::<f64>() as f32;
+        }
+        return;
+    }
     dbias[..channels].par_iter_mut().enumerate().for_each(|(c, db)| {
         let mut s = 0.0f64;
         for o in 0..outer {
@@ -194,6 +218,17 @@ pub fn bias_grad(dy: &[f32], outer: usize, channels: usize, inner: usize, dbias:
         }
         *db = s as f32;
     });
+}
+
+/// A sum in 16 independent lanes: vectorised, and shorter chains than one running total.
+#[inline]
+fn strip_sum(strip: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let mut blocks = strip.chunks_exact(16);
+    for block in &mut blocks {
+        lanes.iter_mut().zip(block).for_each(|(l, v)| *l += v);
+    }
+    lanes.iter().sum::<f32>() + blocks.remainder().iter().sum::<f32>()
 }
 
 #[cfg(test)]
@@ -248,6 +283,22 @@ mod tests {
                 assert!((got - want).abs() <= 1e-5 * (1.0 + want.abs()), "col2im {g:?} at {j}: {got} vs {want}");
             }
             assert!(dx[..first * c * h * w].iter().all(|v| v.is_nan()), "col2im wrote outside its images");
+        }
+    }
+
+    /// Both the per-item and the per-channel paths against f64 sums, under a 2-thread pool.
+    #[test]
+    fn bias_grad_sums_every_item_and_position() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        for (outer, channels, inner) in [(5, 3, 37), (1, 4, 20), (7, 6, 1), (3, 2, 0), (2, 96, 9)] {
+            let dy: Vec<f32> = (0..outer * channels * inner).map(|i| (i as f32 * 0.713).sin()).collect();
+            let mut db = vec![f32::NAN; channels + 1];
+            pool.install(|| bias_grad(&dy, outer, channels, inner, &mut db));
+            for c in 0..channels {
+                let want: f64 = (0..outer).flat_map(|o| (0..inner).map(move |i| (o * channels + c) * inner + i)).map(|i| dy[i] as f64).sum();
+                assert!((db[c] as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "{outer}x{channels}x{inner}: db[{c}] = {}, want {want}", db[c]);
+            }
+            assert!(db[channels].is_nan(), "wrote past the channels");
         }
     }
 }
