@@ -93,11 +93,13 @@ pub fn conv2d_with<B: Backend>(
     let geo = ConvGeometry::new(n, c, h, w, o, Window::new((kh, kw), stride, padding))?;
     let (xv, wv) = (x.value(), weight.value());
     let plan = Plan::choose(xv.backend(), &geo, algo)?;
-    // Winograd keeps its transformed weights for the backward pass.
+    // Winograd keeps its transformed weights (and, batch permitting, input tiles) for the
+    // backward pass.
     let (mut y, filter) = match &plan {
         Plan::Winograd(wino) => {
             let u = wino.filter(&wv)?;
-            (wino.forward(&xv, &u)?, Some(u))
+            let (y, kept) = wino.forward(&xv, &u)?;
+            (y, Some((u, kept)))
         }
         _ => (forward(&xv, &wv, &geo, matches!(plan, Plan::Direct))?, None),
     };
@@ -113,7 +115,7 @@ pub fn conv2d_with<B: Backend>(
         &parents,
         Box::new(move |dy, needs| {
             let (dx, dw) = match (&plan, &filter) {
-                (Plan::Winograd(wino), Some(u)) => wino.backward(&xv, u, dy, needs[0], needs[1])?,
+                (Plan::Winograd(wino), Some((u, kept))) => wino.backward(&xv, u, kept.as_ref(), dy, needs[0], needs[1])?,
                 _ => backward(&xv, &wv, dy, &geo, matches!(plan, Plan::Direct), needs[0], needs[1])?,
             };
             let mut grads = vec![dx, dw];

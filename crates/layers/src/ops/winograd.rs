@@ -147,8 +147,9 @@ impl<B: Backend> Winograd<B> {
         Ok(u)
     }
 
-    /// `y = conv(x, w)` (no bias) given `u = filter(w)`.
-    pub fn forward(&self, x: &Tensor<B>, u: &B::Storage) -> Result<Tensor<B>> {
+    /// `y = conv(x, w)` (no bias) given `u = filter(w)`, and the input tiles V when the batch
+    /// was one chunk: the backward pass reuses them instead of transforming x again.
+    pub fn forward(&self, x: &Tensor<B>, u: &B::Storage) -> Result<(Tensor<B>, Option<B::Storage>)> {
         let backend = x.backend().clone();
         let g = &self.geo;
         let (pts, o, c) = (self.points(), g.c_out, g.c_in);
@@ -165,13 +166,14 @@ impl<B: Backend> Winograd<B> {
             backend.gemm(&per_point, u, &buf_a, &mut products)?;
             backend.winograd_untile(&products, &self.out_tiles, first, count, &self.at, y.storage_mut()?)?;
         }
-        Ok(y)
+        Ok((y, (chunk >= g.n).then_some(buf_a)))
     }
 
     /// Gradients of the input and of the weight (each only if wanted), as the adjoint of
     /// `forward`: dU = sum over tiles of dM V^T, then dW = (G (x) G)^T dU; dV = U^T dM, then
-    /// the input tiles' gradients are summed back into dx by col2im.
-    pub fn backward(&self, x: &Tensor<B>, u: &B::Storage, dy: &Tensor<B>, want_dx: bool, want_dw: bool) -> Result<ConvGrads<B>> {
+    /// the input tiles' gradients are summed back into dx by col2im. `kept` is what `forward`
+    /// returned besides y.
+    pub fn backward(&self, x: &Tensor<B>, u: &B::Storage, kept: Option<&B::Storage>, dy: &Tensor<B>, want_dx: bool, want_dw: bool) -> Result<ConvGrads<B>> {
         let backend = x.backend().clone();
         let g = &self.geo;
         let (pts, o, c) = (self.points(), g.c_out, g.c_in);
@@ -186,8 +188,16 @@ impl<B: Backend> Winograd<B> {
             let cols = count * self.tiles.col_cols();
             backend.winograd_untile_backward(dy.storage(), &self.out_tiles, first, count, &self.at, &mut dm)?;
             if let Some(du) = du.as_mut() {
-                // dU_xi (O x C) += dM_xi (O x X) * V_xi^T (X x C), V recomputed rather than kept
-                backend.winograd_tiles(x.storage(), &self.tiles, first, count, &self.bt, &mut buf_a)?;
+                // dU_xi (O x C) += dM_xi (O x X) * V_xi^T (X x C), V kept by the forward pass
+                // (one chunk) or recomputed (several: keeping them all would cost the memory
+                // that chunking saves).
+                let v = match kept {
+                    Some(v) => v,
+                    None => {
+                        backend.winograd_tiles(x.storage(), &self.tiles, first, count, &self.bt, &mut buf_a)?;
+                        &buf_a
+                    }
+                };
                 let per_point = Gemm {
                     batch: pts,
                     a_stride: o * cols,
@@ -196,7 +206,7 @@ impl<B: Backend> Winograd<B> {
                     beta: if first == 0 { 0.0 } else { 1.0 },
                     ..Gemm::new(false, true, o, c, cols)
                 };
-                backend.gemm(&per_point, &dm, &buf_a, du)?;
+                backend.gemm(&per_point, &dm, v, du)?;
             }
             if let Some(dx) = dx.as_mut() {
                 // dV_xi (C x X) = U_xi^T (C x O) * dM_xi (O x X)
@@ -267,8 +277,9 @@ mod tests {
             wino.budget = images * per_image;
             assert_eq!(wino.chunking().0, images);
             let u = wino.filter(&wt).unwrap();
-            let y = wino.forward(&x, &u).unwrap();
-            let (dx, dw) = wino.backward(&x, &u, &dy, true, true).unwrap();
+            let (y, kept) = wino.forward(&x, &u).unwrap();
+            assert!(kept.is_none(), "several chunks keep no tiles");
+            let (dx, dw) = wino.backward(&x, &u, kept.as_ref(), &dy, true, true).unwrap();
             for (what, (got, want)) in ["y", "dx", "dw"].iter().zip([y, dx.unwrap(), dw.unwrap()].iter().zip(&want)) {
                 let got = got.to_vec().unwrap();
                 let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
