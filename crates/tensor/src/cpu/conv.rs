@@ -294,9 +294,9 @@ mod tests {
             let dy: Vec<f32> = (0..outer * channels * inner).map(|i| (i as f32 * 0.713).sin()).collect();
             let mut db = vec![f32::NAN; channels + 1];
             pool.install(|| bias_grad(&dy, outer, channels, inner, &mut db));
-            for c in 0..channels {
+            for (c, &got) in db[..channels].iter().enumerate() {
                 let want: f64 = (0..outer).flat_map(|o| (0..inner).map(move |i| (o * channels + c) * inner + i)).map(|i| dy[i] as f64).sum();
-                assert!((db[c] as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "{outer}x{channels}x{inner}: db[{c}] = {}, want {want}", db[c]);
+                assert!((got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "{outer}x{channels}x{inner}: db[{c}] = {got}, want {want}");
             }
             assert!(db[channels].is_nan(), "wrote past the channels");
         }
