@@ -191,6 +191,41 @@ fn winograd_matches_im2col<B: Backend>(b: &B) {
     }
 }
 
+/// The fused `conv2d_relu` against `relu(conv2d)`: output and every gradient, with and without
+/// a bias, on the 1x1 direct path (16x16 plane), im2col (strided) and Winograd (3x3, stride 1,
+/// 8+ channels), with enough images for the per-item bias sums.
+fn conv2d_relu_matches_relu_of_conv<B: Backend>(b: &B) {
+    let cases = [(3, 5, 16, 16, 7, 1, 1, 0), (4, 3, 9, 11, 5, 3, 2, 1), (2, 9, 8, 8, 10, 3, 1, 1), (1, 2, 5, 5, 3, 3, 1, 1)];
+    for (i, &(n, c, h, w, o, k, s, p)) in cases.iter().enumerate() {
+        for with_bias in [true, false] {
+            let mut r = rng(70 + i as u64);
+            let (xs, ws, bs) = (random(&mut r, n * c * h * w), random(&mut r, o * c * k * k), random(&mut r, o));
+            let run = |fused: bool| -> tensor::Result<Vec<Vec<f32>>> {
+                let (x, wt, bias) = (param(b, &[n, c, h, w], &xs), param(b, &[o, c, k, k], &ws), param(b, &[o], &bs));
+                let bias_arg = with_bias.then_some(&bias);
+                let y = if fused {
+                    ops::conv2d_relu(&x, &wt, bias_arg, (s, s), (p, p))?
+                } else {
+                    ops::relu(&ops::conv2d(&x, &wt, bias_arg, (s, s), (p, p))?)?
+                };
+                let dy = random(&mut rng(98), y.shape().numel());
+                y.backward_with(tensor(b, y.shape().dims(), &dy))?;
+                let mut out = vec![y.value().to_vec()?, x.grad().unwrap().to_vec()?, wt.grad().unwrap().to_vec()?];
+                if with_bias {
+                    out.push(bias.grad().unwrap().to_vec()?);
+                }
+                Ok(out)
+            };
+            let (fused, plain) = (run(true).unwrap(), run(false).unwrap());
+            assert!(fused[0].iter().any(|&v| v == 0.0) && fused[0].iter().any(|&v| v > 0.0), "case {i}: the ReLU should cut some values");
+            for (what, (got, want)) in ["y", "dx", "dw", "dbias"].iter().zip(fused.iter().zip(&plain)) {
+                assert_close(got, want, 1e-6);
+                assert_eq!(got.len(), want.len(), "case {i} {what}");
+            }
+        }
+    }
+}
+
 fn expect_err<T>(r: tensor::Result<T>, needles: &[&str]) -> Error {
     let Err(e) = r else { panic!("expected an error mentioning {needles:?}") };
     let msg = e.to_string();
@@ -232,5 +267,6 @@ backend_tests!(
     cross_entropy_of_uniform_logits_is_ln_10,
     pointwise_path_matches_im2col,
     winograd_matches_im2col,
+    conv2d_relu_matches_relu_of_conv,
     wrong_input_is_an_error,
 );

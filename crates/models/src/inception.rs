@@ -57,9 +57,12 @@ impl<B: Backend> Inception<B> {
     }
 }
 
-/// ReLU(conv(x)).
+/// ReLU(conv(x)), fused (`ops::conv2d_relu`).
 fn conv_relu<B: Backend>(conv: &Conv2d<B>, x: &Var<B>, mode: &mut Mode) -> Result<Var<B>> {
-    ops::relu(&conv.forward(x, mode)?)
+    match conv.forward_relu(x, mode)? {
+        Some(y) => Ok(y),
+        None => ops::relu(&conv.forward(x, mode)?),
+    }
 }
 
 impl<B: Backend> Module<B> for Inception<B> {

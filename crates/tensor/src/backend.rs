@@ -157,6 +157,34 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn add_bias(&self, y: &mut Self::Storage, bias: &Self::Storage, outer: usize, channels: usize, inner: usize) -> Result<()>;
     /// `dbias[c] = sum over o, i of dy[o, c, i]`.
     fn bias_grad(&self, dy: &Self::Storage, outer: usize, channels: usize, inner: usize, dbias: &mut Self::Storage) -> Result<()>;
+    /// `y = max(y + bias[c], 0)` in place (no bias: `max(y, 0)`): a convolution's bias and ReLU
+    /// in one pass over its output. The default composes `add_bias`, `copy`, `relu_forward`.
+    fn bias_relu(&self, y: &mut Self::Storage, bias: Option<&Self::Storage>, outer: usize, channels: usize, inner: usize) -> Result<()> {
+        if let Some(b) = bias {
+            self.add_bias(y, b, outer, channels, inner)?;
+        }
+        let pre = self.copy(y)?;
+        self.relu_forward(&pre, y)
+    }
+    /// The backward of `bias_relu` given its output `y`: `dz = dy where y > 0, else 0`, and
+    /// when asked `dbias = bias_grad(dz)`, in one pass. The default composes the two.
+    #[allow(clippy::too_many_arguments)]
+    fn bias_relu_backward(
+        &self,
+        y: &Self::Storage,
+        dy: &Self::Storage,
+        dz: &mut Self::Storage,
+        dbias: Option<&mut Self::Storage>,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()> {
+        self.relu_backward(y, dy, dz)?;
+        match dbias {
+            Some(db) => self.bias_grad(dz, outer, channels, inner, db),
+            None => Ok(()),
+        }
+    }
 
     // ---- pooling ----
     /// Max over each window (padded cells never win) into `y`, and into `argmax` the index

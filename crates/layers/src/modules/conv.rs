@@ -45,6 +45,9 @@ impl<B: Backend> Module<B> for Conv2d<B> {
     fn forward(&self, x: &Var<B>, _mode: &mut Mode) -> Result<Var<B>> {
         ops::conv2d(x, &self.weight, Some(&self.bias), self.stride, self.padding)
     }
+    fn forward_relu(&self, x: &Var<B>, _mode: &mut Mode) -> Result<Option<Var<B>>> {
+        ops::conv2d_relu(x, &self.weight, Some(&self.bias), self.stride, self.padding).map(Some)
+    }
     fn parameters(&self) -> Vec<(String, Var<B>)> {
         vec![("weight".into(), self.weight.clone()), ("bias".into(), self.bias.clone())]
     }

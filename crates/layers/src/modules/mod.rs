@@ -59,6 +59,14 @@ pub trait Module<B: Backend> {
     fn children(&self) -> Vec<(String, &dyn Module<B>)> {
         Vec::new()
     }
+    /// Whether this layer is a ReLU, which the layer before it may fuse (`forward_relu`).
+    fn is_relu(&self) -> bool {
+        false
+    }
+    /// `relu(forward(x))` computed as one op, or `None` when this layer has no fused form.
+    fn forward_relu(&self, _x: &Var<B>, _mode: &mut Mode) -> Result<Option<Var<B>>> {
+        Ok(None)
+    }
 }
 
 /// Prefixes every parameter name of `module` with `prefix.`.

@@ -12,6 +12,9 @@ impl<B: Backend> Module<B> for Relu {
     fn describe(&self) -> String {
         "ReLU".into()
     }
+    fn is_relu(&self) -> bool {
+        true
+    }
 }
 
 /// Runs its layers in order; parameters are named by index, as `nn.Sequential` does.
@@ -46,8 +49,19 @@ impl<B: Backend> Sequential<B> {
 impl<B: Backend> Module<B> for Sequential<B> {
     fn forward(&self, x: &Var<B>, mode: &mut Mode) -> Result<Var<B>> {
         let mut h = x.clone();
-        for layer in &self.layers {
-            h = layer.forward(&h, mode)?;
+        let mut i = 0;
+        while i < self.layers.len() {
+            // A layer followed by a ReLU runs fused when it can (a convolution's bias and ReLU
+            // in one pass): the same values, one pass and one tensor fewer.
+            if self.layers.get(i + 1).is_some_and(|next| next.is_relu()) {
+                if let Some(y) = self.layers[i].forward_relu(&h, mode)? {
+                    h = y;
+                    i += 2;
+                    continue;
+                }
+            }
+            h = self.layers[i].forward(&h, mode)?;
+            i += 1;
         }
         Ok(h)
     }

@@ -79,6 +79,26 @@ pub fn conv2d_with<B: Backend>(
     padding: (usize, usize),
     algo: ConvAlgo,
 ) -> Result<Var<B>> {
+    conv2d_impl(x, weight, bias, stride, padding, algo, false)
+}
+
+/// `relu(conv2d(x, weight, bias))` as one op: bias and ReLU are applied to the convolution's
+/// output in place, and the backward masks the gradient and sums the bias gradient in one pass.
+/// Only the output is kept for the backward (no separate pre-activation tensor).
+pub fn conv2d_relu<B: Backend>(x: &Var<B>, weight: &Var<B>, bias: Option<&Var<B>>, stride: (usize, usize), padding: (usize, usize)) -> Result<Var<B>> {
+    conv2d_impl(x, weight, bias, stride, padding, ConvAlgo::Auto, true)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv2d_impl<B: Backend>(
+    x: &Var<B>,
+    weight: &Var<B>,
+    bias: Option<&Var<B>>,
+    stride: (usize, usize),
+    padding: (usize, usize),
+    algo: ConvAlgo,
+    relu: bool,
+) -> Result<Var<B>> {
     let (xs, ws) = (x.shape(), weight.shape());
     let [n, c, h, w] = xs.nchw("conv2d input")?;
     let [o, wc, kh, kw] = ws.nchw("conv2d weight")?;
@@ -103,10 +123,14 @@ pub fn conv2d_with<B: Backend>(
         }
         _ => (forward(&xv, &wv, &geo, matches!(plan, Plan::Direct))?, None),
     };
-    if let Some(b) = bias {
-        let backend = xv.backend().clone();
+    let backend = xv.backend().clone();
+    if relu {
+        let bias_value = bias.map(|b| b.value_ref());
+        backend.bias_relu(y.storage_mut()?, bias_value.as_ref().map(|b| b.storage()), n, o, geo.col_cols())?;
+    } else if let Some(b) = bias {
         backend.add_bias(y.storage_mut()?, b.value_ref().storage(), n, o, geo.col_cols())?;
     }
+    let activated = relu.then(|| y.clone());
     let mut parents = vec![x, weight];
     parents.extend(bias);
     Ok(Var::from_op(
@@ -114,15 +138,32 @@ pub fn conv2d_with<B: Backend>(
         y,
         &parents,
         Box::new(move |dy, needs| {
+            let want_db = needs.len() > 2;
+            // Through the ReLU first: dz = dy where the output is positive (and the bias
+            // gradient from the same pass).
+            let mut db = if want_db { Some(Tensor::uninit(&backend, [geo.c_out])?) } else { None };
+            let masked = match &activated {
+                Some(y) => {
+                    let mut dz = dy.uninit_like()?;
+                    let db_storage = match db.as_mut() {
+                        Some(t) => Some(t.storage_mut()?),
+                        None => None,
+                    };
+                    backend.bias_relu_backward(y.storage(), dy.storage(), dz.storage_mut()?, db_storage, geo.n, geo.c_out, geo.col_cols())?;
+                    Some(dz)
+                }
+                None => None,
+            };
+            let dy = masked.as_ref().unwrap_or(dy);
             let (dx, dw) = match (&plan, &filter) {
                 (Plan::Winograd(wino), Some((u, kept))) => wino.backward(&xv, u, kept.as_ref(), dy, needs[0], needs[1])?,
                 _ => backward(&xv, &wv, dy, &geo, matches!(plan, Plan::Direct), needs[0], needs[1])?,
             };
             let mut grads = vec![dx, dw];
-            if needs.len() > 2 {
-                let backend = dy.backend().clone();
-                let mut db = Tensor::uninit(&backend, [geo.c_out])?;
-                backend.bias_grad(dy.storage(), geo.n, geo.c_out, geo.col_cols(), db.storage_mut()?)?;
+            if let Some(mut db) = db {
+                if activated.is_none() {
+                    backend.bias_grad(dy.storage(), geo.n, geo.c_out, geo.col_cols(), db.storage_mut()?)?;
+                }
                 grads.push(Some(db));
             }
             Ok(grads)

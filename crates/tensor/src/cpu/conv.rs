@@ -220,6 +220,58 @@ pub fn bias_grad(dy: &[f32], outer: usize, channels: usize, inner: usize, dbias:
     });
 }
 
+/// `y = max(y + bias[c], 0)` over `[outer][channels][inner]`.
+pub fn bias_relu(y: &mut [f32], bias: Option<&[f32]>, channels: usize, inner: usize) {
+    if y.is_empty() || inner == 0 {
+        return;
+    }
+    // About 16K values per task whatever the plane size.
+    let planes = (16384 / inner).max(1);
+    y.par_chunks_mut(planes * inner).enumerate().for_each(|(t, block)| {
+        for (j, plane) in block.chunks_mut(inner).enumerate() {
+            let b = bias.map_or(0.0, |b| b[(t * planes + j) % channels]);
+            plane.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+        }
+    });
+}
+
+/// `dz = dy where y > 0, else 0`, and each channel's sum of dz into `dbias` when given: one pass
+/// over y and dy, whole items per thread as in `bias_grad`.
+pub fn bias_relu_backward(y: &[f32], dy: &[f32], dz: &mut [f32], dbias: Option<&mut [f32]>, outer: usize, channels: usize, inner: usize) {
+    let mask = |dz: &mut [f32], y: &[f32], dy: &[f32]| {
+        dz.iter_mut().zip(y.iter().zip(dy)).for_each(|(d, (&y, &g))| *d = if y > 0.0 { g } else { 0.0 });
+    };
+    let threads = rayon::current_num_threads();
+    let item = channels * inner;
+    let dbias = match dbias {
+        Some(db) if outer >= threads && inner > 0 => db,
+        dbias => {
+            dz.par_chunks_mut(16384).zip(y.par_chunks(16384).zip(dy.par_chunks(16384))).for_each(|(d, (y, g))| mask(d, y, g));
+            if let Some(db) = dbias {
+                bias_grad(dz, outer, channels, inner, db);
+            }
+            return;
+        }
+    };
+    let per = outer.div_ceil(threads);
+    let tasks = dz.par_chunks_mut(per * item).zip(y.par_chunks(per * item).zip(dy.par_chunks(per * item)));
+    let partials: Vec<Vec<f64>> = tasks
+        .map(|(dz, (y, dy))| {
+            let mut acc = vec![0.0f64; channels];
+            for (dz, (y, dy)) in dz.chunks_mut(item).zip(y.chunks(item).zip(dy.chunks(item))) {
+                for (a, (d, (y, g))) in acc.iter_mut().zip(dz.chunks_mut(inner).zip(y.chunks(inner).zip(dy.chunks(inner)))) {
+                    mask(d, y, g);
+                    *a += strip_sum(d) as f64;
+                }
+            }
+            acc
+        })
+        .collect();
+    for (c, db) in dbias.iter_mut().enumerate() {
+        *db = partials.iter().map(|p| p[c]).sum::<f64>() as f32;
+    }
+}
+
 /// A sum in 16 independent lanes: vectorised, and shorter chains than one running total.
 #[inline]
 fn strip_sum(strip: &[f32]) -> f32 {

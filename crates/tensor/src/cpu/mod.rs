@@ -116,6 +116,34 @@ impl Backend for Cpu {
         conv::bias_grad(dy, outer, channels, inner, dbias);
         Ok(())
     }
+    fn bias_relu(&self, y: &mut CpuBuffer, bias: Option<&CpuBuffer>, outer: usize, channels: usize, inner: usize) -> Result<()> {
+        checks::bias("bias_relu", y.len(), bias.map_or(channels, |b| b.len()), outer, channels, inner)?;
+        conv::bias_relu(&mut y[..outer * channels * inner], bias.map(|b| &b[..channels]), channels, inner);
+        Ok(())
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn bias_relu_backward(
+        &self,
+        y: &CpuBuffer,
+        dy: &CpuBuffer,
+        dz: &mut CpuBuffer,
+        dbias: Option<&mut CpuBuffer>,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()> {
+        let len = outer * channels * inner;
+        checks::same_len("bias_relu_backward", len, &[y.len(), dy.len(), dz.len()])?;
+        let dbias = match dbias {
+            Some(db) => {
+                checks::bias("bias_relu_backward", len, db.len(), outer, channels, inner)?;
+                Some(&mut db[..channels])
+            }
+            None => None,
+        };
+        conv::bias_relu_backward(&y[..len], &dy[..len], &mut dz[..len], dbias, outer, channels, inner);
+        Ok(())
+    }
 
     fn max_pool2d_forward(&self, x: &CpuBuffer, geo: &PoolGeometry, y: &mut CpuBuffer, argmax: &mut CpuBuffer) -> Result<()> {
         checks::pool("max_pool2d_forward", geo, &[x.len()], &[y.len(), argmax.len()])?;
