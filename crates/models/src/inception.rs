@@ -57,20 +57,14 @@ impl<B: Backend> Inception<B> {
     }
 }
 
-/// ReLU(conv(x)), fused (`ops::conv2d_relu`).
-fn conv_relu<B: Backend>(conv: &Conv2d<B>, x: &Var<B>, mode: &mut Mode) -> Result<Var<B>> {
-    match conv.forward_relu(x, mode)? {
-        Some(y) => Ok(y),
-        None => ops::relu(&conv.forward(x, mode)?),
-    }
-}
 
 impl<B: Backend> Module<B> for Inception<B> {
     fn forward(&self, x: &Var<B>, mode: &mut Mode) -> Result<Var<B>> {
-        let p1 = conv_relu(&self.p1_1, x, mode)?;
-        let p2 = conv_relu(&self.p2_2, &conv_relu(&self.p2_1, x, mode)?, mode)?;
-        let p3 = conv_relu(&self.p3_2, &conv_relu(&self.p3_1, x, mode)?, mode)?;
-        let p4 = conv_relu(&self.p4_2, &self.p4_1.forward(x, mode)?, mode)?;
+        // Each convolution with its ReLU as one fused op.
+        let p1 = self.p1_1.forward_fused_relu(x)?;
+        let p2 = self.p2_2.forward_fused_relu(&self.p2_1.forward_fused_relu(x)?)?;
+        let p3 = self.p3_2.forward_fused_relu(&self.p3_1.forward_fused_relu(x)?)?;
+        let p4 = self.p4_2.forward_fused_relu(&self.p4_1.forward(x, mode)?)?;
         ops::concat_channels(&[&p1, &p2, &p3, &p4])
     }
     fn parameters(&self) -> Vec<(String, Var<B>)> {

@@ -39,6 +39,10 @@ impl<B: Backend> Conv2d<B> {
             padding,
         })
     }
+    /// `relu(self(x))` as one fused op (`ops::conv2d_relu`).
+    pub fn forward_fused_relu(&self, x: &Var<B>) -> Result<Var<B>> {
+        ops::conv2d_relu(x, &self.weight, Some(&self.bias), self.stride, self.padding)
+    }
 }
 
 impl<B: Backend> Module<B> for Conv2d<B> {
@@ -46,7 +50,7 @@ impl<B: Backend> Module<B> for Conv2d<B> {
         ops::conv2d(x, &self.weight, Some(&self.bias), self.stride, self.padding)
     }
     fn forward_relu(&self, x: &Var<B>, _mode: &mut Mode) -> Result<Option<Var<B>>> {
-        ops::conv2d_relu(x, &self.weight, Some(&self.bias), self.stride, self.padding).map(Some)
+        self.forward_fused_relu(x).map(Some)
     }
     fn parameters(&self) -> Vec<(String, Var<B>)> {
         vec![("weight".into(), self.weight.clone()), ("bias".into(), self.bias.clone())]

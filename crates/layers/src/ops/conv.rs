@@ -134,7 +134,7 @@ fn conv2d_impl<B: Backend>(
     let mut parents = vec![x, weight];
     parents.extend(bias);
     Ok(Var::from_op(
-        "conv2d",
+        if relu { "conv2d_relu" } else { "conv2d" },
         y,
         &parents,
         Box::new(move |dy, needs| {
@@ -145,10 +145,7 @@ fn conv2d_impl<B: Backend>(
             let masked = match &activated {
                 Some(y) => {
                     let mut dz = dy.uninit_like()?;
-                    let db_storage = match db.as_mut() {
-                        Some(t) => Some(t.storage_mut()?),
-                        None => None,
-                    };
+                    let db_storage = db.as_mut().map(|t| t.storage_mut()).transpose()?;
                     backend.bias_relu_backward(y.storage(), dy.storage(), dz.storage_mut()?, db_storage, geo.n, geo.c_out, geo.col_cols())?;
                     Some(dz)
                 }

@@ -206,9 +206,7 @@ pub fn bias_grad(dy: &[f32], outer: usize, channels: usize, inner: usize, dbias:
                 acc
             })
             .collect();
-        for (c, db) in dbias[..channels].iter_mut().enumerate() {
-            *db = partials.iter().map(|p| p[c]).sum::<f64>() as f32;
-        }
+        add_up_channels(&partials, &mut dbias[..channels]);
         return;
     }
     dbias[..channels].par_iter_mut().enumerate().for_each(|(c, db)| {
@@ -267,6 +265,11 @@ pub fn bias_relu_backward(y: &[f32], dy: &[f32], dz: &mut [f32], dbias: Option<&
             acc
         })
         .collect();
+    add_up_channels(&partials, dbias);
+}
+
+/// `dbias[c]` = the sum of every thread's partial sum for channel c.
+fn add_up_channels(partials: &[Vec<f64>], dbias: &mut [f32]) {
     for (c, db) in dbias.iter_mut().enumerate() {
         *db = partials.iter().map(|p| p[c]).sum::<f64>() as f32;
     }
