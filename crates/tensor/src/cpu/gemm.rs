@@ -1,4 +1,5 @@
-//! Matrix products on the CPU through `matrixmultiply`, parallelised one level at a time:
+//! Matrix products on the CPU through our AVX-512 GEMM (`gemm_avx512.rs`) or, on CPUs
+//! without it, `matrixmultiply`; parallelised one level at a time:
 //! over the batch when it has enough items, otherwise over row or column blocks of one product.
 use crate::Gemm;
 use rayon::prelude::*;
@@ -81,13 +82,13 @@ unsafe fn sgemm_part(
     matrixmultiply::sgemm(r1 - r0, k, c1 - c0, g.alpha, a, rsa, csa, b, rsb, csb, beta, c, ldc as isize, 1);
 }
 
-/// Our AVX-512 kernel only when asked for with `CONVNET_GEMM=avx512` (and the CPU has it): it
-/// matches `matrixmultiply` but does not yet beat it on these shapes (BENCHMARKS.md), so the
-/// default stays `matrixmultiply` until it does.
+/// Our AVX-512 kernel wherever the CPU has AVX-512F (it beats `matrixmultiply` on most of
+/// NiN's and GoogLeNet's shapes, BENCHMARKS.md); `CONVNET_GEMM=matrixmultiply` keeps the
+/// library, which is also the fallback on other CPUs and the reference in tests.
 #[cfg(target_arch = "x86_64")]
 fn use_avx512() -> bool {
     static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *CHOICE.get_or_init(|| super::gemm_avx512::available() && std::env::var("CONVNET_GEMM").is_ok_and(|v| v == "avx512"))
+    *CHOICE.get_or_init(|| super::gemm_avx512::available() && std::env::var("CONVNET_GEMM").map_or(true, |v| v != "matrixmultiply"))
 }
 
 /// One product, split across threads by rows (or columns when C is short and wide).
