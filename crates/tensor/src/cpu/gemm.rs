@@ -121,7 +121,8 @@ unsafe fn sgemm_parallel(g: &Gemm, a: *const f32, b: *const f32, c: *mut f32, be
     // usually the weights, is packed by every thread).
     let split_rows = g.m >= g.n;
     let extent = if split_rows { g.m } else { g.n };
-    // Blocks aligned to the micro-kernel's tile so packing is not wasted on ragged edges.
+    // Blocks of whole 8-row or 16-column strips: a split mid-strip would pad a tile on both
+    // sides of it (our 8x48 tiles and 16-lane vectors divide these; 12-row tiles do not).
     let align = if split_rows { 8 } else { 16 };
     let block = extent.div_ceil(threads).div_ceil(align) * align;
     (0..extent.div_ceil(block)).into_par_iter().for_each(|i| {
