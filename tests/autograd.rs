@@ -3,7 +3,9 @@ mod common;
 use autograd::{no_grad, Var};
 use common::*;
 use layers::ops;
-use tensor::{Backend, Error};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use tensor::{Backend, Error, Tensor};
 
 fn inference_mode_records_nothing<B: Backend>(b: &B) {
     let w = param(b, &[2, 3], &[0.5; 6]);
@@ -41,4 +43,51 @@ fn misuse_is_an_error<B: Backend>(b: &B) {
     assert!(y.backward_with(tensor(b, &[3], &[0.0; 3])).is_err());
 }
 
-backend_tests!(inference_mode_records_nothing, gradients_accumulate_until_zeroed, misuse_is_an_error);
+/// An op with several outputs (`Var::from_op_multi`): its backward runs once, after every
+/// consumer of every output, with each output's summed gradient, and `None` for an output no
+/// consumer used.
+fn several_outputs_share_one_backward<B: Backend>(b: &B) {
+    // Splits x [1, 2, 1, 2] into its two channels.
+    let split = |x: &Var<B>, calls: Rc<Cell<usize>>, seen: Rc<RefCell<Vec<bool>>>| -> Vec<Var<B>> {
+        let v = x.value().to_vec().unwrap();
+        let outs = vec![tensor(b, &[1, 1, 1, 2], &v[..2]), tensor(b, &[1, 1, 1, 2], &v[2..])];
+        let b = b.clone();
+        Var::from_op_multi(
+            "split",
+            outs,
+            &[x],
+            Box::new(move |dys, _| {
+                calls.set(calls.get() + 1);
+                *seen.borrow_mut() = dys.iter().map(Option::is_some).collect();
+                let mut dx = Vec::new();
+                for dy in dys {
+                    dx.extend(dy.as_ref().map_or(Ok(vec![0.0; 2]), |d| d.to_vec())?);
+                }
+                Ok(vec![Some(Tensor::from_slice(&b, [1, 2, 1, 2], &dx)?)])
+            }),
+        )
+        .unwrap()
+    };
+    let (calls, seen) = (Rc::new(Cell::new(0)), Rc::new(RefCell::new(Vec::new())));
+    let x = param(b, &[1, 2, 1, 2], &[1.0, 2.0, 3.0, 4.0]);
+    let ys = split(&x, calls.clone(), seen.clone());
+    assert_eq!(ys[1].value().to_vec().unwrap(), vec![3.0, 4.0]);
+    // Output 1 feeds the concatenation twice, output 0 once.
+    let z = ops::concat_channels(&[&ys[1], &ys[0], &ys[1]]).unwrap();
+    z.backward_with(tensor(b, &[1, 3, 1, 2], &[1.0, 2.0, 10.0, 20.0, 100.0, 200.0])).unwrap();
+    assert_eq!(calls.get(), 1);
+    assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![10.0, 20.0, 101.0, 202.0]);
+    let again = z.backward_with(tensor(b, &[1, 3, 1, 2], &[0.0; 6]));
+    assert!(matches!(&again, Err(Error::Graph(m)) if m.contains("already")), "{again:?}");
+    // Only output 0 used: output 1's gradient is None and contributes nothing.
+    x.zero_grad();
+    let ys = split(&x, calls.clone(), seen.clone());
+    ys[0].backward_with(tensor(b, &[1, 1, 1, 2], &[5.0, 6.0])).unwrap();
+    assert_eq!((calls.get(), seen.borrow().clone()), (2, vec![true, false]));
+    assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![5.0, 6.0, 0.0, 0.0]);
+    // Nothing to differentiate: plain constants, nothing recorded.
+    let ys = no_grad(|| split(&x, calls.clone(), seen.clone()));
+    assert!(ys.iter().all(|y| y.is_leaf() && !y.requires_grad()));
+}
+
+backend_tests!(inference_mode_records_nothing, gradients_accumulate_until_zeroed, misuse_is_an_error, several_outputs_share_one_backward);

@@ -226,6 +226,55 @@ fn conv2d_relu_matches_relu_of_conv<B: Backend>(b: &B) {
     }
 }
 
+/// `conv2d_relu_shared` against one `conv2d_relu` per weight: every output and gradient, on
+/// the 1x1 direct path (16x16 planes), the 1x1 im2col path (6x6) and a strided, padded 3x3; one
+/// convolution without a bias; and once with an output no consumer uses.
+fn conv2d_relu_shared_matches_separate_convs<B: Backend>(b: &B) {
+    let outs = [3, 1, 4];
+    let cases = [(2, 5, 16, 16, 1, 1, 0), (3, 6, 6, 6, 1, 1, 0), (2, 3, 7, 9, 3, 2, 1)];
+    for (i, &(n, c, h, w, k, s, p)) in cases.iter().enumerate() {
+        for skip_middle in [false, true] {
+            let mut r = rng(80 + i as u64);
+            let xs = random(&mut r, n * c * h * w);
+            let ws: Vec<Vec<f32>> = outs.iter().map(|&o| random(&mut r, o * c * k * k)).collect();
+            let bs: Vec<Vec<f32>> = outs.iter().map(|&o| random(&mut r, o)).collect();
+            let run = |shared: bool| -> tensor::Result<Vec<Vec<f32>>> {
+                let x = param(b, &[n, c, h, w], &xs);
+                let wts: Vec<Var<B>> = outs.iter().zip(&ws).map(|(&o, v)| param(b, &[o, c, k, k], v)).collect();
+                let biases: Vec<Var<B>> = outs.iter().zip(&bs).map(|(&o, v)| param(b, &[o], v)).collect();
+                // The second convolution has no bias.
+                let convs: Vec<(&Var<B>, Option<&Var<B>>)> = (0..3).map(|j| (&wts[j], (j != 1).then_some(&biases[j]))).collect();
+                let ys = if shared {
+                    ops::conv2d_relu_shared(&x, &convs, (s, s), (p, p))?
+                } else {
+                    convs.iter().map(|&(wt, bias)| ops::conv2d_relu(&x, wt, bias, (s, s), (p, p))).collect::<tensor::Result<Vec<_>>>()?
+                };
+                let used: Vec<&Var<B>> = ys.iter().enumerate().filter(|&(j, _)| !(skip_middle && j == 1)).map(|(_, y)| y).collect();
+                let joined = ops::concat_channels(&used)?;
+                let dy = random(&mut rng(97), joined.shape().numel());
+                joined.backward_with(tensor(b, joined.shape().dims(), &dy))?;
+                let mut got: Vec<Vec<f32>> = ys.iter().map(|y| y.value().to_vec()).collect::<tensor::Result<_>>()?;
+                got.push(x.grad().unwrap().to_vec()?);
+                for (j, wt) in wts.iter().enumerate() {
+                    // An unused output's weights get no gradient from the separate convolutions.
+                    got.push(wt.grad().map_or(Ok(vec![0.0; outs[j] * c * k * k]), |g| g.to_vec())?);
+                }
+                for j in [0, 2] {
+                    got.push(biases[j].grad().unwrap().to_vec()?);
+                }
+                Ok(got)
+            };
+            let (shared, separate) = (run(true).unwrap(), run(false).unwrap());
+            assert!(shared[0].contains(&0.0) && shared[0].iter().any(|&v| v > 0.0), "case {i}: the ReLU should cut some values");
+            assert_eq!(shared.len(), separate.len());
+            for (got, want) in shared.iter().zip(&separate) {
+                assert_eq!(got.len(), want.len(), "case {i}");
+                assert_close(got, want, 1e-5);
+            }
+        }
+    }
+}
+
 fn expect_err<T>(r: tensor::Result<T>, needles: &[&str]) -> Error {
     let Err(e) = r else { panic!("expected an error mentioning {needles:?}") };
     let msg = e.to_string();
@@ -244,6 +293,11 @@ fn wrong_input_is_an_error<B: Backend>(b: &B) {
     let bias = Var::constant(tensor(b, &[3], &[0.0; 3]));
     let w = Var::constant(tensor(b, &[2, 3, 3, 3], &[0.0; 54]));
     expect_err(ops::conv2d(&x, &w, Some(&bias), (1, 1), (0, 0)), &["bias", "[3]", "[2]"]);
+    expect_err(ops::conv2d_relu_shared(&x, &[(&w, None), (&w4, None)], (1, 1), (0, 0)), &["[8, 4, 3, 3]", "[2, 3, 5, 5]", "[_, 3, 3, 3]"]);
+    let w1 = Var::constant(tensor(b, &[2, 3, 1, 1], &[0.0; 6]));
+    expect_err(ops::conv2d_relu_shared(&x, &[(&w, None), (&w1, None)], (1, 1), (0, 0)), &["[2, 3, 1, 1]", "3x3 kernel"]);
+    expect_err(ops::conv2d_relu_shared(&x, &[(&w1, Some(&bias))], (1, 1), (0, 0)), &["bias", "[3]", "[2]"]);
+    expect_err(ops::conv2d_relu_shared(&x, &[], (1, 1), (0, 0)), &["at least one"]);
     expect_err(ops::max_pool2d(&x, Window::square(7, 1, 0)), &["7x7", "5x5"]);
     expect_err(ops::max_pool2d(&x, Window::square(3, 1, 2)), &["padding"]);
     let logits = Var::constant(tensor(b, &[2, 10], &[0.0; 20]));
@@ -268,5 +322,6 @@ backend_tests!(
     pointwise_path_matches_im2col,
     winograd_matches_im2col,
     conv2d_relu_matches_relu_of_conv,
+    conv2d_relu_shared_matches_separate_convs,
     wrong_input_is_an_error,
 );

@@ -40,6 +40,31 @@ fn conv2d_im2col_path_for_1x1<B: Backend>(b: &B) {
     grad_check(b, &inputs, |v| ops::conv2d_with(&v[0], &v[1], Some(&v[2]), (1, 1), (0, 0), ConvAlgo::Im2col), SMOOTH);
 }
 
+/// The shared-input convolutions through a concatenation of their outputs: the 1x1 im2col path
+/// (a 3x5 plane), the direct path (a 16x17 plane) and a strided, padded 3x2 kernel. The ReLUs
+/// make kinks: a few elements may sit on one.
+fn conv2d_relu_shared<B: Backend>(b: &B) {
+    let cases = [(2, 3, 3, 5, (1, 1), (1, 1), (0, 0)), (1, 2, 16, 17, (1, 1), (1, 1), (0, 0)), (2, 3, 6, 7, (3, 2), (2, 1), (1, 1))];
+    for (i, &(n, c, h, w, k, s, p)) in cases.iter().enumerate() {
+        let mut r = rng(40 + i as u64);
+        let mut inputs = vec![(vec![n, c, h, w], random(&mut r, n * c * h * w))];
+        for o in [2, 3] {
+            inputs.push((vec![o, c, k.0, k.1], random(&mut r, o * c * k.0 * k.1)));
+            inputs.push((vec![o], random(&mut r, o)));
+        }
+        let check = Check { step: 3e-3, max_kink_share: 0.05 };
+        grad_check(
+            b,
+            &inputs,
+            |v| {
+                let ys = ops::conv2d_relu_shared(&v[0], &[(&v[1], Some(&v[2])), (&v[3], Some(&v[4]))], s, p)?;
+                ops::concat_channels(&[&ys[0], &ys[1]])
+            },
+            check,
+        );
+    }
+}
+
 /// Winograd's backward is the adjoint of its own transforms: checked on output tiles of 4, 3 and
 /// 2, a 5x5 and a 2x2 kernel, unpadded and padded.
 const WINOGRAD_CASES: &[ConvCase] = &[
@@ -145,6 +170,7 @@ backend_tests!(
     conv2d,
     conv2d_im2col_path_for_1x1,
     conv2d_winograd,
+    conv2d_relu_shared,
     max_pool2d,
     avg_pool2d,
     global_avg_pool2d,

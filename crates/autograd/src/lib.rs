@@ -8,4 +8,4 @@ mod grad_mode;
 mod var;
 
 pub use grad_mode::{is_grad_enabled, no_grad, NoGradGuard};
-pub use var::{BackwardFn, Var};
+pub use var::{BackwardFn, MultiBackwardFn, Var};

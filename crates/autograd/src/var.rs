@@ -10,11 +10,24 @@ use tensor::{bail, Backend, Result, Shape, Tensor};
 /// where it does not.
 pub type BackwardFn<B> = Box<dyn FnOnce(&Tensor<B>, &[bool]) -> Result<Vec<Option<Tensor<B>>>>>;
 
+/// `BackwardFn` for an op with several outputs: the gradient of each (`None` where nothing
+/// downstream used it) to the gradients of its parents.
+pub type MultiBackwardFn<B> = Box<dyn FnOnce(&[Option<Tensor<B>>], &[bool]) -> Result<Vec<Option<Tensor<B>>>>>;
+
+/// How a node's gradient goes back to its parents.
+enum Step<B: Backend> {
+    /// Taken when backward runs, which frees the tensors it saved.
+    Op(RefCell<Option<BackwardFn<B>>>),
+    /// The hidden node behind a several-output op: runs once every output's gradient is in.
+    Group { outputs: usize, backward: RefCell<Option<MultiBackwardFn<B>>> },
+    /// Output `i` of a group (its only parent): hands its gradient over unchanged.
+    Output(usize),
+}
+
 struct Origin<B: Backend> {
     op: &'static str,
     parents: Vec<Var<B>>,
-    /// Taken when backward runs, which frees the tensors it saved.
-    backward: RefCell<Option<BackwardFn<B>>>,
+    step: Step<B>,
 }
 
 struct Node<B: Backend> {
@@ -53,7 +66,25 @@ impl<B: Backend> Var<B> {
         if !is_grad_enabled() || !parents.iter().any(|p| p.requires_grad()) {
             return Self::constant(value);
         }
-        let origin = Origin { op, parents: parents.iter().map(|&p| p.clone()).collect(), backward: RefCell::new(Some(backward)) };
+        let origin = Origin { op, parents: parents.iter().map(|&p| p.clone()).collect(), step: Step::Op(RefCell::new(Some(backward))) };
+        Self::with_origin(value, origin)
+    }
+
+    /// The results of an op with several outputs (e.g. products sharing one input), whose
+    /// backward runs once with all their gradients. Outputs hang off one hidden node that holds
+    /// the parents, so the graph still has one backward per op.
+    pub fn from_op_multi(op: &'static str, values: Vec<Tensor<B>>, parents: &[&Var<B>], backward: MultiBackwardFn<B>) -> Result<Vec<Self>> {
+        if !is_grad_enabled() || !parents.iter().any(|p| p.requires_grad()) {
+            return Ok(values.into_iter().map(Self::constant).collect());
+        }
+        let Some(first) = values.first() else { bail!(Graph, "`{op}` made no outputs") };
+        let step = Step::Group { outputs: values.len(), backward: RefCell::new(Some(backward)) };
+        // The group's own value is never read: an empty tensor stands in.
+        let group = Self::with_origin(Tensor::uninit(first.backend(), [0])?, Origin { op, parents: parents.iter().map(|&p| p.clone()).collect(), step });
+        Ok(values.into_iter().enumerate().map(|(i, v)| Self::with_origin(v, Origin { op, parents: vec![group.clone()], step: Step::Output(i) })).collect())
+    }
+
+    fn with_origin(value: Tensor<B>, origin: Origin<B>) -> Self {
         Var(Rc::new(Node { value: RefCell::new(value), grad: RefCell::new(None), requires_grad: true, origin: Some(origin) }))
     }
 
@@ -126,21 +157,35 @@ impl<B: Backend> Var<B> {
         }
         let order = self.topological_order();
         let mut pending: HashMap<*const Node<B>, Tensor<B>> = HashMap::new();
+        // Gradients of a group's outputs, gathered until the group's turn.
+        let mut gathered: HashMap<*const Node<B>, Vec<Option<Tensor<B>>>> = HashMap::new();
         pending.insert(self.key(), grad);
         for var in order.iter().rev() {
-            let Some(g) = pending.remove(&var.key()) else { continue };
             let Some(origin) = &var.0.origin else {
-                accumulate_into(&mut var.0.grad.borrow_mut(), g)?;
+                if let Some(g) = pending.remove(&var.key()) {
+                    accumulate_into(&mut var.0.grad.borrow_mut(), g)?;
+                }
                 continue;
             };
-            let backward = origin.backward.borrow_mut().take().ok_or_else(|| {
-                tensor::Error::Graph(format!(
-                    "the graph through `{}` was already used by a backward pass; run the forward pass again",
-                    origin.op
-                ))
-            })?;
             let needs: Vec<bool> = origin.parents.iter().map(|p| p.requires_grad()).collect();
-            let grads = backward(&g, &needs)?;
+            let grads = match &origin.step {
+                Step::Op(backward) => {
+                    let Some(g) = pending.remove(&var.key()) else { continue };
+                    take_once(backward, origin.op)?(&g, &needs)?
+                }
+                Step::Output(i) => {
+                    // Held for the group, which comes after all of its outputs in this order.
+                    let group = &origin.parents[0];
+                    if let (Some(g), Some(Origin { step: Step::Group { outputs, .. }, .. })) = (pending.remove(&var.key()), &group.0.origin) {
+                        gathered.entry(group.key()).or_insert_with(|| vec![None; *outputs])[*i] = Some(g);
+                    }
+                    continue;
+                }
+                Step::Group { backward, .. } => {
+                    let Some(gs) = gathered.remove(&var.key()) else { continue };
+                    take_once(backward, origin.op)?(&gs, &needs)?
+                }
+            };
             if grads.len() != origin.parents.len() {
                 bail!(Graph, "`{}` returned {} gradients for {} inputs", origin.op, grads.len(), origin.parents.len());
             }
@@ -184,6 +229,13 @@ impl<B: Backend> Var<B> {
         }
         order
     }
+}
+
+/// An op's backward, which runs at most once (it frees what the forward pass saved).
+fn take_once<F>(slot: &RefCell<Option<F>>, op: &str) -> Result<F> {
+    slot.borrow_mut()
+        .take()
+        .ok_or_else(|| tensor::Error::Graph(format!("the graph through `{op}` was already used by a backward pass; run the forward pass again")))
 }
 
 /// `slot += grad` (or `slot = grad` when empty): fan-out sums its gradients here.

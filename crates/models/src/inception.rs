@@ -60,10 +60,14 @@ impl<B: Backend> Inception<B> {
 
 impl<B: Backend> Module<B> for Inception<B> {
     fn forward(&self, x: &Var<B>, mode: &mut Mode) -> Result<Var<B>> {
-        // Each convolution with its ReLU as one fused op.
-        let p1 = self.p1_1.forward_fused_relu(x)?;
-        let p2 = self.p2_2.forward_fused_relu(&self.p2_1.forward_fused_relu(x)?)?;
-        let p3 = self.p3_2.forward_fused_relu(&self.p3_1.forward_fused_relu(x)?)?;
+        // Each convolution with its ReLU as one fused op; the three 1x1 convolutions of x as
+        // one product (x unfolded once, its gradient formed once; they share stride and padding).
+        let pointwise = [&self.p1_1, &self.p2_1, &self.p3_1].map(|conv| (&conv.weight, Some(&conv.bias)));
+        let Ok([p1, p2_1, p3_1]) = <[Var<B>; 3]>::try_from(ops::conv2d_relu_shared(x, &pointwise, self.p1_1.stride, self.p1_1.padding)?) else {
+            unreachable!("one output per convolution")
+        };
+        let p2 = self.p2_2.forward_fused_relu(&p2_1)?;
+        let p3 = self.p3_2.forward_fused_relu(&p3_1)?;
         let p4 = self.p4_2.forward_fused_relu(&self.p4_1.forward(x, mode)?)?;
         ops::concat_channels(&[&p1, &p2, &p3, &p4])
     }

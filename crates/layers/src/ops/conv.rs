@@ -121,7 +121,7 @@ fn conv2d_impl<B: Backend>(
             let (y, kept) = wino.forward(&xv, &u)?;
             (y, Some((u, kept)))
         }
-        _ => (forward(&xv, &wv, &geo, matches!(plan, Plan::Direct))?, None),
+        _ => (forward(&xv, &wv, &[o], &geo, matches!(plan, Plan::Direct))?.remove(0), None),
     };
     let backend = xv.backend().clone();
     if relu {
@@ -141,31 +141,127 @@ fn conv2d_impl<B: Backend>(
             let want_db = needs.len() > 2;
             // Through the ReLU first: dz = dy where the output is positive (and the bias
             // gradient from the same pass).
-            let mut db = if want_db { Some(Tensor::uninit(&backend, [geo.c_out])?) } else { None };
-            let masked = match &activated {
+            let (masked, mut db) = match &activated {
                 Some(y) => {
-                    let mut dz = dy.uninit_like()?;
-                    let db_storage = db.as_mut().map(|t| t.storage_mut()).transpose()?;
-                    backend.bias_relu_backward(y.storage(), dy.storage(), dz.storage_mut()?, db_storage, geo.n, geo.c_out, geo.col_cols())?;
-                    Some(dz)
+                    let (dz, db) = through_relu(y, dy, want_db)?;
+                    (Some(dz), db)
                 }
-                None => None,
+                None => (None, if want_db { Some(Tensor::uninit(&backend, [geo.c_out])?) } else { None }),
             };
             let dy = masked.as_ref().unwrap_or(dy);
             let (dx, dw) = match (&plan, &filter) {
                 (Plan::Winograd(wino), Some((u, kept))) => wino.backward(&xv, u, kept.as_ref(), dy, needs[0], needs[1])?,
-                _ => backward(&xv, &wv, dy, &geo, matches!(plan, Plan::Direct), needs[0], needs[1])?,
+                _ => backward(&xv, &wv, std::slice::from_ref(dy), &[geo.c_out], &geo, matches!(plan, Plan::Direct), needs[0], needs[1])?,
             };
             let mut grads = vec![dx, dw];
-            if let Some(mut db) = db {
+            if let Some(db) = db.as_mut() {
                 if activated.is_none() {
                     backend.bias_grad(dy.storage(), geo.n, geo.c_out, geo.col_cols(), db.storage_mut()?)?;
                 }
-                grads.push(Some(db));
             }
+            grads.extend(want_db.then_some(db));
             Ok(grads)
         }),
     ))
+}
+
+/// Back through an output `y = relu(z + bias)` ([N, C, H, W]): `dz = dy` where `y` is
+/// positive, and the bias gradient (summed over all but C) from the same pass when wanted.
+fn through_relu<B: Backend>(y: &Tensor<B>, dy: &Tensor<B>, want_db: bool) -> Result<(Tensor<B>, Option<Tensor<B>>)> {
+    let [n, c, h, w] = y.shape().nchw("conv2d output")?;
+    let mut dz = dy.uninit_like()?;
+    let mut db = if want_db { Some(Tensor::uninit(y.backend(), [c])?) } else { None };
+    let db_storage = db.as_mut().map(|t| t.storage_mut()).transpose()?;
+    y.backend().bias_relu_backward(y.storage(), dy.storage(), dz.storage_mut()?, db_storage, n, c, h * w)?;
+    Ok((dz, db))
+}
+
+/// Several `conv2d_relu`s of one input with one window (an Inception block's 1x1 branches)
+/// as one op, one output each: the input is unfolded once and multiplied by the weights
+/// stacked on output channels, and the backward forms the input gradient in one product
+/// instead of one per convolution plus their sum. Kernels that would take Winograd's algorithm
+/// on their own take the product here.
+pub fn conv2d_relu_shared<B: Backend>(x: &Var<B>, convs: &[(&Var<B>, Option<&Var<B>>)], stride: (usize, usize), padding: (usize, usize)) -> Result<Vec<Var<B>>> {
+    let Some((first, _)) = convs.first() else { bail!(InvalidArgument, "conv2d_relu_shared needs at least one convolution") };
+    let xs = x.shape();
+    let [n, c, h, w] = xs.nchw("conv2d_relu_shared input")?;
+    let [_, _, kh, kw] = first.shape().nchw("conv2d_relu_shared weight")?;
+    let mut outs = Vec::with_capacity(convs.len());
+    for (weight, bias) in convs {
+        let ws = weight.shape();
+        let [o, wc, wkh, wkw] = ws.nchw("conv2d_relu_shared weight")?;
+        if (wc, wkh, wkw) != (c, kh, kw) {
+            bail!(Shape, "conv2d_relu_shared: weight {ws} does not fit input {xs} and the first weight's {kh}x{kw} kernel; expected [_, {c}, {kh}, {kw}]");
+        }
+        if let Some(b) = bias {
+            if b.shape().dims() != [o] {
+                bail!(Shape, "conv2d_relu_shared: bias has shape {}, expected [{o}] for weight {ws}", b.shape());
+            }
+        }
+        outs.push(o);
+    }
+    let total: usize = outs.iter().sum();
+    let geo = ConvGeometry::new(n, c, h, w, total, Window::new((kh, kw), stride, padding))?;
+    let direct = geo.is_pointwise() && geo.col_cols() >= DIRECT_MIN_PLANE;
+    let (xv, backend) = (x.value(), x.backend());
+    let k = geo.col_rows();
+    let mut stacked = Tensor::uninit(&backend, [total, c, kh, kw])?;
+    for ((weight, _), (&o, at)) in convs.iter().zip(outs.iter().zip(row_offsets(&outs))) {
+        backend.copy_channels(weight.value_ref().storage(), o, 0, stacked.storage_mut()?, total, at, o, 1, k)?;
+    }
+    let mut ys = forward(&xv, &stacked, &outs, &geo, direct)?;
+    for (y, (&o, (_, bias))) in ys.iter_mut().zip(outs.iter().zip(convs)) {
+        let bias_value = bias.map(|b| b.value_ref());
+        backend.bias_relu(y.storage_mut()?, bias_value.as_ref().map(|b| b.storage()), n, o, geo.col_cols())?;
+    }
+    let activated = ys.clone();
+    let mut parents = vec![x];
+    for (weight, bias) in convs {
+        parents.push(weight);
+        parents.extend(bias);
+    }
+    let has_bias: Vec<bool> = convs.iter().map(|(_, b)| b.is_some()).collect();
+    Var::from_op_multi(
+        "conv2d_relu_shared",
+        ys,
+        &parents,
+        Box::new(move |dys, needs| {
+            // Each convolution's parents after x: its weight, then its bias if it has one.
+            let mut slots = Vec::with_capacity(has_bias.len());
+            let mut next = 1;
+            for &b in &has_bias {
+                slots.push((next, b.then_some(next + 1)));
+                next += 1 + b as usize;
+            }
+            let mut dzs = Vec::with_capacity(dys.len());
+            let mut grads: Vec<Option<Tensor<B>>> = vec![None; needs.len()];
+            for ((y, dy), &(_, bias_slot)) in activated.iter().zip(dys).zip(&slots) {
+                let want_db = bias_slot.is_some_and(|s| needs[s]);
+                let (dz, db) = match dy {
+                    Some(dy) => through_relu(y, dy, want_db)?,
+                    // No gradient reached this output: it contributes nothing.
+                    None => (y.zeros_like()?, if want_db { Some(Tensor::zeros(&backend, [y.dims()[1]])?) } else { None }),
+                };
+                dzs.push(dz);
+                if let Some(s) = bias_slot {
+                    grads[s] = db;
+                }
+            }
+            let want_dw = slots.iter().any(|&(s, _)| needs[s]);
+            let (dx, dw) = backward(&xv, &stacked, &dzs, &outs, &geo, direct, needs[0], want_dw)?;
+            grads[0] = dx;
+            if let Some(dw) = dw {
+                for (&(s, _), (&o, at)) in slots.iter().zip(outs.iter().zip(row_offsets(&outs))) {
+                    if needs[s] {
+                        let mut dwi = Tensor::uninit(&backend, [o, c, kh, kw])?;
+                        backend.copy_channels(dw.storage(), total, at, dwi.storage_mut()?, o, 0, o, 1, k)?;
+                        grads[s] = Some(dwi);
+                    }
+                }
+            }
+            Ok(grads)
+        }),
+    )
 }
 
 /// Images per im2col chunk.
@@ -173,78 +269,96 @@ fn chunk_images(geo: &ConvGeometry) -> usize {
     (COLS_BUDGET / (geo.col_rows() * geo.col_cols()).max(1)).clamp(1, geo.n.max(1))
 }
 
-fn forward<B: Backend>(x: &Tensor<B>, w: &Tensor<B>, geo: &ConvGeometry, direct: bool) -> Result<Tensor<B>> {
+/// Where each output's rows start in the stacked weights and products.
+fn row_offsets(outs: &[usize]) -> Vec<usize> {
+    outs.iter().scan(0, |at, &o| Some(std::mem::replace(at, *at + o))).collect()
+}
+
+/// Products of one input with weights stacked on output channels (`w` [sum of outs, C, kh,
+/// kw], `geo.c_out` their sum): output `i` takes `outs[i]` of the rows. One output is a plain
+/// convolution; several share the input's unfolding and one product.
+fn forward<B: Backend>(x: &Tensor<B>, w: &Tensor<B>, outs: &[usize], geo: &ConvGeometry, direct: bool) -> Result<Vec<Tensor<B>>> {
     let backend = x.backend().clone();
-    let (k, p, o) = (geo.col_rows(), geo.col_cols(), geo.c_out);
-    let mut y = Tensor::uninit(&backend, [geo.n, o, geo.out_h, geo.out_w])?;
+    let (k, p, total) = (geo.col_rows(), geo.col_cols(), geo.c_out);
+    let mut ys = outs.iter().map(|&o| Tensor::uninit(&backend, [geo.n, o, geo.out_h, geo.out_w])).collect::<Result<Vec<_>>>()?;
     if direct {
-        // y_i (O x P) = W (O x C) * x_i (C x P)
-        let g = Gemm { batch: geo.n, b_stride: k * p, c_stride: o * p, ..Gemm::new(false, false, o, p, k) };
-        backend.gemm(&g, w.storage(), x.storage(), y.storage_mut()?)?;
-        return Ok(y);
+        for ((y, &o), at) in ys.iter_mut().zip(outs).zip(row_offsets(outs)) {
+            // y_i (O x P) = W (O x C) * x_i (C x P)
+            let g = Gemm { batch: geo.n, a_offset: at * k, b_stride: k * p, c_stride: o * p, ..Gemm::new(false, false, o, p, k) };
+            backend.gemm(&g, w.storage(), x.storage(), y.storage_mut()?)?;
+        }
+        return Ok(ys);
     }
     let chunk = chunk_images(geo);
     let mut cols = backend.uninit(chunk * k * p)?;
-    let mut product = backend.uninit(chunk * o * p)?;
+    let mut product = backend.uninit(chunk * total * p)?;
     for first in (0..geo.n).step_by(chunk) {
         let count = chunk.min(geo.n - first);
         // [O x count*P] = W (O x K) * cols (K x count*P), then [O][count][P] -> [count][O][P].
         backend.im2col(x.storage(), geo, first, count, &mut cols)?;
-        backend.gemm(&Gemm::new(false, false, o, count * p, k), w.storage(), &cols, &mut product)?;
-        backend.transpose_blocks(&product, 0, o, count, p, y.storage_mut()?, first * o * p)?;
+        backend.gemm(&Gemm::new(false, false, total, count * p, k), w.storage(), &cols, &mut product)?;
+        for ((y, &o), at) in ys.iter_mut().zip(outs).zip(row_offsets(outs)) {
+            backend.transpose_blocks(&product, at * count * p, o, count, p, y.storage_mut()?, first * o * p)?;
+        }
     }
-    Ok(y)
+    Ok(ys)
 }
 
 /// The input and weight gradients, each present only if it was asked for.
 pub(super) type ConvGrads<B> = (Option<Tensor<B>>, Option<Tensor<B>>);
 
-/// Gradients of the input and of the weight, each only if wanted; a chunk's columns and its
-/// gathered output gradient serve both.
+/// Gradients of the input and of the stacked weight (as `forward`), each only if wanted, from
+/// every output's gradient; a chunk's columns and its gathered output gradients serve both.
 #[allow(clippy::too_many_arguments)]
 fn backward<B: Backend>(
     x: &Tensor<B>,
     w: &Tensor<B>,
-    dy: &Tensor<B>,
+    dys: &[Tensor<B>],
+    outs: &[usize],
     geo: &ConvGeometry,
     direct: bool,
     want_dx: bool,
     want_dw: bool,
 ) -> Result<ConvGrads<B>> {
     let backend = x.backend().clone();
-    let (k, p, o) = (geo.col_rows(), geo.col_cols(), geo.c_out);
+    let (k, p, total) = (geo.col_rows(), geo.col_cols(), geo.c_out);
     let (kh, kw) = geo.window.kernel;
     let mut dx = if want_dx { Some(Tensor::uninit(&backend, [geo.n, geo.c_in, geo.h, geo.w])?) } else { None };
-    let mut dw = if want_dw { Some(Tensor::uninit(&backend, [o, geo.c_in, kh, kw])?) } else { None };
+    let mut dw = if want_dw { Some(Tensor::uninit(&backend, [total, geo.c_in, kh, kw])?) } else { None };
     if direct {
-        if let Some(dx) = dx.as_mut() {
-            // dx_i (C x P) = W^T (C x O) * dy_i (O x P)
-            let g = Gemm { batch: geo.n, b_stride: o * p, c_stride: k * p, ..Gemm::new(true, false, k, p, o) };
-            backend.gemm(&g, w.storage(), dy.storage(), dx.storage_mut()?)?;
-        }
-        if let Some(dw) = dw.as_mut() {
-            // dW (O x C) = sum_i dy_i (O x P) * x_i^T (P x C)
-            let g = Gemm { batch: geo.n, a_stride: o * p, b_stride: k * p, ..Gemm::new(false, true, o, k, p) };
-            backend.gemm(&g, dy.storage(), x.storage(), dw.storage_mut()?)?;
+        for (i, ((dy, &o), at)) in dys.iter().zip(outs).zip(row_offsets(outs)).enumerate() {
+            if let Some(dx) = dx.as_mut() {
+                // dx_i (C x P) (+)= W^T (C x O) * dy_i (O x P), summed over the outputs
+                let beta = if i == 0 { 0.0 } else { 1.0 };
+                let g = Gemm { batch: geo.n, beta, a_offset: at * k, b_stride: o * p, c_stride: k * p, ..Gemm::new(true, false, k, p, o) };
+                backend.gemm(&g, w.storage(), dy.storage(), dx.storage_mut()?)?;
+            }
+            if let Some(dw) = dw.as_mut() {
+                // dW (O x C) = sum_i dy_i (O x P) * x_i^T (P x C)
+                let g = Gemm { batch: geo.n, a_stride: o * p, b_stride: k * p, c_offset: at * k, ..Gemm::new(false, true, o, k, p) };
+                backend.gemm(&g, dy.storage(), x.storage(), dw.storage_mut()?)?;
+            }
         }
         return Ok((dx, dw));
     }
     let chunk = chunk_images(geo);
     let mut cols = backend.uninit(chunk * k * p)?;
-    let mut dy_chunk = backend.uninit(chunk * o * p)?;
+    let mut dy_chunk = backend.uninit(chunk * total * p)?;
     for first in (0..geo.n).step_by(chunk) {
         let count = chunk.min(geo.n - first);
-        // dy's chunk as one [O x count*P] matrix.
-        backend.transpose_blocks(dy.storage(), first * o * p, count, o, p, &mut dy_chunk, 0)?;
+        // The outputs' gradients for the chunk as one [O x count*P] matrix.
+        for ((dy, &o), at) in dys.iter().zip(outs).zip(row_offsets(outs)) {
+            backend.transpose_blocks(dy.storage(), first * o * p, count, o, p, &mut dy_chunk, at * count * p)?;
+        }
         if let Some(dw) = dw.as_mut() {
             // dW (O x K) += dy (O x count*P) * cols^T (count*P x K)
             backend.im2col(x.storage(), geo, first, count, &mut cols)?;
-            let g = Gemm { beta: if first == 0 { 0.0 } else { 1.0 }, ..Gemm::new(false, true, o, k, count * p) };
+            let g = Gemm { beta: if first == 0 { 0.0 } else { 1.0 }, ..Gemm::new(false, true, total, k, count * p) };
             backend.gemm(&g, &dy_chunk, &cols, dw.storage_mut()?)?;
         }
         if let Some(dx) = dx.as_mut() {
             // dcols (K x count*P) = W^T (K x O) * dy (O x count*P), folded back into images.
-            backend.gemm(&Gemm::new(true, false, k, count * p, o), w.storage(), &dy_chunk, &mut cols)?;
+            backend.gemm(&Gemm::new(true, false, k, count * p, total), w.storage(), &dy_chunk, &mut cols)?;
             backend.col2im(&cols, geo, first, count, dx.storage_mut()?)?;
         }
     }
