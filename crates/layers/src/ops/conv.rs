@@ -215,24 +215,19 @@ pub fn conv2d_relu_shared<B: Backend>(x: &Var<B>, convs: &[(&Var<B>, Option<&Var
         backend.bias_relu(y.storage_mut()?, bias_value.as_ref().map(|b| b.storage()), n, o, geo.col_cols())?;
     }
     let activated = ys.clone();
+    // Each convolution's slots among the parents: its weight, then its bias if it has one.
     let mut parents = vec![x];
+    let mut slots = Vec::with_capacity(convs.len());
     for (weight, bias) in convs {
+        slots.push((parents.len(), bias.map(|_| parents.len() + 1)));
         parents.push(weight);
         parents.extend(bias);
     }
-    let has_bias: Vec<bool> = convs.iter().map(|(_, b)| b.is_some()).collect();
     Var::from_op_multi(
         "conv2d_relu_shared",
         ys,
         &parents,
         Box::new(move |dys, needs| {
-            // Each convolution's parents after x: its weight, then its bias if it has one.
-            let mut slots = Vec::with_capacity(has_bias.len());
-            let mut next = 1;
-            for &b in &has_bias {
-                slots.push((next, b.then_some(next + 1)));
-                next += 1 + b as usize;
-            }
             let mut dzs = Vec::with_capacity(dys.len());
             let mut grads: Vec<Option<Tensor<B>>> = vec![None; needs.len()];
             for ((y, dy), &(_, bias_slot)) in activated.iter().zip(dys).zip(&slots) {

@@ -69,15 +69,6 @@ impl CpuBuffer {
         }
         CpuBuffer { lines: vec![Line([0.0; LINE]); len.div_ceil(LINE)], len }
     }
-    pub fn into_vec(self) -> Vec<f32> {
-        self.to_vec()
-    }
-}
-
-impl From<Vec<f32>> for CpuBuffer {
-    fn from(v: Vec<f32>) -> Self {
-        CpuBuffer::from_slice(&v)
-    }
 }
 
 impl Deref for CpuBuffer {
