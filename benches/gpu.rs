@@ -50,15 +50,24 @@ fn cublas_ms(gpu: &Cuda, blas: &CudaBlas, m: usize, n: usize, k: usize, batch: u
         beta: 0.0f32,
         ldc: n as i32,
     };
-    let cfg = StridedBatchedConfig { gemm, batch_size: batch as i32, stride_a: (k * n) as i64, stride_b: (m * k) as i64, stride_c: (m * n) as i64 };
-    median_ms(gpu, 3, 20, || unsafe { blas.gemm_strided_batched(cfg, b.slice(), a.slice(), c.slice_mut()).unwrap() })
+    let cfg = StridedBatchedConfig {
+        gemm,
+        batch_size: batch as i32,
+        stride_a: (k * n) as i64,
+        stride_b: (m * k) as i64,
+        stride_c: (m * n) as i64,
+    };
+    median_ms(gpu, 3, 20, || unsafe {
+        blas.gemm_strided_batched(cfg, b.slice(), a.slice(), c.slice_mut()).unwrap()
+    })
 }
 
 fn ours_ms(gpu: &Cuda, m: usize, n: usize, k: usize, batch: usize) -> f64 {
     let a = gpu.from_slice(&random(m * k * batch)).unwrap();
     let b = gpu.from_slice(&random(k * n * batch)).unwrap();
     let mut c = gpu.zeros(m * n * batch).unwrap();
-    let g = Gemm { batch, a_stride: m * k, b_stride: k * n, c_stride: m * n, ..Gemm::new(false, false, m, n, k) };
+    let g =
+        Gemm { batch, a_stride: m * k, b_stride: k * n, c_stride: m * n, ..Gemm::new(false, false, m, n, k) };
     median_ms(gpu, 3, 20, || gpu.gemm(&g, &a, &b, &mut c).unwrap())
 }
 
@@ -66,7 +75,9 @@ fn train_images_per_sec(gpu: &Cuda, kind: ModelKind, resize: usize, batch: usize
     let net = models::build(kind, gpu, WeightInit::XavierUniform, 1).unwrap();
     let mut opt = Sgd::new(net.parameters(), 0.01, 0.0, 0.0);
     let mut mode = Mode::train(1, 0);
-    let x = Var::constant(Tensor::from_slice(gpu, [batch, 1, resize, resize], &random(batch * resize * resize)).unwrap());
+    let x = Var::constant(
+        Tensor::from_slice(gpu, [batch, 1, resize, resize], &random(batch * resize * resize)).unwrap(),
+    );
     let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
     let ms = median_ms(gpu, 2, 7, || {
         let (loss, _) = ops::cross_entropy(&net.forward(&x, &mut mode).unwrap(), &labels).unwrap();
@@ -92,7 +103,10 @@ fn main() {
     let blas = CudaBlas::new(gpu.stream().clone()).expect("cuBLAS for the reference timings");
 
     println!("\nSGEMM, batch 128 forward products (row-major, no transposes)");
-    println!("{:<34} {:>10} {:>10} {:>12} {:>10}", "shape (m x n x k, batch)", "ours ms", "TFLOP/s", "cuBLAS ms", "ratio");
+    println!(
+        "{:<34} {:>10} {:>10} {:>12} {:>10}",
+        "shape (m x n x k, batch)", "ours ms", "TFLOP/s", "cuBLAS ms", "ratio"
+    );
     let shapes = [
         ("NiN conv1 96x2916x121", 96, 2916, 121, 128),
         ("NiN 1x1 96x2916x96", 96, 2916, 96, 128),
@@ -120,11 +134,16 @@ fn main() {
     let px = gpu.from_slice(&random(128 * 96 * 54 * 54)).unwrap();
     let (mut py, mut parg) = (gpu.zeros(128 * 96 * 26 * 26).unwrap(), gpu.zeros(128 * 96 * 26 * 26).unwrap());
     let ms = median_ms(&gpu, 3, 20, || gpu.max_pool2d_forward(&px, &pgeo, &mut py, &mut parg).unwrap());
-    println!("max_pool2d_forward 128x96x54x54 3x3/2: {ms:.3} ms, {:.0} GB/s read", (128 * 96 * 54 * 54 * 4) as f64 / (ms / 1000.0) / 1e9);
+    println!(
+        "max_pool2d_forward 128x96x54x54 3x3/2: {ms:.3} ms, {:.0} GB/s read",
+        (128 * 96 * 54 * 54 * 4) as f64 / (ms / 1000.0) / 1e9
+    );
     let logits = gpu.from_slice(&random(128 * 10)).unwrap();
     let labels = gpu.from_slice(&(0..128).map(|i| (i % 10) as f32).collect::<Vec<_>>()).unwrap();
     let (mut loss, mut correct) = (gpu.zeros(1).unwrap(), gpu.zeros(1).unwrap());
-    let ms = median_ms(&gpu, 3, 50, || gpu.softmax_cross_entropy_forward(&logits, &labels, 128, 10, &mut loss, &mut correct).unwrap());
+    let ms = median_ms(&gpu, 3, 50, || {
+        gpu.softmax_cross_entropy_forward(&logits, &labels, 128, 10, &mut loss, &mut correct).unwrap()
+    });
     println!("softmax_cross_entropy_forward 128x10: {ms:.4} ms");
 
     println!("\nend-to-end training step (forward, loss, backward, SGD), batch 128");

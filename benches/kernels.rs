@@ -54,7 +54,9 @@
 //! Inputs are built only for benchmarks the filter selects.
 use autograd::Var;
 use criterion::measurement::WallTime;
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use layers::ops::{conv2d_with, ConvAlgo};
 use std::hint::black_box;
 use std::time::Duration;
@@ -109,7 +111,13 @@ type Group<'a> = BenchmarkGroup<'a, WallTime>;
 
 /// Registers one benchmark: `setup` builds its inputs, only if the filter selects it (and then
 /// once), and `run` is the timed call on them.
-fn bench<S>(group: &mut Group, id: BenchmarkId, throughput: Throughput, setup: impl FnOnce() -> S, mut run: impl FnMut(&mut S)) {
+fn bench<S>(
+    group: &mut Group,
+    id: BenchmarkId,
+    throughput: Throughput,
+    setup: impl FnOnce() -> S,
+    mut run: impl FnMut(&mut S),
+) {
     let mut setup = Some(setup);
     let mut state: Option<S> = None;
     group.throughput(throughput);
@@ -152,7 +160,15 @@ impl Conv {
         Conv::new(&format!("{}_1x1", self.name), self.c_out, self.out_hw(), self.c_out, 1, 1, 0)
     }
     fn geo(&self) -> ConvGeometry {
-        ConvGeometry::new(N, self.c_in, self.hw, self.hw, self.c_out, Window::square(self.k, self.stride, self.pad)).unwrap()
+        ConvGeometry::new(
+            N,
+            self.c_in,
+            self.hw,
+            self.hw,
+            self.c_out,
+            Window::square(self.k, self.stride, self.pad),
+        )
+        .unwrap()
     }
     fn out_hw(&self) -> usize {
         self.geo().out_h
@@ -280,7 +296,10 @@ fn nin() -> Nin {
     let conv3 = Conv::new("nin_conv3", 256, pool2.out_hw(), 384, 3, 1, 1);
     let pool3 = Pool::new("nin_pool3", 384, conv3.out_hw(), 3, 2, 0);
     let conv4 = Conv::new("nin_conv4", 384, pool3.out_hw(), 10, 3, 1, 1);
-    assert_eq!([conv1.out_hw(), pool1.out_hw(), pool2.out_hw(), pool3.out_hw(), conv4.out_hw()], [54, 26, 12, 5, 5]);
+    assert_eq!(
+        [conv1.out_hw(), pool1.out_hw(), pool2.out_hw(), pool3.out_hw(), conv4.out_hw()],
+        [54, 26, 12, 5, 5]
+    );
     let gap = Act { name: "nin_gap", c: conv4.c_out, hw: conv4.out_hw() };
     Nin { convs: [conv1, conv2, conv3, conv4], pools: [pool1, pool2, pool3], gap }
 }
@@ -307,11 +326,35 @@ fn googlenet() -> GoogLeNet {
     let b2_1x1 = Conv::new("googlenet_b2_1x1", 64, b1_pool.out_hw(), 64, 1, 1, 0);
     let b2_3x3 = Conv::new("googlenet_b2_3x3", 64, b2_1x1.out_hw(), 192, 3, 1, 1);
     // Block 3 starts with 3a on b2's 192 channels, after b2's halving pool.
-    let i3a = Inception { name: "googlenet_3a", c_in: 192, hw: halve(b2_3x3.out_hw()), c1: 64, c2: (96, 128), c3: (16, 32), c4: 32 };
+    let i3a = Inception {
+        name: "googlenet_3a",
+        c_in: 192,
+        hw: halve(b2_3x3.out_hw()),
+        c1: 64,
+        c2: (96, 128),
+        c3: (16, 32),
+        c4: 32,
+    };
     // Block 4 starts with 4a on 3b's 480 = 128 + 192 + 96 + 64 channels, after a halving pool.
-    let i4a = Inception { name: "googlenet_4a", c_in: 480, hw: halve(i3a.hw), c1: 192, c2: (96, 208), c3: (16, 48), c4: 64 };
+    let i4a = Inception {
+        name: "googlenet_4a",
+        c_in: 480,
+        hw: halve(i3a.hw),
+        c1: 192,
+        c2: (96, 208),
+        c3: (16, 48),
+        c4: 64,
+    };
     // Block 5 ends with 5b on 5a's 832 = 256 + 320 + 128 + 128 channels, after a halving pool.
-    let i5b = Inception { name: "googlenet_5b", c_in: 832, hw: halve(i4a.hw), c1: 384, c2: (192, 384), c3: (48, 128), c4: 128 };
+    let i5b = Inception {
+        name: "googlenet_5b",
+        c_in: 832,
+        hw: halve(i4a.hw),
+        c1: 384,
+        c2: (192, 384),
+        c3: (48, 128),
+        c4: 128,
+    };
     assert_eq!([b1.out_hw(), b1_pool.out_hw(), i3a.hw, i4a.hw, i5b.hw], [48, 24, 12, 6, 3]);
     let gap = Act { name: "googlenet_gap", c: i5b.out_channels(), hw: i5b.hw };
     GoogLeNet { b1, b1_pool, b2_1x1, b2_3x3, i3a, i4a, i5b, gap, fc: (gap.c, 10) }
@@ -364,7 +407,10 @@ impl Case {
         let g = &self.g;
         let t = |b: bool| if b { "T" } else { "N" };
         let sum = if g.c_stride == 0 && g.batch > 1 { "_sumC" } else { "" };
-        BenchmarkId::new(&self.name, format!("{}{}_m{}_n{}_k{}_b{}{}", t(g.trans_a), t(g.trans_b), g.m, g.n, g.k, g.batch, sum))
+        BenchmarkId::new(
+            &self.name,
+            format!("{}{}_m{}_n{}_k{}_b{}{}", t(g.trans_a), t(g.trans_b), g.m, g.n, g.k, g.batch, sum),
+        )
     }
 }
 
@@ -381,7 +427,8 @@ fn gemm_cases() -> Vec<Case> {
     let mut single = Case::conv(&nin.convs[1]).remove(0);
     single.g.batch = 1;
     cases.push(single);
-    let inceptions = [gn.i3a, gn.i4a, gn.i5b].into_iter().flat_map(|i| [i.conv_1x1(), i.conv_3x3(), i.conv_5x5()]);
+    let inceptions =
+        [gn.i3a, gn.i4a, gn.i5b].into_iter().flat_map(|i| [i.conv_1x1(), i.conv_3x3(), i.conv_5x5()]);
     let googlenet_convs = [gn.b1, gn.b2_1x1, gn.b2_3x3].into_iter().chain(inceptions);
     for layer in nin.layers().into_iter().chain(googlenet_convs) {
         cases.extend(Case::conv(&layer));
@@ -502,7 +549,9 @@ impl ConvData {
 
 /// `{prefix}forward` and `{prefix}fwd_bwd` of one layer.
 fn bench_conv_layer(group: &mut Group, layer: &Conv, algo: ConvAlgo, prefix: &str) {
-    for (pass, backward, f) in [("forward", false, layer.forward_flops()), ("fwd_bwd", true, layer.fwd_bwd_flops())] {
+    for (pass, backward, f) in
+        [("forward", false, layer.forward_flops()), ("fwd_bwd", true, layer.fwd_bwd_flops())]
+    {
         bench(
             group,
             BenchmarkId::new(format!("{prefix}{pass}"), layer.id()),
@@ -558,14 +607,22 @@ fn bench_pool(c: &mut Criterion) {
             };
             let fwd = BenchmarkId::new("max_pool2d_forward", pool.id());
             let moved = bytes(x_len + 2 * y_len);
-            bench(&mut group, fwd, moved.clone(), with_argmax, |(x, _, _, y, arg)| Cpu.max_pool2d_forward(x, &geo, y, arg).unwrap());
+            bench(&mut group, fwd, moved.clone(), with_argmax, |(x, _, _, y, arg)| {
+                Cpu.max_pool2d_forward(x, &geo, y, arg).unwrap()
+            });
             let bwd = BenchmarkId::new("max_pool2d_backward", pool.id());
-            bench(&mut group, bwd, moved, with_argmax, |(_, dy, dx, _, arg)| Cpu.max_pool2d_backward(arg, dy, &geo, dx).unwrap());
+            bench(&mut group, bwd, moved, with_argmax, |(_, dy, dx, _, arg)| {
+                Cpu.max_pool2d_backward(arg, dy, &geo, dx).unwrap()
+            });
         } else {
             let fwd = BenchmarkId::new("avg_pool2d_forward", pool.id());
-            bench(&mut group, fwd, bytes(x_len + y_len), inputs, |(x, _, _, y)| Cpu.avg_pool2d_forward(x, &geo, y).unwrap());
+            bench(&mut group, fwd, bytes(x_len + y_len), inputs, |(x, _, _, y)| {
+                Cpu.avg_pool2d_forward(x, &geo, y).unwrap()
+            });
             let bwd = BenchmarkId::new("avg_pool2d_backward", pool.id());
-            bench(&mut group, bwd, bytes(x_len + y_len), inputs, |(_, dy, dx, _)| Cpu.avg_pool2d_backward(dy, &geo, dx).unwrap());
+            bench(&mut group, bwd, bytes(x_len + y_len), inputs, |(_, dy, dx, _)| {
+                Cpu.avg_pool2d_backward(dy, &geo, dx).unwrap()
+            });
         }
     }
     for act in [gn.gap, nin.gap] {
@@ -573,9 +630,13 @@ fn bench_pool(c: &mut Criterion) {
         let moved = bytes(act.len() + planes);
         let inputs = || (buf(act.len(), 13), buf(planes, 14), zeros(act.len()), zeros(planes));
         let fwd = BenchmarkId::new("global_avg_pool_forward", act.id());
-        bench(&mut group, fwd, moved.clone(), inputs, |(x, _, _, y)| Cpu.global_avg_pool_forward(x, planes, plane_len, y).unwrap());
+        bench(&mut group, fwd, moved.clone(), inputs, |(x, _, _, y)| {
+            Cpu.global_avg_pool_forward(x, planes, plane_len, y).unwrap()
+        });
         let bwd = BenchmarkId::new("global_avg_pool_backward", act.id());
-        bench(&mut group, bwd, moved, inputs, |(_, dy, dx, _)| Cpu.global_avg_pool_backward(dy, planes, plane_len, dx).unwrap());
+        bench(&mut group, bwd, moved, inputs, |(_, dy, dx, _)| {
+            Cpu.global_avg_pool_backward(dy, planes, plane_len, dx).unwrap()
+        });
     }
     group.finish();
 }
@@ -595,11 +656,19 @@ fn bench_activation(c: &mut Criterion) {
         // (x or y, dy or mask, out, mask)
         let inputs = || (buf(len, 21), buf(len, 22), zeros(len), zeros(len));
         let id = |kernel: &str| BenchmarkId::new(kernel, act.id());
-        bench(&mut group, id("relu_forward"), bytes(2 * len), inputs, |(x, _, y, _)| Cpu.relu_forward(x, y).unwrap());
-        bench(&mut group, id("relu_backward"), bytes(3 * len), inputs, |(y, dy, dx, _)| Cpu.relu_backward(y, dy, dx).unwrap());
-        bench(&mut group, id("dropout_forward"), bytes(3 * len), inputs, |(x, _, y, mask)| Cpu.dropout_forward(x, 0.5, 7, y, mask).unwrap());
+        bench(&mut group, id("relu_forward"), bytes(2 * len), inputs, |(x, _, y, _)| {
+            Cpu.relu_forward(x, y).unwrap()
+        });
+        bench(&mut group, id("relu_backward"), bytes(3 * len), inputs, |(y, dy, dx, _)| {
+            Cpu.relu_backward(y, dy, dx).unwrap()
+        });
+        bench(&mut group, id("dropout_forward"), bytes(3 * len), inputs, |(x, _, y, mask)| {
+            Cpu.dropout_forward(x, 0.5, 7, y, mask).unwrap()
+        });
         // The backward of dropout is `dx = dy * mask`.
-        bench(&mut group, id("dropout_backward"), bytes(3 * len), inputs, |(dy, mask, dx, _)| Cpu.mul(dy, mask, dx).unwrap());
+        bench(&mut group, id("dropout_backward"), bytes(3 * len), inputs, |(dy, mask, dx, _)| {
+            Cpu.mul(dy, mask, dx).unwrap()
+        });
     }
     group.finish();
 }
@@ -628,17 +697,24 @@ fn bench_elementwise(c: &mut Criterion) {
         let (len, ch, inner) = (act.len(), act.c, act.hw * act.hw);
         let inputs = || (buf(len, 31), buf(ch, 32), zeros(ch));
         let id = |kernel: &str| BenchmarkId::new(kernel, act.id());
-        bench(&mut group, id("add_bias"), bytes(2 * len + ch), inputs, |(y, b, _)| Cpu.add_bias(y, b, N, ch, inner).unwrap());
-        bench(&mut group, id("bias_grad"), bytes(len + ch), inputs, |(dy, _, db)| Cpu.bias_grad(dy, N, ch, inner, db).unwrap());
+        bench(&mut group, id("add_bias"), bytes(2 * len + ch), inputs, |(y, b, _)| {
+            Cpu.add_bias(y, b, N, ch, inner).unwrap()
+        });
+        bench(&mut group, id("bias_grad"), bytes(len + ch), inputs, |(dy, _, db)| {
+            Cpu.bias_grad(dy, N, ch, inner, db).unwrap()
+        });
     }
     // Inception joins: four copy_channels calls move the whole output once each way.
     for block in [gn.i3a, gn.i5b] {
         let len = N * block.out_channels() * block.hw * block.hw;
         let inputs = || (block.branches().map(|ch| buf(N * ch * block.hw * block.hw, ch as u64)), zeros(len));
-        let shape = format!("n{N}_c{}_{}x{}", block.branches().map(|c| c.to_string()).join("-"), block.hw, block.hw);
+        let shape =
+            format!("n{N}_c{}_{}x{}", block.branches().map(|c| c.to_string()).join("-"), block.hw, block.hw);
         for (split, what) in [(false, "concat"), (true, "split")] {
             let id = BenchmarkId::new("copy_channels", format!("{}_{what}_{shape}", block.name));
-            bench(&mut group, id, bytes(2 * len), inputs, |(branches, joined)| inception_concat(&block, branches, joined, split));
+            bench(&mut group, id, bytes(2 * len), inputs, |(branches, joined)| {
+                inception_concat(&block, branches, joined, split)
+            });
         }
     }
     // Whole-buffer maps and reductions on NiN conv1's output.
@@ -664,15 +740,33 @@ fn bench_loss(c: &mut Criterion) {
     let mut group = c.benchmark_group("loss_gbps");
     let inputs = || {
         let labels: Vec<f32> = (0..n).map(|i| (i % classes) as f32).collect();
-        (buf(len, 51), Cpu.from_slice(&labels).unwrap(), Cpu.from_slice(&[1.0, 0.0]).unwrap(), zeros(1), zeros(len))
+        (
+            buf(len, 51),
+            Cpu.from_slice(&labels).unwrap(),
+            Cpu.from_slice(&[1.0, 0.0]).unwrap(),
+            zeros(1),
+            zeros(len),
+        )
     };
     let id = |kernel: &str| BenchmarkId::new(kernel, format!("n{n}_classes{classes}"));
-    bench(&mut group, id("softmax_cross_entropy_forward"), bytes(len + n + 2), inputs, |(logits, labels, loss, correct, _)| {
-        Cpu.softmax_cross_entropy_forward(logits, labels, n, classes, loss, correct).unwrap()
-    });
-    bench(&mut group, id("softmax_cross_entropy_backward"), bytes(2 * len + n + 1), inputs, |(logits, labels, dloss, _, dlogits)| {
-        Cpu.softmax_cross_entropy_backward(logits, labels, n, classes, dloss, dlogits).unwrap()
-    });
+    bench(
+        &mut group,
+        id("softmax_cross_entropy_forward"),
+        bytes(len + n + 2),
+        inputs,
+        |(logits, labels, loss, correct, _)| {
+            Cpu.softmax_cross_entropy_forward(logits, labels, n, classes, loss, correct).unwrap()
+        },
+    );
+    bench(
+        &mut group,
+        id("softmax_cross_entropy_backward"),
+        bytes(2 * len + n + 1),
+        inputs,
+        |(logits, labels, dloss, _, dlogits)| {
+            Cpu.softmax_cross_entropy_backward(logits, labels, n, classes, dloss, dlogits).unwrap()
+        },
+    );
     group.finish();
 }
 
@@ -683,12 +777,20 @@ fn bench_optim(c: &mut Criterion) {
     for (model, len) in [("nin", NIN_PARAMS), ("googlenet", GOOGLENET_PARAMS)] {
         let inputs = || (buf(len, 61), buf(len, 62), zeros(len), zeros(len));
         // SGD reads p, g, v and writes p, v; Adam reads p, g, m, v and writes p, m, v.
-        bench(&mut group, BenchmarkId::new("sgd_momentum_step", format!("{model}_{len}")), bytes(5 * len), inputs, |(p, g, v, _)| {
-            Cpu.sgd_step(p, g, Some(v), &sgd).unwrap()
-        });
-        bench(&mut group, BenchmarkId::new("adam_step", format!("{model}_{len}")), bytes(7 * len), inputs, |(p, g, m, v)| {
-            Cpu.adam_step(p, g, m, v, &adam).unwrap()
-        });
+        bench(
+            &mut group,
+            BenchmarkId::new("sgd_momentum_step", format!("{model}_{len}")),
+            bytes(5 * len),
+            inputs,
+            |(p, g, v, _)| Cpu.sgd_step(p, g, Some(v), &sgd).unwrap(),
+        );
+        bench(
+            &mut group,
+            BenchmarkId::new("adam_step", format!("{model}_{len}")),
+            bytes(7 * len),
+            inputs,
+            |(p, g, m, v)| Cpu.adam_step(p, g, m, v, &adam).unwrap(),
+        );
     }
     group.finish();
 }
@@ -698,7 +800,10 @@ fn config() -> Criterion {
         "kernels bench: {} hardware threads (rayon's default pool size unless RAYON_NUM_THREADS is set)",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
-    Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(1))
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(1))
 }
 
 criterion_group! {

@@ -10,7 +10,8 @@ use std::process::Command;
 use std::time::Instant;
 use tensor::{Cpu, Tensor};
 
-const CONFIGS: &[(&str, usize, usize)] = &[("nin", 224, 32), ("nin", 224, 128), ("googlenet", 96, 32), ("googlenet", 96, 128)];
+const CONFIGS: &[(&str, usize, usize)] =
+    &[("nin", 224, 32), ("nin", 224, 128), ("googlenet", 96, 32), ("googlenet", 96, 128)];
 
 /// Peak resident set of this process, from /proc (Linux), in MiB.
 fn peak_rss_mib() -> f64 {
@@ -59,11 +60,17 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return;
     }
-    println!("training step on the CPU ({} threads), median of {steps} steps after one warm-up", rayon::current_num_threads());
+    println!(
+        "training step on the CPU ({} threads), median of {steps} steps after one warm-up",
+        rayon::current_num_threads()
+    );
     println!("{:<10} {:>7} {:>6} {:>10} {:>14}", "model", "input", "batch", "images/s", "peak RSS MiB");
     let exe = std::env::current_exe().unwrap();
     for &(model, resize, batch) in CONFIGS {
-        let out = Command::new(&exe).args(["--one", model, &resize.to_string(), &batch.to_string()]).output().unwrap();
+        let out = Command::new(&exe)
+            .args(["--one", model, &resize.to_string(), &batch.to_string()])
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         let mut it = text.split_whitespace().map(|v| v.parse::<f64>().unwrap_or(f64::NAN));
         let (ips, mib) = (it.next().unwrap_or(f64::NAN), it.next().unwrap_or(f64::NAN));

@@ -90,4 +90,9 @@ fn several_outputs_share_one_backward<B: Backend>(b: &B) {
     assert!(ys.iter().all(|y| y.is_leaf() && !y.requires_grad()));
 }
 
-backend_tests!(inference_mode_records_nothing, gradients_accumulate_until_zeroed, misuse_is_an_error, several_outputs_share_one_backward);
+backend_tests!(
+    inference_mode_records_nothing,
+    gradients_accumulate_until_zeroed,
+    misuse_is_an_error,
+    several_outputs_share_one_backward
+);

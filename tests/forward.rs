@@ -30,7 +30,8 @@ fn conv3x3_by_hand<B: Backend>(b: &B) {
     let ones = Var::constant(tensor(b, &[1, 1, 3, 3], &[1.0; 9]));
     let bias = Var::constant(tensor(b, &[1], &[0.5]));
     let y = ops::conv2d(&x, &ones, Some(&bias), (1, 1), (1, 1)).unwrap();
-    let want = [14., 24., 30., 22., 33., 54., 63., 45., 57., 90., 99., 69., 46., 72., 78., 54.].map(|v: f32| v + 0.5);
+    let want = [14., 24., 30., 22., 33., 54., 63., 45., 57., 90., 99., 69., 46., 72., 78., 54.]
+        .map(|v: f32| v + 0.5);
     assert_close(&y.value().to_vec().unwrap(), &want, 1e-6);
 
     // A kernel with one 1 at its top-left corner reads x[i-1][j-1] (cross-correlation, as
@@ -168,11 +169,17 @@ fn winograd_matches_im2col<B: Backend>(b: &B) {
         let ws = random(&mut r, o * c * k * k);
         let bs = random(&mut r, o);
         let run = |algo: ConvAlgo| -> tensor::Result<Vec<Vec<f32>>> {
-            let (x, wt, bias) = (param(b, &[n, c, h, w], &xs), param(b, &[o, c, k, k], &ws), param(b, &[o], &bs));
+            let (x, wt, bias) =
+                (param(b, &[n, c, h, w], &xs), param(b, &[o, c, k, k], &ws), param(b, &[o], &bs));
             let y = ops::conv2d_with(&x, &wt, Some(&bias), (1, 1), (p, p), algo)?;
             let dy = random(&mut rng(99), y.shape().numel());
             y.backward_with(tensor(b, y.shape().dims(), &dy))?;
-            Ok(vec![y.value().to_vec()?, x.grad().unwrap().to_vec()?, wt.grad().unwrap().to_vec()?, bias.grad().unwrap().to_vec()?])
+            Ok(vec![
+                y.value().to_vec()?,
+                x.grad().unwrap().to_vec()?,
+                wt.grad().unwrap().to_vec()?,
+                bias.grad().unwrap().to_vec()?,
+            ])
         };
         let reference = run(ConvAlgo::Im2col).unwrap();
         let out = (h + 2 * p - k + 1, w + 2 * p - k + 1);
@@ -185,7 +192,10 @@ fn winograd_matches_im2col<B: Backend>(b: &B) {
             // f32 transforms: errors relative to the largest value, a few units in the 6th digit.
             let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             for (j, (g, w)) in got.iter().zip(want).enumerate() {
-                assert!((g - w).abs() <= 2e-5 * scale, "case {i} {what}[{j}]: winograd {g} vs im2col {w} (largest {scale})");
+                assert!(
+                    (g - w).abs() <= 2e-5 * scale,
+                    "case {i} {what}[{j}]: winograd {g} vs im2col {w} (largest {scale})"
+                );
             }
         }
     }
@@ -195,13 +205,20 @@ fn winograd_matches_im2col<B: Backend>(b: &B) {
 /// a bias, on the 1x1 direct path (16x16 plane), im2col (strided) and Winograd (3x3, stride 1,
 /// 8+ channels), with enough images for the per-item bias sums.
 fn conv2d_relu_matches_relu_of_conv<B: Backend>(b: &B) {
-    let cases = [(3, 5, 16, 16, 7, 1, 1, 0), (4, 3, 9, 11, 5, 3, 2, 1), (2, 9, 8, 8, 10, 3, 1, 1), (1, 2, 5, 5, 3, 3, 1, 1)];
+    let cases = [
+        (3, 5, 16, 16, 7, 1, 1, 0),
+        (4, 3, 9, 11, 5, 3, 2, 1),
+        (2, 9, 8, 8, 10, 3, 1, 1),
+        (1, 2, 5, 5, 3, 3, 1, 1),
+    ];
     for (i, &(n, c, h, w, o, k, s, p)) in cases.iter().enumerate() {
         for with_bias in [true, false] {
             let mut r = rng(70 + i as u64);
-            let (xs, ws, bs) = (random(&mut r, n * c * h * w), random(&mut r, o * c * k * k), random(&mut r, o));
+            let (xs, ws, bs) =
+                (random(&mut r, n * c * h * w), random(&mut r, o * c * k * k), random(&mut r, o));
             let run = |fused: bool| -> tensor::Result<Vec<Vec<f32>>> {
-                let (x, wt, bias) = (param(b, &[n, c, h, w], &xs), param(b, &[o, c, k, k], &ws), param(b, &[o], &bs));
+                let (x, wt, bias) =
+                    (param(b, &[n, c, h, w], &xs), param(b, &[o, c, k, k], &ws), param(b, &[o], &bs));
                 let bias_arg = with_bias.then_some(&bias);
                 let y = if fused {
                     ops::conv2d_relu(&x, &wt, bias_arg, (s, s), (p, p))?
@@ -210,14 +227,18 @@ fn conv2d_relu_matches_relu_of_conv<B: Backend>(b: &B) {
                 };
                 let dy = random(&mut rng(98), y.shape().numel());
                 y.backward_with(tensor(b, y.shape().dims(), &dy))?;
-                let mut out = vec![y.value().to_vec()?, x.grad().unwrap().to_vec()?, wt.grad().unwrap().to_vec()?];
+                let mut out =
+                    vec![y.value().to_vec()?, x.grad().unwrap().to_vec()?, wt.grad().unwrap().to_vec()?];
                 if with_bias {
                     out.push(bias.grad().unwrap().to_vec()?);
                 }
                 Ok(out)
             };
             let (fused, plain) = (run(true).unwrap(), run(false).unwrap());
-            assert!(fused[0].contains(&0.0) && fused[0].iter().any(|&v| v > 0.0), "case {i}: the ReLU should cut some values");
+            assert!(
+                fused[0].contains(&0.0) && fused[0].iter().any(|&v| v > 0.0),
+                "case {i}: the ReLU should cut some values"
+            );
             for (what, (got, want)) in ["y", "dx", "dw", "dbias"].iter().zip(fused.iter().zip(&plain)) {
                 assert_close(got, want, 1e-6);
                 assert_eq!(got.len(), want.len(), "case {i} {what}");
@@ -240,20 +261,31 @@ fn conv2d_relu_shared_matches_separate_convs<B: Backend>(b: &B) {
             let bs: Vec<Vec<f32>> = outs.iter().map(|&o| random(&mut r, o)).collect();
             let run = |shared: bool| -> tensor::Result<Vec<Vec<f32>>> {
                 let x = param(b, &[n, c, h, w], &xs);
-                let wts: Vec<Var<B>> = outs.iter().zip(&ws).map(|(&o, v)| param(b, &[o, c, k, k], v)).collect();
+                let wts: Vec<Var<B>> =
+                    outs.iter().zip(&ws).map(|(&o, v)| param(b, &[o, c, k, k], v)).collect();
                 let biases: Vec<Var<B>> = outs.iter().zip(&bs).map(|(&o, v)| param(b, &[o], v)).collect();
                 // The second convolution has no bias.
-                let convs: Vec<(&Var<B>, Option<&Var<B>>)> = (0..3).map(|j| (&wts[j], (j != 1).then_some(&biases[j]))).collect();
+                let convs: Vec<(&Var<B>, Option<&Var<B>>)> =
+                    (0..3).map(|j| (&wts[j], (j != 1).then_some(&biases[j]))).collect();
                 let ys = if shared {
                     ops::conv2d_relu_shared(&x, &convs, (s, s), (p, p))?
                 } else {
-                    convs.iter().map(|&(wt, bias)| ops::conv2d_relu(&x, wt, bias, (s, s), (p, p))).collect::<tensor::Result<Vec<_>>>()?
+                    convs
+                        .iter()
+                        .map(|&(wt, bias)| ops::conv2d_relu(&x, wt, bias, (s, s), (p, p)))
+                        .collect::<tensor::Result<Vec<_>>>()?
                 };
-                let used: Vec<&Var<B>> = ys.iter().enumerate().filter(|&(j, _)| !(skip_middle && j == 1)).map(|(_, y)| y).collect();
+                let used: Vec<&Var<B>> = ys
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| !(skip_middle && j == 1))
+                    .map(|(_, y)| y)
+                    .collect();
                 let joined = ops::concat_channels(&used)?;
                 let dy = random(&mut rng(97), joined.shape().numel());
                 joined.backward_with(tensor(b, joined.shape().dims(), &dy))?;
-                let mut got: Vec<Vec<f32>> = ys.iter().map(|y| y.value().to_vec()).collect::<tensor::Result<_>>()?;
+                let mut got: Vec<Vec<f32>> =
+                    ys.iter().map(|y| y.value().to_vec()).collect::<tensor::Result<_>>()?;
                 got.push(x.grad().unwrap().to_vec()?);
                 for (j, wt) in wts.iter().enumerate() {
                     // An unused output's weights get no gradient from the separate convolutions.
@@ -265,7 +297,10 @@ fn conv2d_relu_shared_matches_separate_convs<B: Backend>(b: &B) {
                 Ok(got)
             };
             let (shared, separate) = (run(true).unwrap(), run(false).unwrap());
-            assert!(shared[0].contains(&0.0) && shared[0].iter().any(|&v| v > 0.0), "case {i}: the ReLU should cut some values");
+            assert!(
+                shared[0].contains(&0.0) && shared[0].iter().any(|&v| v > 0.0),
+                "case {i}: the ReLU should cut some values"
+            );
             assert_eq!(shared.len(), separate.len());
             for (got, want) in shared.iter().zip(&separate) {
                 assert_eq!(got.len(), want.len(), "case {i}");
@@ -293,9 +328,15 @@ fn wrong_input_is_an_error<B: Backend>(b: &B) {
     let bias = Var::constant(tensor(b, &[3], &[0.0; 3]));
     let w = Var::constant(tensor(b, &[2, 3, 3, 3], &[0.0; 54]));
     expect_err(ops::conv2d(&x, &w, Some(&bias), (1, 1), (0, 0)), &["bias", "[3]", "[2]"]);
-    expect_err(ops::conv2d_relu_shared(&x, &[(&w, None), (&w4, None)], (1, 1), (0, 0)), &["[8, 4, 3, 3]", "[2, 3, 5, 5]", "[_, 3, 3, 3]"]);
+    expect_err(
+        ops::conv2d_relu_shared(&x, &[(&w, None), (&w4, None)], (1, 1), (0, 0)),
+        &["[8, 4, 3, 3]", "[2, 3, 5, 5]", "[_, 3, 3, 3]"],
+    );
     let w1 = Var::constant(tensor(b, &[2, 3, 1, 1], &[0.0; 6]));
-    expect_err(ops::conv2d_relu_shared(&x, &[(&w, None), (&w1, None)], (1, 1), (0, 0)), &["[2, 3, 1, 1]", "3x3 kernel"]);
+    expect_err(
+        ops::conv2d_relu_shared(&x, &[(&w, None), (&w1, None)], (1, 1), (0, 0)),
+        &["[2, 3, 1, 1]", "3x3 kernel"],
+    );
     expect_err(ops::conv2d_relu_shared(&x, &[(&w1, Some(&bias))], (1, 1), (0, 0)), &["bias", "[3]", "[2]"]);
     expect_err(ops::conv2d_relu_shared(&x, &[], (1, 1), (0, 0)), &["at least one"]);
     expect_err(ops::max_pool2d(&x, Window::square(7, 1, 0)), &["7x7", "5x5"]);

@@ -11,11 +11,11 @@ type ConvCase = (usize, usize, usize, usize, usize, (usize, usize), (usize, usiz
 
 const CONV_CASES: &[ConvCase] = &[
     (2, 3, 7, 9, 4, (3, 3), (1, 1), (1, 1)),
-    (3, 4, 8, 7, 5, (3, 2), (2, 1), (1, 2)),  // rectangular kernel, mixed stride and padding
-    (2, 3, 9, 9, 3, (2, 2), (3, 3), (0, 0)),  // stride larger than the kernel
-    (2, 5, 5, 6, 4, (5, 3), (1, 2), (2, 0)),  // kernel as tall as the input
-    (3, 3, 6, 5, 4, (1, 1), (1, 1), (0, 0)),  // 1x1: the direct GEMM path
-    (2, 4, 7, 6, 3, (1, 1), (2, 2), (1, 0)),  // 1x1 strided and padded: the im2col path
+    (3, 4, 8, 7, 5, (3, 2), (2, 1), (1, 2)), // rectangular kernel, mixed stride and padding
+    (2, 3, 9, 9, 3, (2, 2), (3, 3), (0, 0)), // stride larger than the kernel
+    (2, 5, 5, 6, 4, (5, 3), (1, 2), (2, 0)), // kernel as tall as the input
+    (3, 3, 6, 5, 4, (1, 1), (1, 1), (0, 0)), // 1x1: the direct GEMM path
+    (2, 4, 7, 6, 3, (1, 1), (2, 2), (1, 0)), // 1x1 strided and padded: the im2col path
     (2, 3, 5, 8, 5, (4, 4), (3, 2), (2, 1)),
     (2, 3, 9, 9, 4, (5, 5), (2, 2), (2, 2)),
     (1, 2, 4, 19, 3, (3, 3), (1, 1), (1, 1)), // rows of 19: the CPU's row-copy im2col and col2im
@@ -36,15 +36,28 @@ fn conv2d<B: Backend>(b: &B) {
 
 fn conv2d_im2col_path_for_1x1<B: Backend>(b: &B) {
     let mut r = rng(7);
-    let inputs = vec![(vec![2, 3, 5, 7], random(&mut r, 210)), (vec![4, 3, 1, 1], random(&mut r, 12)), (vec![4], random(&mut r, 4))];
-    grad_check(b, &inputs, |v| ops::conv2d_with(&v[0], &v[1], Some(&v[2]), (1, 1), (0, 0), ConvAlgo::Im2col), SMOOTH);
+    let inputs = vec![
+        (vec![2, 3, 5, 7], random(&mut r, 210)),
+        (vec![4, 3, 1, 1], random(&mut r, 12)),
+        (vec![4], random(&mut r, 4)),
+    ];
+    grad_check(
+        b,
+        &inputs,
+        |v| ops::conv2d_with(&v[0], &v[1], Some(&v[2]), (1, 1), (0, 0), ConvAlgo::Im2col),
+        SMOOTH,
+    );
 }
 
 /// The shared-input convolutions through a concatenation of their outputs: the 1x1 im2col path
 /// (a 3x5 plane), the direct path (a 16x17 plane) and a strided, padded 3x2 kernel. The ReLUs
 /// make kinks: a few elements may sit on one.
 fn conv2d_relu_shared<B: Backend>(b: &B) {
-    let cases = [(2, 3, 3, 5, (1, 1), (1, 1), (0, 0)), (1, 2, 16, 17, (1, 1), (1, 1), (0, 0)), (2, 3, 6, 7, (3, 2), (2, 1), (1, 1))];
+    let cases = [
+        (2, 3, 3, 5, (1, 1), (1, 1), (0, 0)),
+        (1, 2, 16, 17, (1, 1), (1, 1), (0, 0)),
+        (2, 3, 6, 7, (3, 2), (2, 1), (1, 1)),
+    ];
     for (i, &(n, c, h, w, k, s, p)) in cases.iter().enumerate() {
         let mut r = rng(40 + i as u64);
         let mut inputs = vec![(vec![n, c, h, w], random(&mut r, n * c * h * w))];
@@ -83,7 +96,12 @@ fn conv2d_winograd<B: Backend>(b: &B) {
             (vec![o, c, k.0, k.1], random(&mut r, o * c * k.0 * k.1)),
             (vec![o], random(&mut r, o)),
         ];
-        grad_check(b, &inputs, |v| ops::conv2d_with(&v[0], &v[1], Some(&v[2]), s, p, ConvAlgo::Winograd), SMOOTH);
+        grad_check(
+            b,
+            &inputs,
+            |v| ops::conv2d_with(&v[0], &v[1], Some(&v[2]), s, p, ConvAlgo::Winograd),
+            SMOOTH,
+        );
     }
 }
 
@@ -126,7 +144,11 @@ fn dropout<B: Backend>(b: &B) {
 
 fn linear<B: Backend>(b: &B) {
     let mut r = rng(4);
-    let inputs = vec![(vec![3, 7], random(&mut r, 21)), (vec![5, 7], random(&mut r, 35)), (vec![5], random(&mut r, 5))];
+    let inputs = vec![
+        (vec![3, 7], random(&mut r, 21)),
+        (vec![5, 7], random(&mut r, 35)),
+        (vec![5], random(&mut r, 5)),
+    ];
     grad_check(b, &inputs, |v| ops::linear(&v[0], &v[1], Some(&v[2])), SMOOTH);
 }
 

@@ -12,7 +12,10 @@ fn close(what: &str, cpu: &[f32], gpu: &[f32], tol: f32) {
     assert_eq!(cpu.len(), gpu.len(), "{what}: lengths");
     let scale = cpu.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
     for (i, (a, b)) in cpu.iter().zip(gpu).enumerate() {
-        assert!((a - b).abs() <= tol * a.abs().max(b.abs()) + tol * 1e-2 * scale, "{what}[{i}]: cpu {a} vs gpu {b}");
+        assert!(
+            (a - b).abs() <= tol * a.abs().max(b.abs()) + tol * 1e-2 * scale,
+            "{what}[{i}]: cpu {a} vs gpu {b}"
+        );
     }
 }
 
@@ -42,7 +45,13 @@ fn gemm_every_transpose_batch_and_sum() {
     with_gpu("gemm_every_transpose_batch_and_sum", |p| {
         let mut r = rng(40);
         for &(ta, tb) in &[(false, false), (false, true), (true, false), (true, true)] {
-            for &(m, n, k, batch, sum) in &[(1, 1, 1, 1, false), (67, 45, 33, 1, false), (13, 130, 70, 3, false), (29, 17, 101, 4, true), (64, 64, 0, 1, false)] {
+            for &(m, n, k, batch, sum) in &[
+                (1, 1, 1, 1, false),
+                (67, 45, 33, 1, false),
+                (13, 130, 70, 3, false),
+                (29, 17, 101, 4, true),
+                (64, 64, 0, 1, false),
+            ] {
                 let g = Gemm {
                     batch,
                     a_offset: 3,
@@ -61,7 +70,12 @@ fn gemm_every_transpose_batch_and_sum() {
                 let (mut c, mut gc) = p.up(&random(&mut r, lc));
                 Cpu.gemm(&g, &a, &b, &mut c).unwrap();
                 p.gpu.gemm(&g, &ga, &gb, &mut gc).unwrap();
-                close(&format!("gemm {ta} {tb} {m}x{n}x{k} batch {batch} sum {sum}"), &c, &p.down(&gc), GEMM_TOL);
+                close(
+                    &format!("gemm {ta} {tb} {m}x{n}x{k} batch {batch} sum {sum}"),
+                    &c,
+                    &p.down(&gc),
+                    GEMM_TOL,
+                );
             }
         }
     });
@@ -71,7 +85,12 @@ fn gemm_every_transpose_batch_and_sum() {
 fn im2col_and_col2im() {
     with_gpu("im2col_and_col2im", |p| {
         let mut r = rng(41);
-        for &(n, c, h, w, k, s, pad) in &[(3, 3, 7, 9, (3, 3), (1, 1), (1, 1)), (2, 4, 8, 7, (3, 2), (2, 1), (1, 2)), (2, 3, 9, 9, (2, 2), (3, 3), (0, 0)), (3, 2, 11, 6, (5, 3), (2, 2), (2, 1))] {
+        for &(n, c, h, w, k, s, pad) in &[
+            (3, 3, 7, 9, (3, 3), (1, 1), (1, 1)),
+            (2, 4, 8, 7, (3, 2), (2, 1), (1, 2)),
+            (2, 3, 9, 9, (2, 2), (3, 3), (0, 0)),
+            (3, 2, 11, 6, (5, 3), (2, 2), (2, 1)),
+        ] {
             let geo = ConvGeometry::new(n, c, h, w, 4, Window::new(k, s, pad)).unwrap();
             let (first, count) = (1, n - 1);
             let (x, gx) = p.up(&random(&mut r, n * c * h * w));
@@ -227,7 +246,10 @@ fn optimizer_steps() {
         let mut r = rng(46);
         let n = 1_001;
         let (g, gg) = p.up(&random(&mut r, n));
-        for hp in [SgdStep { lr: 0.1, momentum: 0.0, weight_decay: 0.01 }, SgdStep { lr: 0.05, momentum: 0.9, weight_decay: 0.0 }] {
+        for hp in [
+            SgdStep { lr: 0.1, momentum: 0.0, weight_decay: 0.01 },
+            SgdStep { lr: 0.05, momentum: 0.9, weight_decay: 0.0 },
+        ] {
             let (mut w, mut gw) = p.up(&random(&mut r, n));
             let (mut v, mut gv) = p.up(&random(&mut r, n));
             for _ in 0..3 {

@@ -2,7 +2,9 @@
 mod common;
 use autograd::Var;
 use common::*;
-use layers::{ops, Adam, Conv2d, Flatten, Linear, MaxPool2d, Mode, Module, Optimizer, Relu, Sequential, Sgd, WeightInit};
+use layers::{
+    ops, Adam, Conv2d, Flatten, Linear, MaxPool2d, Mode, Module, Optimizer, Relu, Sequential, Sgd, WeightInit,
+};
 use rand::Rng;
 use tensor::{Backend, Window};
 

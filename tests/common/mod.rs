@@ -107,7 +107,12 @@ pub const SMOOTH: Check = Check { step: STEP, max_kink_share: 0.0 };
 
 /// Compares the analytic gradients of `sum(f(inputs) * w)` (w fixed random weights; or the
 /// output itself when it is a single value) with central finite differences.
-pub fn grad_check<B: Backend>(b: &B, inputs: &[(Vec<usize>, Vec<f32>)], f: impl Fn(&[Var<B>]) -> Result<Var<B>>, check: Check) {
+pub fn grad_check<B: Backend>(
+    b: &B,
+    inputs: &[(Vec<usize>, Vec<f32>)],
+    f: impl Fn(&[Var<B>]) -> Result<Var<B>>,
+    check: Check,
+) {
     check_with_head(b, inputs, f, Head::Weighted, check)
 }
 
@@ -126,10 +131,13 @@ pub fn check_with_head<B: Backend>(
     let vars: Vec<Var<B>> = inputs.iter().map(|(s, d)| param(b, s, d)).collect();
     let y = f(&vars).expect("forward");
     let out_shape = y.shape();
-    let weights: Vec<f32> = if out_shape.numel() == 1 { vec![1.0] } else { random(&mut rng(99), out_shape.numel()) };
+    let weights: Vec<f32> =
+        if out_shape.numel() == 1 { vec![1.0] } else { random(&mut rng(99), out_shape.numel()) };
     match head {
         Head::Weighted => y.backward_with(tensor(b, out_shape.dims(), &weights)).expect("backward"),
-        Head::CrossEntropy(labels) => layers::ops::cross_entropy(&y, labels).expect("loss").0.backward().expect("backward"),
+        Head::CrossEntropy(labels) => {
+            layers::ops::cross_entropy(&y, labels).expect("loss").0.backward().expect("backward")
+        }
     }
     let head_value = |out: &[f32]| -> f64 {
         match head {

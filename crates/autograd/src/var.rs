@@ -12,7 +12,8 @@ pub type BackwardFn<B> = Box<dyn FnOnce(&Tensor<B>, &[bool]) -> Result<Vec<Optio
 
 /// `BackwardFn` for an op with several outputs: the gradient of each (`None` where nothing
 /// downstream used it) to the gradients of its parents.
-pub type MultiBackwardFn<B> = Box<dyn FnOnce(&[Option<Tensor<B>>], &[bool]) -> Result<Vec<Option<Tensor<B>>>>>;
+pub type MultiBackwardFn<B> =
+    Box<dyn FnOnce(&[Option<Tensor<B>>], &[bool]) -> Result<Vec<Option<Tensor<B>>>>>;
 
 /// How a node's gradient goes back to its parents.
 enum Step<B: Backend> {
@@ -49,7 +50,12 @@ impl<B: Backend> Clone for Var<B> {
 
 impl<B: Backend> Var<B> {
     fn leaf(value: Tensor<B>, requires_grad: bool) -> Self {
-        Var(Rc::new(Node { value: RefCell::new(value), grad: RefCell::new(None), requires_grad, origin: None }))
+        Var(Rc::new(Node {
+            value: RefCell::new(value),
+            grad: RefCell::new(None),
+            requires_grad,
+            origin: None,
+        }))
     }
     /// A trainable leaf: backward accumulates into its `grad()`.
     pub fn parameter(value: Tensor<B>) -> Self {
@@ -66,26 +72,49 @@ impl<B: Backend> Var<B> {
         if !is_grad_enabled() || !parents.iter().any(|p| p.requires_grad()) {
             return Self::constant(value);
         }
-        let origin = Origin { op, parents: parents.iter().map(|&p| p.clone()).collect(), step: Step::Op(RefCell::new(Some(backward))) };
+        let origin = Origin {
+            op,
+            parents: parents.iter().map(|&p| p.clone()).collect(),
+            step: Step::Op(RefCell::new(Some(backward))),
+        };
         Self::with_origin(value, origin)
     }
 
     /// The results of an op with several outputs (e.g. products sharing one input), whose
     /// backward runs once with all their gradients. Outputs hang off one hidden node that holds
     /// the parents, so the graph still has one backward per op.
-    pub fn from_op_multi(op: &'static str, values: Vec<Tensor<B>>, parents: &[&Var<B>], backward: MultiBackwardFn<B>) -> Result<Vec<Self>> {
+    pub fn from_op_multi(
+        op: &'static str,
+        values: Vec<Tensor<B>>,
+        parents: &[&Var<B>],
+        backward: MultiBackwardFn<B>,
+    ) -> Result<Vec<Self>> {
         if !is_grad_enabled() || !parents.iter().any(|p| p.requires_grad()) {
             return Ok(values.into_iter().map(Self::constant).collect());
         }
         let Some(first) = values.first() else { bail!(Graph, "`{op}` made no outputs") };
         let step = Step::Group { outputs: values.len(), backward: RefCell::new(Some(backward)) };
         // The group's own value is never read: an empty tensor stands in.
-        let group = Self::with_origin(Tensor::uninit(first.backend(), [0])?, Origin { op, parents: parents.iter().map(|&p| p.clone()).collect(), step });
-        Ok(values.into_iter().enumerate().map(|(i, v)| Self::with_origin(v, Origin { op, parents: vec![group.clone()], step: Step::Output(i) })).collect())
+        let group = Self::with_origin(
+            Tensor::uninit(first.backend(), [0])?,
+            Origin { op, parents: parents.iter().map(|&p| p.clone()).collect(), step },
+        );
+        Ok(values
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                Self::with_origin(v, Origin { op, parents: vec![group.clone()], step: Step::Output(i) })
+            })
+            .collect())
     }
 
     fn with_origin(value: Tensor<B>, origin: Origin<B>) -> Self {
-        Var(Rc::new(Node { value: RefCell::new(value), grad: RefCell::new(None), requires_grad: true, origin: Some(origin) }))
+        Var(Rc::new(Node {
+            value: RefCell::new(value),
+            grad: RefCell::new(None),
+            requires_grad: true,
+            origin: Some(origin),
+        }))
     }
 
     pub fn requires_grad(&self) -> bool {
@@ -116,7 +145,12 @@ impl<B: Backend> Var<B> {
     pub fn set_value(&self, value: Tensor<B>) -> Result<()> {
         let mut current = self.0.value.borrow_mut();
         if current.shape() != value.shape() {
-            bail!(Shape, "cannot set a value of shape {} into a variable of shape {}", value.shape(), current.shape());
+            bail!(
+                Shape,
+                "cannot set a value of shape {} into a variable of shape {}",
+                value.shape(),
+                current.shape()
+            );
         }
         *current = value;
         Ok(())
@@ -150,7 +184,12 @@ impl<B: Backend> Var<B> {
     /// Back-propagates `grad` (of this value's shape) through the graph.
     pub fn backward_with(&self, grad: Tensor<B>) -> Result<()> {
         if grad.shape() != self.value_ref().shape() {
-            bail!(Shape, "backward_with: gradient of shape {} for a value of shape {}", grad.shape(), self.shape());
+            bail!(
+                Shape,
+                "backward_with: gradient of shape {} for a value of shape {}",
+                grad.shape(),
+                self.shape()
+            );
         }
         if !self.requires_grad() {
             bail!(Graph, "backward(): this value does not depend on any parameter");
@@ -176,7 +215,9 @@ impl<B: Backend> Var<B> {
                 Step::Output(i) => {
                     // Held for the group, which comes after all of its outputs in this order.
                     let group = &origin.parents[0];
-                    if let (Some(g), Some(Origin { step: Step::Group { outputs, .. }, .. })) = (pending.remove(&var.key()), &group.0.origin) {
+                    if let (Some(g), Some(Origin { step: Step::Group { outputs, .. }, .. })) =
+                        (pending.remove(&var.key()), &group.0.origin)
+                    {
                         gathered.entry(group.key()).or_insert_with(|| vec![None; *outputs])[*i] = Some(g);
                     }
                     continue;
@@ -187,12 +228,24 @@ impl<B: Backend> Var<B> {
                 }
             };
             if grads.len() != origin.parents.len() {
-                bail!(Graph, "`{}` returned {} gradients for {} inputs", origin.op, grads.len(), origin.parents.len());
+                bail!(
+                    Graph,
+                    "`{}` returned {} gradients for {} inputs",
+                    origin.op,
+                    grads.len(),
+                    origin.parents.len()
+                );
             }
             for ((parent, grad), need) in origin.parents.iter().zip(grads).zip(needs) {
                 let (Some(grad), true) = (grad, need) else { continue };
                 if grad.shape() != parent.value_ref().shape() {
-                    bail!(Graph, "`{}` gave a gradient of shape {} for an input of shape {}", origin.op, grad.shape(), parent.shape());
+                    bail!(
+                        Graph,
+                        "`{}` gave a gradient of shape {} for an input of shape {}",
+                        origin.op,
+                        grad.shape(),
+                        parent.shape()
+                    );
                 }
                 match pending.entry(parent.key()) {
                     Entry::Occupied(mut e) => e.get_mut().axpy_assign(1.0, &grad)?,
@@ -233,9 +286,11 @@ impl<B: Backend> Var<B> {
 
 /// An op's backward, which runs at most once (it frees what the forward pass saved).
 fn take_once<F>(slot: &RefCell<Option<F>>, op: &str) -> Result<F> {
-    slot.borrow_mut()
-        .take()
-        .ok_or_else(|| tensor::Error::Graph(format!("the graph through `{op}` was already used by a backward pass; run the forward pass again")))
+    slot.borrow_mut().take().ok_or_else(|| {
+        tensor::Error::Graph(format!(
+            "the graph through `{op}` was already used by a backward pass; run the forward pass again"
+        ))
+    })
 }
 
 /// `slot += grad` (or `slot = grad` when empty): fan-out sums its gradients here.

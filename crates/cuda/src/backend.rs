@@ -38,7 +38,8 @@ macro_rules! launch {
 
 /// A size as the kernels' `int`, or an error for tensors beyond 2^31 values.
 fn int(what: &str, v: usize) -> Result<i32> {
-    i32::try_from(v).map_err(|_| Error::InvalidArgument(format!("{what} = {v} exceeds the CUDA kernels' 32-bit sizes")))
+    i32::try_from(v)
+        .map_err(|_| Error::InvalidArgument(format!("{what} = {v} exceeds the CUDA kernels' 32-bit sizes")))
 }
 
 /// Grid-stride launch for `n` elements: 256 threads a block.
@@ -64,7 +65,9 @@ impl Cuda {
                 .load_module(Ptx::from_src(*ptx))
                 .map_err(|e| Error::Device(format!("loading kernels/{family}.cu's PTX failed: {e}")))?;
             for name in names.iter() {
-                let f = module.load_function(name).map_err(|e| Error::Device(format!("kernel {name} in {family}.ptx: {e}")))?;
+                let f = module
+                    .load_function(name)
+                    .map_err(|e| Error::Device(format!("kernel {name} in {family}.ptx: {e}")))?;
                 functions.insert(*name, f);
             }
         }
@@ -115,7 +118,14 @@ impl Cuda {
 
     /// Launches a kernel whose arguments are its inputs, its outputs, then `int` sizes (the
     /// pooling and im2col families), one thread per `total` element, grid-stride.
-    fn launch_sized(&self, name: &'static str, total: usize, inputs: &[&Buffer], outs: &mut [&mut Buffer], sizes: &[i32]) -> Result<()> {
+    fn launch_sized(
+        &self,
+        name: &'static str,
+        total: usize,
+        inputs: &[&Buffer],
+        outs: &mut [&mut Buffer],
+        sizes: &[i32],
+    ) -> Result<()> {
         let func = self.function(name)?;
         let mut builder = self.inner.stream.launch_builder(func);
         for input in inputs {
@@ -127,7 +137,9 @@ impl Cuda {
         for v in sizes {
             builder.arg(v);
         }
-        unsafe { builder.launch(elementwise(total)) }.map(|_| ()).map_err(|e| Error::Device(format!("kernel {name} failed: {e}")))
+        unsafe { builder.launch(elementwise(total)) }
+            .map(|_| ())
+            .map_err(|e| Error::Device(format!("kernel {name} failed: {e}")))
     }
 
     fn conv_args(geo: &ConvGeometry, first: usize, count: usize) -> Result<[i32; 13]> {
@@ -168,7 +180,10 @@ impl Backend for Cuda {
     fn from_slice(&self, data: &[f32]) -> Result<Buffer> {
         let mut b = self.inner.pool.take(data.len())?;
         if !data.is_empty() {
-            self.inner.stream.memcpy_htod(data, b.slice_mut()).map_err(|e| Error::Device(format!("upload of {} values: {e}", data.len())))?;
+            self.inner
+                .stream
+                .memcpy_htod(data, b.slice_mut())
+                .map_err(|e| Error::Device(format!("upload of {} values: {e}", data.len())))?;
         }
         Ok(b)
     }
@@ -176,7 +191,10 @@ impl Backend for Cuda {
         if src.is_empty() {
             return Ok(Vec::new());
         }
-        self.inner.stream.clone_dtoh(src.slice()).map_err(|e| Error::Device(format!("download of {} values: {e}", src.len())))
+        self.inner
+            .stream
+            .clone_dtoh(src.slice())
+            .map_err(|e| Error::Device(format!("download of {} values: {e}", src.len())))
     }
     fn storage_len(&self, s: &Buffer) -> usize {
         s.len()
@@ -184,7 +202,10 @@ impl Backend for Cuda {
     fn copy(&self, src: &Buffer) -> Result<Buffer> {
         let mut b = self.inner.pool.take(src.len())?;
         if !src.is_empty() {
-            self.inner.stream.memcpy_dtod(src.slice(), b.slice_mut()).map_err(|e| Error::Device(format!("device copy: {e}")))?;
+            self.inner
+                .stream
+                .memcpy_dtod(src.slice(), b.slice_mut())
+                .map_err(|e| Error::Device(format!("device copy: {e}")))?;
         }
         Ok(b)
     }
@@ -200,26 +221,57 @@ impl Backend for Cuda {
         }
         let sum_batch = (g.c_stride == 0 && g.batch > 1) as i32;
         let (m, n, k, batch) = (int("m", g.m)?, int("n", g.n)?, int("k", g.k)?, int("batch", g.batch)?);
-        let [ao, as_, bo, bs, co, cs] = [g.a_offset, g.a_stride, g.b_offset, g.b_stride, g.c_offset, g.c_stride].map(|v| v as i64);
+        let [ao, as_, bo, bs, co, cs] =
+            [g.a_offset, g.a_stride, g.b_offset, g.b_stride, g.c_offset, g.c_stride].map(|v| v as i64);
         // The kernel walks the batch in steps of gridDim.z, so z is clamped to the hardware limit.
         let z = if sum_batch == 1 { 1 } else { g.batch.min(65_535) as u32 };
-        let cfg = LaunchConfig { grid_dim: (g.n.div_ceil(64) as u32, g.m.div_ceil(64) as u32, z), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let cfg = LaunchConfig {
+            grid_dim: (g.n.div_ceil(64) as u32, g.m.div_ceil(64) as u32, z),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
         let (a, b, c) = (a.slice(), b.slice(), c.slice_mut());
         let (alpha, beta) = (g.alpha, g.beta);
         match (g.trans_a, g.trans_b) {
-            (false, false) => launch!(self, "sgemm_nn", cfg, &m, &n, &k, &alpha, a, &ao, &as_, b, &bo, &bs, &beta, c, &co, &cs, &batch, &sum_batch),
-            (false, true) => launch!(self, "sgemm_nt", cfg, &m, &n, &k, &alpha, a, &ao, &as_, b, &bo, &bs, &beta, c, &co, &cs, &batch, &sum_batch),
-            (true, false) => launch!(self, "sgemm_tn", cfg, &m, &n, &k, &alpha, a, &ao, &as_, b, &bo, &bs, &beta, c, &co, &cs, &batch, &sum_batch),
-            (true, true) => launch!(self, "sgemm_tt", cfg, &m, &n, &k, &alpha, a, &ao, &as_, b, &bo, &bs, &beta, c, &co, &cs, &batch, &sum_batch),
+            (false, false) => launch!(
+                self, "sgemm_nn", cfg, &m, &n, &k, &alpha, a, &ao, &as_, b, &bo, &bs, &beta, c, &co, &cs,
+                &batch, &sum_batch
+            ),
+            (false, true) => launch!(
+                self, "sgemm_nt", cfg, &m, &n, &k, &alpha, a, &ao, &as_, b, &bo, &bs, &beta, c, &co, &cs,
+                &batch, &sum_batch
+            ),
+            (true, false) => launch!(
+                self, "sgemm_tn", cfg, &m, &n, &k, &alpha, a, &ao, &as_, b, &bo, &bs, &beta, c, &co, &cs,
+                &batch, &sum_batch
+            ),
+            (true, true) => launch!(
+                self, "sgemm_tt", cfg, &m, &n, &k, &alpha, a, &ao, &as_, b, &bo, &bs, &beta, c, &co, &cs,
+                &batch, &sum_batch
+            ),
         }
     }
 
-    fn im2col(&self, x: &Buffer, geo: &ConvGeometry, first: usize, count: usize, cols: &mut Buffer) -> Result<()> {
+    fn im2col(
+        &self,
+        x: &Buffer,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        cols: &mut Buffer,
+    ) -> Result<()> {
         checks::unfold("im2col", geo, first, count, x.len(), cols.len())?;
         let total = count * geo.col_rows() * geo.col_cols();
         self.launch_sized("im2col", total, &[x], &mut [cols], &Self::conv_args(geo, first, count)?)
     }
-    fn col2im(&self, cols: &Buffer, geo: &ConvGeometry, first: usize, count: usize, dx: &mut Buffer) -> Result<()> {
+    fn col2im(
+        &self,
+        cols: &Buffer,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        dx: &mut Buffer,
+    ) -> Result<()> {
         checks::unfold("col2im", geo, first, count, dx.len(), cols.len())?;
         let total = count * geo.c_in * geo.h * geo.w;
         self.launch_sized("col2im", total, &[cols], &mut [dx], &Self::conv_args(geo, first, count)?)
@@ -239,52 +291,144 @@ impl Backend for Cuda {
         let (r, c, b) = (int("rows", rows)?, int("cols", cols)?, int("block", block)?);
         int("transpose size", len)?;
         let (so, doff) = (src_offset as i64, dst_offset as i64);
-        launch!(self, "transpose_blocks", elementwise(len), src.slice(), &so, &r, &c, &b, dst.slice_mut(), &doff)
+        launch!(
+            self,
+            "transpose_blocks",
+            elementwise(len),
+            src.slice(),
+            &so,
+            &r,
+            &c,
+            &b,
+            dst.slice_mut(),
+            &doff
+        )
     }
-    fn add_bias(&self, y: &mut Buffer, bias: &Buffer, outer: usize, channels: usize, inner: usize) -> Result<()> {
+    fn add_bias(
+        &self,
+        y: &mut Buffer,
+        bias: &Buffer,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()> {
         checks::bias("add_bias", y.len(), bias.len(), outer, channels, inner)?;
         let (o, c, i) = (int("outer", outer)?, int("channels", channels)?, int("inner", inner)?);
-        launch!(self, "add_bias", elementwise(outer * channels * inner), y.slice_mut(), bias.slice(), &o, &c, &i)
+        launch!(
+            self,
+            "add_bias",
+            elementwise(outer * channels * inner),
+            y.slice_mut(),
+            bias.slice(),
+            &o,
+            &c,
+            &i
+        )
     }
-    fn bias_grad(&self, dy: &Buffer, outer: usize, channels: usize, inner: usize, dbias: &mut Buffer) -> Result<()> {
+    fn bias_grad(
+        &self,
+        dy: &Buffer,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+        dbias: &mut Buffer,
+    ) -> Result<()> {
         checks::bias("bias_grad", dy.len(), dbias.len(), outer, channels, inner)?;
         if channels == 0 {
             return Ok(());
         }
         let (o, c, i) = (int("outer", outer)?, int("channels", channels)?, int("inner", inner)?);
-        let cfg = LaunchConfig { grid_dim: (channels as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let cfg =
+            LaunchConfig { grid_dim: (channels as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
         launch!(self, "bias_grad", cfg, dy.slice(), dbias.slice_mut(), &o, &c, &i)
     }
 
-    fn max_pool2d_forward(&self, x: &Buffer, geo: &PoolGeometry, y: &mut Buffer, argmax: &mut Buffer) -> Result<()> {
+    fn max_pool2d_forward(
+        &self,
+        x: &Buffer,
+        geo: &PoolGeometry,
+        y: &mut Buffer,
+        argmax: &mut Buffer,
+    ) -> Result<()> {
         checks::pool("max_pool2d_forward", geo, &[x.len()], &[y.len(), argmax.len()])?;
-        self.launch_sized("max_pool2d_forward", geo.planes() * geo.out_h * geo.out_w, &[x], &mut [y, argmax], &Self::pool_args(geo)?)
+        self.launch_sized(
+            "max_pool2d_forward",
+            geo.planes() * geo.out_h * geo.out_w,
+            &[x],
+            &mut [y, argmax],
+            &Self::pool_args(geo)?,
+        )
     }
-    fn max_pool2d_backward(&self, argmax: &Buffer, dy: &Buffer, geo: &PoolGeometry, dx: &mut Buffer) -> Result<()> {
+    fn max_pool2d_backward(
+        &self,
+        argmax: &Buffer,
+        dy: &Buffer,
+        geo: &PoolGeometry,
+        dx: &mut Buffer,
+    ) -> Result<()> {
         checks::pool("max_pool2d_backward", geo, &[dx.len()], &[argmax.len(), dy.len()])?;
-        self.launch_sized("max_pool2d_backward", geo.planes() * geo.h * geo.w, &[argmax, dy], &mut [dx], &Self::pool_args(geo)?)
+        self.launch_sized(
+            "max_pool2d_backward",
+            geo.planes() * geo.h * geo.w,
+            &[argmax, dy],
+            &mut [dx],
+            &Self::pool_args(geo)?,
+        )
     }
     fn avg_pool2d_forward(&self, x: &Buffer, geo: &PoolGeometry, y: &mut Buffer) -> Result<()> {
         checks::pool("avg_pool2d_forward", geo, &[x.len()], &[y.len()])?;
-        self.launch_sized("avg_pool2d_forward", geo.planes() * geo.out_h * geo.out_w, &[x], &mut [y], &Self::pool_args(geo)?)
+        self.launch_sized(
+            "avg_pool2d_forward",
+            geo.planes() * geo.out_h * geo.out_w,
+            &[x],
+            &mut [y],
+            &Self::pool_args(geo)?,
+        )
     }
     fn avg_pool2d_backward(&self, dy: &Buffer, geo: &PoolGeometry, dx: &mut Buffer) -> Result<()> {
         checks::pool("avg_pool2d_backward", geo, &[dx.len()], &[dy.len()])?;
-        self.launch_sized("avg_pool2d_backward", geo.planes() * geo.h * geo.w, &[dy], &mut [dx], &Self::pool_args(geo)?)
+        self.launch_sized(
+            "avg_pool2d_backward",
+            geo.planes() * geo.h * geo.w,
+            &[dy],
+            &mut [dx],
+            &Self::pool_args(geo)?,
+        )
     }
-    fn global_avg_pool_forward(&self, x: &Buffer, planes: usize, plane_len: usize, y: &mut Buffer) -> Result<()> {
+    fn global_avg_pool_forward(
+        &self,
+        x: &Buffer,
+        planes: usize,
+        plane_len: usize,
+        y: &mut Buffer,
+    ) -> Result<()> {
         checks::global_pool("global_avg_pool_forward", planes, plane_len, x.len(), y.len())?;
         if planes == 0 {
             return Ok(());
         }
         let (p, l) = (int("planes", planes)?, int("plane_len", plane_len)?);
-        let cfg = LaunchConfig { grid_dim: (planes as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let cfg =
+            LaunchConfig { grid_dim: (planes as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
         launch!(self, "global_avg_pool_forward", cfg, x.slice(), y.slice_mut(), &p, &l)
     }
-    fn global_avg_pool_backward(&self, dy: &Buffer, planes: usize, plane_len: usize, dx: &mut Buffer) -> Result<()> {
+    fn global_avg_pool_backward(
+        &self,
+        dy: &Buffer,
+        planes: usize,
+        plane_len: usize,
+        dx: &mut Buffer,
+    ) -> Result<()> {
         checks::global_pool("global_avg_pool_backward", planes, plane_len, dx.len(), dy.len())?;
         let (p, l) = (int("planes", planes)?, int("plane_len", plane_len)?);
-        launch!(self, "global_avg_pool_backward", elementwise(planes * plane_len), dy.slice(), dx.slice_mut(), &p, &l)
+        launch!(
+            self,
+            "global_avg_pool_backward",
+            elementwise(planes * plane_len),
+            dy.slice(),
+            dx.slice_mut(),
+            &p,
+            &l
+        )
     }
 
     fn relu_forward(&self, x: &Buffer, y: &mut Buffer) -> Result<()> {
@@ -297,11 +441,28 @@ impl Backend for Cuda {
         let n = int("len", y.len())?;
         launch!(self, "relu_backward", elementwise(y.len()), y.slice(), dy.slice(), dx.slice_mut(), &n)
     }
-    fn dropout_forward(&self, x: &Buffer, p: f32, seed: u64, y: &mut Buffer, mask: &mut Buffer) -> Result<()> {
+    fn dropout_forward(
+        &self,
+        x: &Buffer,
+        p: f32,
+        seed: u64,
+        y: &mut Buffer,
+        mask: &mut Buffer,
+    ) -> Result<()> {
         checks::dropout_probability(p)?;
         checks::same_len("dropout_forward", x.len(), &[y.len(), mask.len()])?;
         let n = int("len", x.len())?;
-        launch!(self, "dropout_forward", elementwise(x.len()), x.slice(), y.slice_mut(), mask.slice_mut(), &n, &p, &seed)
+        launch!(
+            self,
+            "dropout_forward",
+            elementwise(x.len()),
+            x.slice(),
+            y.slice_mut(),
+            mask.slice_mut(),
+            &n,
+            &p,
+            &seed
+        )
     }
 
     fn softmax_cross_entropy_forward(
@@ -313,9 +474,26 @@ impl Backend for Cuda {
         loss: &mut Buffer,
         correct: &mut Buffer,
     ) -> Result<()> {
-        checks::softmax_cross_entropy("softmax_cross_entropy_forward", n, classes, &[logits.len()], labels.len(), &[loss.len(), correct.len()])?;
+        checks::softmax_cross_entropy(
+            "softmax_cross_entropy_forward",
+            n,
+            classes,
+            &[logits.len()],
+            labels.len(),
+            &[loss.len(), correct.len()],
+        )?;
         let (ni, ci) = (int("n", n)?, int("classes", classes)?);
-        launch!(self, "softmax_cross_entropy_forward", single_block(256), logits.slice(), labels.slice(), &ni, &ci, loss.slice_mut(), correct.slice_mut())
+        launch!(
+            self,
+            "softmax_cross_entropy_forward",
+            single_block(256),
+            logits.slice(),
+            labels.slice(),
+            &ni,
+            &ci,
+            loss.slice_mut(),
+            correct.slice_mut()
+        )
     }
     fn softmax_cross_entropy_backward(
         &self,
@@ -326,9 +504,26 @@ impl Backend for Cuda {
         dloss: &Buffer,
         dlogits: &mut Buffer,
     ) -> Result<()> {
-        checks::softmax_cross_entropy("softmax_cross_entropy_backward", n, classes, &[logits.len(), dlogits.len()], labels.len(), &[dloss.len()])?;
+        checks::softmax_cross_entropy(
+            "softmax_cross_entropy_backward",
+            n,
+            classes,
+            &[logits.len(), dlogits.len()],
+            labels.len(),
+            &[dloss.len()],
+        )?;
         let (ni, ci) = (int("n", n)?, int("classes", classes)?);
-        launch!(self, "softmax_cross_entropy_backward", elementwise(n), logits.slice(), labels.slice(), &ni, &ci, dloss.slice(), dlogits.slice_mut())
+        launch!(
+            self,
+            "softmax_cross_entropy_backward",
+            elementwise(n),
+            logits.slice(),
+            labels.slice(),
+            &ni,
+            &ci,
+            dloss.slice(),
+            dlogits.slice_mut()
+        )
     }
 
     fn copy_channels(
@@ -343,11 +538,34 @@ impl Backend for Cuda {
         n: usize,
         plane_len: usize,
     ) -> Result<()> {
-        checks::copy_channels(src.len(), src_channels, src_first, dst.len(), dst_channels, dst_first, count, n, plane_len)?;
+        checks::copy_channels(
+            src.len(),
+            src_channels,
+            src_first,
+            dst.len(),
+            dst_channels,
+            dst_first,
+            count,
+            n,
+            plane_len,
+        )?;
         let a = [src_channels, src_first, dst_channels, dst_first, count, n, plane_len];
         let [sc, sf, dc, df, c, ni, pl] = [0, 1, 2, 3, 4, 5, 6].map(|i| a[i] as i32);
         int("copy size", n * count * plane_len)?;
-        launch!(self, "copy_channels", elementwise(n * count * plane_len), src.slice(), &sc, &sf, dst.slice_mut(), &dc, &df, &c, &ni, &pl)
+        launch!(
+            self,
+            "copy_channels",
+            elementwise(n * count * plane_len),
+            src.slice(),
+            &sc,
+            &sf,
+            dst.slice_mut(),
+            &dc,
+            &df,
+            &c,
+            &ni,
+            &pl
+        )
     }
 
     fn axpy(&self, alpha: f32, x: &Buffer, y: &mut Buffer) -> Result<()> {
@@ -370,7 +588,13 @@ impl Backend for Cuda {
         launch!(self, "sum", single_block(1024), x.slice(), out.slice_mut(), &n)
     }
 
-    fn sgd_step(&self, param: &mut Buffer, grad: &Buffer, velocity: Option<&mut Buffer>, hp: &SgdStep) -> Result<()> {
+    fn sgd_step(
+        &self,
+        param: &mut Buffer,
+        grad: &Buffer,
+        velocity: Option<&mut Buffer>,
+        hp: &SgdStep,
+    ) -> Result<()> {
         let n = int("len", param.len())?;
         let cfg = elementwise(param.len());
         let (lr, mom, wd) = (hp.lr, hp.momentum, hp.weight_decay);
@@ -378,9 +602,27 @@ impl Backend for Cuda {
         let Some(v) = velocity.filter(|_| mom != 0.0) else {
             return launch!(self, "sgd_step", cfg, param.slice_mut(), grad.slice(), &n, &lr, &wd);
         };
-        launch!(self, "sgd_momentum_step", cfg, param.slice_mut(), grad.slice(), v.slice_mut(), &n, &lr, &mom, &wd)
+        launch!(
+            self,
+            "sgd_momentum_step",
+            cfg,
+            param.slice_mut(),
+            grad.slice(),
+            v.slice_mut(),
+            &n,
+            &lr,
+            &mom,
+            &wd
+        )
     }
-    fn adam_step(&self, param: &mut Buffer, grad: &Buffer, m: &mut Buffer, v: &mut Buffer, hp: &AdamStep) -> Result<()> {
+    fn adam_step(
+        &self,
+        param: &mut Buffer,
+        grad: &Buffer,
+        m: &mut Buffer,
+        v: &mut Buffer,
+        hp: &AdamStep,
+    ) -> Result<()> {
         checks::adam(param.len(), grad.len(), m.len(), v.len(), hp.step)?;
         // Bias corrections in f64 on the host, exactly as the CPU kernel computes them.
         let t = hp.step as i32;

@@ -39,7 +39,9 @@ pub(crate) fn open(ordinal: usize) -> Result<(Arc<CudaContext>, String)> {
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         Ok((ctx, name))
     })
-    .unwrap_or_else(|_| Err(Error::Device("the CUDA driver library failed to load (incompatible libcuda?)".into())))
+    .unwrap_or_else(|_| {
+        Err(Error::Device("the CUDA driver library failed to load (incompatible libcuda?)".into()))
+    })
 }
 
 /// Why no GPU can be used here, or `None` when device 0 works. Tests print this when skipping.

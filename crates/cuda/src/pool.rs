@@ -32,7 +32,8 @@ impl Pool {
             Err(e) if is_out_of_memory(&e) => {
                 // Give the cached buffers back to the driver and try once more.
                 self.free.lock().expect("pool lock").clear();
-                fresh(self).map_err(|_| Error::OutOfMemory { bytes: capacity * 4, device: self.device.clone() })?
+                fresh(self)
+                    .map_err(|_| Error::OutOfMemory { bytes: capacity * 4, device: self.device.clone() })?
             }
             Err(e) => return Err(Error::Device(format!("cuMemAlloc of {} bytes failed: {e}", capacity * 4))),
         };

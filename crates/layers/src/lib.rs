@@ -6,5 +6,7 @@ pub mod ops;
 pub mod optim;
 
 pub use init::WeightInit;
-pub use modules::{AvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, Mode, Module, Relu, Sequential};
+pub use modules::{
+    AvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, Mode, Module, Relu, Sequential,
+};
 pub use optim::{Adam, Optimizer, Sgd};

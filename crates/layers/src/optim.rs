@@ -47,7 +47,12 @@ impl<B: Backend> Slots<B> {
             if let Some(pos) = tensors.iter().position(|(n, _)| *n == key) {
                 let (_, t) = tensors.swap_remove(pos);
                 if t.shape() != p.value_ref().shape() {
-                    bail!(Shape, "optimizer state {key} has shape {}, parameter has {}", t.shape(), p.shape());
+                    bail!(
+                        Shape,
+                        "optimizer state {key} has shape {}, parameter has {}",
+                        t.shape(),
+                        p.shape()
+                    );
                 }
                 self.buffers[i] = Some(t);
             } else {
@@ -75,7 +80,12 @@ pub struct Sgd<B: Backend> {
 impl<B: Backend> Sgd<B> {
     pub fn new(params: Vec<(String, Var<B>)>, lr: f32, momentum: f32, weight_decay: f32) -> Self {
         let n = params.len();
-        Sgd { params, hp: SgdStep { lr, momentum, weight_decay }, velocity: Slots::new("momentum", n), steps: 0 }
+        Sgd {
+            params,
+            hp: SgdStep { lr, momentum, weight_decay },
+            velocity: Slots::new("momentum", n),
+            steps: 0,
+        }
     }
 }
 
@@ -131,21 +141,43 @@ impl<B: Backend> Adam<B> {
     /// PyTorch's defaults are betas (0.9, 0.999) and eps 1e-8.
     pub fn new(params: Vec<(String, Var<B>)>, lr: f32, weight_decay: f32) -> Self {
         let n = params.len();
-        Adam { params, lr, betas: (0.9, 0.999), eps: 1e-8, weight_decay, m: Slots::new("exp_avg", n), v: Slots::new("exp_avg_sq", n), steps: 0 }
+        Adam {
+            params,
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay,
+            m: Slots::new("exp_avg", n),
+            v: Slots::new("exp_avg_sq", n),
+            steps: 0,
+        }
     }
 }
 
 impl<B: Backend> Optimizer<B> for Adam<B> {
     fn step(&mut self) -> Result<()> {
         self.steps += 1;
-        let hp = AdamStep { lr: self.lr, beta1: self.betas.0, beta2: self.betas.1, eps: self.eps, weight_decay: self.weight_decay, step: self.steps };
+        let hp = AdamStep {
+            lr: self.lr,
+            beta1: self.betas.0,
+            beta2: self.betas.1,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            step: self.steps,
+        };
         for (i, (_, p)) in self.params.iter().enumerate() {
             let Some(grad) = p.grad() else { continue };
             let m = self.m.get(i, &grad)?;
             let v = self.v.get(i, &grad)?;
             p.update(|value| {
                 let backend = value.backend().clone();
-                backend.adam_step(value.storage_mut()?, grad.storage(), m.storage_mut()?, v.storage_mut()?, &hp)
+                backend.adam_step(
+                    value.storage_mut()?,
+                    grad.storage(),
+                    m.storage_mut()?,
+                    v.storage_mut()?,
+                    &hp,
+                )
             })?;
         }
         Ok(())

@@ -22,7 +22,12 @@ fn halve() -> MaxPool2d {
     MaxPool2d(Window::square(3, 2, 1))
 }
 
-fn inceptions<B: Backend>(backend: &B, specs: &[Spec], init: WeightInit, rng: &mut impl Rng) -> Result<Sequential<B>> {
+fn inceptions<B: Backend>(
+    backend: &B,
+    specs: &[Spec],
+    init: WeightInit,
+    rng: &mut impl Rng,
+) -> Result<Sequential<B>> {
     let mut block = Sequential::new();
     for &(i, c1, c2, c3, c4) in specs {
         block = block.add(Inception::new(backend, i, c1, c2, c3, c4, init, rng)?);
@@ -32,8 +37,16 @@ fn inceptions<B: Backend>(backend: &B, specs: &[Spec], init: WeightInit, rng: &m
 
 /// GoogLeNet for 1-channel inputs; the blocks are children 0..=4 and the head child 5, so
 /// names read `0.0.weight`, `2.0.p1_1.weight`, ..., `5.weight` as in PyTorch.
-pub fn googlenet<B: Backend>(backend: &B, classes: usize, init: WeightInit, rng: &mut impl Rng) -> Result<Sequential<B>> {
-    let b1 = Sequential::new().add(Conv2d::new(backend, IN_CHANNELS, 64, 7, 2, 3, init, rng)?).add(Relu).add(halve());
+pub fn googlenet<B: Backend>(
+    backend: &B,
+    classes: usize,
+    init: WeightInit,
+    rng: &mut impl Rng,
+) -> Result<Sequential<B>> {
+    let b1 = Sequential::new()
+        .add(Conv2d::new(backend, IN_CHANNELS, 64, 7, 2, 3, init, rng)?)
+        .add(Relu)
+        .add(halve());
     let b2 = Sequential::new()
         .add(Conv2d::new(backend, 64, 64, 1, 1, 0, init, rng)?)
         .add(Relu)

@@ -53,17 +53,28 @@ impl<B: Backend> Inception<B> {
         c1 + c2.1 + c3.1 + c4
     }
     fn convs(&self) -> [(&'static str, &Conv2d<B>); 6] {
-        [("p1_1", &self.p1_1), ("p2_1", &self.p2_1), ("p2_2", &self.p2_2), ("p3_1", &self.p3_1), ("p3_2", &self.p3_2), ("p4_2", &self.p4_2)]
+        [
+            ("p1_1", &self.p1_1),
+            ("p2_1", &self.p2_1),
+            ("p2_2", &self.p2_2),
+            ("p3_1", &self.p3_1),
+            ("p3_2", &self.p3_2),
+            ("p4_2", &self.p4_2),
+        ]
     }
 }
-
 
 impl<B: Backend> Module<B> for Inception<B> {
     fn forward(&self, x: &Var<B>, mode: &mut Mode) -> Result<Var<B>> {
         // Each convolution with its ReLU as one fused op; the three 1x1 convolutions of x as
         // one product (x unfolded once, its gradient formed once; they share stride and padding).
         let pointwise = [&self.p1_1, &self.p2_1, &self.p3_1].map(|conv| (&conv.weight, Some(&conv.bias)));
-        let Ok([p1, p2_1, p3_1]) = <[Var<B>; 3]>::try_from(ops::conv2d_relu_shared(x, &pointwise, self.p1_1.stride, self.p1_1.padding)?) else {
+        let Ok([p1, p2_1, p3_1]) = <[Var<B>; 3]>::try_from(ops::conv2d_relu_shared(
+            x,
+            &pointwise,
+            self.p1_1.stride,
+            self.p1_1.padding,
+        )?) else {
             unreachable!("one output per convolution")
         };
         let p2 = self.p2_2.forward_fused_relu(&p2_1)?;

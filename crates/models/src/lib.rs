@@ -57,7 +57,10 @@ impl ModelKind {
     pub fn check_resize(self, resize: usize) -> Result<()> {
         let min = self.min_resize();
         if resize < min {
-            bail!(InvalidArgument, "{self} needs inputs of at least {min}x{min}, got {resize}x{resize}; use a larger resize");
+            bail!(
+                InvalidArgument,
+                "{self} needs inputs of at least {min}x{min}, got {resize}x{resize}; use a larger resize"
+            );
         }
         Ok(())
     }

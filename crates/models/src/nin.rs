@@ -28,7 +28,12 @@ pub fn nin_block<B: Backend>(
 
 /// NiN for 1-channel inputs (d2l trains it at 224x224). The last block has one channel per
 /// class and global average pooling replaces the fully connected head.
-pub fn nin<B: Backend>(backend: &B, classes: usize, init: WeightInit, rng: &mut impl Rng) -> Result<Sequential<B>> {
+pub fn nin<B: Backend>(
+    backend: &B,
+    classes: usize,
+    init: WeightInit,
+    rng: &mut impl Rng,
+) -> Result<Sequential<B>> {
     let pool = || MaxPool2d(Window::square(3, 2, 0));
     Ok(Sequential::new()
         .add(nin_block(backend, IN_CHANNELS, 96, 11, 4, 0, init, rng)?)

@@ -72,12 +72,26 @@ pub fn summary<B: Backend>(model: &dyn Module<B>, backend: &B, input: [usize; 4]
 
 /// Records `module`'s row, then runs it: a leaf directly, a container child by child (children
 /// are taken to run in sequence, which is `Sequential`'s contract).
-fn walk<B: Backend>(module: &dyn Module<B>, name: String, depth: usize, x: Var<B>, mode: &mut Mode, rows: &mut Vec<Row>) -> Result<Var<B>> {
+fn walk<B: Backend>(
+    module: &dyn Module<B>,
+    name: String,
+    depth: usize,
+    x: Var<B>,
+    mode: &mut Mode,
+    rows: &mut Vec<Row>,
+) -> Result<Var<B>> {
     let children = module.children();
     let at = rows.len();
     let layer = module.describe();
     let params = parameter_count(&module.parameters());
-    rows.push(Row { name: name.clone(), depth, layer: layer.clone(), output: Vec::new(), params, is_container: !children.is_empty() });
+    rows.push(Row {
+        name: name.clone(),
+        depth,
+        layer: layer.clone(),
+        output: Vec::new(),
+        params,
+        is_container: !children.is_empty(),
+    });
     let y = if children.is_empty() {
         module.forward(&x, mode).map_err(|e| in_layer(e, &name, &layer))?
     } else {
@@ -133,7 +147,12 @@ impl fmt::Display for Summary {
             .iter()
             .map(|r| {
                 let name = if r.name.is_empty() { "(model)" } else { &r.name };
-                [format!("{}{name}", "  ".repeat(r.depth)), r.layer.clone(), dims(&r.output), thousands(r.params)]
+                [
+                    format!("{}{name}", "  ".repeat(r.depth)),
+                    r.layer.clone(),
+                    dims(&r.output),
+                    thousands(r.params),
+                ]
             })
             .collect();
         let mut width = header.map(str::len);
@@ -144,7 +163,18 @@ impl fmt::Display for Summary {
         }
         let total: usize = width.iter().sum::<usize>() + 3 * 2;
         let line = |f: &mut fmt::Formatter<'_>, cols: [&str; 4]| {
-            writeln!(f, "{:<a$}  {:<b$}  {:<c$}  {:>d$}", cols[0], cols[1], cols[2], cols[3], a = width[0], b = width[1], c = width[2], d = width[3])
+            writeln!(
+                f,
+                "{:<a$}  {:<b$}  {:<c$}  {:>d$}",
+                cols[0],
+                cols[1],
+                cols[2],
+                cols[3],
+                a = width[0],
+                b = width[1],
+                c = width[2],
+                d = width[3]
+            )
         };
         writeln!(f, "{}", "=".repeat(total))?;
         line(f, header)?;

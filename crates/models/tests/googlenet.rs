@@ -65,7 +65,9 @@ fn inception_names_channels_and_branch_order() {
     let block = Inception::new(&Cpu, 6, 2, (3, 4), (2, 3), 5, WeightInit::XavierUniform, &mut rng).unwrap();
     assert_eq!(block.out_channels(), 2 + 4 + 3 + 5);
     let names: Vec<String> = block.parameters().into_iter().map(|(n, _)| n).collect();
-    let want = ["p1_1", "p2_1", "p2_2", "p3_1", "p3_2", "p4_2"].iter().flat_map(|p| [format!("{p}.weight"), format!("{p}.bias")]);
+    let want = ["p1_1", "p2_1", "p2_2", "p3_1", "p3_2", "p4_2"]
+        .iter()
+        .flat_map(|p| [format!("{p}.weight"), format!("{p}.bias")]);
     assert_eq!(names, want.collect::<Vec<_>>());
 
     let data: Vec<f32> = (0..2 * 6 * 5 * 7).map(|_| rng.gen_range(-1.0..1.0)).collect();
@@ -73,9 +75,14 @@ fn inception_names_channels_and_branch_order() {
     let y = block.forward(&x, &mut Mode::eval()).unwrap();
     assert_eq!(y.shape().dims(), [2, 14, 5, 7]);
     // Channels 0..2 are ReLU(p1_1(x)); the last 5 are ReLU(p4_2(maxpool(x))).
-    let p1 = ops::relu(&block.p1_1.forward(&x, &mut Mode::eval()).unwrap()).unwrap().value().to_vec().unwrap();
+    let p1 =
+        ops::relu(&block.p1_1.forward(&x, &mut Mode::eval()).unwrap()).unwrap().value().to_vec().unwrap();
     let pooled = block.p4_1.forward(&x, &mut Mode::eval()).unwrap();
-    let p4 = ops::relu(&block.p4_2.forward(&pooled, &mut Mode::eval()).unwrap()).unwrap().value().to_vec().unwrap();
+    let p4 = ops::relu(&block.p4_2.forward(&pooled, &mut Mode::eval()).unwrap())
+        .unwrap()
+        .value()
+        .to_vec()
+        .unwrap();
     let y = y.value().to_vec().unwrap();
     let plane = 5 * 7;
     for n in 0..2 {

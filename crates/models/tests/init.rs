@@ -9,7 +9,8 @@ use std::collections::HashMap;
 fn xavier_bounds_hold_and_are_used() {
     for kind in ModelKind::ALL {
         let model = xavier(kind, 1);
-        let params: HashMap<String, Vec<f32>> = model.parameters().into_iter().map(|(n, v)| (n, v.value().to_vec().unwrap())).collect();
+        let params: HashMap<String, Vec<f32>> =
+            model.parameters().into_iter().map(|(n, v)| (n, v.value().to_vec().unwrap())).collect();
         for (name, var) in model.parameters() {
             let Some(layer) = name.strip_suffix(".weight") else { continue };
             let shape = var.shape().dims().to_vec();
@@ -23,7 +24,10 @@ fn xavier_bounds_hold_and_are_used() {
             let std = (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt();
             assert!((std / (bound / 3f32.sqrt()) - 1.0).abs() < 0.2, "{kind} {name}: std {std}");
             let bias_bound = 1.0 / (fan_in as f32).sqrt();
-            assert!(params[&format!("{layer}.bias")].iter().all(|b| b.abs() <= bias_bound), "{kind} {layer}.bias");
+            assert!(
+                params[&format!("{layer}.bias")].iter().all(|b| b.abs() <= bias_bound),
+                "{kind} {layer}.bias"
+            );
         }
     }
 }
@@ -32,7 +36,11 @@ fn xavier_bounds_hold_and_are_used() {
 fn the_seed_decides_every_weight() {
     for kind in ModelKind::ALL {
         let values = |seed| -> Vec<(String, Vec<f32>)> {
-            xavier(kind, seed).parameters().into_iter().map(|(n, v)| (n, v.value().to_vec().unwrap())).collect()
+            xavier(kind, seed)
+                .parameters()
+                .into_iter()
+                .map(|(n, v)| (n, v.value().to_vec().unwrap()))
+                .collect()
         };
         let (a, b, c) = (values(42), values(42), values(43));
         assert_eq!(a, b, "{kind}: same seed, different weights");

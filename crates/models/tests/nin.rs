@@ -7,7 +7,18 @@ use tensor::{Cpu, Error};
 #[test]
 fn shapes_after_each_block_match_d2l_at_224() {
     let s = summary(&xavier(ModelKind::Nin, 0), &Cpu, [1, 1, 224, 224]).unwrap();
-    let want = ["96x54x54", "96x26x26", "256x26x26", "256x12x12", "384x12x12", "384x5x5", "384x5x5", "10x5x5", "10x1x1", "10"];
+    let want = [
+        "96x54x54",
+        "96x26x26",
+        "256x26x26",
+        "256x12x12",
+        "384x12x12",
+        "384x5x5",
+        "384x5x5",
+        "10x5x5",
+        "10x1x1",
+        "10",
+    ];
     assert_eq!(top_level_shapes(&s), want);
     assert_eq!(s.output, vec![10]);
     // 4 blocks of 6 layers, 6 single layers, and a row per block.
@@ -55,7 +66,9 @@ fn smallest_valid_input_is_67() {
     // 96 works too (22 -> 10 -> 4 -> 1); 64 does not (14 -> 6 -> 2, then the 3x3 pool).
     assert!(summary(&model, &Cpu, [1, 1, 96, 96]).is_ok());
     for size in [min - 1, 64, 10, 5] {
-        let err = summary(&model, &Cpu, [1, 1, size, size]).err().unwrap_or_else(|| panic!("{size} should not fit"));
+        let err = summary(&model, &Cpu, [1, 1, size, size])
+            .err()
+            .unwrap_or_else(|| panic!("{size} should not fit"));
         assert!(matches!(err, Error::Shape(_)), "{err}");
         assert!(err.to_string().contains("layer "), "the error names the layer: {err}");
         assert!(ModelKind::Nin.check_resize(size).is_err());

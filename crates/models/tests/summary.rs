@@ -26,7 +26,11 @@ fn tables_print_and_carry_totals() {
         let col = lines[header].find("Output shape").unwrap();
         for (row, line) in s.rows.iter().zip(&lines[header + 2..]) {
             assert!(line.trim_start().starts_with(&row.name), "{line}");
-            assert!(line[col..].starts_with(&row.output.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")), "{line}");
+            assert!(
+                line[col..]
+                    .starts_with(&row.output.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")),
+                "{line}"
+            );
         }
         // Block rows count their children's parameters; leaf rows add up to the total.
         let leaves: usize = s.rows.iter().filter(|r| !r.is_container).map(|r| r.params).sum();

@@ -110,10 +110,24 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// `col_rows()` rows by `count * col_cols()` columns: row `(c, ki, kj)`, column
     /// `i * col_cols() + (oy, ox)` for image `first + i`, so one matrix product covers the whole
     /// chunk of images. Padded cells become zeros.
-    fn im2col(&self, x: &Self::Storage, geo: &ConvGeometry, first: usize, count: usize, cols: &mut Self::Storage) -> Result<()>;
+    fn im2col(
+        &self,
+        x: &Self::Storage,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        cols: &mut Self::Storage,
+    ) -> Result<()>;
     /// The adjoint of `im2col`: sums `cols` back into images `first..first + count` of `dx`,
     /// overwriting them.
-    fn col2im(&self, cols: &Self::Storage, geo: &ConvGeometry, first: usize, count: usize, dx: &mut Self::Storage) -> Result<()>;
+    fn col2im(
+        &self,
+        cols: &Self::Storage,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        dx: &mut Self::Storage,
+    ) -> Result<()>;
     /// Reads `src` from `src_offset` as a `rows x cols` matrix of `block`-long blocks and writes
     /// its transpose (`cols x rows` blocks) to `dst` from `dst_offset`: [O][N][P] <-> [N][O][P],
     /// between a chunk's matrix-product layout and NCHW.
@@ -132,34 +146,87 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// a x a tile D of `geo` (kernel a x a, stride m, padding), `V = bt D bt^T` into
     /// `v [a*a][C][X]` (`bt`: the a x a input transform, row-major). See `tensor::winograd`.
     #[allow(clippy::too_many_arguments)]
-    fn winograd_tiles(&self, x: &Self::Storage, geo: &ConvGeometry, first: usize, count: usize, bt: &[f32], v: &mut Self::Storage) -> Result<()> {
+    fn winograd_tiles(
+        &self,
+        x: &Self::Storage,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        bt: &[f32],
+        v: &mut Self::Storage,
+    ) -> Result<()> {
         crate::winograd::composed_tiles(self, x, geo, first, count, bt, v)
     }
     /// The adjoint of `winograd_tiles`: `bt^T dV bt` of every tile summed into images
     /// `first..first + count` of `dx`, overwriting them.
     #[allow(clippy::too_many_arguments)]
-    fn winograd_tiles_backward(&self, dv: &Self::Storage, geo: &ConvGeometry, first: usize, count: usize, bt: &[f32], dx: &mut Self::Storage) -> Result<()> {
+    fn winograd_tiles_backward(
+        &self,
+        dv: &Self::Storage,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        bt: &[f32],
+        dx: &mut Self::Storage,
+    ) -> Result<()> {
         crate::winograd::composed_tiles_backward(self, dv, geo, first, count, bt, dx)
     }
     /// Winograd output tiles back to images: for each point-domain tile M of `points
     /// [a*a][O][X]`, `Y = at M at^T` (`at`: m x a) written to its m x m tile of images
     /// `first..first + count` of `y` (geometry: kernel m x m, stride m, planes divisible by m).
     #[allow(clippy::too_many_arguments)]
-    fn winograd_untile(&self, points: &Self::Storage, geo: &ConvGeometry, first: usize, count: usize, at: &[f32], y: &mut Self::Storage) -> Result<()> {
+    fn winograd_untile(
+        &self,
+        points: &Self::Storage,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        at: &[f32],
+        y: &mut Self::Storage,
+    ) -> Result<()> {
         crate::winograd::composed_untile(self, points, geo, first, count, at, y)
     }
     /// The adjoint of `winograd_untile`: `dM = at^T dY at` for every m x m tile of `dy`.
     #[allow(clippy::too_many_arguments)]
-    fn winograd_untile_backward(&self, dy: &Self::Storage, geo: &ConvGeometry, first: usize, count: usize, at: &[f32], dm: &mut Self::Storage) -> Result<()> {
+    fn winograd_untile_backward(
+        &self,
+        dy: &Self::Storage,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        at: &[f32],
+        dm: &mut Self::Storage,
+    ) -> Result<()> {
         crate::winograd::composed_untile_backward(self, dy, geo, first, count, at, dm)
     }
     /// `y[o, c, i] += bias[c]` over `outer x channels x inner` (NCHW: N, C, H*W; linear: N, C, 1).
-    fn add_bias(&self, y: &mut Self::Storage, bias: &Self::Storage, outer: usize, channels: usize, inner: usize) -> Result<()>;
+    fn add_bias(
+        &self,
+        y: &mut Self::Storage,
+        bias: &Self::Storage,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()>;
     /// `dbias[c] = sum over o, i of dy[o, c, i]`.
-    fn bias_grad(&self, dy: &Self::Storage, outer: usize, channels: usize, inner: usize, dbias: &mut Self::Storage) -> Result<()>;
+    fn bias_grad(
+        &self,
+        dy: &Self::Storage,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+        dbias: &mut Self::Storage,
+    ) -> Result<()>;
     /// `y = max(y + bias[c], 0)` in place (no bias: `max(y, 0)`): a convolution's bias and ReLU
     /// in one pass over its output. The default composes `add_bias`, `copy`, `relu_forward`.
-    fn bias_relu(&self, y: &mut Self::Storage, bias: Option<&Self::Storage>, outer: usize, channels: usize, inner: usize) -> Result<()> {
+    fn bias_relu(
+        &self,
+        y: &mut Self::Storage,
+        bias: Option<&Self::Storage>,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()> {
         if let Some(b) = bias {
             self.add_bias(y, b, outer, channels, inner)?;
         }
@@ -190,15 +257,44 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Max over each window (padded cells never win) into `y`, and into `argmax` the index
     /// within its input plane of each window's first maximum (row-major), as an f32 (exact:
     /// `PoolGeometry` keeps planes within 2^24 values), so the backward need not search again.
-    fn max_pool2d_forward(&self, x: &Self::Storage, geo: &PoolGeometry, y: &mut Self::Storage, argmax: &mut Self::Storage) -> Result<()>;
+    fn max_pool2d_forward(
+        &self,
+        x: &Self::Storage,
+        geo: &PoolGeometry,
+        y: &mut Self::Storage,
+        argmax: &mut Self::Storage,
+    ) -> Result<()>;
     /// Routes each `dy` to its window's stored arg-max, overwriting `dx`.
-    fn max_pool2d_backward(&self, argmax: &Self::Storage, dy: &Self::Storage, geo: &PoolGeometry, dx: &mut Self::Storage) -> Result<()>;
+    fn max_pool2d_backward(
+        &self,
+        argmax: &Self::Storage,
+        dy: &Self::Storage,
+        geo: &PoolGeometry,
+        dx: &mut Self::Storage,
+    ) -> Result<()>;
     /// Mean over each window, padded cells counted in the divisor (PyTorch's default).
     fn avg_pool2d_forward(&self, x: &Self::Storage, geo: &PoolGeometry, y: &mut Self::Storage) -> Result<()>;
-    fn avg_pool2d_backward(&self, dy: &Self::Storage, geo: &PoolGeometry, dx: &mut Self::Storage) -> Result<()>;
+    fn avg_pool2d_backward(
+        &self,
+        dy: &Self::Storage,
+        geo: &PoolGeometry,
+        dx: &mut Self::Storage,
+    ) -> Result<()>;
     /// Mean of each of `planes` planes of `plane_len` values.
-    fn global_avg_pool_forward(&self, x: &Self::Storage, planes: usize, plane_len: usize, y: &mut Self::Storage) -> Result<()>;
-    fn global_avg_pool_backward(&self, dy: &Self::Storage, planes: usize, plane_len: usize, dx: &mut Self::Storage) -> Result<()>;
+    fn global_avg_pool_forward(
+        &self,
+        x: &Self::Storage,
+        planes: usize,
+        plane_len: usize,
+        y: &mut Self::Storage,
+    ) -> Result<()>;
+    fn global_avg_pool_backward(
+        &self,
+        dy: &Self::Storage,
+        planes: usize,
+        plane_len: usize,
+        dx: &mut Self::Storage,
+    ) -> Result<()>;
 
     // ---- activation and regularisation ----
     fn relu_forward(&self, x: &Self::Storage, y: &mut Self::Storage) -> Result<()>;
@@ -206,7 +302,14 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn relu_backward(&self, y: &Self::Storage, dy: &Self::Storage, dx: &mut Self::Storage) -> Result<()>;
     /// Inverted dropout: `mask = keep ? 1 / (1 - p) : 0` drawn from `seed`, `y = x * mask`.
     /// Backward is `dx = dy * mask` (`mul`).
-    fn dropout_forward(&self, x: &Self::Storage, p: f32, seed: u64, y: &mut Self::Storage, mask: &mut Self::Storage) -> Result<()>;
+    fn dropout_forward(
+        &self,
+        x: &Self::Storage,
+        p: f32,
+        seed: u64,
+        y: &mut Self::Storage,
+        mask: &mut Self::Storage,
+    ) -> Result<()>;
 
     // ---- loss ----
     /// Mean softmax cross-entropy of `n x classes` logits against class indices (stored as f32,
@@ -262,6 +365,19 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     // ---- optimizers ----
     /// One SGD step on `param`; `velocity` is required when `momentum != 0`.
-    fn sgd_step(&self, param: &mut Self::Storage, grad: &Self::Storage, velocity: Option<&mut Self::Storage>, hp: &SgdStep) -> Result<()>;
-    fn adam_step(&self, param: &mut Self::Storage, grad: &Self::Storage, m: &mut Self::Storage, v: &mut Self::Storage, hp: &AdamStep) -> Result<()>;
+    fn sgd_step(
+        &self,
+        param: &mut Self::Storage,
+        grad: &Self::Storage,
+        velocity: Option<&mut Self::Storage>,
+        hp: &SgdStep,
+    ) -> Result<()>;
+    fn adam_step(
+        &self,
+        param: &mut Self::Storage,
+        grad: &Self::Storage,
+        m: &mut Self::Storage,
+        v: &mut Self::Storage,
+        hp: &AdamStep,
+    ) -> Result<()>;
 }

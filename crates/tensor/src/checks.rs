@@ -18,7 +18,13 @@ pub fn dropout_probability(p: f32) -> Result<()> {
 }
 
 /// The channel ranges of `Backend::copy_channels` lie inside both tensors.
-pub fn channel_ranges(src_channels: usize, src_first: usize, dst_channels: usize, dst_first: usize, count: usize) -> Result<()> {
+pub fn channel_ranges(
+    src_channels: usize,
+    src_first: usize,
+    dst_channels: usize,
+    dst_first: usize,
+    count: usize,
+) -> Result<()> {
     if src_first + count > src_channels || dst_first + count > dst_channels {
         bail!(
             Shape,
@@ -63,19 +69,41 @@ pub fn gemm(g: &Gemm, a: usize, b: usize, c: usize) -> Result<()> {
 
 /// `im2col` (and, with `cols` and `images` swapped in meaning, `col2im`): the images range and
 /// the chunk's column matrix.
-pub fn unfold(op: &str, geo: &ConvGeometry, first: usize, count: usize, images: usize, cols: usize) -> Result<()> {
+pub fn unfold(
+    op: &str,
+    geo: &ConvGeometry,
+    first: usize,
+    count: usize,
+    images: usize,
+    cols: usize,
+) -> Result<()> {
     need(op, "images", images, (first + count) * geo.c_in * geo.h * geo.w)?;
     need(op, "cols", cols, count * geo.col_rows() * geo.col_cols())
 }
 
-pub fn transpose_blocks(src: usize, src_offset: usize, rows: usize, cols: usize, block: usize, dst: usize, dst_offset: usize) -> Result<()> {
+pub fn transpose_blocks(
+    src: usize,
+    src_offset: usize,
+    rows: usize,
+    cols: usize,
+    block: usize,
+    dst: usize,
+    dst_offset: usize,
+) -> Result<()> {
     let len = rows * cols * block;
     need("transpose_blocks", "src", src, src_offset + len)?;
     need("transpose_blocks", "dst", dst, dst_offset + len)
 }
 
 /// `add_bias` and `bias_grad`: a full `outer x channels x inner` tensor and a per-channel one.
-pub fn bias(op: &str, full: usize, per_channel: usize, outer: usize, channels: usize, inner: usize) -> Result<()> {
+pub fn bias(
+    op: &str,
+    full: usize,
+    per_channel: usize,
+    outer: usize,
+    channels: usize,
+    inner: usize,
+) -> Result<()> {
     need(op, "tensor", full, outer * channels * inner)?;
     need(op, "bias", per_channel, channels)
 }
@@ -83,7 +111,9 @@ pub fn bias(op: &str, full: usize, per_channel: usize, outer: usize, channels: u
 /// A pooling kernel's input-sized and output-sized buffers.
 pub fn pool(op: &str, geo: &PoolGeometry, inputs: &[usize], outputs: &[usize]) -> Result<()> {
     inputs.iter().try_for_each(|&len| need(op, "input-sized buffer", len, geo.planes() * geo.h * geo.w))?;
-    outputs.iter().try_for_each(|&len| need(op, "output-sized buffer", len, geo.planes() * geo.out_h * geo.out_w))
+    outputs
+        .iter()
+        .try_for_each(|&len| need(op, "output-sized buffer", len, geo.planes() * geo.out_h * geo.out_w))
 }
 
 pub fn global_pool(op: &str, planes: usize, plane_len: usize, full: usize, reduced: usize) -> Result<()> {
@@ -97,7 +127,14 @@ pub fn same_len(op: &str, len: usize, others: &[usize]) -> Result<()> {
 }
 
 /// The loss kernels: `n x classes` logits (and their gradient), `n` labels, one-value scalars.
-pub fn softmax_cross_entropy(op: &str, n: usize, classes: usize, logits: &[usize], labels: usize, scalars: &[usize]) -> Result<()> {
+pub fn softmax_cross_entropy(
+    op: &str,
+    n: usize,
+    classes: usize,
+    logits: &[usize],
+    labels: usize,
+    scalars: &[usize],
+) -> Result<()> {
     logits.iter().try_for_each(|&len| need(op, "logits", len, n * classes))?;
     need(op, "labels", labels, n)?;
     scalars.iter().try_for_each(|&len| need(op, "scalar", len, 1))

@@ -23,7 +23,12 @@ impl Window {
         let (sh, sw) = self.stride;
         let (ph, pw) = self.padding;
         if kh == 0 || kw == 0 || sh == 0 || sw == 0 {
-            bail!(InvalidArgument, "{op}: kernel {:?} and stride {:?} must be positive", self.kernel, self.stride);
+            bail!(
+                InvalidArgument,
+                "{op}: kernel {:?} and stride {:?} must be positive",
+                self.kernel,
+                self.stride
+            );
         }
         if h + 2 * ph < kh || w + 2 * pw < kw {
             bail!(
@@ -102,7 +107,10 @@ impl PoolGeometry {
         }
         // Max pooling stores arg-max indices within a plane as f32, exact up to 2^24.
         if h * w > MAX_POOL_PLANE {
-            bail!(InvalidArgument, "pool2d: an input plane of {h}x{w} exceeds the {MAX_POOL_PLANE} values pooling supports");
+            bail!(
+                InvalidArgument,
+                "pool2d: an input plane of {h}x{w} exceeds the {MAX_POOL_PLANE} values pooling supports"
+            );
         }
         let (out_h, out_w) = window.output_size("pool2d", h, w)?;
         Ok(PoolGeometry { n, c, h, w, window, out_h, out_w })

@@ -89,7 +89,13 @@ impl<B: Backend> Tensor<B> {
     pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Self> {
         let shape = shape.into();
         if shape.numel() != self.numel() {
-            bail!(Shape, "cannot reshape {} ({} values) to {shape} ({} values)", self.shape, self.numel(), shape.numel());
+            bail!(
+                Shape,
+                "cannot reshape {} ({} values) to {shape} ({} values)",
+                self.shape,
+                self.numel(),
+                shape.numel()
+            );
         }
         Ok(Tensor { backend: self.backend.clone(), shape, storage: self.storage.clone() })
     }

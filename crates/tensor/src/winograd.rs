@@ -27,10 +27,23 @@ pub fn kronecker(p: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 
 /// Tile side a of an input-tile geometry, after checking `bt` is a x a and the buffers fit:
 /// `images` holds the chunk's images, `tiles` the `[a*a][C][X]` values.
-pub fn check_tiles(op: &str, geo: &ConvGeometry, first: usize, count: usize, bt: &[f32], images: usize, tiles: usize) -> Result<usize> {
+pub fn check_tiles(
+    op: &str,
+    geo: &ConvGeometry,
+    first: usize,
+    count: usize,
+    bt: &[f32],
+    images: usize,
+    tiles: usize,
+) -> Result<usize> {
     let (a, aw) = geo.window.kernel;
     if a != aw || bt.len() != a * a {
-        bail!(InvalidArgument, "{op}: tiles must be square and the transform {a}x{a}; got kernel {:?} and {} values", geo.window.kernel, bt.len());
+        bail!(
+            InvalidArgument,
+            "{op}: tiles must be square and the transform {a}x{a}; got kernel {:?} and {} values",
+            geo.window.kernel,
+            bt.len()
+        );
     }
     checks::unfold(op, geo, first, count, images, tiles)?;
     Ok(a)
@@ -39,10 +52,29 @@ pub fn check_tiles(op: &str, geo: &ConvGeometry, first: usize, count: usize, bt:
 /// Tile sides (m, a) of an output-tile geometry (kernel m x m, stride m, no padding, sides
 /// divisible by m), after checking `at` is m x a and the buffers fit: `images` the chunk's
 /// images, `points` the `[a*a][O][X]` values.
-pub fn check_untile(op: &str, geo: &ConvGeometry, first: usize, count: usize, at: &[f32], images: usize, points: usize) -> Result<(usize, usize)> {
+pub fn check_untile(
+    op: &str,
+    geo: &ConvGeometry,
+    first: usize,
+    count: usize,
+    at: &[f32],
+    images: usize,
+    points: usize,
+) -> Result<(usize, usize)> {
     let m = geo.window.kernel.0;
-    if geo.window.kernel != (m, m) || geo.window.stride != (m, m) || geo.window.padding != (0, 0) || !geo.h.is_multiple_of(m) || !geo.w.is_multiple_of(m) {
-        bail!(InvalidArgument, "{op}: output tiles must tile the {}x{} planes exactly; got window {:?}", geo.h, geo.w, geo.window);
+    if geo.window.kernel != (m, m)
+        || geo.window.stride != (m, m)
+        || geo.window.padding != (0, 0)
+        || !geo.h.is_multiple_of(m)
+        || !geo.w.is_multiple_of(m)
+    {
+        bail!(
+            InvalidArgument,
+            "{op}: output tiles must tile the {}x{} planes exactly; got window {:?}",
+            geo.h,
+            geo.w,
+            geo.window
+        );
     }
     if at.is_empty() || !at.len().is_multiple_of(m) {
         bail!(InvalidArgument, "{op}: the output transform must have {m} rows; got {} values", at.len());
@@ -54,7 +86,15 @@ pub fn check_untile(op: &str, geo: &ConvGeometry, first: usize, count: usize, at
 }
 
 /// `winograd_tiles` from im2col, a transpose and one GEMM.
-pub fn composed_tiles<B: Backend>(b: &B, x: &B::Storage, geo: &ConvGeometry, first: usize, count: usize, bt: &[f32], v: &mut B::Storage) -> Result<()> {
+pub fn composed_tiles<B: Backend>(
+    b: &B,
+    x: &B::Storage,
+    geo: &ConvGeometry,
+    first: usize,
+    count: usize,
+    bt: &[f32],
+    v: &mut B::Storage,
+) -> Result<()> {
     let a = check_tiles("winograd_tiles", geo, first, count, bt, b.storage_len(x), b.storage_len(v))?;
     let (pts, c, cols) = (a * a, geo.c_in, count * geo.col_cols());
     let mut d = b.uninit(pts * c * cols)?;
@@ -64,8 +104,17 @@ pub fn composed_tiles<B: Backend>(b: &B, x: &B::Storage, geo: &ConvGeometry, fir
 }
 
 /// `winograd_tiles_backward` from a GEMM, a transpose and col2im.
-pub fn composed_tiles_backward<B: Backend>(b: &B, dv: &B::Storage, geo: &ConvGeometry, first: usize, count: usize, bt: &[f32], dx: &mut B::Storage) -> Result<()> {
-    let a = check_tiles("winograd_tiles_backward", geo, first, count, bt, b.storage_len(dx), b.storage_len(dv))?;
+pub fn composed_tiles_backward<B: Backend>(
+    b: &B,
+    dv: &B::Storage,
+    geo: &ConvGeometry,
+    first: usize,
+    count: usize,
+    bt: &[f32],
+    dx: &mut B::Storage,
+) -> Result<()> {
+    let a =
+        check_tiles("winograd_tiles_backward", geo, first, count, bt, b.storage_len(dx), b.storage_len(dv))?;
     let (pts, c, cols) = (a * a, geo.c_in, count * geo.col_cols());
     let (mut dd, mut cols_buf) = (b.uninit(pts * c * cols)?, b.uninit(pts * c * cols)?);
     b.gemm(&Gemm::new(true, false, pts, c * cols, pts), &b.from_slice(&kronecker(bt, a, a))?, dv, &mut dd)?;
@@ -74,18 +123,48 @@ pub fn composed_tiles_backward<B: Backend>(b: &B, dv: &B::Storage, geo: &ConvGeo
 }
 
 /// `winograd_untile` from one GEMM, a transpose and col2im.
-pub fn composed_untile<B: Backend>(b: &B, points: &B::Storage, geo: &ConvGeometry, first: usize, count: usize, at: &[f32], y: &mut B::Storage) -> Result<()> {
-    let (m, a) = check_untile("winograd_untile", geo, first, count, at, b.storage_len(y), b.storage_len(points))?;
+pub fn composed_untile<B: Backend>(
+    b: &B,
+    points: &B::Storage,
+    geo: &ConvGeometry,
+    first: usize,
+    count: usize,
+    at: &[f32],
+    y: &mut B::Storage,
+) -> Result<()> {
+    let (m, a) =
+        check_untile("winograd_untile", geo, first, count, at, b.storage_len(y), b.storage_len(points))?;
     let (o, cols) = (geo.c_in, count * geo.col_cols());
     let (mut yt, mut ys) = (b.uninit(m * m * o * cols)?, b.uninit(m * m * o * cols)?);
-    b.gemm(&Gemm::new(false, false, m * m, o * cols, a * a), &b.from_slice(&kronecker(at, m, a))?, points, &mut yt)?;
+    b.gemm(
+        &Gemm::new(false, false, m * m, o * cols, a * a),
+        &b.from_slice(&kronecker(at, m, a))?,
+        points,
+        &mut yt,
+    )?;
     b.transpose_blocks(&yt, 0, m * m, o, cols, &mut ys, 0)?;
     b.col2im(&ys, geo, first, count, y)
 }
 
 /// `winograd_untile_backward` from im2col, a transpose and one GEMM.
-pub fn composed_untile_backward<B: Backend>(b: &B, dy: &B::Storage, geo: &ConvGeometry, first: usize, count: usize, at: &[f32], dm: &mut B::Storage) -> Result<()> {
-    let (m, a) = check_untile("winograd_untile_backward", geo, first, count, at, b.storage_len(dy), b.storage_len(dm))?;
+pub fn composed_untile_backward<B: Backend>(
+    b: &B,
+    dy: &B::Storage,
+    geo: &ConvGeometry,
+    first: usize,
+    count: usize,
+    at: &[f32],
+    dm: &mut B::Storage,
+) -> Result<()> {
+    let (m, a) = check_untile(
+        "winograd_untile_backward",
+        geo,
+        first,
+        count,
+        at,
+        b.storage_len(dy),
+        b.storage_len(dm),
+    )?;
     let (o, cols) = (geo.c_in, count * geo.col_cols());
     let (mut tiles, mut tt) = (b.uninit(m * m * o * cols)?, b.uninit(m * m * o * cols)?);
     b.im2col(dy, geo, first, count, &mut tiles)?;

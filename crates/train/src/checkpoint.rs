@@ -34,11 +34,7 @@ pub struct NamedTensor {
 
 impl NamedTensor {
     pub fn new(name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> Self {
-        NamedTensor {
-            name: name.into(),
-            shape,
-            data,
-        }
+        NamedTensor { name: name.into(), shape, data }
     }
 
     /// Number of elements the shape calls for (1 for a scalar, `None` on overflow).
@@ -80,20 +76,14 @@ impl Checkpoint {
 
     /// Tensors that belong to the model (names not under [`OPTIMIZER_PREFIX`]).
     pub fn model_tensors(&self) -> impl Iterator<Item = &NamedTensor> {
-        self.tensors
-            .iter()
-            .filter(|t| !t.name.starts_with(OPTIMIZER_PREFIX))
+        self.tensors.iter().filter(|t| !t.name.starts_with(OPTIMIZER_PREFIX))
     }
 }
 
 /// One way a checkpoint's tensors disagree with what the model expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TensorMismatch {
-    WrongShape {
-        name: String,
-        found: Vec<usize>,
-        expected: Vec<usize>,
-    },
+    WrongShape { name: String, found: Vec<usize>, expected: Vec<usize> },
     Missing(String),
     Unexpected(String),
 }
@@ -101,14 +91,9 @@ pub enum TensorMismatch {
 impl fmt::Display for TensorMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TensorMismatch::WrongShape {
-                name,
-                found,
-                expected,
-            } => write!(
-                f,
-                "tensor {name} has shape {found:?}, the model expects {expected:?}"
-            ),
+            TensorMismatch::WrongShape { name, found, expected } => {
+                write!(f, "tensor {name} has shape {found:?}, the model expects {expected:?}")
+            }
             TensorMismatch::Missing(name) => write!(f, "missing tensor {name}"),
             TensorMismatch::Unexpected(name) => write!(f, "unexpected tensor {name}"),
         }
@@ -129,10 +114,7 @@ pub enum CheckpointError {
     Invalid { path: PathBuf, reason: String },
     /// Tensors disagree with the model ([`check_against`]). `path` is `None`
     /// when the checkpoint was not tied to a file; see [`CheckpointError::at`].
-    Mismatch {
-        path: Option<PathBuf>,
-        problems: Vec<TensorMismatch>,
-    },
+    Mismatch { path: Option<PathBuf>, problems: Vec<TensorMismatch> },
 }
 
 impl CheckpointError {
@@ -140,13 +122,9 @@ impl CheckpointError {
     /// (other variants already name their file and are returned unchanged).
     pub fn at(self, file: &Path) -> Self {
         match self {
-            CheckpointError::Mismatch {
-                path: None,
-                problems,
-            } => CheckpointError::Mismatch {
-                path: Some(file.to_path_buf()),
-                problems,
-            },
+            CheckpointError::Mismatch { path: None, problems } => {
+                CheckpointError::Mismatch { path: Some(file.to_path_buf()), problems }
+            }
             other => other,
         }
     }
@@ -251,12 +229,7 @@ fn validate_for_save(ckpt: &Checkpoint) -> Result<(), String> {
                     t.data.len()
                 ))
             }
-            None => {
-                return Err(format!(
-                    "tensor {} has a shape too large: {:?}",
-                    t.name, t.shape
-                ))
-            }
+            None => return Err(format!("tensor {} has a shape too large: {:?}", t.name, t.shape)),
         }
     }
     Ok(())
@@ -266,32 +239,14 @@ fn validate_for_save(ckpt: &Checkpoint) -> Result<(), String> {
 /// directory is created if missing. On failure no temporary file is left
 /// behind and an existing file at `path` is untouched.
 pub fn save_atomic(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
-    validate_for_save(ckpt).map_err(|reason| CheckpointError::Invalid {
-        path: path.to_path_buf(),
-        reason,
-    })?;
-    let views: Vec<(&str, F32View)> = ckpt
-        .tensors
-        .iter()
-        .map(|t| {
-            (
-                t.name.as_str(),
-                F32View {
-                    shape: &t.shape,
-                    data: &t.data,
-                },
-            )
-        })
-        .collect();
+    validate_for_save(ckpt)
+        .map_err(|reason| CheckpointError::Invalid { path: path.to_path_buf(), reason })?;
+    let views: Vec<(&str, F32View)> =
+        ckpt.tensors.iter().map(|t| (t.name.as_str(), F32View { shape: &t.shape, data: &t.data })).collect();
     let metadata: Option<HashMap<String, String>> = if ckpt.metadata.is_empty() {
         None
     } else {
-        Some(
-            ckpt.metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        )
+        Some(ckpt.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     };
     write_atomic_with(path, |tmp| {
         safetensors::serialize_to_file(views, &metadata, tmp).map_err(|e| match e {
@@ -299,10 +254,7 @@ pub fn save_atomic(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError
             other => io::Error::other(format!("safetensors serialization failed: {other:?}")),
         })
     })
-    .map_err(|source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    .map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })
 }
 
 /// Reads a checkpoint. Tensors come back sorted by name; every tensor must be F32.
@@ -311,16 +263,9 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         path: path.to_path_buf(),
         source: io::Error::new(e.kind(), format!("cannot read: {e}")),
     })?;
-    let format_err = |reason: String| CheckpointError::Format {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
-        format_err(format!(
-            "not a safetensors file ({})",
-            describe(&e, bytes.len())
-        ))
-    })?;
+    let format_err = |reason: String| CheckpointError::Format { path: path.to_path_buf(), reason };
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| format_err(format!("not a safetensors file ({})", describe(&e, bytes.len()))))?;
 
     let mut tensors = Vec::with_capacity(st.len());
     for (name, view) in st.tensors() {
@@ -330,28 +275,17 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
                 view.dtype()
             )));
         }
-        let data = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        tensors.push(NamedTensor {
-            name,
-            shape: view.shape().to_vec(),
-            data,
-        });
+        let data =
+            view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        tensors.push(NamedTensor { name, shape: view.shape().to_vec(), data });
     }
     // The parser keeps tensors in a hash map; sort for a stable, documented order.
     tensors.sort_by(|a, b| a.name.cmp(&b.name));
 
     // Header parsing happens twice (deserialize does not expose the metadata),
     // but it is tiny next to the tensor data.
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| {
-        format_err(format!(
-            "not a safetensors file ({})",
-            describe(&e, bytes.len())
-        ))
-    })?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| format_err(format!("not a safetensors file ({})", describe(&e, bytes.len()))))?;
     let metadata = header
         .metadata()
         .as_ref()
@@ -377,19 +311,14 @@ fn describe(e: &SafeTensorError, file_len: usize) -> String {
             "the file size does not match the header; truncated?".into()
         }
         SafeTensorError::InvalidOffset(name) => format!("bad data offsets for tensor {name}"),
-        SafeTensorError::TensorInvalidInfo => {
-            "a tensor's shape does not match its byte size".into()
-        }
+        SafeTensorError::TensorInvalidInfo => "a tensor's shape does not match its byte size".into(),
         SafeTensorError::ValidationOverflow => "a tensor's shape overflows".into(),
         other => format!("{other:?}"),
     }
 }
 
 /// Loads `path` and checks it against the model's `expected` tensors in one go.
-pub fn load_checked(
-    path: &Path,
-    expected: &[(String, Vec<usize>)],
-) -> Result<Checkpoint, CheckpointError> {
+pub fn load_checked(path: &Path, expected: &[(String, Vec<usize>)]) -> Result<Checkpoint, CheckpointError> {
     let ckpt = load(path)?;
     check_against(&ckpt, expected).map_err(|e| e.at(path))?;
     Ok(ckpt)
@@ -400,12 +329,8 @@ pub fn load_checked(
 /// [`OPTIMIZER_PREFIX`] are ignored). All problems are reported together, in
 /// the order of `expected`, then unexpected names in checkpoint order. The
 /// error has no path; use [`CheckpointError::at`] or [`load_checked`].
-pub fn check_against(
-    ckpt: &Checkpoint,
-    expected: &[(String, Vec<usize>)],
-) -> Result<(), CheckpointError> {
-    let have: HashMap<&str, &NamedTensor> =
-        ckpt.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+pub fn check_against(ckpt: &Checkpoint, expected: &[(String, Vec<usize>)]) -> Result<(), CheckpointError> {
+    let have: HashMap<&str, &NamedTensor> = ckpt.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
     let mut problems = Vec::new();
     for (name, shape) in expected {
         match have.get(name.as_str()) {
@@ -427,10 +352,7 @@ pub fn check_against(
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(CheckpointError::Mismatch {
-            path: None,
-            problems,
-        })
+        Err(CheckpointError::Mismatch { path: None, problems })
     }
 }
 
@@ -451,18 +373,12 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// rename; after it, there is no temp file left to remove.
 /// An error from the final directory sync means the new file is in place
 /// but its rename may not yet be durable.
-pub(crate) fn write_atomic_with(
-    path: &Path,
-    fill: impl FnOnce(&Path) -> io::Result<()>,
-) -> io::Result<()> {
+pub(crate) fn write_atomic_with(path: &Path, fill: impl FnOnce(&Path) -> io::Result<()>) -> io::Result<()> {
     let ctx = |what: &str, p: &Path, e: io::Error| {
         io::Error::new(e.kind(), format!("cannot {what} {}: {e}", p.display()))
     };
     let file_name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} has no file name", path.display()),
-        )
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{} has no file name", path.display()))
     })?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -478,11 +394,7 @@ pub(crate) fn write_atomic_with(
         name.push(file_name);
         name.push(format!(".tmp-{}-{n}", std::process::id()));
         let candidate = dir.join(name);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&candidate)
-        {
+        match OpenOptions::new().write(true).create_new(true).open(&candidate) {
             Ok(_) => break candidate,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(ctx("create temporary file in", &dir, e)),
@@ -518,14 +430,7 @@ pub(crate) fn write_atomic_with(
 #[cfg(unix)]
 fn sync_dir(dir: &Path) -> io::Result<()> {
     match File::open(dir).and_then(|d| d.sync_all()) {
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
-            ) =>
-        {
-            Ok(())
-        }
+        Err(e) if matches!(e.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported) => Ok(()),
         other => other,
     }
 }
@@ -541,21 +446,14 @@ mod tests {
 
     fn ckpt() -> Checkpoint {
         let mut c = Checkpoint::new();
-        c.push(
-            "0.0.weight",
-            vec![2, 1, 3, 3],
-            (0..18).map(|i| i as f32).collect(),
-        );
+        c.push("0.0.weight", vec![2, 1, 3, 3], (0..18).map(|i| i as f32).collect());
         c.push("0.0.bias", vec![2], vec![0.5, -0.5]);
         c.push("optimizer.momentum.0.0.bias", vec![2], vec![0.0, 1.0]);
         c
     }
 
     fn expected() -> Vec<(String, Vec<usize>)> {
-        vec![
-            ("0.0.weight".into(), vec![2, 1, 3, 3]),
-            ("0.0.bias".into(), vec![2]),
-        ]
+        vec![("0.0.weight".into(), vec![2, 1, 3, 3]), ("0.0.bias".into(), vec![2])]
     }
 
     #[test]
@@ -567,9 +465,7 @@ mod tests {
     fn check_against_message_names_path_and_shapes() {
         let mut c = ckpt();
         c.tensors[0].shape = vec![2, 3, 3, 1];
-        let e = check_against(&c, &expected())
-            .unwrap_err()
-            .at(Path::new("runs/x/checkpoint.safetensors"));
+        let e = check_against(&c, &expected()).unwrap_err().at(Path::new("runs/x/checkpoint.safetensors"));
         assert_eq!(
             e.to_string(),
             "checkpoint runs/x/checkpoint.safetensors: tensor 0.0.weight has shape \
@@ -589,10 +485,7 @@ mod tests {
 
         let mut c = ckpt();
         c.push("0.0.bias", vec![], vec![1.0]);
-        assert!(save_atomic(&path, &c)
-            .unwrap_err()
-            .to_string()
-            .contains("twice"));
+        assert!(save_atomic(&path, &c).unwrap_err().to_string().contains("twice"));
         assert!(!path.exists());
         let _ = fs::remove_dir_all(&dir);
     }

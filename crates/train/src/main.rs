@@ -1,8 +1,8 @@
 //! `train`: trains NiN or GoogLeNet on Fashion-MNIST, or evaluates a checkpoint.
 use anyhow::Result;
+use clap::Parser;
 use cuda::Cuda;
 use models::ModelKind;
-use clap::Parser;
 use std::process::ExitCode;
 use tensor::Cpu;
 use train::cli::{Cli, Command, DataArgs, DeviceKind};
@@ -45,8 +45,12 @@ macro_rules! on_device {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Nin(args) => on_device!(&args.data, |b| session::train(b, ModelKind::Nin, &args).map(|_| ())),
-        Command::GoogLeNet(args) => on_device!(&args.data, |b| session::train(b, ModelKind::GoogLeNet, &args).map(|_| ())),
+        Command::Nin(args) => {
+            on_device!(&args.data, |b| session::train(b, ModelKind::Nin, &args).map(|_| ()))
+        }
+        Command::GoogLeNet(args) => {
+            on_device!(&args.data, |b| session::train(b, ModelKind::GoogLeNet, &args).map(|_| ()))
+        }
         Command::Eval(args) => on_device!(&args.data, |b| session::eval(b, &args).map(|_| ())),
     }
 }

@@ -64,34 +64,19 @@ impl std::error::Error for MetricsError {}
 /// are skipped; anything else that is not a 6-field row is an error rather
 /// than silently dropped, since the rows feed the resumed run's history.
 pub fn read_csv(path: &Path) -> Result<Vec<EpochMetrics>, MetricsError> {
-    let err = |line: Option<usize>, message: String| MetricsError {
-        path: path.to_path_buf(),
-        line,
-        message,
-    };
+    let err = |line: Option<usize>, message: String| MetricsError { path: path.to_path_buf(), line, message };
     let text = fs::read_to_string(path).map_err(|e| err(None, format!("cannot read: {e}")))?;
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     match lines.next() {
         Some((_, h)) if h.trim() == CSV_HEADER => {}
-        Some((i, h)) => {
-            return Err(err(
-                Some(i + 1),
-                format!("expected header {CSV_HEADER:?}, found {h:?}"),
-            ))
-        }
+        Some((i, h)) => return Err(err(Some(i + 1), format!("expected header {CSV_HEADER:?}, found {h:?}"))),
         None => return Err(err(None, "empty file, expected a header line".into())),
     }
     let mut rows = Vec::new();
     for (i, line) in lines {
         let fields: Vec<&str> = line.trim().split(',').map(str::trim).collect();
         if fields.len() != 6 {
-            return Err(err(
-                Some(i + 1),
-                format!("expected 6 fields, found {}", fields.len()),
-            ));
+            return Err(err(Some(i + 1), format!("expected 6 fields, found {}", fields.len())));
         }
         let float = |k: usize| {
             fields[k]
@@ -156,10 +141,7 @@ mod tests {
         // Rewriting replaces the file and leaves only it in the directory.
         write_csv(&p, &rows()[..1]).unwrap();
         assert_eq!(read_csv(&p).unwrap(), rows()[..1]);
-        let names: Vec<_> = fs::read_dir(d.join("sub"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = fs::read_dir(d.join("sub")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("metrics.csv")]);
         fs::remove_dir_all(&d).unwrap();
     }
@@ -180,11 +162,7 @@ mod tests {
         let e = read_csv(&p).unwrap_err();
         assert!(e.to_string().contains("metrics.csv"), "{e}");
 
-        fs::write(
-            &p,
-            format!("{CSV_HEADER}\n1,0.5,0.5,0.5,1,100\n2,0.4,oops,0.5,1,100\n"),
-        )
-        .unwrap();
+        fs::write(&p, format!("{CSV_HEADER}\n1,0.5,0.5,0.5,1,100\n2,0.4,oops,0.5,1,100\n")).unwrap();
         let e = read_csv(&p).unwrap_err();
         assert_eq!(e.line, Some(3), "{e}");
         assert!(e.to_string().contains("oops"), "{e}");

@@ -72,11 +72,9 @@ pub fn write_svg(path: &Path, rows: &[EpochMetrics], title: &str) -> io::Result<
 pub fn render_svg(rows: &[EpochMetrics], title: &str) -> String {
     // X: the epochs seen; a lone epoch gets half an epoch either side so its
     // point sits in the middle rather than on the axis.
-    let (mut x_lo, mut x_hi) = rows
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
-            (lo.min(r.epoch as f64), hi.max(r.epoch as f64))
-        });
+    let (mut x_lo, mut x_hi) = rows.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+        (lo.min(r.epoch as f64), hi.max(r.epoch as f64))
+    });
     if rows.is_empty() {
         (x_lo, x_hi) = (1.0, 1.0);
     }
@@ -87,11 +85,8 @@ pub fn render_svg(rows: &[EpochMetrics], title: &str) -> String {
 
     // Y: from 0 (or below, should anything be negative) to at least 1, so
     // accuracies always have their full range, widened to a whole tick.
-    let finite = || {
-        rows.iter()
-            .flat_map(|r| SERIES.iter().map(move |s| (s.value)(r)))
-            .filter(|v| v.is_finite())
-    };
+    let finite =
+        || rows.iter().flat_map(|r| SERIES.iter().map(move |s| (s.value)(r))).filter(|v| v.is_finite());
     let y_max_data = finite().fold(1.0f64, f64::max);
     let y_min_data = finite().fold(0.0f64, f64::min);
     let y_step = nice_step((y_max_data - y_min_data) / 5.0);
@@ -129,42 +124,22 @@ pub fn render_svg(rows: &[EpochMetrics], title: &str) -> String {
     let _ = writeln!(s, "<g stroke=\"#dddddd\" stroke-width=\"1\">");
     let y_ticks = ticks(y_lo, y_hi, y_step);
     for &y in &y_ticks {
-        let _ = writeln!(
-            s,
-            "<line x1=\"{LEFT}\" y1=\"{0:.2}\" x2=\"{RIGHT}\" y2=\"{0:.2}\"/>",
-            py(y)
-        );
+        let _ = writeln!(s, "<line x1=\"{LEFT}\" y1=\"{0:.2}\" x2=\"{RIGHT}\" y2=\"{0:.2}\"/>", py(y));
     }
     let x_step = nice_step_int((x_hi - x_lo) / 10.0);
     let x_ticks: Vec<f64> = ticks(x_lo.ceil(), x_hi.floor(), x_step);
     for &x in &x_ticks {
-        let _ = writeln!(
-            s,
-            "<line x1=\"{0:.2}\" y1=\"{TOP}\" x2=\"{0:.2}\" y2=\"{BOTTOM}\"/>",
-            px(x)
-        );
+        let _ = writeln!(s, "<line x1=\"{0:.2}\" y1=\"{TOP}\" x2=\"{0:.2}\" y2=\"{BOTTOM}\"/>", px(x));
     }
     let _ = writeln!(s, "</g>");
     let _ = writeln!(s, "<g text-anchor=\"end\" fill=\"#333\">");
     for &y in &y_ticks {
-        let _ = writeln!(
-            s,
-            "<text x=\"{}\" y=\"{:.2}\">{}</text>",
-            LEFT - 6.0,
-            py(y) + 4.0,
-            fmt_tick(y)
-        );
+        let _ = writeln!(s, "<text x=\"{}\" y=\"{:.2}\">{}</text>", LEFT - 6.0, py(y) + 4.0, fmt_tick(y));
     }
     let _ = writeln!(s, "</g>");
     let _ = writeln!(s, "<g text-anchor=\"middle\" fill=\"#333\">");
     for &x in &x_ticks {
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.2}\" y=\"{}\">{}</text>",
-            px(x),
-            BOTTOM + 18.0,
-            fmt_tick(x)
-        );
+        let _ = writeln!(s, "<text x=\"{:.2}\" y=\"{}\">{}</text>", px(x), BOTTOM + 18.0, fmt_tick(x));
     }
     let _ = writeln!(s, "</g>");
 
@@ -175,11 +150,7 @@ pub fn render_svg(rows: &[EpochMetrics], title: &str) -> String {
         RIGHT - LEFT,
         BOTTOM - TOP
     );
-    let _ = writeln!(
-        s,
-        "<text x=\"{mid}\" y=\"{}\" text-anchor=\"middle\">epoch</text>",
-        BOTTOM + 40.0
-    );
+    let _ = writeln!(s, "<text x=\"{mid}\" y=\"{}\" text-anchor=\"middle\">epoch</text>", BOTTOM + 40.0);
     let ymid = (TOP + BOTTOM) / 2.0;
     let _ = writeln!(
         s,
@@ -188,17 +159,10 @@ pub fn render_svg(rows: &[EpochMetrics], title: &str) -> String {
     );
 
     // Markers only while they do not merge into a smear.
-    let spacing = if rows.len() > 1 {
-        (RIGHT - LEFT) / (x_hi - x_lo)
-    } else {
-        f64::INFINITY
-    };
+    let spacing = if rows.len() > 1 { (RIGHT - LEFT) / (x_hi - x_lo) } else { f64::INFINITY };
     let draw_markers = spacing >= 8.0;
     for series in &SERIES {
-        let dash = series
-            .dash
-            .map(|d| format!(" stroke-dasharray=\"{d}\""))
-            .unwrap_or_default();
+        let dash = series.dash.map(|d| format!(" stroke-dasharray=\"{d}\"")).unwrap_or_default();
         let _ = writeln!(s, "<g class=\"series\" data-label=\"{}\">", series.label);
         // One polyline per run of finite values.
         let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
@@ -243,10 +207,7 @@ pub fn render_svg(rows: &[EpochMetrics], title: &str) -> String {
     );
     for (i, series) in SERIES.iter().enumerate() {
         let y = ly + 8.0 + i as f64 * 22.0;
-        let dash = series
-            .dash
-            .map(|d| format!(" stroke-dasharray=\"{d}\""))
-            .unwrap_or_default();
+        let dash = series.dash.map(|d| format!(" stroke-dasharray=\"{d}\"")).unwrap_or_default();
         let _ = writeln!(
             s,
             "<line x1=\"{lx}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"{}\" stroke-width=\"2\"{dash}/>",
@@ -254,13 +215,7 @@ pub fn render_svg(rows: &[EpochMetrics], title: &str) -> String {
             series.colour
         );
         s.push_str(&marker(series.marker, lx + 15.0, y, series.colour));
-        let _ = writeln!(
-            s,
-            "\n<text x=\"{}\" y=\"{}\">{}</text>",
-            lx + 38.0,
-            y + 4.0,
-            series.label
-        );
+        let _ = writeln!(s, "\n<text x=\"{}\" y=\"{}\">{}</text>", lx + 38.0, y + 4.0, series.label);
     }
     if rows.is_empty() {
         let _ = writeln!(
@@ -300,11 +255,7 @@ fn nice_step(raw: f64) -> f64 {
         return 1.0;
     }
     let p = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|m| m * p)
-        .find(|&v| v >= raw * (1.0 - 1e-9))
-        .unwrap_or(10.0 * p)
+    [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * p).find(|&v| v >= raw * (1.0 - 1e-9)).unwrap_or(10.0 * p)
 }
 
 /// Like [`nice_step`] but a whole number of epochs (never 2.5).
@@ -313,11 +264,7 @@ fn nice_step_int(raw: f64) -> f64 {
         return 1.0;
     }
     let p = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * p)
-        .find(|&v| v >= raw)
-        .unwrap_or(10.0 * p)
+    [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * p).find(|&v| v >= raw).unwrap_or(10.0 * p)
 }
 
 /// Multiples of `step` from `lo` to `hi`, computed by index to avoid drift.
@@ -400,13 +347,7 @@ mod tests {
         assert!(svg.trim_end().ends_with("</svg>"));
         assert_balanced(&svg);
         assert_eq!(svg.matches("<polyline").count(), 3);
-        for label in [
-            "train loss",
-            "train acc",
-            "test acc",
-            "epoch",
-            "AlexNet on Fashion-MNIST",
-        ] {
+        for label in ["train loss", "train acc", "test acc", "epoch", "AlexNet on Fashion-MNIST"] {
             assert!(svg.contains(&format!(">{label}<")), "missing {label}");
         }
         // Ten epochs get a tick each, and markers.
@@ -433,11 +374,7 @@ mod tests {
         let svg = render_svg(&r, "long");
         assert_balanced(&svg);
         assert!(svg.contains(">8</text>"), "y axis should reach 8");
-        assert_eq!(
-            svg.matches("<circle").count(),
-            1,
-            "markers dropped when dense"
-        );
+        assert_eq!(svg.matches("<circle").count(), 1, "markers dropped when dense");
         assert!(svg.matches("<line").count() < 40, "too many grid lines");
     }
 

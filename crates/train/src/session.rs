@@ -51,7 +51,12 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
             let ckpt = checkpoint::load(path)?;
             let meta = RunMeta::from_checkpoint(&ckpt, path)?;
             if meta.model != kind {
-                bail!("{} holds a {} model; resume it with `train {} --resume ...`", path.display(), meta.model, meta.model);
+                bail!(
+                    "{} holds a {} model; resume it with `train {} --resume ...`",
+                    path.display(),
+                    meta.model,
+                    meta.model
+                );
             }
             Some((ckpt, meta, path.clone()))
         }
@@ -99,7 +104,8 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
     if let Some((ckpt, _, path)) = &resumed {
         state::load_weights(ckpt, &params, backend, path)?;
         let opt_path = state::optimizer_path(path.parent().unwrap_or(Path::new(".")), meta.epoch);
-        let opt_ckpt = checkpoint::load(&opt_path).with_context(|| format!("resuming needs the optimizer state saved beside {}", path.display()))?;
+        let opt_ckpt = checkpoint::load(&opt_path)
+            .with_context(|| format!("resuming needs the optimizer state saved beside {}", path.display()))?;
         optimizer
             .load_state(state::optimizer_tensors(&opt_ckpt, backend)?, meta.optimizer_steps)
             .with_context(|| format!("{}", opt_path.display()))?;
@@ -110,7 +116,8 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         }
         println!("resuming {} from {} after epoch {}", kind, path.display(), meta.epoch);
     }
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
     println!(
         "training {kind} at {0}x{0} on {1}: {2} training / {3} test images, batch {4}, {5:?} lr {6}",
         meta.resize,
@@ -131,7 +138,11 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         let bar = progress_bar(batches.len() as u64, epoch + 1, args.epochs);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0.0f64, 0usize);
         for batch in batches {
-            let x = Var::constant(Tensor::from_slice(backend, [batch.len, 1, meta.resize, meta.resize], &batch.images)?);
+            let x = Var::constant(Tensor::from_slice(
+                backend,
+                [batch.len, 1, meta.resize, meta.resize],
+                &batch.images,
+            )?);
             let logits = model.forward(&x, &mut mode)?;
             let (loss, hits) = ops::cross_entropy(&logits, &batch.labels)?;
             let loss_value = loss.value().item()?;
@@ -152,7 +163,11 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
             correct += hits.item()? as f64;
             seen += batch.len;
             let rate = seen as f64 / started.elapsed().as_secs_f64();
-            bar.set_message(format!("loss {:.4}, acc {:.3}, {rate:.1} img/s", loss_sum / seen as f64, correct / seen as f64));
+            bar.set_message(format!(
+                "loss {:.4}, acc {:.3}, {rate:.1} img/s",
+                loss_sum / seen as f64,
+                correct / seen as f64
+            ));
             bar.inc(1);
         }
         let train_time = started.elapsed().as_secs_f64();
@@ -180,17 +195,28 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         meta.optimizer_steps = steps;
         // Optimizer state first, then the weights that name its epoch, then the previous
         // epoch's optimizer file: a run killed at any moment leaves a loadable, resumable pair.
-        checkpoint::save_atomic(&state::optimizer_path(&out_dir, meta.epoch), &state::optimizer_checkpoint(&opt_state, &meta)?)?;
+        checkpoint::save_atomic(
+            &state::optimizer_path(&out_dir, meta.epoch),
+            &state::optimizer_checkpoint(&opt_state, &meta)?,
+        )?;
         checkpoint::save_atomic(&out_dir.join(CHECKPOINT_FILE), &state::weights_checkpoint(&params, &meta)?)?;
         if meta.epoch > 0 {
             let _ = std::fs::remove_file(state::optimizer_path(&out_dir, meta.epoch - 1));
         }
-        metrics::write_csv(&out_dir.join(METRICS_FILE), &history).with_context(|| format!("writing {}", out_dir.join(METRICS_FILE).display()))?;
-        let title = format!("{kind} on Fashion-MNIST ({0}x{0}, batch {1}, lr {2})", meta.resize, meta.batch_size, meta.lr);
-        plot::write_svg(&out_dir.join(PLOT_FILE), &history, &title).with_context(|| format!("writing {}", out_dir.join(PLOT_FILE).display()))?;
+        metrics::write_csv(&out_dir.join(METRICS_FILE), &history)
+            .with_context(|| format!("writing {}", out_dir.join(METRICS_FILE).display()))?;
+        let title = format!(
+            "{kind} on Fashion-MNIST ({0}x{0}, batch {1}, lr {2})",
+            meta.resize, meta.batch_size, meta.lr
+        );
+        plot::write_svg(&out_dir.join(PLOT_FILE), &history, &title)
+            .with_context(|| format!("writing {}", out_dir.join(PLOT_FILE).display()))?;
     }
     if let Some(last) = history.last() {
-        println!("loss {:.3}, train acc {:.3}, test acc {:.3}", last.train_loss, last.train_acc, last.test_acc);
+        println!(
+            "loss {:.3}, train acc {:.3}, test acc {:.3}",
+            last.train_loss, last.train_acc, last.test_acc
+        );
         println!("{:.1} examples/sec on {}", train_images as f64 / train_seconds, backend.name());
         println!("saved {}, {}, {} in {}", CHECKPOINT_FILE, METRICS_FILE, PLOT_FILE, out_dir.display());
     }
@@ -209,7 +235,13 @@ fn progress_bar(len: u64, epoch: usize, epochs: usize) -> ProgressBar {
 }
 
 /// Accuracy over `set`, in inference mode (no graph, dropout off).
-pub fn evaluate<B: Backend>(model: &Sequential<B>, backend: &B, set: &Arc<Dataset>, resize: usize, batch_size: usize) -> Result<f64> {
+pub fn evaluate<B: Backend>(
+    model: &Sequential<B>,
+    backend: &B,
+    set: &Arc<Dataset>,
+    resize: usize,
+    batch_size: usize,
+) -> Result<f64> {
     let _no_grad = NoGradGuard::new();
     let mut mode = Mode::eval();
     let mut correct = 0.0f64;
@@ -247,7 +279,8 @@ pub fn eval<B: Backend>(backend: &B, args: &EvalArgs) -> Result<f64> {
 
 /// `runs/<model>-<UTC date>-<time>`.
 fn default_out_dir(kind: ModelKind) -> PathBuf {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;

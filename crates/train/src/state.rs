@@ -57,7 +57,11 @@ impl RunMeta {
     }
 
     pub fn from_checkpoint(ckpt: &Checkpoint, path: &Path) -> Result<RunMeta> {
-        let get = |k: &str| ckpt.meta(k).ok_or_else(|| anyhow!("{}: metadata has no `{k}`; was it written by this program?", path.display()));
+        let get = |k: &str| {
+            ckpt.meta(k).ok_or_else(|| {
+                anyhow!("{}: metadata has no `{k}`; was it written by this program?", path.display())
+            })
+        };
         fn parse<T: std::str::FromStr>(path: &Path, k: &str, v: &str) -> Result<T> {
             v.parse().map_err(|_| anyhow!("{}: metadata `{k}` = {v:?} is not valid", path.display()))
         }
@@ -99,7 +103,10 @@ pub fn weights_checkpoint<B: Backend>(params: &[(String, Var<B>)], meta: &RunMet
 }
 
 /// The optimizer's state under `optimizer.<name>`, in a file of its own beside the weights.
-pub fn optimizer_checkpoint<B: Backend>(optimizer_state: &[(String, Tensor<B>)], meta: &RunMeta) -> Result<Checkpoint> {
+pub fn optimizer_checkpoint<B: Backend>(
+    optimizer_state: &[(String, Tensor<B>)],
+    meta: &RunMeta,
+) -> Result<Checkpoint> {
     let mut ckpt = Checkpoint::new();
     for (name, t) in optimizer_state {
         ckpt.push(format!("{OPTIMIZER_PREFIX}{name}"), t.dims().to_vec(), t.to_vec()?);
@@ -114,8 +121,14 @@ pub fn optimizer_path(dir: &Path, epoch: usize) -> std::path::PathBuf {
 }
 
 /// Checks names and shapes against the model, then copies the weights in.
-pub fn load_weights<B: Backend>(ckpt: &Checkpoint, params: &[(String, Var<B>)], backend: &B, path: &Path) -> Result<()> {
-    let expected: Vec<(String, Vec<usize>)> = params.iter().map(|(n, p)| (n.clone(), p.shape().dims().to_vec())).collect();
+pub fn load_weights<B: Backend>(
+    ckpt: &Checkpoint,
+    params: &[(String, Var<B>)],
+    backend: &B,
+    path: &Path,
+) -> Result<()> {
+    let expected: Vec<(String, Vec<usize>)> =
+        params.iter().map(|(n, p)| (n.clone(), p.shape().dims().to_vec())).collect();
     checkpoint::check_against(ckpt, &expected).map_err(|e| e.at(path))?;
     for (name, p) in params {
         let t = ckpt.get(name).expect("checked above");

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
 use train::checkpoint::{
-    check_against, load, load_checked, save_atomic, Checkpoint, CheckpointError, NamedTensor,
-    TensorMismatch,
+    check_against, load, load_checked, save_atomic, Checkpoint, CheckpointError, NamedTensor, TensorMismatch,
 };
 
 /// A fresh, empty directory unique to this test (and process).
@@ -20,10 +19,8 @@ fn test_dir(tag: &str) -> PathBuf {
 }
 
 fn dir_entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut names: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names
 }
@@ -72,11 +69,9 @@ fn random_checkpoint(seed: u64) -> Checkpoint {
     }
     ckpt.metadata.insert("model".into(), "alexnet".into());
     ckpt.metadata.insert("epoch".into(), "7".into());
-    ckpt.metadata
-        .insert("rng_state".into(), "0123456789abcdef:fedcba".into());
+    ckpt.metadata.insert("rng_state".into(), "0123456789abcdef:fedcba".into());
     ckpt.metadata.insert("optimizer.lr".into(), "0.01".into());
-    ckpt.metadata
-        .insert("note".into(), "unicode ✓ \"quotes\" \\ and\nnewline".into());
+    ckpt.metadata.insert("note".into(), "unicode ✓ \"quotes\" \\ and\nnewline".into());
     ckpt.metadata.insert(String::new(), "empty key".into());
     ckpt
 }
@@ -120,10 +115,7 @@ fn round_trip_is_bit_exact_with_metadata() {
         assert_bit_exact(t, back.get(&t.name).expect("tensor missing after load"));
     }
     check_against(&back, &model_shapes()).unwrap();
-    assert_eq!(
-        dir_entries(&dir.join("nested/run")),
-        vec!["checkpoint.safetensors"]
-    );
+    assert_eq!(dir_entries(&dir.join("nested/run")), vec!["checkpoint.safetensors"]);
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -150,29 +142,17 @@ fn file_is_standard_safetensors_little_endian_f32() {
     let bytes = fs::read(&path).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
-    assert!(
-        header.contains("\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}"),
-        "{header}"
-    );
-    assert!(
-        header.contains("\"__metadata__\":{\"epoch\":\"3\"}"),
-        "{header}"
-    );
+    assert!(header.contains("\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}"), "{header}");
+    assert!(header.contains("\"__metadata__\":{\"epoch\":\"3\"}"), "{header}");
     let data = &bytes[8 + n..];
-    assert_eq!(
-        data,
-        [1.0f32.to_le_bytes(), (-2.5f32).to_le_bytes()].concat()
-    );
+    assert_eq!(data, [1.0f32.to_le_bytes(), (-2.5f32).to_le_bytes()].concat());
     fs::remove_dir_all(&dir).unwrap();
 }
 
 fn assert_load_fails_naming(path: &Path, what: &str) -> String {
     let err = load(path).expect_err(what);
     let msg = err.to_string();
-    assert!(
-        msg.contains(&path.display().to_string()),
-        "{what}: message {msg:?} does not name the file"
-    );
+    assert!(msg.contains(&path.display().to_string()), "{what}: message {msg:?} does not name the file");
     assert_eq!(err.path(), Some(path));
     msg
 }
@@ -183,10 +163,7 @@ fn bad_files_are_errors_naming_the_file() {
 
     let missing = dir.join("missing.safetensors");
     let msg = assert_load_fails_naming(&missing, "missing file");
-    assert!(
-        matches!(load(&missing), Err(CheckpointError::Io { .. })),
-        "{msg}"
-    );
+    assert!(matches!(load(&missing), Err(CheckpointError::Io { .. })), "{msg}");
 
     let empty = dir.join("empty.safetensors");
     fs::write(&empty, b"").unwrap();
@@ -199,10 +176,7 @@ fn bad_files_are_errors_naming_the_file() {
         let bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
         fs::write(&random, bytes).unwrap();
         let msg = assert_load_fails_naming(&random, "random bytes");
-        assert!(
-            matches!(load(&random), Err(CheckpointError::Format { .. })),
-            "{msg}"
-        );
+        assert!(matches!(load(&random), Err(CheckpointError::Format { .. })), "{msg}");
     }
 
     // A header length that fits, followed by text that is not JSON.
@@ -247,11 +221,7 @@ fn check_against_reports_shape_missing_and_unexpected() {
     let dir = test_dir("check");
     let path = dir.join("checkpoint.safetensors");
     let mut ckpt = Checkpoint::new();
-    ckpt.push(
-        "0.0.weight",
-        vec![96, 3, 11, 11],
-        vec![0.0; 96 * 3 * 11 * 11],
-    );
+    ckpt.push("0.0.weight", vec![96, 3, 11, 11], vec![0.0; 96 * 3 * 11 * 11]);
     ckpt.push("0.0.bias", vec![96], vec![0.0; 96]);
     ckpt.push("9.bias", vec![10], vec![0.0; 10]);
     // Optimizer state for tensors the model does not have is not the model's concern.
@@ -264,11 +234,7 @@ fn check_against_reports_shape_missing_and_unexpected() {
         ("5.weight".into(), vec![4096, 6400]),
     ];
     let err = load_checked(&path, &expected).unwrap_err();
-    let CheckpointError::Mismatch {
-        path: Some(p),
-        problems,
-    } = &err
-    else {
+    let CheckpointError::Mismatch { path: Some(p), problems } = &err else {
         panic!("expected a mismatch with a path, got {err:?}");
     };
     assert_eq!(p, &path);
@@ -297,11 +263,7 @@ fn check_against_reports_shape_missing_and_unexpected() {
 
     // Without a file, the message still reads well.
     let err = check_against(&ckpt, &expected[1..2]).unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with("checkpoint: unexpected tensor 0.0.weight"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("checkpoint: unexpected tensor 0.0.weight"), "{err}");
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -366,17 +328,11 @@ fn failed_save_over_directory_keeps_everything_and_leaves_no_temp() {
 
     let err = save_atomic(&target, &random_checkpoint(4)).unwrap_err();
     assert!(matches!(err, CheckpointError::Io { .. }), "{err:?}");
-    assert!(
-        err.to_string().contains(&target.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&target.display().to_string()), "{err}");
     assert!(target.is_dir());
     assert_eq!(fs::read(target.join("keep.txt")).unwrap(), b"precious");
     assert_eq!(fs::read(&old).unwrap(), old_bytes);
-    assert_eq!(
-        dir_entries(&dir),
-        vec!["checkpoint.safetensors", "old.safetensors"]
-    );
+    assert_eq!(dir_entries(&dir), vec!["checkpoint.safetensors", "old.safetensors"]);
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -401,11 +357,7 @@ fn failed_save_when_parent_is_a_file() {
     let dir = test_dir("fail-parent");
     let blocker = dir.join("runs");
     fs::write(&blocker, b"not a directory").unwrap();
-    let err = save_atomic(
-        &blocker.join("checkpoint.safetensors"),
-        &random_checkpoint(7),
-    )
-    .unwrap_err();
+    let err = save_atomic(&blocker.join("checkpoint.safetensors"), &random_checkpoint(7)).unwrap_err();
     assert!(err.to_string().contains("runs"), "{err}");
     assert_eq!(fs::read(&blocker).unwrap(), b"not a directory");
     assert_eq!(dir_entries(&dir), vec!["runs"]);
@@ -433,10 +385,7 @@ fn failed_save_in_read_only_directory_keeps_old_checkpoint() {
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
     if let Some(result) = result {
         let err = result.unwrap_err();
-        assert!(
-            err.to_string().contains(&dir.display().to_string()),
-            "{err}"
-        );
+        assert!(err.to_string().contains(&dir.display().to_string()), "{err}");
         assert_eq!(fs::read(&path).unwrap(), before);
         assert_eq!(dir_entries(&dir), vec!["checkpoint.safetensors"]);
     } else {

@@ -16,7 +16,12 @@ fn temp_dir(name: &str) -> PathBuf {
 
 fn train(args: &[&str]) -> Output {
     let out = Command::new(BIN).args(args).env_remove("FASHION_MNIST_DIR").output().expect("run train");
-    eprintln!("$ train {}\n{}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!(
+        "$ train {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -40,8 +45,10 @@ fn write_split(dir: &Path, prefix: &str, n: usize) {
         labels.push(label);
         pixels.extend((0..784).map(|p| ((label as usize * 25 + (p * 31 + i * 17) % 23) % 256) as u8));
     }
-    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), idx(0x803, &[n as u32, 28, 28], &pixels)).unwrap();
-    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), idx(0x801, &[n as u32], &labels)).unwrap();
+    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), idx(0x803, &[n as u32, 28, 28], &pixels))
+        .unwrap();
+    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), idx(0x801, &[n as u32], &labels))
+        .unwrap();
 }
 
 fn tiny_data(name: &str) -> PathBuf {
@@ -66,7 +73,24 @@ fn help_wrong_flags_and_missing_data_are_clear() {
     assert!(out.status.success());
     assert!(text(&out).contains("nin") && text(&out).contains("googlenet") && text(&out).contains("eval"));
     let out = train(&["nin", "--help"]);
-    for flag in ["--epochs", "--batch-size", "--lr", "--optimizer", "--momentum", "--weight-decay", "--resize", "--seed", "--threads", "--train-limit", "--test-limit", "--device", "--data", "--out", "--resume", "--summary"] {
+    for flag in [
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--optimizer",
+        "--momentum",
+        "--weight-decay",
+        "--resize",
+        "--seed",
+        "--threads",
+        "--train-limit",
+        "--test-limit",
+        "--device",
+        "--data",
+        "--out",
+        "--resume",
+        "--summary",
+    ] {
         assert!(text(&out).contains(flag), "help lacks {flag}");
     }
     let out = train(&["nin", "--bogus"]);
@@ -77,7 +101,11 @@ fn help_wrong_flags_and_missing_data_are_clear() {
     let empty = temp_dir("empty");
     let out = train(&["nin", "--data", empty.to_str().unwrap(), "--epochs", "1"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains(empty.to_str().unwrap()) && text(&out).contains("train-images-idx3-ubyte"), "{}", text(&out));
+    assert!(
+        text(&out).contains(empty.to_str().unwrap()) && text(&out).contains("train-images-idx3-ubyte"),
+        "{}",
+        text(&out)
+    );
     let out = train(&["nin", "--device", "cuda", "--summary"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("cuda"));
@@ -101,7 +129,20 @@ fn resume_reproduces_an_uninterrupted_run_and_eval_agrees() {
     let data = tiny_data("resume");
     let base = temp_dir("resume-out");
     let (full, part) = (base.join("full"), base.join("part"));
-    let common = ["--resize", "67", "--batch-size", "16", "--momentum", "0.9", "--lr", "0.01", "--seed", "7", "--data", data.to_str().unwrap()];
+    let common = [
+        "--resize",
+        "67",
+        "--batch-size",
+        "16",
+        "--momentum",
+        "0.9",
+        "--lr",
+        "0.01",
+        "--seed",
+        "7",
+        "--data",
+        data.to_str().unwrap(),
+    ];
     let run = |out: &Path, epochs: &str, extra: &[&str]| {
         let mut args = vec!["nin", "--epochs", epochs, "--out", out.to_str().unwrap()];
         args.extend_from_slice(&common);
@@ -112,25 +153,47 @@ fn resume_reproduces_an_uninterrupted_run_and_eval_agrees() {
     run(&full, "2", &[]);
     run(&part, "1", &[]);
     let ckpt = part.join("checkpoint.safetensors");
-    let o = train(&["nin", "--epochs", "2", "--resume", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    let o = train(&[
+        "nin",
+        "--epochs",
+        "2",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let a = metrics::read_csv(&full.join("metrics.csv")).unwrap();
     let b = metrics::read_csv(&part.join("metrics.csv")).unwrap();
     assert_eq!(a.len(), 2);
     assert_eq!(b.len(), 2);
     for (x, y) in a.iter().zip(&b) {
-        assert_eq!(x.train_loss.to_bits(), y.train_loss.to_bits(), "epoch {}: {} vs {}", x.epoch, x.train_loss, y.train_loss);
+        assert_eq!(
+            x.train_loss.to_bits(),
+            y.train_loss.to_bits(),
+            "epoch {}: {} vs {}",
+            x.epoch,
+            x.train_loss,
+            y.train_loss
+        );
         assert_eq!(x.train_acc, y.train_acc);
         assert_eq!(x.test_acc, y.test_acc);
     }
     // The weights themselves are identical.
-    let (ca, cb) = (checkpoint::load(&full.join("checkpoint.safetensors")).unwrap(), checkpoint::load(&ckpt).unwrap());
+    let (ca, cb) =
+        (checkpoint::load(&full.join("checkpoint.safetensors")).unwrap(), checkpoint::load(&ckpt).unwrap());
     assert_eq!(ca.tensors, cb.tensors);
     assert_eq!(ca.get("0.0.weight").unwrap().shape, vec![96, 1, 11, 11]);
-    assert!(ca.tensors.iter().all(|t| !t.name.starts_with("optimizer.")), "weights file holds the state_dict only");
+    assert!(
+        ca.tensors.iter().all(|t| !t.name.starts_with("optimizer.")),
+        "weights file holds the state_dict only"
+    );
     let opt = checkpoint::load(&part.join("optimizer-epoch2.safetensors")).unwrap();
     assert_eq!(opt.get("optimizer.momentum.0.0.weight").unwrap().shape, vec![96, 1, 11, 11]);
-    assert!(!part.join("optimizer-epoch1.safetensors").exists(), "the previous epoch's optimizer file is removed");
+    assert!(
+        !part.join("optimizer-epoch1.safetensors").exists(),
+        "the previous epoch's optimizer file is removed"
+    );
     assert!(full.join("plot.svg").exists());
 
     // eval reads the model from the metadata and reproduces the last test accuracy.
@@ -148,7 +211,15 @@ fn resume_reproduces_an_uninterrupted_run_and_eval_agrees() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("wrong.safetensors") && text(&o).contains("tensor"), "{}", text(&o));
     // Resuming with the other model's command is refused too.
-    let o = train(&["googlenet", "--epochs", "3", "--resume", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    let o = train(&[
+        "googlenet",
+        "--epochs",
+        "3",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("nin"), "{}", text(&o));
 }
@@ -157,7 +228,21 @@ fn resume_reproduces_an_uninterrupted_run_and_eval_agrees() {
 fn a_diverging_run_stops_and_says_why() {
     let data = tiny_data("diverge");
     let out = temp_dir("diverge-out");
-    let o = train(&["googlenet", "--resize", "32", "--lr", "1e30", "--epochs", "2", "--batch-size", "16", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = train(&[
+        "googlenet",
+        "--resize",
+        "32",
+        "--lr",
+        "1e30",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let t = text(&o);
     assert!(t.contains("diverged") && t.contains("lower learning rate"), "{t}");
@@ -175,8 +260,25 @@ fn nin_learns_real_fashion_mnist() {
     };
     let out = temp_dir("e2e");
     let o = train(&[
-        "nin", "--resize", "67", "--epochs", "6", "--train-limit", "5000", "--test-limit", "1000", "--batch-size", "32",
-        "--optimizer", "adam", "--lr", "0.001", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "nin",
+        "--resize",
+        "67",
+        "--epochs",
+        "6",
+        "--train-limit",
+        "5000",
+        "--test-limit",
+        "1000",
+        "--batch-size",
+        "32",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.001",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let rows = metrics::read_csv(&out.join("metrics.csv")).unwrap();

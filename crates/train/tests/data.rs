@@ -22,8 +22,7 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("train-data-test-{}-{name}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("train-data-test-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -59,10 +58,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 fn md5_hex(data: &[u8]) -> String {
-    Md5::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Md5::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A small valid split: `n` images of 2x3 with distinct pixels, labels `i % 10`.
@@ -72,26 +68,17 @@ fn small_split(n: usize) -> (Vec<u8>, Vec<u8>) {
     (pixels, labels)
 }
 
-fn assert_err_contains<T: std::fmt::Debug>(
-    result: Result<T, DataError>,
-    needles: &[&str],
-) -> String {
+fn assert_err_contains<T: std::fmt::Debug>(result: Result<T, DataError>, needles: &[&str]) -> String {
     let msg = result.expect_err("expected an error").to_string();
     for needle in needles {
-        assert!(
-            msg.contains(needle),
-            "error {msg:?} should contain {needle:?}"
-        );
+        assert!(msg.contains(needle), "error {msg:?} should contain {needle:?}");
     }
     msg
 }
 
 fn file_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     names.sort();
     names
@@ -104,12 +91,7 @@ fn good_files_load_exactly_gzip_or_raw() {
     let (pixels, labels) = small_split(5);
     let images_raw = idx_images(5, 2, 3, &pixels);
     let labels_raw = idx_labels(5, &labels);
-    let want = Dataset {
-        images: pixels.clone(),
-        labels: labels.clone(),
-        rows: 2,
-        cols: 3,
-    };
+    let want = Dataset { images: pixels.clone(), labels: labels.clone(), rows: 2, cols: 3 };
 
     let gz = TempDir::new("good-gz");
     fs::write(gz.0.join("t10k-images-idx3-ubyte.gz"), gzip(&images_raw)).unwrap();
@@ -126,10 +108,7 @@ fn good_files_load_exactly_gzip_or_raw() {
     let odd = TempDir::new("good-odd-names");
     fs::write(odd.0.join("raw.gz"), &images_raw).unwrap();
     fs::write(odd.0.join("packed.bin"), gzip(&labels_raw)).unwrap();
-    assert_eq!(
-        read_images(&odd.0.join("raw.gz")).unwrap(),
-        (pixels, 5, 2, 3)
-    );
+    assert_eq!(read_images(&odd.0.join("raw.gz")).unwrap(), (pixels, 5, 2, 3));
     assert_eq!(read_labels(&odd.0.join("packed.bin")).unwrap(), labels);
 }
 
@@ -150,28 +129,18 @@ fn truncated_and_trailing_payloads_are_errors() {
     fs::write(&path, gzip(&idx_images(10, 28, 28, &pixels[..7839]))).unwrap();
     assert_err_contains(
         read_images(&path),
-        &[
-            "train-images-idx3-ubyte.gz",
-            "7839 payload bytes",
-            "10 images of 28x28 = 7840",
-        ],
+        &["train-images-idx3-ubyte.gz", "7839 payload bytes", "10 images of 28x28 = 7840"],
     );
 
     let mut long = idx_images(10, 28, 28, &pixels);
     long.push(0);
     fs::write(&path, gzip(&long)).unwrap();
-    assert_err_contains(
-        read_images(&path),
-        &["train-images-idx3-ubyte.gz", "7841", "7840"],
-    );
+    assert_err_contains(read_images(&path), &["train-images-idx3-ubyte.gz", "7841", "7840"]);
 
     // Labels: header count disagreeing with the payload.
     let labels = dir.0.join("train-labels-idx1-ubyte");
     fs::write(&labels, idx_labels(10, &[1; 9])).unwrap();
-    assert_err_contains(
-        read_labels(&labels),
-        &["train-labels-idx1-ubyte", "9 payload bytes", "10 labels"],
-    );
+    assert_err_contains(read_labels(&labels), &["train-labels-idx1-ubyte", "9 payload bytes", "10 labels"]);
 }
 
 #[test]
@@ -184,10 +153,7 @@ fn wrong_magic_is_an_error() {
         &["t10k-labels-idx1-ubyte.gz: magic number 0x00000803, expected 0x00000801 (labels)"],
     );
     fs::write(&path, idx_labels(1, &[0])).unwrap();
-    assert_err_contains(
-        read_images(&path),
-        &["t10k-labels-idx1-ubyte.gz", "0x00000801", "0x00000803"],
-    );
+    assert_err_contains(read_images(&path), &["t10k-labels-idx1-ubyte.gz", "0x00000801", "0x00000803"]);
 }
 
 #[test]
@@ -210,42 +176,25 @@ fn label_out_of_range_is_an_error() {
     let dir = TempDir::new("label");
     let path = dir.0.join("train-labels-idx1-ubyte.gz");
     fs::write(&path, gzip(&idx_labels(4, &[1, 9, 10, 2]))).unwrap();
-    assert_err_contains(
-        read_labels(&path),
-        &["train-labels-idx1-ubyte.gz", "label 10 at index 2"],
-    );
+    assert_err_contains(read_labels(&path), &["train-labels-idx1-ubyte.gz", "label 10 at index 2"]);
 }
 
 #[test]
 fn image_and_label_counts_must_match() {
     let dir = TempDir::new("count");
     let (pixels, labels) = small_split(3);
-    fs::write(
-        dir.0.join("train-images-idx3-ubyte.gz"),
-        gzip(&idx_images(3, 2, 3, &pixels)),
-    )
-    .unwrap();
-    fs::write(
-        dir.0.join("train-labels-idx1-ubyte.gz"),
-        gzip(&idx_labels(2, &labels[..2])),
-    )
-    .unwrap();
+    fs::write(dir.0.join("train-images-idx3-ubyte.gz"), gzip(&idx_images(3, 2, 3, &pixels))).unwrap();
+    fs::write(dir.0.join("train-labels-idx1-ubyte.gz"), gzip(&idx_labels(2, &labels[..2]))).unwrap();
     assert_err_contains(
         load_split(&dir.0, Split::Train),
-        &[
-            "train-images-idx3-ubyte.gz says 3 images",
-            "train-labels-idx1-ubyte.gz says 2 labels",
-        ],
+        &["train-images-idx3-ubyte.gz says 3 images", "train-labels-idx1-ubyte.gz says 2 labels"],
     );
 }
 
 #[test]
 fn missing_or_unreadable_files_are_errors() {
     let dir = TempDir::new("missing");
-    assert_err_contains(
-        load_split(&dir.0, Split::Train),
-        &["train-images-idx3-ubyte.gz", "no "],
-    );
+    assert_err_contains(load_split(&dir.0, Split::Train), &["train-images-idx3-ubyte.gz", "no "]);
     assert_err_contains(read_labels(&dir.0.join("nope")), &["nope", "reading"]);
 }
 
@@ -259,10 +208,7 @@ fn every_truncation_is_an_error_never_a_panic() {
     for full in [&raw, &gz] {
         for len in 0..full.len() {
             fs::write(&path, &full[..len]).unwrap();
-            assert!(
-                read_images(&path).is_err(),
-                "prefix of {len} bytes should fail"
-            );
+            assert!(read_images(&path).is_err(), "prefix of {len} bytes should fail");
         }
     }
     // Garbage after a complete gzip member is not silently ignored.
@@ -284,21 +230,19 @@ fn errors_work_with_anyhow() {
 fn real_fashion_mnist_loads() {
     let dir = std::env::var_os("FASHION_MNIST_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/fashion-mnist")
-        });
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/fashion-mnist"));
     if !dir.is_dir() {
         // Straight to stderr: libtest would swallow println! and the skip would look like a pass.
         use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "skipping real_fashion_mnist_loads: Fashion-MNIST not found (set FASHION_MNIST_DIR)");
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping real_fashion_mnist_loads: Fashion-MNIST not found (set FASHION_MNIST_DIR)"
+        );
         return;
     }
     for (split, n) in [(Split::Train, 60000), (Split::Test, 10000)] {
         let ds = load_split(&dir, split).unwrap();
-        assert_eq!(
-            (ds.len(), ds.rows, ds.cols, ds.images.len()),
-            (n, 28, 28, n * 784)
-        );
+        assert_eq!((ds.len(), ds.rows, ds.cols, ds.images.len()), (n, 28, 28, n * 784));
         // Fashion-MNIST is balanced: every class has a tenth of each split.
         let mut per_class = [0usize; 10];
         ds.labels.iter().for_each(|&l| per_class[l as usize] += 1);
@@ -328,49 +272,25 @@ fn search_order_and_explicit_dirs_must_be_complete() {
     let present = |d: &TempDir| Location::Present(d.0.clone());
 
     // --data wins, and is not allowed to fall through when incomplete.
-    assert_eq!(
-        search(Some(&full.0), Some(&partial.0), &raw.0, None).unwrap(),
-        present(&full)
-    );
+    assert_eq!(search(Some(&full.0), Some(&partial.0), &raw.0, None).unwrap(), present(&full));
     let msg = assert_err_contains(
         search(Some(&partial.0), Some(&full.0), &full.0, Some(&full.0)),
         &["--data", "t10k-labels-idx1-ubyte.gz"],
     );
     assert!(msg.contains(&partial.0.display().to_string()));
     // Then FASHION_MNIST_DIR, same rule; an empty value counts as unset.
-    assert_eq!(
-        search(None, Some(&raw.0), &full.0, None).unwrap(),
-        present(&raw)
-    );
-    assert_err_contains(
-        search(None, Some(&partial.0), &full.0, None),
-        &["FASHION_MNIST_DIR", "t10k-labels"],
-    );
-    assert_eq!(
-        search(None, Some(Path::new("")), &full.0, None).unwrap(),
-        present(&full)
-    );
+    assert_eq!(search(None, Some(&raw.0), &full.0, None).unwrap(), present(&raw));
+    assert_err_contains(search(None, Some(&partial.0), &full.0, None), &["FASHION_MNIST_DIR", "t10k-labels"]);
+    assert_eq!(search(None, Some(Path::new("")), &full.0, None).unwrap(), present(&full));
     // Then the system (Debian) dir, then a complete cache, else download into the cache.
-    assert_eq!(
-        search(None, None, &raw.0, Some(&full.0)).unwrap(),
-        present(&raw)
-    );
-    assert_eq!(
-        search(None, None, &nowhere, Some(&full.0)).unwrap(),
-        present(&full)
-    );
-    assert_eq!(
-        search(None, None, &partial.0, Some(&nowhere)).unwrap(),
-        Location::Download(nowhere.clone())
-    );
+    assert_eq!(search(None, None, &raw.0, Some(&full.0)).unwrap(), present(&raw));
+    assert_eq!(search(None, None, &nowhere, Some(&full.0)).unwrap(), present(&full));
+    assert_eq!(search(None, None, &partial.0, Some(&nowhere)).unwrap(), Location::Download(nowhere.clone()));
     assert_eq!(
         search(None, None, &nowhere, Some(&partial.0)).unwrap(),
         Location::Download(partial.0.clone())
     );
-    assert_err_contains(
-        search(None, None, &nowhere, None),
-        &["XDG_CACHE_HOME", "HOME", "--data"],
-    );
+    assert_err_contains(search(None, None, &nowhere, None), &["XDG_CACHE_HOME", "HOME", "--data"]);
 }
 
 // ---------------------------------------------------------------- download
@@ -396,9 +316,7 @@ fn serve(routes: Vec<Route>, max_requests: usize) -> String {
                     served += 1;
                     let _ = respond(stream, &routes);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    thread::sleep(Duration::from_millis(5))
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(5)),
                 Err(_) => return,
             }
         }
@@ -430,9 +348,9 @@ fn respond(mut stream: TcpStream, routes: &[Route]) -> io::Result<()> {
             )?;
             stream.write_all(&r.body)?;
         }
-        None => stream.write_all(
-            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        )?,
+        None => {
+            stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?
+        }
     }
     stream.flush()
 }
@@ -447,26 +365,15 @@ fn tiny_archive() -> Vec<(String, Vec<u8>)> {
         idx_images(4, 2, 3, &test_px),
         idx_labels(4, &test_lb),
     ];
-    FILES
-        .iter()
-        .zip(raw)
-        .map(|(name, data)| (name.to_string(), gzip(&data)))
-        .collect()
+    FILES.iter().zip(raw).map(|(name, data)| (name.to_string(), gzip(&data))).collect()
 }
 
 fn routes_and_sums(files: &[(String, Vec<u8>)]) -> (Vec<Route>, Vec<(&str, String)>) {
     let routes = files
         .iter()
-        .map(|(name, body)| Route {
-            name: name.clone(),
-            body: body.clone(),
-            content_length: body.len(),
-        })
+        .map(|(name, body)| Route { name: name.clone(), body: body.clone(), content_length: body.len() })
         .collect();
-    let sums = files
-        .iter()
-        .map(|(name, body)| (name.as_str(), md5_hex(body)))
-        .collect();
+    let sums = files.iter().map(|(name, body)| (name.as_str(), md5_hex(body))).collect();
     (routes, sums)
 }
 
@@ -493,20 +400,13 @@ fn download_good_files_then_load() {
     fetch_into(&dir, &base, &as_refs(&sums), false).unwrap();
     let mut want: Vec<String> = FILES.iter().map(|s| s.to_string()).collect();
     want.sort();
-    assert_eq!(
-        file_names(&dir),
-        want,
-        "exactly the four files, no temporaries"
-    );
+    assert_eq!(file_names(&dir), want, "exactly the four files, no temporaries");
     for (name, body) in &files {
         assert_eq!(&fs::read(dir.join(name)).unwrap(), body);
     }
     let train = load_split(&dir, Split::Train).unwrap();
     let test = load_split(&dir, Split::Test).unwrap();
-    assert_eq!(
-        (train.len(), test.len(), train.rows, train.cols),
-        (6, 4, 2, 3)
-    );
+    assert_eq!((train.len(), test.len(), train.rows, train.cols), (6, 4, 2, 3));
     assert_eq!(train.images, small_split(6).0);
 
     // Complete: a second call needs no network at all.
@@ -524,18 +424,9 @@ fn truncated_download_is_an_error_and_leaves_nothing() {
     let expected = (body_len + 100).to_string();
     assert_err_contains(
         fetch_into(&tmp.0, &base, &as_refs(&sums), false),
-        &[
-            FILES[0],
-            &base,
-            &format!("got {body_len} of {expected} bytes"),
-            "cut short",
-        ],
+        &[FILES[0], &base, &format!("got {body_len} of {expected} bytes"), "cut short"],
     );
-    assert!(
-        file_names(&tmp.0).is_empty(),
-        "left behind: {:?}",
-        file_names(&tmp.0)
-    );
+    assert!(file_names(&tmp.0).is_empty(), "left behind: {:?}", file_names(&tmp.0));
 }
 
 #[test]
@@ -547,24 +438,13 @@ fn wrong_checksum_is_an_error_and_leaves_nothing() {
     let bogus = "0123456789abcdef0123456789abcdef".to_string();
     sums[0].1 = bogus.clone();
     let base = serve(routes, 4);
-    assert_err_contains(
-        fetch_into(&tmp.0, &base, &as_refs(&sums), false),
-        &[FILES[0], &bogus, &actual],
-    );
-    assert!(
-        file_names(&tmp.0).is_empty(),
-        "left behind: {:?}",
-        file_names(&tmp.0)
-    );
+    assert_err_contains(fetch_into(&tmp.0, &base, &as_refs(&sums), false), &[FILES[0], &bogus, &actual]);
+    assert!(file_names(&tmp.0).is_empty(), "left behind: {:?}", file_names(&tmp.0));
 }
 
 #[test]
 fn http_failures_name_the_url_and_the_alternatives() {
-    let hints = [
-        "--data DIR",
-        "FASHION_MNIST_DIR",
-        "apt-get install dataset-fashion-mnist",
-    ];
+    let hints = ["--data DIR", "FASHION_MNIST_DIR", "apt-get install dataset-fashion-mnist"];
     let sums = [(FILES[1], "25c81989df183df01b3e8a0aad5dffbe")];
 
     let tmp = TempDir::new("dl-404");
@@ -575,10 +455,7 @@ fn http_failures_name_the_url_and_the_alternatives() {
     assert!(file_names(&tmp.0).is_empty());
 
     let dead = dead_url();
-    let msg = assert_err_contains(
-        fetch_into(&tmp.0, &dead, &sums, false),
-        &[&format!("{dead}{}", FILES[1])],
-    );
+    let msg = assert_err_contains(fetch_into(&tmp.0, &dead, &sums, false), &[&format!("{dead}{}", FILES[1])]);
     assert!(hints.iter().all(|h| msg.contains(h)), "{msg}");
     assert!(file_names(&tmp.0).is_empty());
 }
@@ -591,10 +468,7 @@ fn uncreatable_download_dir_is_an_error() {
     let dir = blocker.join("sub");
     assert_err_contains(
         fetch_into(&dir, &dead_url(), &[], false),
-        &[
-            "cannot create download directory",
-            &dir.display().to_string(),
-        ],
+        &["cannot create download directory", &dir.display().to_string()],
     );
 }
 
@@ -605,21 +479,11 @@ fn indexed_dataset(n: usize) -> Arc<Dataset> {
     assert!(n <= 256);
     let images = (0..n).flat_map(|i| [i as u8; 4]).collect();
     let labels = (0..n).map(|i| (i % 10) as u8).collect();
-    Arc::new(Dataset {
-        images,
-        labels,
-        rows: 2,
-        cols: 2,
-    })
+    Arc::new(Dataset { images, labels, rows: 2, cols: 2 })
 }
 
 /// The sample indices of one epoch, in order, checking each batch's layout on the way.
-fn epoch_order(
-    ds: &Arc<Dataset>,
-    batch: usize,
-    shuffle: Option<u64>,
-    limit: Option<usize>,
-) -> Vec<usize> {
+fn epoch_order(ds: &Arc<Dataset>, batch: usize, shuffle: Option<u64>, limit: Option<usize>) -> Vec<usize> {
     let mut order = Vec::new();
     for b in batches(ds.clone(), batch, 2, shuffle, limit) {
         assert_eq!((b.images.len(), b.labels.len()), (b.len * 4, b.len));
@@ -642,9 +506,7 @@ fn batch_count_and_sizes_keep_the_last_partial_batch() {
     assert_eq!(sizes, [4, 4, 2]);
     assert_eq!(epoch_order(&ds, 4, None, None), (0..10).collect::<Vec<_>>());
 
-    let sizes: Vec<usize> = batches(ds.clone(), 4, 2, None, Some(7))
-        .map(|b| b.len)
-        .collect();
+    let sizes: Vec<usize> = batches(ds.clone(), 4, 2, None, Some(7)).map(|b| b.len).collect();
     assert_eq!(sizes, [4, 3]);
     assert_eq!(epoch_order(&ds, 4, Some(3), Some(7)).len(), 7);
     assert_eq!(batches(ds.clone(), 5, 2, None, Some(100)).count(), 2);
@@ -661,22 +523,10 @@ fn shuffle_is_a_seeded_permutation() {
     let a = epoch_order(&ds, 16, Some(1), None);
     let mut sorted = a.clone();
     sorted.sort_unstable();
-    assert_eq!(
-        sorted,
-        (0..200).collect::<Vec<_>>(),
-        "every index exactly once"
-    );
+    assert_eq!(sorted, (0..200).collect::<Vec<_>>(), "every index exactly once");
     assert_ne!(a, sorted, "shuffled");
-    assert_eq!(
-        a,
-        epoch_order(&ds, 16, Some(1), None),
-        "same seed, same order"
-    );
-    assert_ne!(
-        a,
-        epoch_order(&ds, 16, Some(2), None),
-        "different seed, different order"
-    );
+    assert_eq!(a, epoch_order(&ds, 16, Some(1), None), "same seed, same order");
+    assert_ne!(a, epoch_order(&ds, 16, Some(2), None), "different seed, different order");
     assert_ne!(
         epoch_order(&ds, 16, Some(epoch_seed(5, 0)), None),
         epoch_order(&ds, 16, Some(epoch_seed(5, 1)), None)
@@ -686,12 +536,7 @@ fn shuffle_is_a_seeded_permutation() {
 #[test]
 fn dropping_the_iterator_early_does_not_hang() {
     // Big batches at 224x224 fill the bounded channel, so the producer is blocked in send.
-    let ds = Arc::new(Dataset {
-        images: vec![7; 1000 * 784],
-        labels: vec![3; 1000],
-        rows: 28,
-        cols: 28,
-    });
+    let ds = Arc::new(Dataset { images: vec![7; 1000 * 784], labels: vec![3; 1000], rows: 28, cols: 28 });
     let (done_tx, done_rx) = mpsc::channel();
     thread::spawn(move || {
         let mut iter = batches(ds, 8, 224, Some(9), None);
@@ -701,7 +546,5 @@ fn dropping_the_iterator_early_does_not_hang() {
         drop(iter);
         done_tx.send(()).unwrap();
     });
-    done_rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("dropping the iterator hung");
+    done_rx.recv_timeout(Duration::from_secs(60)).expect("dropping the iterator hung");
 }

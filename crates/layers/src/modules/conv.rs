@@ -15,7 +15,16 @@ pub struct Conv2d<B: Backend> {
 impl<B: Backend> Conv2d<B> {
     /// A square-kernel convolution, weights from `init`, bias from PyTorch's default.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(backend: &B, c_in: usize, c_out: usize, kernel: usize, stride: usize, padding: usize, init: WeightInit, rng: &mut impl Rng) -> Result<Self> {
+    pub fn new(
+        backend: &B,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        init: WeightInit,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         Self::rect(backend, c_in, c_out, (kernel, kernel), (stride, stride), (padding, padding), init, rng)
     }
     #[allow(clippy::too_many_arguments)]

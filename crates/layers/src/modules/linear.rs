@@ -11,7 +11,13 @@ pub struct Linear<B: Backend> {
 }
 
 impl<B: Backend> Linear<B> {
-    pub fn new(backend: &B, inputs: usize, outputs: usize, init: WeightInit, rng: &mut impl Rng) -> Result<Self> {
+    pub fn new(
+        backend: &B,
+        inputs: usize,
+        outputs: usize,
+        init: WeightInit,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         let w = init::weight(init, &[outputs, inputs], rng);
         let b = init::bias(inputs, outputs, rng);
         Ok(Linear {

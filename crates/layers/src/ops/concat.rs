@@ -10,7 +10,12 @@ pub fn concat_channels<B: Backend>(xs: &[&Var<B>]) -> Result<Var<B>> {
     for x in xs {
         let [xn, xc, xh, xw] = x.shape().nchw("concat_channels input")?;
         if (xn, xh, xw) != (n, h, w) {
-            bail!(Shape, "concat_channels: input {} does not match {} in batch or spatial size", x.shape(), first.shape());
+            bail!(
+                Shape,
+                "concat_channels: input {} does not match {} in batch or spatial size",
+                x.shape(),
+                first.shape()
+            );
         }
         channels.push(xc);
     }
@@ -32,7 +37,17 @@ pub fn concat_channels<B: Backend>(xs: &[&Var<B>]) -> Result<Var<B>> {
             for (&c, &need) in channels.iter().zip(needs) {
                 grads.push(if need {
                     let mut dx = Tensor::uninit(&backend, [n, c, h, w])?;
-                    backend.copy_channels(dy.storage(), total, offset, dx.storage_mut()?, c, 0, c, n, h * w)?;
+                    backend.copy_channels(
+                        dy.storage(),
+                        total,
+                        offset,
+                        dx.storage_mut()?,
+                        c,
+                        0,
+                        c,
+                        n,
+                        h * w,
+                    )?;
                     Some(dx)
                 } else {
                     None

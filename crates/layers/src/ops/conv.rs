@@ -67,7 +67,13 @@ impl<B: Backend> Plan<B> {
 }
 
 /// `y = conv(x, weight) + bias` for x [N, C, H, W], weight [O, C, kh, kw], bias [O].
-pub fn conv2d<B: Backend>(x: &Var<B>, weight: &Var<B>, bias: Option<&Var<B>>, stride: (usize, usize), padding: (usize, usize)) -> Result<Var<B>> {
+pub fn conv2d<B: Backend>(
+    x: &Var<B>,
+    weight: &Var<B>,
+    bias: Option<&Var<B>>,
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> Result<Var<B>> {
     conv2d_with(x, weight, bias, stride, padding, ConvAlgo::Auto)
 }
 
@@ -85,7 +91,13 @@ pub fn conv2d_with<B: Backend>(
 /// `relu(conv2d(x, weight, bias))` as one op: bias and ReLU are applied to the convolution's
 /// output in place, and the backward masks the gradient and sums the bias gradient in one pass.
 /// Only the output is kept for the backward (no separate pre-activation tensor).
-pub fn conv2d_relu<B: Backend>(x: &Var<B>, weight: &Var<B>, bias: Option<&Var<B>>, stride: (usize, usize), padding: (usize, usize)) -> Result<Var<B>> {
+pub fn conv2d_relu<B: Backend>(
+    x: &Var<B>,
+    weight: &Var<B>,
+    bias: Option<&Var<B>>,
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> Result<Var<B>> {
     conv2d_impl(x, weight, bias, stride, padding, ConvAlgo::Auto, true)
 }
 
@@ -126,7 +138,13 @@ fn conv2d_impl<B: Backend>(
     let backend = xv.backend().clone();
     if relu {
         let bias_value = bias.map(|b| b.value_ref());
-        backend.bias_relu(y.storage_mut()?, bias_value.as_ref().map(|b| b.storage()), n, o, geo.col_cols())?;
+        backend.bias_relu(
+            y.storage_mut()?,
+            bias_value.as_ref().map(|b| b.storage()),
+            n,
+            o,
+            geo.col_cols(),
+        )?;
     } else if let Some(b) = bias {
         backend.add_bias(y.storage_mut()?, b.value_ref().storage(), n, o, geo.col_cols())?;
     }
@@ -150,8 +168,19 @@ fn conv2d_impl<B: Backend>(
             };
             let dy = masked.as_ref().unwrap_or(dy);
             let (dx, dw) = match (&plan, &filter) {
-                (Plan::Winograd(wino), Some((u, kept))) => wino.backward(&xv, u, kept.as_ref(), dy, needs[0], needs[1])?,
-                _ => backward(&xv, &wv, std::slice::from_ref(dy), &[geo.c_out], &geo, matches!(plan, Plan::Direct), needs[0], needs[1])?,
+                (Plan::Winograd(wino), Some((u, kept))) => {
+                    wino.backward(&xv, u, kept.as_ref(), dy, needs[0], needs[1])?
+                }
+                _ => backward(
+                    &xv,
+                    &wv,
+                    std::slice::from_ref(dy),
+                    &[geo.c_out],
+                    &geo,
+                    matches!(plan, Plan::Direct),
+                    needs[0],
+                    needs[1],
+                )?,
             };
             let mut grads = vec![dx, dw];
             if let Some(db) = db.as_mut() {
@@ -167,7 +196,11 @@ fn conv2d_impl<B: Backend>(
 
 /// Back through an output `y = relu(z + bias)` ([N, C, H, W]): `dz = dy` where `y` is
 /// positive, and the bias gradient (summed over all but C) from the same pass when wanted.
-fn through_relu<B: Backend>(y: &Tensor<B>, dy: &Tensor<B>, want_db: bool) -> Result<(Tensor<B>, Option<Tensor<B>>)> {
+fn through_relu<B: Backend>(
+    y: &Tensor<B>,
+    dy: &Tensor<B>,
+    want_db: bool,
+) -> Result<(Tensor<B>, Option<Tensor<B>>)> {
     let [n, c, h, w] = y.shape().nchw("conv2d output")?;
     let mut dz = dy.uninit_like()?;
     let mut db = if want_db { Some(Tensor::uninit(y.backend(), [c])?) } else { None };
@@ -181,8 +214,15 @@ fn through_relu<B: Backend>(y: &Tensor<B>, dy: &Tensor<B>, want_db: bool) -> Res
 /// stacked on output channels, and the backward forms the input gradient in one product
 /// instead of one per convolution plus their sum. Kernels that would take Winograd's algorithm
 /// on their own take the product here.
-pub fn conv2d_relu_shared<B: Backend>(x: &Var<B>, convs: &[(&Var<B>, Option<&Var<B>>)], stride: (usize, usize), padding: (usize, usize)) -> Result<Vec<Var<B>>> {
-    let Some((first, _)) = convs.first() else { bail!(InvalidArgument, "conv2d_relu_shared needs at least one convolution") };
+pub fn conv2d_relu_shared<B: Backend>(
+    x: &Var<B>,
+    convs: &[(&Var<B>, Option<&Var<B>>)],
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> Result<Vec<Var<B>>> {
+    let Some((first, _)) = convs.first() else {
+        bail!(InvalidArgument, "conv2d_relu_shared needs at least one convolution")
+    };
     let xs = x.shape();
     let [n, c, h, w] = xs.nchw("conv2d_relu_shared input")?;
     let [_, _, kh, kw] = first.shape().nchw("conv2d_relu_shared weight")?;
@@ -195,7 +235,11 @@ pub fn conv2d_relu_shared<B: Backend>(x: &Var<B>, convs: &[(&Var<B>, Option<&Var
         }
         if let Some(b) = bias {
             if b.shape().dims() != [o] {
-                bail!(Shape, "conv2d_relu_shared: bias has shape {}, expected [{o}] for weight {ws}", b.shape());
+                bail!(
+                    Shape,
+                    "conv2d_relu_shared: bias has shape {}, expected [{o}] for weight {ws}",
+                    b.shape()
+                );
             }
         }
         outs.push(o);
@@ -207,12 +251,28 @@ pub fn conv2d_relu_shared<B: Backend>(x: &Var<B>, convs: &[(&Var<B>, Option<&Var
     let k = geo.col_rows();
     let mut stacked = Tensor::uninit(&backend, [total, c, kh, kw])?;
     for ((weight, _), (&o, at)) in convs.iter().zip(outs.iter().zip(row_offsets(&outs))) {
-        backend.copy_channels(weight.value_ref().storage(), o, 0, stacked.storage_mut()?, total, at, o, 1, k)?;
+        backend.copy_channels(
+            weight.value_ref().storage(),
+            o,
+            0,
+            stacked.storage_mut()?,
+            total,
+            at,
+            o,
+            1,
+            k,
+        )?;
     }
     let mut ys = forward(&xv, &stacked, &outs, &geo, direct)?;
     for (y, (&o, (_, bias))) in ys.iter_mut().zip(outs.iter().zip(convs)) {
         let bias_value = bias.map(|b| b.value_ref());
-        backend.bias_relu(y.storage_mut()?, bias_value.as_ref().map(|b| b.storage()), n, o, geo.col_cols())?;
+        backend.bias_relu(
+            y.storage_mut()?,
+            bias_value.as_ref().map(|b| b.storage()),
+            n,
+            o,
+            geo.col_cols(),
+        )?;
     }
     let activated = ys.clone();
     // Each convolution's slots among the parents: its weight, then its bias if it has one.
@@ -235,7 +295,10 @@ pub fn conv2d_relu_shared<B: Backend>(x: &Var<B>, convs: &[(&Var<B>, Option<&Var
                 let (dz, db) = match dy {
                     Some(dy) => through_relu(y, dy, want_db)?,
                     // No gradient reached this output: it contributes nothing.
-                    None => (y.zeros_like()?, if want_db { Some(Tensor::zeros(&backend, [y.dims()[1]])?) } else { None }),
+                    None => (
+                        y.zeros_like()?,
+                        if want_db { Some(Tensor::zeros(&backend, [y.dims()[1]])?) } else { None },
+                    ),
                 };
                 dzs.push(dz);
                 if let Some(s) = bias_slot {
@@ -272,14 +335,29 @@ fn row_offsets(outs: &[usize]) -> Vec<usize> {
 /// Products of one input with weights stacked on output channels (`w` [sum of outs, C, kh,
 /// kw], `geo.c_out` their sum): output `i` takes `outs[i]` of the rows. One output is a plain
 /// convolution; several share the input's unfolding and one product.
-fn forward<B: Backend>(x: &Tensor<B>, w: &Tensor<B>, outs: &[usize], geo: &ConvGeometry, direct: bool) -> Result<Vec<Tensor<B>>> {
+fn forward<B: Backend>(
+    x: &Tensor<B>,
+    w: &Tensor<B>,
+    outs: &[usize],
+    geo: &ConvGeometry,
+    direct: bool,
+) -> Result<Vec<Tensor<B>>> {
     let backend = x.backend().clone();
     let (k, p, total) = (geo.col_rows(), geo.col_cols(), geo.c_out);
-    let mut ys = outs.iter().map(|&o| Tensor::uninit(&backend, [geo.n, o, geo.out_h, geo.out_w])).collect::<Result<Vec<_>>>()?;
+    let mut ys = outs
+        .iter()
+        .map(|&o| Tensor::uninit(&backend, [geo.n, o, geo.out_h, geo.out_w]))
+        .collect::<Result<Vec<_>>>()?;
     if direct {
         for ((y, &o), at) in ys.iter_mut().zip(outs).zip(row_offsets(outs)) {
             // y_i (O x P) = W (O x C) * x_i (C x P)
-            let g = Gemm { batch: geo.n, a_offset: at * k, b_stride: k * p, c_stride: o * p, ..Gemm::new(false, false, o, p, k) };
+            let g = Gemm {
+                batch: geo.n,
+                a_offset: at * k,
+                b_stride: k * p,
+                c_stride: o * p,
+                ..Gemm::new(false, false, o, p, k)
+            };
             backend.gemm(&g, w.storage(), x.storage(), y.storage_mut()?)?;
         }
         return Ok(ys);
@@ -293,7 +371,15 @@ fn forward<B: Backend>(x: &Tensor<B>, w: &Tensor<B>, outs: &[usize], geo: &ConvG
         backend.im2col(x.storage(), geo, first, count, &mut cols)?;
         backend.gemm(&Gemm::new(false, false, total, count * p, k), w.storage(), &cols, &mut product)?;
         for ((y, &o), at) in ys.iter_mut().zip(outs).zip(row_offsets(outs)) {
-            backend.transpose_blocks(&product, at * count * p, o, count, p, y.storage_mut()?, first * o * p)?;
+            backend.transpose_blocks(
+                &product,
+                at * count * p,
+                o,
+                count,
+                p,
+                y.storage_mut()?,
+                first * o * p,
+            )?;
         }
     }
     Ok(ys)
@@ -318,19 +404,33 @@ fn backward<B: Backend>(
     let backend = x.backend().clone();
     let (k, p, total) = (geo.col_rows(), geo.col_cols(), geo.c_out);
     let (kh, kw) = geo.window.kernel;
-    let mut dx = if want_dx { Some(Tensor::uninit(&backend, [geo.n, geo.c_in, geo.h, geo.w])?) } else { None };
+    let mut dx =
+        if want_dx { Some(Tensor::uninit(&backend, [geo.n, geo.c_in, geo.h, geo.w])?) } else { None };
     let mut dw = if want_dw { Some(Tensor::uninit(&backend, [total, geo.c_in, kh, kw])?) } else { None };
     if direct {
         for (i, ((dy, &o), at)) in dys.iter().zip(outs).zip(row_offsets(outs)).enumerate() {
             if let Some(dx) = dx.as_mut() {
                 // dx_i (C x P) (+)= W^T (C x O) * dy_i (O x P), summed over the outputs
                 let beta = if i == 0 { 0.0 } else { 1.0 };
-                let g = Gemm { batch: geo.n, beta, a_offset: at * k, b_stride: o * p, c_stride: k * p, ..Gemm::new(true, false, k, p, o) };
+                let g = Gemm {
+                    batch: geo.n,
+                    beta,
+                    a_offset: at * k,
+                    b_stride: o * p,
+                    c_stride: k * p,
+                    ..Gemm::new(true, false, k, p, o)
+                };
                 backend.gemm(&g, w.storage(), dy.storage(), dx.storage_mut()?)?;
             }
             if let Some(dw) = dw.as_mut() {
                 // dW (O x C) = sum_i dy_i (O x P) * x_i^T (P x C)
-                let g = Gemm { batch: geo.n, a_stride: o * p, b_stride: k * p, c_offset: at * k, ..Gemm::new(false, true, o, k, p) };
+                let g = Gemm {
+                    batch: geo.n,
+                    a_stride: o * p,
+                    b_stride: k * p,
+                    c_offset: at * k,
+                    ..Gemm::new(false, true, o, k, p)
+                };
                 backend.gemm(&g, dy.storage(), x.storage(), dw.storage_mut()?)?;
             }
         }
@@ -343,12 +443,23 @@ fn backward<B: Backend>(
         let count = chunk.min(geo.n - first);
         // The outputs' gradients for the chunk as one [O x count*P] matrix.
         for ((dy, &o), at) in dys.iter().zip(outs).zip(row_offsets(outs)) {
-            backend.transpose_blocks(dy.storage(), first * o * p, count, o, p, &mut dy_chunk, at * count * p)?;
+            backend.transpose_blocks(
+                dy.storage(),
+                first * o * p,
+                count,
+                o,
+                p,
+                &mut dy_chunk,
+                at * count * p,
+            )?;
         }
         if let Some(dw) = dw.as_mut() {
             // dW (O x K) += dy (O x count*P) * cols^T (count*P x K)
             backend.im2col(x.storage(), geo, first, count, &mut cols)?;
-            let g = Gemm { beta: if first == 0 { 0.0 } else { 1.0 }, ..Gemm::new(false, true, total, k, count * p) };
+            let g = Gemm {
+                beta: if first == 0 { 0.0 } else { 1.0 },
+                ..Gemm::new(false, true, total, k, count * p)
+            };
             backend.gemm(&g, &dy_chunk, &cols, dw.storage_mut()?)?;
         }
         if let Some(dx) = dx.as_mut() {

@@ -33,13 +33,23 @@ pub fn linear<B: Backend>(x: &Var<B>, weight: &Var<B>, bias: Option<&Var<B>>) ->
             if needs[0] {
                 // dx (N x in) = dy (N x out) * W (out x in)
                 let mut dx = xv.uninit_like()?;
-                backend.gemm(&Gemm::new(false, false, n, inp, out), dy.storage(), wv.storage(), dx.storage_mut()?)?;
+                backend.gemm(
+                    &Gemm::new(false, false, n, inp, out),
+                    dy.storage(),
+                    wv.storage(),
+                    dx.storage_mut()?,
+                )?;
                 grads[0] = Some(dx);
             }
             if needs[1] {
                 // dW (out x in) = dy^T (out x N) * x (N x in)
                 let mut dw = wv.uninit_like()?;
-                backend.gemm(&Gemm::new(true, false, out, inp, n), dy.storage(), xv.storage(), dw.storage_mut()?)?;
+                backend.gemm(
+                    &Gemm::new(true, false, out, inp, n),
+                    dy.storage(),
+                    xv.storage(),
+                    dw.storage_mut()?,
+                )?;
                 grads[1] = Some(dw);
             }
             if needs.len() > 2 {

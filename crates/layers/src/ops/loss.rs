@@ -11,7 +11,10 @@ pub fn cross_entropy<B: Backend>(logits: &Var<B>, labels: &[usize]) -> Result<(V
         bail!(Shape, "cross_entropy: {} labels for logits of shape {}", labels.len(), logits.shape());
     }
     if let Some((i, &bad)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
-        bail!(InvalidArgument, "cross_entropy: label {bad} at index {i} is out of range for {classes} classes");
+        bail!(
+            InvalidArgument,
+            "cross_entropy: label {bad} at index {i} is out of range for {classes} classes"
+        );
     }
     let backend = logits.backend();
     let as_f32: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
@@ -19,14 +22,28 @@ pub fn cross_entropy<B: Backend>(logits: &Var<B>, labels: &[usize]) -> Result<(V
     let lv = logits.value();
     let mut loss = Tensor::scalar(&backend, 0.0)?;
     let mut correct = Tensor::scalar(&backend, 0.0)?;
-    backend.softmax_cross_entropy_forward(lv.storage(), labels.storage(), n, classes, loss.storage_mut()?, correct.storage_mut()?)?;
+    backend.softmax_cross_entropy_forward(
+        lv.storage(),
+        labels.storage(),
+        n,
+        classes,
+        loss.storage_mut()?,
+        correct.storage_mut()?,
+    )?;
     let loss = Var::from_op(
         "cross_entropy",
         loss,
         &[logits],
         Box::new(move |dloss, _| {
             let mut dlogits = lv.uninit_like()?;
-            backend.softmax_cross_entropy_backward(lv.storage(), labels.storage(), n, classes, dloss.storage(), dlogits.storage_mut()?)?;
+            backend.softmax_cross_entropy_backward(
+                lv.storage(),
+                labels.storage(),
+                n,
+                classes,
+                dloss.storage(),
+                dlogits.storage_mut()?,
+            )?;
             Ok(vec![Some(dlogits)])
         }),
     );

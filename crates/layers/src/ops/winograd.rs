@@ -37,7 +37,9 @@ pub fn output_tile(geo: &ConvGeometry) -> Option<usize> {
     if geo.window.stride != (1, 1) || kh != kw || kh < 2 {
         return None;
     }
-    OUTPUT_TILES.into_iter().find(|&m| m + kh - 1 <= MAX_TILE && geo.out_h.is_multiple_of(m) && geo.out_w.is_multiple_of(m))
+    OUTPUT_TILES
+        .into_iter()
+        .find(|&m| m + kh - 1 <= MAX_TILE && geo.out_h.is_multiple_of(m) && geo.out_w.is_multiple_of(m))
 }
 
 /// The 1-D transforms of F(m, r) as row-major f64 matrices: `at` (m x a), `g` (a x r), `bt`
@@ -52,7 +54,15 @@ pub fn transforms(m: usize, r: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     assert!((2..=MAX_TILE).contains(&a) && a - 1 <= POINTS.len(), "no Winograd transform for F({m}, {r})");
     let points = &POINTS[..a - 1];
     // Row j of the evaluation at point j: its powers; at infinity, the leading coefficient.
-    let eval = |j: usize, i: usize, len: usize| if j < a - 1 { points[j].powi(i as i32) } else if i == len - 1 { 1.0 } else { 0.0 };
+    let eval = |j: usize, i: usize, len: usize| {
+        if j < a - 1 {
+            points[j].powi(i as i32)
+        } else if i == len - 1 {
+            1.0
+        } else {
+            0.0
+        }
+    };
     let mut at = vec![0.0; m * a];
     for i in 0..m {
         for j in 0..a {
@@ -75,7 +85,11 @@ pub fn transforms(m: usize, r: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
             }
         }
         bt[j * a..j * a + poly.len()].copy_from_slice(&poly);
-        let denominator: f64 = if j < a - 1 { points.iter().enumerate().filter(|&(l, _)| l != j).map(|(_, &p)| points[j] - p).product() } else { 1.0 };
+        let denominator: f64 = if j < a - 1 {
+            points.iter().enumerate().filter(|&(l, _)| l != j).map(|(_, &p)| points[j] - p).product()
+        } else {
+            1.0
+        };
         for k in 0..r {
             g[j * r + k] = eval(j, k, r) / denominator;
         }
@@ -108,8 +122,16 @@ impl<B: Backend> Winograd<B> {
         let a = m + r - 1;
         let (at, g, bt) = transforms(m, r);
         let [at, g, bt] = [at, g, bt].map(|p| p.into_iter().map(|v| v as f32).collect::<Vec<f32>>());
-        let tiles = ConvGeometry::new(geo.n, geo.c_in, geo.h, geo.w, geo.c_out, Window::new((a, a), (m, m), geo.window.padding))?;
-        let out_tiles = ConvGeometry::new(geo.n, geo.c_out, geo.out_h, geo.out_w, 1, Window::square(m, m, 0))?;
+        let tiles = ConvGeometry::new(
+            geo.n,
+            geo.c_in,
+            geo.h,
+            geo.w,
+            geo.c_out,
+            Window::new((a, a), (m, m), geo.window.padding),
+        )?;
+        let out_tiles =
+            ConvGeometry::new(geo.n, geo.c_out, geo.out_h, geo.out_w, 1, Window::square(m, m, 0))?;
         debug_assert_eq!((tiles.out_h, tiles.out_w), (out_tiles.out_h, out_tiles.out_w));
         Ok(Some(Winograd {
             geo: *geo,
@@ -140,7 +162,8 @@ impl<B: Backend> Winograd<B> {
     /// The weights [O, C, r, r] in the points' domain: `U [a*a][O][C]`.
     pub fn filter(&self, w: &Tensor<B>) -> Result<B::Storage> {
         let backend = w.backend();
-        let (pts, oc, rr) = (self.points(), self.geo.c_out * self.geo.c_in, self.geo.col_rows() / self.geo.c_in);
+        let (pts, oc, rr) =
+            (self.points(), self.geo.c_out * self.geo.c_in, self.geo.col_rows() / self.geo.c_in);
         let mut u = backend.uninit(pts * oc)?;
         // U (a*a x O*C) = (G (x) G) (a*a x r*r) * W^T (r*r x O*C)
         backend.gemm(&Gemm::new(false, true, pts, oc, rr), &self.filter_t, w.storage(), &mut u)?;
@@ -162,7 +185,13 @@ impl<B: Backend> Winograd<B> {
             let cols = count * self.tiles.col_cols();
             backend.winograd_tiles(x.storage(), &self.tiles, first, count, &self.bt, &mut buf_a)?;
             // M_xi (O x X) = U_xi (O x C) * V_xi (C x X), for every point xi
-            let per_point = Gemm { batch: pts, a_stride: o * c, b_stride: c * cols, c_stride: o * cols, ..Gemm::new(false, false, o, cols, c) };
+            let per_point = Gemm {
+                batch: pts,
+                a_stride: o * c,
+                b_stride: c * cols,
+                c_stride: o * cols,
+                ..Gemm::new(false, false, o, cols, c)
+            };
             backend.gemm(&per_point, u, &buf_a, &mut products)?;
             backend.winograd_untile(&products, &self.out_tiles, first, count, &self.at, y.storage_mut()?)?;
         }
@@ -173,7 +202,15 @@ impl<B: Backend> Winograd<B> {
     /// `forward`: dU = sum over tiles of dM V^T, then dW = (G (x) G)^T dU; dV = U^T dM, then
     /// the input tiles' gradients are summed back into dx by col2im. `kept` is what `forward`
     /// returned besides y.
-    pub fn backward(&self, x: &Tensor<B>, u: &B::Storage, kept: Option<&B::Storage>, dy: &Tensor<B>, want_dx: bool, want_dw: bool) -> Result<ConvGrads<B>> {
+    pub fn backward(
+        &self,
+        x: &Tensor<B>,
+        u: &B::Storage,
+        kept: Option<&B::Storage>,
+        dy: &Tensor<B>,
+        want_dx: bool,
+        want_dw: bool,
+    ) -> Result<ConvGrads<B>> {
         let backend = x.backend().clone();
         let g = &self.geo;
         let (pts, o, c) = (self.points(), g.c_out, g.c_in);
@@ -186,7 +223,14 @@ impl<B: Backend> Winograd<B> {
         for first in (0..g.n).step_by(chunk) {
             let count = chunk.min(g.n - first);
             let cols = count * self.tiles.col_cols();
-            backend.winograd_untile_backward(dy.storage(), &self.out_tiles, first, count, &self.at, &mut dm)?;
+            backend.winograd_untile_backward(
+                dy.storage(),
+                &self.out_tiles,
+                first,
+                count,
+                &self.at,
+                &mut dm,
+            )?;
             if let Some(du) = du.as_mut() {
                 // dU_xi (O x C) += dM_xi (O x X) * V_xi^T (X x C), V kept by the forward pass
                 // (one chunk) or recomputed (several: keeping them all would cost the memory
@@ -194,7 +238,14 @@ impl<B: Backend> Winograd<B> {
                 let v = match kept {
                     Some(v) => v,
                     None => {
-                        backend.winograd_tiles(x.storage(), &self.tiles, first, count, &self.bt, &mut buf_a)?;
+                        backend.winograd_tiles(
+                            x.storage(),
+                            &self.tiles,
+                            first,
+                            count,
+                            &self.bt,
+                            &mut buf_a,
+                        )?;
                         &buf_a
                     }
                 };
@@ -210,16 +261,34 @@ impl<B: Backend> Winograd<B> {
             }
             if let Some(dx) = dx.as_mut() {
                 // dV_xi (C x X) = U_xi^T (C x O) * dM_xi (O x X)
-                let per_point = Gemm { batch: pts, a_stride: o * c, b_stride: o * cols, c_stride: c * cols, ..Gemm::new(true, false, c, cols, o) };
+                let per_point = Gemm {
+                    batch: pts,
+                    a_stride: o * c,
+                    b_stride: o * cols,
+                    c_stride: c * cols,
+                    ..Gemm::new(true, false, c, cols, o)
+                };
                 backend.gemm(&per_point, u, &dm, &mut buf_a)?;
-                backend.winograd_tiles_backward(&buf_a, &self.tiles, first, count, &self.bt, dx.storage_mut()?)?;
+                backend.winograd_tiles_backward(
+                    &buf_a,
+                    &self.tiles,
+                    first,
+                    count,
+                    &self.bt,
+                    dx.storage_mut()?,
+                )?;
             }
         }
         let dw = match du {
             Some(du) => {
                 // dW (O*C x r*r) = dU^T (O*C x a*a) * (G (x) G) (a*a x r*r)
                 let mut dw = Tensor::uninit(&backend, [o, c, kh, kw])?;
-                backend.gemm(&Gemm::new(true, false, o * c, kh * kw, pts), &du, &self.filter_t, dw.storage_mut()?)?;
+                backend.gemm(
+                    &Gemm::new(true, false, o * c, kh * kw, pts),
+                    &du,
+                    &self.filter_t,
+                    dw.storage_mut()?,
+                )?;
                 Some(dw)
             }
             None => None,
@@ -269,7 +338,11 @@ mod tests {
         let (xv, wv) = (Var::parameter(x.clone()), Var::parameter(wt.clone()));
         let y = conv2d_with(&xv, &wv, None, (1, 1), (1, 1), ConvAlgo::Im2col).unwrap();
         y.backward_with(dy.clone()).unwrap();
-        let want = [y.value().to_vec().unwrap(), xv.grad().unwrap().to_vec().unwrap(), wv.grad().unwrap().to_vec().unwrap()];
+        let want = [
+            y.value().to_vec().unwrap(),
+            xv.grad().unwrap().to_vec().unwrap(),
+            wv.grad().unwrap().to_vec().unwrap(),
+        ];
         let geo = ConvGeometry::new(n, c, h, w, o, Window::square(3, 1, 1)).unwrap();
         let mut wino = Winograd::new(&Cpu, &geo).unwrap().unwrap();
         let per_image = wino.points() * c.max(o) * wino.tiles.col_cols();
@@ -280,7 +353,9 @@ mod tests {
             let (y, kept) = wino.forward(&x, &u).unwrap();
             assert!(kept.is_none(), "several chunks keep no tiles");
             let (dx, dw) = wino.backward(&x, &u, kept.as_ref(), &dy, true, true).unwrap();
-            for (what, (got, want)) in ["y", "dx", "dw"].iter().zip([y, dx.unwrap(), dw.unwrap()].iter().zip(&want)) {
+            for (what, (got, want)) in
+                ["y", "dx", "dw"].iter().zip([y, dx.unwrap(), dw.unwrap()].iter().zip(&want))
+            {
                 let got = got.to_vec().unwrap();
                 let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
                 for (j, (g, w)) in got.iter().zip(want).enumerate() {
@@ -292,7 +367,9 @@ mod tests {
 
     #[test]
     fn tile_choice() {
-        let geo = |hw: usize, k: usize, s: usize, p: usize| ConvGeometry::new(2, 3, hw, hw, 4, Window::square(k, s, p)).unwrap();
+        let geo = |hw: usize, k: usize, s: usize, p: usize| {
+            ConvGeometry::new(2, 3, hw, hw, 4, Window::square(k, s, p)).unwrap()
+        };
         assert_eq!(output_tile(&geo(12, 3, 1, 1)), Some(4));
         assert_eq!(output_tile(&geo(6, 3, 1, 1)), Some(3));
         assert_eq!(output_tile(&geo(3, 3, 1, 1)), Some(3));

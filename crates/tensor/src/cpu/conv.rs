@@ -235,7 +235,15 @@ pub fn bias_relu(y: &mut [f32], bias: Option<&[f32]>, channels: usize, inner: us
 
 /// `dz = dy where y > 0, else 0`, and each channel's sum of dz into `dbias` when given: one pass
 /// over y and dy, whole items per thread as in `bias_grad`.
-pub fn bias_relu_backward(y: &[f32], dy: &[f32], dz: &mut [f32], dbias: Option<&mut [f32]>, outer: usize, channels: usize, inner: usize) {
+pub fn bias_relu_backward(
+    y: &[f32],
+    dy: &[f32],
+    dz: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    outer: usize,
+    channels: usize,
+    inner: usize,
+) {
     let mask = |dz: &mut [f32], y: &[f32], dy: &[f32]| {
         dz.iter_mut().zip(y.iter().zip(dy)).for_each(|(d, (&y, &g))| *d = if y > 0.0 { g } else { 0.0 });
     };
@@ -244,7 +252,9 @@ pub fn bias_relu_backward(y: &[f32], dy: &[f32], dz: &mut [f32], dbias: Option<&
     let dbias = match dbias {
         Some(db) if outer >= threads && inner > 0 => db,
         dbias => {
-            dz.par_chunks_mut(16384).zip(y.par_chunks(16384).zip(dy.par_chunks(16384))).for_each(|(d, (y, g))| mask(d, y, g));
+            dz.par_chunks_mut(16384)
+                .zip(y.par_chunks(16384).zip(dy.par_chunks(16384)))
+                .for_each(|(d, (y, g))| mask(d, y, g));
             if let Some(db) = dbias {
                 bias_grad(dz, outer, channels, inner, db);
             }
@@ -257,7 +267,9 @@ pub fn bias_relu_backward(y: &[f32], dy: &[f32], dz: &mut [f32], dbias: Option<&
         .map(|(dz, (y, dy))| {
             let mut acc = vec![0.0f64; channels];
             for (dz, (y, dy)) in dz.chunks_mut(item).zip(y.chunks(item).zip(dy.chunks(item))) {
-                for (a, (d, (y, g))) in acc.iter_mut().zip(dz.chunks_mut(inner).zip(y.chunks(inner).zip(dy.chunks(inner)))) {
+                for (a, (d, (y, g))) in
+                    acc.iter_mut().zip(dz.chunks_mut(inner).zip(y.chunks(inner).zip(dy.chunks(inner))))
+                {
                     mask(d, y, g);
                     *a += strip_sum(d) as f64;
                 }
@@ -295,11 +307,11 @@ mod tests {
     #[test]
     fn both_paths_match_the_definition() {
         let cases = [
-            (2, 3, 5, 21, Window::square(3, 1, 1)),          // wide rows: copies
-            (2, 2, 6, 12, Window::new((3, 5), (1, 1), (1, 2))), // 12 wide: table im2col, copy col2im
-            (3, 2, 7, 7, Window::square(3, 1, 1)),           // narrow: tables both ways
+            (2, 3, 5, 21, Window::square(3, 1, 1)),              // wide rows: copies
+            (2, 2, 6, 12, Window::new((3, 5), (1, 1), (1, 2))),  // 12 wide: table im2col, copy col2im
+            (3, 2, 7, 7, Window::square(3, 1, 1)),               // narrow: tables both ways
             (2, 2, 17, 23, Window::new((4, 3), (2, 3), (1, 1))), // strided
-            (3, 4, 5, 6, Window::square(1, 1, 0)),           // pointwise: plane copies
+            (3, 4, 5, 6, Window::square(1, 1, 0)),               // pointwise: plane copies
         ];
         for (n, c, h, w, win) in cases {
             let g = ConvGeometry::new(n, c, h, w, 1, win).unwrap();
@@ -319,7 +331,8 @@ mod tests {
                                 for ox in 0..g.out_w {
                                     let iy = (oy * win.stride.0 + ki) as isize - win.padding.0 as isize;
                                     let ix = (ox * win.stride.1 + kj) as isize - win.padding.1 as isize;
-                                    let at = ((ch * kh + ki) * kw + kj) * count * p + i * p + oy * g.out_w + ox;
+                                    let at =
+                                        ((ch * kh + ki) * kw + kj) * count * p + i * p + oy * g.out_w + ox;
                                     if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
                                         let src = ((i * c + ch) * h + iy as usize) * w + ix as usize;
                                         want[at] = x[(first * c) * h * w + src];
@@ -335,7 +348,10 @@ mod tests {
             let mut dx = vec![f32::NAN; n * c * h * w];
             col2im(&dcols, &g, first, count, &mut dx);
             for (j, (got, want)) in dx[first * c * h * w..].iter().zip(&dx_want).enumerate() {
-                assert!((got - want).abs() <= 1e-5 * (1.0 + want.abs()), "col2im {g:?} at {j}: {got} vs {want}");
+                assert!(
+                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "col2im {g:?} at {j}: {got} vs {want}"
+                );
             }
             assert!(dx[..first * c * h * w].iter().all(|v| v.is_nan()), "col2im wrote outside its images");
         }
@@ -350,8 +366,14 @@ mod tests {
             let mut db = vec![f32::NAN; channels + 1];
             pool.install(|| bias_grad(&dy, outer, channels, inner, &mut db));
             for (c, &got) in db[..channels].iter().enumerate() {
-                let want: f64 = (0..outer).flat_map(|o| (0..inner).map(move |i| (o * channels + c) * inner + i)).map(|i| dy[i] as f64).sum();
-                assert!((got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "{outer}x{channels}x{inner}: db[{c}] = {got}, want {want}");
+                let want: f64 = (0..outer)
+                    .flat_map(|o| (0..inner).map(move |i| (o * channels + c) * inner + i))
+                    .map(|i| dy[i] as f64)
+                    .sum();
+                assert!(
+                    (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "{outer}x{channels}x{inner}: db[{c}] = {got}, want {want}"
+                );
             }
             assert!(db[channels].is_nan(), "wrote past the channels");
         }

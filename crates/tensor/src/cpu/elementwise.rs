@@ -75,8 +75,10 @@ pub fn copy_channels(
     plane_len: usize,
 ) {
     let block = count * plane_len;
-    dst[..n * dst_channels * plane_len].par_chunks_mut(dst_channels * plane_len).enumerate().for_each(|(img, d)| {
-        let s = &src[(img * src_channels + src_first) * plane_len..][..block];
-        d[dst_first * plane_len..][..block].copy_from_slice(s);
-    });
+    dst[..n * dst_channels * plane_len].par_chunks_mut(dst_channels * plane_len).enumerate().for_each(
+        |(img, d)| {
+            let s = &src[(img * src_channels + src_first) * plane_len..][..block];
+            d[dst_first * plane_len..][..block].copy_from_slice(s);
+        },
+    );
 }

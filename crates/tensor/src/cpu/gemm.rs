@@ -33,7 +33,15 @@ fn strides(trans: bool, cols: usize, rows: usize) -> (isize, isize) {
 /// # Safety
 /// `a`, `b`, `c` must point at the starts of op(A), op(B), C of sizes given by `g`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn sgemm_block(g: &Gemm, a: *const f32, b: *const f32, c: *mut f32, beta: f32, rows: (usize, usize), cols: (usize, usize)) {
+unsafe fn sgemm_block(
+    g: &Gemm,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    beta: f32,
+    rows: (usize, usize),
+    cols: (usize, usize),
+) {
     sgemm_part(g, a, b, c, g.n, beta, rows, cols, (0, g.k))
 }
 
@@ -76,7 +84,21 @@ unsafe fn sgemm_part(
     }
     #[cfg(target_arch = "x86_64")]
     if use_avx512() {
-        super::gemm_avx512::sgemm(r1 - r0, c1 - c0, k, g.alpha, a, rsa, csa, b, rsb, csb, beta, c, ldc as isize);
+        super::gemm_avx512::sgemm(
+            r1 - r0,
+            c1 - c0,
+            k,
+            g.alpha,
+            a,
+            rsa,
+            csa,
+            b,
+            rsb,
+            csb,
+            beta,
+            c,
+            ldc as isize,
+        );
         return;
     }
     matrixmultiply::sgemm(r1 - r0, k, c1 - c0, g.alpha, a, rsa, csa, b, rsb, csb, beta, c, ldc as isize, 1);
@@ -88,7 +110,10 @@ unsafe fn sgemm_part(
 #[cfg(target_arch = "x86_64")]
 fn use_avx512() -> bool {
     static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *CHOICE.get_or_init(|| super::gemm_avx512::available() && std::env::var("CONVNET_GEMM").map_or(true, |v| v != "matrixmultiply"))
+    *CHOICE.get_or_init(|| {
+        super::gemm_avx512::available()
+            && std::env::var("CONVNET_GEMM").map_or(true, |v| v != "matrixmultiply")
+    })
 }
 
 /// One product, split across threads by rows (or columns when C is short and wide).
@@ -238,8 +263,12 @@ mod tests {
                     let mut c = c0.clone();
                     pool.install(|| gemm(&g, &a, &b, &mut c));
                     let mut want: Vec<f64> = c0.iter().map(|&v| v as f64).collect();
-                    let at = |i: usize, r: usize, p: usize| a[g.a_offset + i * g.a_stride + if ta { p * m + r } else { r * k + p }] as f64;
-                    let bt = |i: usize, p: usize, j: usize| b[g.b_offset + i * g.b_stride + if tb { j * k + p } else { p * n + j }] as f64;
+                    let at = |i: usize, r: usize, p: usize| {
+                        a[g.a_offset + i * g.a_stride + if ta { p * m + r } else { r * k + p }] as f64
+                    };
+                    let bt = |i: usize, p: usize, j: usize| {
+                        b[g.b_offset + i * g.b_stride + if tb { j * k + p } else { p * n + j }] as f64
+                    };
                     for r in 0..m {
                         for j in 0..n {
                             let idx = g.c_offset + r * n + j;

@@ -68,7 +68,8 @@ fn plan(m: usize, n: usize, k: usize) -> Plan {
     for shape in [TileShape::Rows12Cols32, TileShape::Rows8Cols48] {
         for transposed in [false, true] {
             let (rows, cols, store) = if transposed { (n, m, 16) } else { (m, n, 4) };
-            let cost = rows.div_ceil(shape.rows()) * cols.div_ceil(shape.cols()) * (k + k.div_ceil(KC) * store);
+            let cost =
+                rows.div_ceil(shape.rows()) * cols.div_ceil(shape.cols()) * (k + k.div_ceil(KC) * store);
             if cost < best.0 {
                 best = (cost, Plan { shape, transposed });
             }
@@ -100,7 +101,8 @@ pub unsafe fn sgemm(
     ldc: isize,
 ) {
     let plan = plan(m, n, k);
-    let (m, n, a, rsa, csa, b, rsb, csb) = if plan.transposed { (n, m, b, csb, rsb, a, csa, rsa) } else { (m, n, a, rsa, csa, b, rsb, csb) };
+    let (m, n, a, rsa, csa, b, rsb, csb) =
+        if plan.transposed { (n, m, b, csb, rsb, a, csa, rsa) } else { (m, n, a, rsa, csa, b, rsb, csb) };
     let product = Product { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, ldc };
     match (plan.shape, plan.transposed) {
         (TileShape::Rows12Cols32, false) => blocked::<12, 2, false>(product),
@@ -141,12 +143,28 @@ unsafe fn blocked<const MR: usize, const NV: usize, const TRANSPOSED: bool>(g: P
             let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                pack_b_block(kc, nc, nr, b.offset(pc as isize * rsb + jc as isize * csb), rsb, csb, pack_b.as_mut_ptr());
+                pack_b_block(
+                    kc,
+                    nc,
+                    nr,
+                    b.offset(pc as isize * rsb + jc as isize * csb),
+                    rsb,
+                    csb,
+                    pack_b.as_mut_ptr(),
+                );
                 // Later depth blocks add to what the first one stored.
                 let beta_here = if pc == 0 { beta } else { 1.0 };
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
-                    pack_a_block(mc, kc, MR, a.offset(ic as isize * rsa + pc as isize * csa), rsa, csa, pack_a.as_mut_ptr());
+                    pack_a_block(
+                        mc,
+                        kc,
+                        MR,
+                        a.offset(ic as isize * rsa + pc as isize * csa),
+                        rsa,
+                        csa,
+                        pack_a.as_mut_ptr(),
+                    );
                     for jr in (0..nc).step_by(nr) {
                         let cols = nr.min(nc - jr);
                         let pb = pack_b.as_ptr().add(jr * kc);
@@ -167,7 +185,15 @@ unsafe fn blocked<const MR: usize, const NV: usize, const TRANSPOSED: bool>(g: P
 /// Packs `mc x kc` of A into `mr`-row panels, each k step's `mr` values together
 /// (zero-padded).
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_a_block(mc: usize, kc: usize, mr: usize, a: *const f32, rsa: isize, csa: isize, out: *mut f32) {
+unsafe fn pack_a_block(
+    mc: usize,
+    kc: usize,
+    mr: usize,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    out: *mut f32,
+) {
     let keep = lane_mask(mr);
     for (panel, ir) in (0..mc).step_by(mr).enumerate() {
         let dst = out.add(panel * mr * kc);
@@ -195,7 +221,8 @@ unsafe fn pack_a_block(mc: usize, kc: usize, mr: usize, a: *const f32, rsa: isiz
         } else {
             for p in 0..kc {
                 for i in 0..mr {
-                    *dst.add(p * mr + i) = if i < rows { *a.offset(p as isize * csa + i as isize * rsa) } else { 0.0 };
+                    *dst.add(p * mr + i) =
+                        if i < rows { *a.offset(p as isize * csa + i as isize * rsa) } else { 0.0 };
                 }
             }
         }
@@ -205,7 +232,15 @@ unsafe fn pack_a_block(mc: usize, kc: usize, mr: usize, a: *const f32, rsa: isiz
 /// Packs `kc x nc` of B into `nr`-column panels (`nr` a multiple of 16), each k step's `nr`
 /// values together (zero-padded).
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_b_block(kc: usize, nc: usize, nr: usize, b: *const f32, rsb: isize, csb: isize, out: *mut f32) {
+unsafe fn pack_b_block(
+    kc: usize,
+    nc: usize,
+    nr: usize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    out: *mut f32,
+) {
     for (panel, jr) in (0..nc).step_by(nr).enumerate() {
         let dst = out.add(panel * nr * kc);
         let cols = nr.min(nc - jr);
@@ -224,7 +259,10 @@ unsafe fn pack_b_block(kc: usize, nc: usize, nr: usize, b: *const f32, rsb: isiz
                     let steps = 16.min(kc - p0);
                     let mut t = [_mm512_setzero_ps(); 16];
                     for (j, v) in t.iter_mut().enumerate().take(width) {
-                        *v = _mm512_maskz_loadu_ps(lane_mask(steps), b.offset((slab + j) as isize * csb).add(p0));
+                        *v = _mm512_maskz_loadu_ps(
+                            lane_mask(steps),
+                            b.offset((slab + j) as isize * csb).add(p0),
+                        );
                     }
                     transpose16(&mut t);
                     for (q, v) in t.iter().enumerate().take(steps) {
@@ -234,7 +272,8 @@ unsafe fn pack_b_block(kc: usize, nc: usize, nr: usize, b: *const f32, rsb: isiz
             } else {
                 for p in 0..kc {
                     for j in slab..slab + 16 {
-                        *dst.add(p * nr + j) = if j < cols { *b.offset(p as isize * rsb + j as isize * csb) } else { 0.0 };
+                        *dst.add(p * nr + j) =
+                            if j < cols { *b.offset(p as isize * rsb + j as isize * csb) } else { 0.0 };
                     }
                 }
             }
@@ -286,7 +325,12 @@ struct Tile {
 /// One `MR x 16 NV` tile: `C = alpha * (packed A panel)(packed B panel) + beta * C`. With
 /// `TRANSPOSED`, tile element (i, j) goes to `c[j * ldc + i]`.
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel<const MR: usize, const NV: usize, const TRANSPOSED: bool>(kc: usize, a: *const f32, b: *const f32, tile: Tile) {
+unsafe fn kernel<const MR: usize, const NV: usize, const TRANSPOSED: bool>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    tile: Tile,
+) {
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     for p in 0..kc {
         let mut bv = [_mm512_setzero_ps(); NV];
@@ -358,11 +402,23 @@ mod tests {
             return;
         }
         let mut rng = StdRng::seed_from_u64(1);
-        let shapes = [(1, 1, 1), (12, 32, 7), (13, 33, 300), (97, 70, 513), (5, 2100, 40), (200, 3, 2), (100, 9, 300), (96, 13, 700)];
+        let shapes = [
+            (1, 1, 1),
+            (12, 32, 7),
+            (13, 33, 300),
+            (97, 70, 513),
+            (5, 2100, 40),
+            (200, 3, 2),
+            (100, 9, 300),
+            (96, 13, 700),
+        ];
         let plans: Vec<Plan> = shapes.iter().map(|&(m, n, k)| plan(m, n, k)).collect();
         for shape in [TileShape::Rows12Cols32, TileShape::Rows8Cols48] {
             for transposed in [false, true] {
-                assert!(plans.contains(&Plan { shape, transposed }), "no test shape runs {shape:?} transposed {transposed}");
+                assert!(
+                    plans.contains(&Plan { shape, transposed }),
+                    "no test shape runs {shape:?} transposed {transposed}"
+                );
             }
         }
         for &(m, n, k) in &shapes {
@@ -370,7 +426,9 @@ mod tests {
                 for &(alpha, beta) in &[(1.0f32, 0.0f32), (0.5, 1.0), (-2.0, 0.25)] {
                     let a: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
                     let b: Vec<f32> = (0..k * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
-                    let c0: Vec<f32> = (0..m * n).map(|_| if beta == 0.0 { f32::NAN } else { rng.gen_range(-1.0..1.0) }).collect();
+                    let c0: Vec<f32> = (0..m * n)
+                        .map(|_| if beta == 0.0 { f32::NAN } else { rng.gen_range(-1.0..1.0) })
+                        .collect();
                     let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
                     let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
                     let (mut ours, mut reference) = (c0.clone(), c0.clone());
@@ -378,11 +436,43 @@ mod tests {
                         reference.fill(0.0);
                     }
                     unsafe {
-                        sgemm(m, n, k, alpha, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, beta, ours.as_mut_ptr(), n as isize);
-                        matrixmultiply::sgemm(m, k, n, alpha, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, beta, reference.as_mut_ptr(), n as isize, 1);
+                        sgemm(
+                            m,
+                            n,
+                            k,
+                            alpha,
+                            a.as_ptr(),
+                            rsa,
+                            csa,
+                            b.as_ptr(),
+                            rsb,
+                            csb,
+                            beta,
+                            ours.as_mut_ptr(),
+                            n as isize,
+                        );
+                        matrixmultiply::sgemm(
+                            m,
+                            k,
+                            n,
+                            alpha,
+                            a.as_ptr(),
+                            rsa,
+                            csa,
+                            b.as_ptr(),
+                            rsb,
+                            csb,
+                            beta,
+                            reference.as_mut_ptr(),
+                            n as isize,
+                            1,
+                        );
                     }
                     for (i, (x, y)) in ours.iter().zip(&reference).enumerate() {
-                        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()) * (k as f32).sqrt(), "{m}x{n}x{k} ta {ta} tb {tb} alpha {alpha} beta {beta} [{i}]: {x} vs {y}");
+                        assert!(
+                            (x - y).abs() <= 1e-4 * (1.0 + y.abs()) * (k as f32).sqrt(),
+                            "{m}x{n}x{k} ta {ta} tb {tb} alpha {alpha} beta {beta} [{i}]: {x} vs {y}"
+                        );
                     }
                 }
             }

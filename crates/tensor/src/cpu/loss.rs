@@ -32,16 +32,25 @@ pub fn softmax_cross_entropy_forward(logits: &[f32], labels: &[f32], n: usize, c
     ((loss / n as f64) as f32, correct as f32)
 }
 
-pub fn softmax_cross_entropy_backward(logits: &[f32], labels: &[f32], n: usize, classes: usize, dloss: f32, dlogits: &mut [f32]) {
+pub fn softmax_cross_entropy_backward(
+    logits: &[f32],
+    labels: &[f32],
+    n: usize,
+    classes: usize,
+    dloss: f32,
+    dlogits: &mut [f32],
+) {
     let scale = dloss as f64 / n as f64;
-    dlogits[..n * classes].par_chunks_mut(classes).zip(logits.par_chunks(classes)).zip(labels.par_iter()).for_each(
-        |((d, row), &label)| {
+    dlogits[..n * classes]
+        .par_chunks_mut(classes)
+        .zip(logits.par_chunks(classes))
+        .zip(labels.par_iter())
+        .for_each(|((d, row), &label)| {
             let (lse, _) = row_stats(row);
             for (j, (d, &v)) in d.iter_mut().zip(row).enumerate() {
                 let p = (v as f64 - lse).exp();
                 let onehot = if j == label as usize { 1.0 } else { 0.0 };
                 *d = ((p - onehot) * scale) as f32;
             }
-        },
-    );
+        });
 }

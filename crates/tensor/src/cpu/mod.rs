@@ -16,8 +16,8 @@ pub mod pool;
 pub mod pool_avx512;
 pub mod winograd;
 
-pub use buffer::CpuBuffer;
 use crate::{checks, AdamStep, Backend, ConvGeometry, Gemm, PoolGeometry, Result, SgdStep};
+pub use buffer::CpuBuffer;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cpu;
@@ -58,36 +58,99 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn im2col(&self, x: &CpuBuffer, geo: &ConvGeometry, first: usize, count: usize, cols: &mut CpuBuffer) -> Result<()> {
+    fn im2col(
+        &self,
+        x: &CpuBuffer,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        cols: &mut CpuBuffer,
+    ) -> Result<()> {
         checks::unfold("im2col", geo, first, count, x.len(), cols.len())?;
         conv::im2col(x, geo, first, count, cols);
         Ok(())
     }
-    fn col2im(&self, cols: &CpuBuffer, geo: &ConvGeometry, first: usize, count: usize, dx: &mut CpuBuffer) -> Result<()> {
+    fn col2im(
+        &self,
+        cols: &CpuBuffer,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        dx: &mut CpuBuffer,
+    ) -> Result<()> {
         checks::unfold("col2im", geo, first, count, dx.len(), cols.len())?;
         conv::col2im(cols, geo, first, count, dx);
         Ok(())
     }
-    fn winograd_tiles(&self, x: &CpuBuffer, geo: &ConvGeometry, first: usize, count: usize, bt: &[f32], v: &mut CpuBuffer) -> Result<()> {
+    fn winograd_tiles(
+        &self,
+        x: &CpuBuffer,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        bt: &[f32],
+        v: &mut CpuBuffer,
+    ) -> Result<()> {
         let a = crate::winograd::check_tiles("winograd_tiles", geo, first, count, bt, x.len(), v.len())?;
         tile_side_fits("winograd_tiles", a)?;
         winograd::tiles(x, geo, first, count, bt, v);
         Ok(())
     }
-    fn winograd_tiles_backward(&self, dv: &CpuBuffer, geo: &ConvGeometry, first: usize, count: usize, bt: &[f32], dx: &mut CpuBuffer) -> Result<()> {
-        let a = crate::winograd::check_tiles("winograd_tiles_backward", geo, first, count, bt, dx.len(), dv.len())?;
+    fn winograd_tiles_backward(
+        &self,
+        dv: &CpuBuffer,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        bt: &[f32],
+        dx: &mut CpuBuffer,
+    ) -> Result<()> {
+        let a = crate::winograd::check_tiles(
+            "winograd_tiles_backward",
+            geo,
+            first,
+            count,
+            bt,
+            dx.len(),
+            dv.len(),
+        )?;
         tile_side_fits("winograd_tiles_backward", a)?;
         winograd::tiles_backward(dv, geo, first, count, bt, dx);
         Ok(())
     }
-    fn winograd_untile(&self, points: &CpuBuffer, geo: &ConvGeometry, first: usize, count: usize, at: &[f32], y: &mut CpuBuffer) -> Result<()> {
-        let (_, a) = crate::winograd::check_untile("winograd_untile", geo, first, count, at, y.len(), points.len())?;
+    fn winograd_untile(
+        &self,
+        points: &CpuBuffer,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        at: &[f32],
+        y: &mut CpuBuffer,
+    ) -> Result<()> {
+        let (_, a) =
+            crate::winograd::check_untile("winograd_untile", geo, first, count, at, y.len(), points.len())?;
         tile_side_fits("winograd_untile", a)?;
         winograd::untile(points, geo, first, count, at, y);
         Ok(())
     }
-    fn winograd_untile_backward(&self, dy: &CpuBuffer, geo: &ConvGeometry, first: usize, count: usize, at: &[f32], dm: &mut CpuBuffer) -> Result<()> {
-        let (_, a) = crate::winograd::check_untile("winograd_untile_backward", geo, first, count, at, dy.len(), dm.len())?;
+    fn winograd_untile_backward(
+        &self,
+        dy: &CpuBuffer,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        at: &[f32],
+        dm: &mut CpuBuffer,
+    ) -> Result<()> {
+        let (_, a) = crate::winograd::check_untile(
+            "winograd_untile_backward",
+            geo,
+            first,
+            count,
+            at,
+            dy.len(),
+            dm.len(),
+        )?;
         tile_side_fits("winograd_untile_backward", a)?;
         winograd::untile_backward(dy, geo, first, count, at, dm);
         Ok(())
@@ -106,17 +169,38 @@ impl Backend for Cpu {
         conv::transpose_blocks(&src[src_offset..], rows, cols, block, &mut dst[dst_offset..]);
         Ok(())
     }
-    fn add_bias(&self, y: &mut CpuBuffer, bias: &CpuBuffer, outer: usize, channels: usize, inner: usize) -> Result<()> {
+    fn add_bias(
+        &self,
+        y: &mut CpuBuffer,
+        bias: &CpuBuffer,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()> {
         checks::bias("add_bias", y.len(), bias.len(), outer, channels, inner)?;
         conv::add_bias(&mut y[..outer * channels * inner], bias, channels, inner);
         Ok(())
     }
-    fn bias_grad(&self, dy: &CpuBuffer, outer: usize, channels: usize, inner: usize, dbias: &mut CpuBuffer) -> Result<()> {
+    fn bias_grad(
+        &self,
+        dy: &CpuBuffer,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+        dbias: &mut CpuBuffer,
+    ) -> Result<()> {
         checks::bias("bias_grad", dy.len(), dbias.len(), outer, channels, inner)?;
         conv::bias_grad(dy, outer, channels, inner, dbias);
         Ok(())
     }
-    fn bias_relu(&self, y: &mut CpuBuffer, bias: Option<&CpuBuffer>, outer: usize, channels: usize, inner: usize) -> Result<()> {
+    fn bias_relu(
+        &self,
+        y: &mut CpuBuffer,
+        bias: Option<&CpuBuffer>,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()> {
         checks::bias("bias_relu", y.len(), bias.map_or(channels, |b| b.len()), outer, channels, inner)?;
         conv::bias_relu(&mut y[..outer * channels * inner], bias.map(|b| &b[..channels]), channels, inner);
         Ok(())
@@ -145,12 +229,24 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn max_pool2d_forward(&self, x: &CpuBuffer, geo: &PoolGeometry, y: &mut CpuBuffer, argmax: &mut CpuBuffer) -> Result<()> {
+    fn max_pool2d_forward(
+        &self,
+        x: &CpuBuffer,
+        geo: &PoolGeometry,
+        y: &mut CpuBuffer,
+        argmax: &mut CpuBuffer,
+    ) -> Result<()> {
         checks::pool("max_pool2d_forward", geo, &[x.len()], &[y.len(), argmax.len()])?;
         pool::max_pool2d_forward(x, geo, y, argmax);
         Ok(())
     }
-    fn max_pool2d_backward(&self, argmax: &CpuBuffer, dy: &CpuBuffer, geo: &PoolGeometry, dx: &mut CpuBuffer) -> Result<()> {
+    fn max_pool2d_backward(
+        &self,
+        argmax: &CpuBuffer,
+        dy: &CpuBuffer,
+        geo: &PoolGeometry,
+        dx: &mut CpuBuffer,
+    ) -> Result<()> {
         checks::pool("max_pool2d_backward", geo, &[dx.len()], &[argmax.len(), dy.len()])?;
         pool::max_pool2d_backward(argmax, dy, geo, dx);
         Ok(())
@@ -165,12 +261,24 @@ impl Backend for Cpu {
         pool::avg_pool2d_backward(dy, geo, dx);
         Ok(())
     }
-    fn global_avg_pool_forward(&self, x: &CpuBuffer, planes: usize, plane_len: usize, y: &mut CpuBuffer) -> Result<()> {
+    fn global_avg_pool_forward(
+        &self,
+        x: &CpuBuffer,
+        planes: usize,
+        plane_len: usize,
+        y: &mut CpuBuffer,
+    ) -> Result<()> {
         checks::global_pool("global_avg_pool_forward", planes, plane_len, x.len(), y.len())?;
         pool::global_avg_pool_forward(x, planes, plane_len, y);
         Ok(())
     }
-    fn global_avg_pool_backward(&self, dy: &CpuBuffer, planes: usize, plane_len: usize, dx: &mut CpuBuffer) -> Result<()> {
+    fn global_avg_pool_backward(
+        &self,
+        dy: &CpuBuffer,
+        planes: usize,
+        plane_len: usize,
+        dx: &mut CpuBuffer,
+    ) -> Result<()> {
         checks::global_pool("global_avg_pool_backward", planes, plane_len, dx.len(), dy.len())?;
         pool::global_avg_pool_backward(dy, planes, plane_len, dx);
         Ok(())
@@ -186,7 +294,14 @@ impl Backend for Cpu {
         elementwise::relu_backward(y, dy, dx);
         Ok(())
     }
-    fn dropout_forward(&self, x: &CpuBuffer, p: f32, seed: u64, y: &mut CpuBuffer, mask: &mut CpuBuffer) -> Result<()> {
+    fn dropout_forward(
+        &self,
+        x: &CpuBuffer,
+        p: f32,
+        seed: u64,
+        y: &mut CpuBuffer,
+        mask: &mut CpuBuffer,
+    ) -> Result<()> {
         checks::dropout_probability(p)?;
         checks::same_len("dropout_forward", x.len(), &[y.len(), mask.len()])?;
         elementwise::dropout_forward(x, p, seed, y, mask);
@@ -202,7 +317,14 @@ impl Backend for Cpu {
         loss: &mut CpuBuffer,
         correct: &mut CpuBuffer,
     ) -> Result<()> {
-        checks::softmax_cross_entropy("softmax_cross_entropy_forward", n, classes, &[logits.len()], labels.len(), &[loss.len(), correct.len()])?;
+        checks::softmax_cross_entropy(
+            "softmax_cross_entropy_forward",
+            n,
+            classes,
+            &[logits.len()],
+            labels.len(),
+            &[loss.len(), correct.len()],
+        )?;
         let (l, c) = loss::softmax_cross_entropy_forward(logits, labels, n, classes);
         loss[0] = l;
         correct[0] = c;
@@ -217,7 +339,14 @@ impl Backend for Cpu {
         dloss: &CpuBuffer,
         dlogits: &mut CpuBuffer,
     ) -> Result<()> {
-        checks::softmax_cross_entropy("softmax_cross_entropy_backward", n, classes, &[logits.len(), dlogits.len()], labels.len(), &[dloss.len()])?;
+        checks::softmax_cross_entropy(
+            "softmax_cross_entropy_backward",
+            n,
+            classes,
+            &[logits.len(), dlogits.len()],
+            labels.len(),
+            &[dloss.len()],
+        )?;
         loss::softmax_cross_entropy_backward(logits, labels, n, classes, dloss[0], dlogits);
         Ok(())
     }
@@ -234,8 +363,28 @@ impl Backend for Cpu {
         n: usize,
         plane_len: usize,
     ) -> Result<()> {
-        checks::copy_channels(src.len(), src_channels, src_first, dst.len(), dst_channels, dst_first, count, n, plane_len)?;
-        elementwise::copy_channels(src, src_channels, src_first, dst, dst_channels, dst_first, count, n, plane_len);
+        checks::copy_channels(
+            src.len(),
+            src_channels,
+            src_first,
+            dst.len(),
+            dst_channels,
+            dst_first,
+            count,
+            n,
+            plane_len,
+        )?;
+        elementwise::copy_channels(
+            src,
+            src_channels,
+            src_first,
+            dst,
+            dst_channels,
+            dst_first,
+            count,
+            n,
+            plane_len,
+        );
         Ok(())
     }
 
@@ -259,12 +408,25 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn sgd_step(&self, param: &mut CpuBuffer, grad: &CpuBuffer, velocity: Option<&mut CpuBuffer>, hp: &SgdStep) -> Result<()> {
+    fn sgd_step(
+        &self,
+        param: &mut CpuBuffer,
+        grad: &CpuBuffer,
+        velocity: Option<&mut CpuBuffer>,
+        hp: &SgdStep,
+    ) -> Result<()> {
         checks::sgd(param.len(), grad.len(), hp.momentum, velocity.as_ref().map(|v| v.len()))?;
         optim::sgd_step(param, grad, velocity.map(|v| &mut v[..]), hp);
         Ok(())
     }
-    fn adam_step(&self, param: &mut CpuBuffer, grad: &CpuBuffer, m: &mut CpuBuffer, v: &mut CpuBuffer, hp: &AdamStep) -> Result<()> {
+    fn adam_step(
+        &self,
+        param: &mut CpuBuffer,
+        grad: &CpuBuffer,
+        m: &mut CpuBuffer,
+        v: &mut CpuBuffer,
+        hp: &AdamStep,
+    ) -> Result<()> {
         checks::adam(param.len(), grad.len(), m.len(), v.len(), hp.step)?;
         optim::adam_step(param, grad, m, v, hp);
         Ok(())
@@ -274,7 +436,11 @@ impl Backend for Cpu {
 /// The fused Winograd kernels hold tiles of up to `winograd::MAX_TILE` a side.
 fn tile_side_fits(op: &str, a: usize) -> Result<()> {
     if a > winograd::MAX_TILE {
-        crate::bail!(InvalidArgument, "{op}: tiles of {a}x{a} exceed the CPU kernels' {0}x{0}", winograd::MAX_TILE);
+        crate::bail!(
+            InvalidArgument,
+            "{op}: tiles of {a}x{a} exceed the CPU kernels' {0}x{0}",
+            winograd::MAX_TILE
+        );
     }
     Ok(())
 }

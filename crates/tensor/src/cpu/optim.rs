@@ -8,12 +8,14 @@ pub fn sgd_step(param: &mut [f32], grad: &[f32], velocity: Option<&mut [f32]>, h
     let (lr, mom, wd) = (hp.lr, hp.momentum, hp.weight_decay);
     match velocity {
         Some(v) if mom != 0.0 => {
-            param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)).zip(v.par_chunks_mut(CHUNK)).for_each(|((p, g), v)| {
-                for ((p, &g), v) in p.iter_mut().zip(g).zip(v.iter_mut()) {
-                    *v = mom * *v + (g + wd * *p);
-                    *p -= lr * *v;
-                }
-            })
+            param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)).zip(v.par_chunks_mut(CHUNK)).for_each(
+                |((p, g), v)| {
+                    for ((p, &g), v) in p.iter_mut().zip(g).zip(v.iter_mut()) {
+                        *v = mom * *v + (g + wd * *p);
+                        *p -= lr * *v;
+                    }
+                },
+            )
         }
         _ => param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)).for_each(|(p, g)| {
             for (p, &g) in p.iter_mut().zip(g) {
@@ -30,14 +32,16 @@ pub fn adam_step(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], 
     let step_size = (hp.lr as f64 / bc1) as f32;
     let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
     let (b1, b2, eps, wd) = (hp.beta1, hp.beta2, hp.eps, hp.weight_decay);
-    param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK))).for_each(
-        |((p, g), (m, v))| {
+    param
+        .par_chunks_mut(CHUNK)
+        .zip(grad.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+        .for_each(|((p, g), (m, v))| {
             for ((p, &g), (m, v)) in p.iter_mut().zip(g).zip(m.iter_mut().zip(v.iter_mut())) {
                 let g = g + wd * *p;
                 *m = b1 * *m + (1.0 - b1) * g;
                 *v = b2 * *v + (1.0 - b2) * g * g;
                 *p -= step_size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
             }
-        },
-    );
+        });
 }

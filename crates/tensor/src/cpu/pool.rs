@@ -50,7 +50,8 @@ pub(crate) fn max_pool2d_forward_scalar(x: &[f32], g: &PoolGeometry, y: &mut [f3
     let (sw, kw) = (g.window.stride.1, g.window.kernel.1);
     let col_ranges: Vec<(usize, usize)> = (0..kw).map(|kj| valid_range(g.out_w, g.w, sw, pw, kj)).collect();
     let n = g.planes() * out_plane;
-    let tasks = y[..n].par_chunks_mut(out_plane).zip(argmax[..n].par_chunks_mut(out_plane)).zip(x.par_chunks(plane));
+    let tasks =
+        y[..n].par_chunks_mut(out_plane).zip(argmax[..n].par_chunks_mut(out_plane)).zip(x.par_chunks(plane));
     tasks.for_each_init(Vec::new, |row_max, ((dst, arg), src)| {
         if !by_rows {
             row_max.resize(2 * g.h * ow, 0.0);
@@ -75,7 +76,11 @@ pub(crate) fn max_pool2d_forward_scalar(x: &[f32], g: &PoolGeometry, y: &mut [f3
                 best.copy_from_slice(&hmax[y0 * ow..][..ow]);
                 at.copy_from_slice(&harg[y0 * ow..][..ow]);
                 for iy in y0 + 1..y1 {
-                    let cells = best.iter_mut().zip(at.iter_mut()).zip(&hmax[iy * ow..][..ow]).zip(&harg[iy * ow..][..ow]);
+                    let cells = best
+                        .iter_mut()
+                        .zip(at.iter_mut())
+                        .zip(&hmax[iy * ow..][..ow])
+                        .zip(&harg[iy * ow..][..ow]);
                     for (((b, a), &v), &i) in cells {
                         keep_greater(b, a, v, i);
                     }
@@ -129,9 +134,12 @@ fn max_pool2d_forward_small(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: 
     }
     let per_task = (4096 / out_plane).max(1);
     let n = g.planes() * out_plane;
-    let tasks = y[..n].par_chunks_mut(per_task * out_plane).zip(argmax[..n].par_chunks_mut(per_task * out_plane));
+    let tasks =
+        y[..n].par_chunks_mut(per_task * out_plane).zip(argmax[..n].par_chunks_mut(per_task * out_plane));
     tasks.zip(x.par_chunks(per_task * plane)).for_each(|((dst, arg), src)| {
-        for ((best, at), src) in dst.chunks_mut(out_plane).zip(arg.chunks_mut(out_plane)).zip(src.chunks(plane)) {
+        for ((best, at), src) in
+            dst.chunks_mut(out_plane).zip(arg.chunks_mut(out_plane)).zip(src.chunks(plane))
+        {
             for (q, &f) in first.iter().enumerate() {
                 best[q] = src[f];
                 at[q] = f as f32;
@@ -159,14 +167,16 @@ fn keep_greater(best: &mut f32, at: &mut f32, v: f32, index: f32) {
 /// Scatters each `dy` to its window's stored arg-max, in output order.
 pub fn max_pool2d_backward(argmax: &[f32], dy: &[f32], g: &PoolGeometry, dx: &mut [f32]) {
     let (plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    dx[..g.planes() * plane].par_chunks_mut(plane).zip(argmax.par_chunks(out_plane)).zip(dy.par_chunks(out_plane)).for_each(
-        |((dst, arg), grad)| {
+    dx[..g.planes() * plane]
+        .par_chunks_mut(plane)
+        .zip(argmax.par_chunks(out_plane))
+        .zip(dy.par_chunks(out_plane))
+        .for_each(|((dst, arg), grad)| {
             dst.fill(0.0);
             for (&a, &d) in arg.iter().zip(grad) {
                 dst[a as usize] += d;
             }
-        },
-    );
+        });
 }
 
 pub fn avg_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32]) {
@@ -213,5 +223,8 @@ pub fn global_avg_pool_forward(x: &[f32], planes: usize, plane_len: usize, y: &m
 
 pub fn global_avg_pool_backward(dy: &[f32], planes: usize, plane_len: usize, dx: &mut [f32]) {
     let inv = 1.0 / plane_len as f32;
-    dx[..planes * plane_len].par_chunks_mut(plane_len).zip(dy.par_iter()).for_each(|(dst, &g)| dst.fill(g * inv));
+    dx[..planes * plane_len]
+        .par_chunks_mut(plane_len)
+        .zip(dy.par_iter())
+        .for_each(|(dst, &g)| dst.fill(g * inv));
 }

@@ -77,7 +77,11 @@ fn taps(g: &PoolGeometry) -> Taps {
 /// The CPU must support AVX-512F (`available()`); `x`, `y`, `argmax` as checked by the backend.
 pub unsafe fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &mut [f32]) {
     let (plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    if g.window.kernel.1 == 3 && g.window.stride.1 == 2 && g.window.padding.1 <= 1 && g.out_w >= HALVING_MIN_OUT_W {
+    if g.window.kernel.1 == 3
+        && g.window.stride.1 == 2
+        && g.window.padding.1 <= 1
+        && g.out_w >= HALVING_MIN_OUT_W
+    {
         // Whole planes per task, about 4096 outputs each.
         let per_task = (4096 / out_plane).max(1);
         let (yp, ap) = (SendPtr(y.as_mut_ptr()), SendPtr(argmax.as_mut_ptr()));
@@ -152,10 +156,16 @@ unsafe fn halving_plane(g: &PoolGeometry, src: *const f32, y: *mut f32, argmax: 
                 // Columns c0 .. c0 + 34: tap t of lane j is column c0 + 2j + t.
                 let load = |c: isize| _mm512_maskz_loadu_ps(inside(c), row.offset(c));
                 let (a0, a1, b0, b1) = (load(c0), load(c0 + 16), load(c0 + 2), load(c0 + 18));
-                let taps = [_mm512_permutex2var_ps(a0, even, a1), _mm512_permutex2var_ps(a0, odd, a1), _mm512_permutex2var_ps(b0, even, b1)];
+                let taps = [
+                    _mm512_permutex2var_ps(a0, even, a1),
+                    _mm512_permutex2var_ps(a0, odd, a1),
+                    _mm512_permutex2var_ps(b0, even, b1),
+                ];
                 for (t, v) in taps.into_iter().enumerate() {
                     let col = _mm512_add_epi32(col0, _mm512_set1_epi32(t as i32));
-                    let valid = live & _mm512_cmpge_epi32_mask(col, _mm512_setzero_si512()) & _mm512_cmplt_epi32_mask(col, _mm512_set1_epi32(g.w as i32));
+                    let valid = live
+                        & _mm512_cmpge_epi32_mask(col, _mm512_setzero_si512())
+                        & _mm512_cmplt_epi32_mask(col, _mm512_set1_epi32(g.w as i32));
                     let take = valid & (!seen | _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best));
                     best = _mm512_mask_blend_ps(take, best, v);
                     let cell = _mm512_add_epi32(col, _mm512_set1_epi32((iy * w) as i32));

@@ -30,7 +30,12 @@ fn tile_at(x: usize, tiles: usize, tiles_w: usize) -> (usize, usize, usize) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn sandwich_fixed<const ROWS: usize, const COLS: usize, const N: usize>(l: &[f32], r: &[f32], input: &Block, out: &mut Block) {
+unsafe fn sandwich_fixed<const ROWS: usize, const COLS: usize, const N: usize>(
+    l: &[f32],
+    r: &[f32],
+    input: &Block,
+    out: &mut Block,
+) {
     use std::arch::x86_64::*;
     let (l, r) = (&l[..ROWS * N], &r[..COLS * N]);
     for k in 0..ROWS {
@@ -56,7 +61,15 @@ unsafe fn sandwich_fixed<const ROWS: usize, const COLS: usize, const N: usize>(l
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn sandwich_avx512(l: &[f32], rows: usize, r: &[f32], cols: usize, n: usize, input: &Block, out: &mut Block) {
+unsafe fn sandwich_avx512(
+    l: &[f32],
+    rows: usize,
+    r: &[f32],
+    cols: usize,
+    n: usize,
+    input: &Block,
+    out: &mut Block,
+) {
     macro_rules! fixed {
         ($(($r:literal, $c:literal, $n:literal)),*) => {
             match (rows, cols, n) {
@@ -67,10 +80,29 @@ unsafe fn sandwich_avx512(l: &[f32], rows: usize, r: &[f32], cols: usize, n: usi
     }
     fixed!(
         // input tiles (a, a, a)
-        (3, 3, 3), (4, 4, 4), (5, 5, 5), (6, 6, 6),
+        (3, 3, 3),
+        (4, 4, 4),
+        (5, 5, 5),
+        (6, 6, 6),
         // output tiles (m, m, a) and their adjoint (a, a, m)
-        (2, 2, 3), (2, 2, 4), (2, 2, 5), (2, 2, 6), (3, 3, 4), (3, 3, 5), (3, 3, 6), (4, 4, 5), (4, 4, 6),
-        (3, 3, 2), (4, 4, 2), (5, 5, 2), (6, 6, 2), (4, 4, 3), (5, 5, 3), (6, 6, 3), (5, 5, 4), (6, 6, 4)
+        (2, 2, 3),
+        (2, 2, 4),
+        (2, 2, 5),
+        (2, 2, 6),
+        (3, 3, 4),
+        (3, 3, 5),
+        (3, 3, 6),
+        (4, 4, 5),
+        (4, 4, 6),
+        (3, 3, 2),
+        (4, 4, 2),
+        (5, 5, 2),
+        (6, 6, 2),
+        (4, 4, 3),
+        (5, 5, 3),
+        (6, 6, 3),
+        (5, 5, 4),
+        (6, 6, 4)
     )
 }
 
@@ -135,10 +167,23 @@ fn load_lanes(dst: &mut [f32; LANES], src: &[f32], lanes: usize) {
 /// channel `c`, columns `xb..xb + lanes`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn store_points(out: SendPtr, block: &Block, a: usize, channels: usize, c: usize, cols: usize, xb: usize, lanes: usize) {
+fn store_points(
+    out: SendPtr,
+    block: &Block,
+    a: usize,
+    channels: usize,
+    c: usize,
+    cols: usize,
+    xb: usize,
+    lanes: usize,
+) {
     for k in 0..a {
         for q in 0..a {
-            store_lanes(unsafe { out.get().add(((k * a + q) * channels + c) * cols + xb) }, &block[k][q], lanes);
+            store_lanes(
+                unsafe { out.get().add(((k * a + q) * channels + c) * cols + xb) },
+                &block[k][q],
+                lanes,
+            );
         }
     }
 }
@@ -146,7 +191,16 @@ fn store_points(out: SendPtr, block: &Block, a: usize, channels: usize, c: usize
 /// Reads a block of a x a lane vectors from the points' layout (see `store_points`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn load_points(block: &mut Block, points: &[f32], a: usize, channels: usize, c: usize, cols: usize, xb: usize, lanes: usize) {
+fn load_points(
+    block: &mut Block,
+    points: &[f32],
+    a: usize,
+    channels: usize,
+    c: usize,
+    cols: usize,
+    xb: usize,
+    lanes: usize,
+) {
     for k in 0..a {
         for q in 0..a {
             load_lanes(&mut block[k][q], &points[((k * a + q) * channels + c) * cols + xb..], lanes);
@@ -315,10 +369,19 @@ pub fn tiles(x: &[f32], geo: &ConvGeometry, first: usize, count: usize, bt: &[f3
 }
 
 /// `Backend::winograd_tiles_backward`: `bt^T dV bt` of each tile summed into the dx planes.
-pub fn tiles_backward(dv: &[f32], geo: &ConvGeometry, first: usize, count: usize, bt: &[f32], dx: &mut [f32]) {
+pub fn tiles_backward(
+    dv: &[f32],
+    geo: &ConvGeometry,
+    first: usize,
+    count: usize,
+    bt: &[f32],
+    dx: &mut [f32],
+) {
     let a = geo.window.kernel.0;
     let (btt, out, wide) = (transposed(bt, a, a), SendPtr(dx.as_mut_ptr()), wide());
-    (0..geo.c_in).into_par_iter().for_each(|c| tiles_backward_pick(wide, c, dv, geo, first, count, &btt, out));
+    (0..geo.c_in)
+        .into_par_iter()
+        .for_each(|c| tiles_backward_pick(wide, c, dv, geo, first, count, &btt, out));
 }
 
 /// `Backend::winograd_untile`: `at M at^T` of each point-domain tile written to its m x m tile.
@@ -328,15 +391,26 @@ pub fn untile(points: &[f32], geo: &ConvGeometry, first: usize, count: usize, at
 }
 
 /// `Backend::winograd_untile_backward`: `dM = at^T dY at` for each m x m tile of dy.
-pub fn untile_backward(dy: &[f32], geo: &ConvGeometry, first: usize, count: usize, at: &[f32], dm: &mut [f32]) {
+pub fn untile_backward(
+    dy: &[f32],
+    geo: &ConvGeometry,
+    first: usize,
+    count: usize,
+    at: &[f32],
+    dm: &mut [f32],
+) {
     let m = geo.window.kernel.0;
     let (att, out, wide) = (transposed(at, m, at.len() / m), SendPtr(dm.as_mut_ptr()), wide());
-    (0..geo.c_in).into_par_iter().for_each(|o| untile_backward_pick(wide, o, dy, geo, first, count, &att, out));
+    (0..geo.c_in)
+        .into_par_iter()
+        .for_each(|o| untile_backward_pick(wide, o, dy, geo, first, count, &att, out));
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::winograd::{composed_tiles, composed_tiles_backward, composed_untile, composed_untile_backward};
+    use crate::winograd::{
+        composed_tiles, composed_tiles_backward, composed_untile, composed_untile_backward,
+    };
     use crate::{Backend, ConvGeometry, Cpu, Window};
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -358,13 +432,16 @@ mod tests {
     fn fused_matches_composed() {
         let mut rng = StdRng::seed_from_u64(3);
         // (images, channels, h, w, m, a, padding): the output is (h + 2p - a) / m + 1 tiles a side
-        for &(n, c, h, w, m, a, p) in &[(3, 5, 8, 12, 4, 6, 1), (4, 3, 6, 9, 3, 5, 1), (3, 2, 7, 5, 2, 6, 2), (2, 4, 5, 5, 2, 3, 0)] {
+        for &(n, c, h, w, m, a, p) in
+            &[(3, 5, 8, 12, 4, 6, 1), (4, 3, 6, 9, 3, 5, 1), (3, 2, 7, 5, 2, 6, 2), (2, 4, 5, 5, 2, 3, 0)]
+        {
             let tiles = ConvGeometry::new(n, c, h, w, 1, Window::new((a, a), (m, m), (p, p))).unwrap();
             let (first, count) = (1, n - 1);
             let cols = count * tiles.col_cols();
             let bt = random(&mut rng, a * a);
             let x = Cpu.from_slice(&random(&mut rng, n * c * h * w)).unwrap();
-            let (mut fused, mut composed) = (Cpu.zeros(a * a * c * cols).unwrap(), Cpu.zeros(a * a * c * cols).unwrap());
+            let (mut fused, mut composed) =
+                (Cpu.zeros(a * a * c * cols).unwrap(), Cpu.zeros(a * a * c * cols).unwrap());
             Cpu.winograd_tiles(&x, &tiles, first, count, &bt, &mut fused).unwrap();
             composed_tiles(&Cpu, &x, &tiles, first, count, &bt, &mut composed).unwrap();
             assert_near("tiles", &fused, &composed);
@@ -379,7 +456,8 @@ mod tests {
 
             // Output tiles: o channels of (tiles_h * m) x (tiles_w * m).
             let o = c + 1;
-            let out = ConvGeometry::new(n, o, tiles.out_h * m, tiles.out_w * m, 1, Window::square(m, m, 0)).unwrap();
+            let out = ConvGeometry::new(n, o, tiles.out_h * m, tiles.out_w * m, 1, Window::square(m, m, 0))
+                .unwrap();
             let at = random(&mut rng, m * a);
             let points = Cpu.from_slice(&random(&mut rng, a * a * o * cols)).unwrap();
             let seed = random(&mut rng, n * o * out.h * out.w);
@@ -389,7 +467,8 @@ mod tests {
             assert_near("untile", &fused, &composed);
 
             let dy = Cpu.from_slice(&random(&mut rng, n * o * out.h * out.w)).unwrap();
-            let (mut fused, mut composed) = (Cpu.zeros(a * a * o * cols).unwrap(), Cpu.zeros(a * a * o * cols).unwrap());
+            let (mut fused, mut composed) =
+                (Cpu.zeros(a * a * o * cols).unwrap(), Cpu.zeros(a * a * o * cols).unwrap());
             Cpu.winograd_untile_backward(&dy, &out, first, count, &at, &mut fused).unwrap();
             composed_untile_backward(&Cpu, &dy, &out, first, count, &at, &mut composed).unwrap();
             assert_near("untile_backward", &fused, &composed);

@@ -13,46 +13,19 @@ or install Debian's copy with `apt-get install dataset-fashion-mnist`";
 #[derive(Debug)]
 pub enum DataError {
     /// An I/O operation (`action`, e.g. "reading") on `path` failed.
-    Io {
-        path: PathBuf,
-        action: &'static str,
-        source: io::Error,
-    },
+    Io { path: PathBuf, action: &'static str, source: io::Error },
     /// The file starts with the wrong IDX magic number.
-    Magic {
-        path: PathBuf,
-        found: u32,
-        expected: u32,
-        kind: &'static str,
-    },
+    Magic { path: PathBuf, found: u32, expected: u32, kind: &'static str },
     /// The header is too short or holds an unusable dimension.
     Header { path: PathBuf, detail: String },
     /// The payload length disagrees with the header (truncated or trailing bytes).
-    Payload {
-        path: PathBuf,
-        actual: usize,
-        expected: usize,
-        layout: String,
-    },
+    Payload { path: PathBuf, actual: usize, expected: usize, layout: String },
     /// A label outside 0..=9.
-    Label {
-        path: PathBuf,
-        index: usize,
-        value: u8,
-    },
+    Label { path: PathBuf, index: usize, value: u8 },
     /// The images and labels files of one split hold different counts.
-    CountMismatch {
-        images: PathBuf,
-        labels: PathBuf,
-        n_images: usize,
-        n_labels: usize,
-    },
+    CountMismatch { images: PathBuf, labels: PathBuf, n_images: usize, n_labels: usize },
     /// A directory the user pointed at (`origin`) lacks one of the four files.
-    Missing {
-        origin: &'static str,
-        dir: PathBuf,
-        file: &'static str,
-    },
+    Missing { origin: &'static str, dir: PathBuf, file: &'static str },
     /// Neither XDG_CACHE_HOME nor HOME says where to download to.
     NoCacheDir,
     /// The download directory could not be created.
@@ -60,65 +33,32 @@ pub enum DataError {
     /// The HTTP request failed (offline, refused, non-200 status, read error).
     Http { url: String, reason: String },
     /// The body ended before Content-Length bytes (`expected` is None when the length is unknown).
-    Truncated {
-        url: String,
-        file: String,
-        expected: Option<u64>,
-        actual: u64,
-    },
+    Truncated { url: String, file: String, expected: Option<u64>, actual: u64 },
     /// The downloaded bytes do not have the published MD5 sum.
-    Checksum {
-        url: String,
-        file: String,
-        expected: String,
-        actual: String,
-    },
+    Checksum { url: String, file: String, expected: String, actual: String },
 }
 
 impl fmt::Display for DataError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Io {
-                path,
-                action,
-                source,
-            } => {
+            Self::Io { path, action, source } => {
                 write!(f, "{}: {action} failed: {source}", path.display())
             }
-            Self::Magic {
-                path,
-                found,
-                expected,
-                kind,
-            } => write!(
+            Self::Magic { path, found, expected, kind } => write!(
                 f,
                 "{}: magic number 0x{found:08x}, expected 0x{expected:08x} ({kind})",
                 path.display()
             ),
             Self::Header { path, detail } => write!(f, "{}: {detail}", path.display()),
-            Self::Payload {
-                path,
-                actual,
-                expected,
-                layout,
-            } => write!(
+            Self::Payload { path, actual, expected, layout } => write!(
                 f,
                 "{}: file holds {actual} payload bytes, header says {layout} = {expected}",
                 path.display()
             ),
             Self::Label { path, index, value } => {
-                write!(
-                    f,
-                    "{}: label {value} at index {index}, expected 0..=9",
-                    path.display()
-                )
+                write!(f, "{}: label {value} at index {index}, expected 0..=9", path.display())
             }
-            Self::CountMismatch {
-                images,
-                labels,
-                n_images,
-                n_labels,
-            } => write!(
+            Self::CountMismatch { images, labels, n_images, n_labels } => write!(
                 f,
                 "images file {} says {n_images} images, labels file {} says {n_labels} labels",
                 images.display(),
@@ -136,40 +76,23 @@ impl fmt::Display for DataError {
                 "cannot choose a download directory: neither XDG_CACHE_HOME nor HOME is set; \
                  {HOW_TO_GET_DATA}"
             ),
-            Self::CreateDir { path, source } => write!(
-                f,
-                "cannot create download directory {}: {source}; {HOW_TO_GET_DATA}",
-                path.display()
-            ),
+            Self::CreateDir { path, source } => {
+                write!(f, "cannot create download directory {}: {source}; {HOW_TO_GET_DATA}", path.display())
+            }
             Self::Http { url, reason } => {
                 write!(f, "could not download {url}: {reason}; {HOW_TO_GET_DATA}")
             }
-            Self::Truncated {
-                url,
-                file,
-                expected: Some(expected),
-                actual,
-            } => write!(
+            Self::Truncated { url, file, expected: Some(expected), actual } => write!(
                 f,
                 "download of {file} from {url} was cut short: got {actual} of {expected} bytes \
                  (nothing was saved; try again, or {HOW_TO_GET_DATA})"
             ),
-            Self::Truncated {
-                url,
-                file,
-                expected: None,
-                actual,
-            } => write!(
+            Self::Truncated { url, file, expected: None, actual } => write!(
                 f,
                 "download of {file} from {url} was cut short after {actual} bytes \
                  (nothing was saved; try again, or {HOW_TO_GET_DATA})"
             ),
-            Self::Checksum {
-                url,
-                file,
-                expected,
-                actual,
-            } => write!(
+            Self::Checksum { url, file, expected, actual } => write!(
                 f,
                 "{file} downloaded from {url} has MD5 {actual}, expected {expected} \
                  (nothing was saved; try again, or {HOW_TO_GET_DATA})"

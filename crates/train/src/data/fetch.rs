@@ -37,22 +37,11 @@ pub enum Location {
 /// Finds a directory holding the four files, downloading them into the cache if needed.
 pub fn locate(cli_dir: Option<&Path>) -> Result<PathBuf, DataError> {
     let env_dir = std::env::var_os(ENV_VAR);
-    let cache = cache_dir(
-        std::env::var_os("XDG_CACHE_HOME").as_deref(),
-        std::env::var_os("HOME").as_deref(),
-    );
-    match search(
-        cli_dir,
-        env_dir.as_deref().map(Path::new),
-        Path::new(DEBIAN_DIR),
-        cache.as_deref(),
-    )? {
+    let cache = cache_dir(std::env::var_os("XDG_CACHE_HOME").as_deref(), std::env::var_os("HOME").as_deref());
+    match search(cli_dir, env_dir.as_deref().map(Path::new), Path::new(DEBIAN_DIR), cache.as_deref())? {
         Location::Present(dir) => Ok(dir),
         Location::Download(dir) => {
-            eprintln!(
-                "Fashion-MNIST not found locally; downloading it into {}",
-                dir.display()
-            );
+            eprintln!("Fashion-MNIST not found locally; downloading it into {}", dir.display());
             fetch_into(&dir, BASE_URL, &MD5_SUMS, true)?;
             Ok(dir)
         }
@@ -73,11 +62,7 @@ pub fn search(
     for (origin, dir) in [("--data", cli_dir), (ENV_VAR, env_dir)] {
         if let Some(dir) = dir {
             return match missing_file(dir) {
-                Some(file) => Err(DataError::Missing {
-                    origin,
-                    dir: dir.into(),
-                    file,
-                }),
+                Some(file) => Err(DataError::Missing { origin, dir: dir.into(), file }),
                 None => Ok(Location::Present(dir.into())),
             };
         }
@@ -96,10 +81,9 @@ pub fn search(
 pub fn cache_dir(xdg_cache_home: Option<&OsStr>, home: Option<&OsStr>) -> Option<PathBuf> {
     // The XDG spec says to ignore relative paths (and empty is the same as unset).
     let xdg = xdg_cache_home.map(Path::new).filter(|p| p.is_absolute());
-    let base = xdg.map(Path::to_path_buf).or_else(|| {
-        home.filter(|h| !h.is_empty())
-            .map(|h| Path::new(h).join(".cache"))
-    })?;
+    let base = xdg
+        .map(Path::to_path_buf)
+        .or_else(|| home.filter(|h| !h.is_empty()).map(|h| Path::new(h).join(".cache")))?;
     Some(base.join("convnet").join("fashion-mnist"))
 }
 
@@ -116,10 +100,7 @@ pub fn fetch_into(
     files: &[(&str, &str)],
     progress: bool,
 ) -> Result<(), DataError> {
-    fs::create_dir_all(dir).map_err(|source| DataError::CreateDir {
-        path: dir.into(),
-        source,
-    })?;
+    fs::create_dir_all(dir).map_err(|source| DataError::CreateDir { path: dir.into(), source })?;
     // Timeouts so a dead network fails instead of hanging; per read, not overall, as the
     // 26 MB file may legitimately take a while on a slow link.
     let agent = ureq::AgentBuilder::new()
@@ -177,27 +158,15 @@ fn download_to(
     md5: &str,
     progress: bool,
 ) -> Result<(), DataError> {
-    let http_error = |reason: String| DataError::Http {
-        url: url.into(),
-        reason,
-    };
+    let http_error = |reason: String| DataError::Http { url: url.into(), reason };
     let response = agent.get(url).call().map_err(|e| match e {
-        ureq::Error::Status(code, r) => {
-            http_error(format!("HTTP status {code} {}", r.status_text()))
-        }
+        ureq::Error::Status(code, r) => http_error(format!("HTTP status {code} {}", r.status_text())),
         // ureq's message starts with the URL, which ours already names.
-        ureq::Error::Transport(t) => {
-            http_error(t.to_string().trim_start_matches(&format!("{url}: ")).into())
-        }
+        ureq::Error::Transport(t) => http_error(t.to_string().trim_start_matches(&format!("{url}: ")).into()),
     })?;
-    let expected_len = response
-        .header("Content-Length")
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let write_error = |source| DataError::Io {
-        path: tmp_path.into(),
-        action: "writing the download",
-        source,
-    };
+    let expected_len = response.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+    let write_error =
+        |source| DataError::Io { path: tmp_path.into(), action: "writing the download", source };
     let mut file = File::create(tmp_path).map_err(write_error)?;
 
     let bar = progress_bar(name, expected_len, progress);
@@ -205,12 +174,8 @@ fn download_to(
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut got = 0u64;
-    let truncated = |actual| DataError::Truncated {
-        url: url.into(),
-        file: name.into(),
-        expected: expected_len,
-        actual,
-    };
+    let truncated =
+        |actual| DataError::Truncated { url: url.into(), file: name.into(), expected: expected_len, actual };
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -218,11 +183,7 @@ fn download_to(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // ureq reports a body shorter than Content-Length (or a cut chunked body) this way.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(truncated(got)),
-            Err(e) => {
-                return Err(http_error(format!(
-                    "reading the body failed after {got} bytes: {e}"
-                )))
-            }
+            Err(e) => return Err(http_error(format!("reading the body failed after {got} bytes: {e}"))),
         };
         hasher.update(&buf[..n]);
         file.write_all(&buf[..n]).map_err(write_error)?;
@@ -235,18 +196,9 @@ fn download_to(
     }
     file.sync_all().map_err(write_error)?;
 
-    let actual: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let actual: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
     if !actual.eq_ignore_ascii_case(md5) {
-        return Err(DataError::Checksum {
-            url: url.into(),
-            file: name.into(),
-            expected: md5.into(),
-            actual,
-        });
+        return Err(DataError::Checksum { url: url.into(), file: name.into(), expected: md5.into(), actual });
     }
     Ok(())
 }
@@ -257,18 +209,13 @@ fn progress_bar(name: &str, len: Option<u64>, show: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let (bar, template) = match len {
-        Some(len) => (
-            ProgressBar::new(len),
-            "{msg:28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        ),
-        None => (
-            ProgressBar::new_spinner(),
-            "{spinner} {msg:28} {bytes} {bytes_per_sec}",
-        ),
+        Some(len) => {
+            (ProgressBar::new(len), "{msg:28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+        }
+        None => (ProgressBar::new_spinner(), "{spinner} {msg:28} {bytes} {bytes_per_sec}"),
     };
     // The templates are constants; the fallback only guards against an indicatif API change.
-    let style =
-        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style.progress_chars("=> "));
     bar.set_message(name.to_string());
     bar
@@ -283,14 +230,8 @@ mod tests {
         let want = |s: &str| Some(PathBuf::from(s));
         let (xdg, home) = (Some(OsStr::new("/x/cache")), Some(OsStr::new("/home/u")));
         assert_eq!(cache_dir(xdg, home), want("/x/cache/convnet/fashion-mnist"));
-        assert_eq!(
-            cache_dir(None, home),
-            want("/home/u/.cache/convnet/fashion-mnist")
-        );
-        assert_eq!(
-            cache_dir(Some(OsStr::new("rel")), home),
-            want("/home/u/.cache/convnet/fashion-mnist")
-        );
+        assert_eq!(cache_dir(None, home), want("/home/u/.cache/convnet/fashion-mnist"));
+        assert_eq!(cache_dir(Some(OsStr::new("rel")), home), want("/home/u/.cache/convnet/fashion-mnist"));
         assert_eq!(cache_dir(Some(OsStr::new("")), None), None);
         assert_eq!(cache_dir(None, Some(OsStr::new(""))), None);
     }

@@ -52,8 +52,7 @@ impl Dataset {
     /// Keeps only the first `n` samples (a no-op if there are fewer).
     pub fn truncate(&mut self, n: usize) {
         self.labels.truncate(n);
-        self.images
-            .truncate(self.labels.len() * self.rows * self.cols);
+        self.images.truncate(self.labels.len() * self.rows * self.cols);
     }
 }
 
@@ -88,29 +87,16 @@ pub fn read_images(path: &Path) -> Result<(Vec<u8>, usize, usize, usize), DataEr
 /// Reads an IDX labels file, checking every label is a valid class.
 pub fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
     let (_, labels) = read_idx(path, LABELS_MAGIC, "labels")?;
-    if let Some((index, &value)) = labels
-        .iter()
-        .enumerate()
-        .find(|&(_, &v)| usize::from(v) >= NUM_CLASSES)
-    {
-        return Err(DataError::Label {
-            path: path.into(),
-            index,
-            value,
-        });
+    if let Some((index, &value)) = labels.iter().enumerate().find(|&(_, &v)| usize::from(v) >= NUM_CLASSES) {
+        return Err(DataError::Label { path: path.into(), index, value });
     }
     Ok(labels)
 }
 
 /// Loads one split from `dir`, taking `NAME.gz` or, failing that, the uncompressed `NAME`.
 pub fn load_split(dir: &Path, split: Split) -> Result<Dataset, DataError> {
-    let find = |file| {
-        find_file(dir, file).ok_or(DataError::Missing {
-            origin: "data",
-            dir: dir.into(),
-            file,
-        })
-    };
+    let find =
+        |file| find_file(dir, file).ok_or(DataError::Missing { origin: "data", dir: dir.into(), file });
     let (image_path, label_path) = (find(split.image_file())?, find(split.label_file())?);
     let (images, count, rows, cols) = read_images(&image_path)?;
     let labels = read_labels(&label_path)?;
@@ -122,72 +108,44 @@ pub fn load_split(dir: &Path, split: Split) -> Result<Dataset, DataError> {
             n_labels: labels.len(),
         });
     }
-    Ok(Dataset {
-        images,
-        labels,
-        rows,
-        cols,
-    })
+    Ok(Dataset { images, labels, rows, cols })
 }
 
 /// `dir/NAME.gz` if it exists, else `dir/NAME` without `.gz` (e.g. a user ran gunzip).
 pub(crate) fn find_file(dir: &Path, gz_name: &str) -> Option<PathBuf> {
-    [gz_name, gz_name.trim_end_matches(".gz")]
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|p| p.is_file())
+    [gz_name, gz_name.trim_end_matches(".gz")].iter().map(|name| dir.join(name)).find(|p| p.is_file())
 }
 
 /// Reads the whole file, decompressing if it is gzip (by magic bytes: names are unreliable).
 fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = fs::read(path).map_err(|source| DataError::Io {
-        path: path.into(),
-        action: "reading",
-        source,
-    })?;
+    let raw =
+        fs::read(path).map_err(|source| DataError::Io { path: path.into(), action: "reading", source })?;
     if !raw.starts_with(&[0x1f, 0x8b]) {
         return Ok(raw);
     }
     // MultiGzDecoder (not GzDecoder) so bytes after the first gzip member are parsed, not ignored:
     // garbage there becomes an error instead of silently passing.
     let mut out = Vec::new();
-    MultiGzDecoder::new(raw.as_slice())
-        .read_to_end(&mut out)
-        .map_err(|source| DataError::Io {
-            path: path.into(),
-            action: "gzip decompression",
-            source,
-        })?;
+    MultiGzDecoder::new(raw.as_slice()).read_to_end(&mut out).map_err(|source| DataError::Io {
+        path: path.into(),
+        action: "gzip decompression",
+        source,
+    })?;
     Ok(out)
 }
 
 /// Reads an IDX file with the given magic; returns its dimensions and exactly-sized payload.
-fn read_idx(
-    path: &Path,
-    magic: u32,
-    kind: &'static str,
-) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+fn read_idx(path: &Path, magic: u32, kind: &'static str) -> Result<(Vec<usize>, Vec<u8>), DataError> {
     let mut data = read_bytes(path)?;
     let ndims = (magic & 0xff) as usize;
     let header_len = 4 + 4 * ndims;
-    let header_error = |detail: String| DataError::Header {
-        path: path.into(),
-        detail,
-    };
+    let header_error = |detail: String| DataError::Header { path: path.into(), detail };
     if data.len() < 4 {
-        return Err(header_error(format!(
-            "file is {} bytes long, too short for an IDX header",
-            data.len()
-        )));
+        return Err(header_error(format!("file is {} bytes long, too short for an IDX header", data.len())));
     }
     let found = BigEndian::read_u32(&data);
     if found != magic {
-        return Err(DataError::Magic {
-            path: path.into(),
-            found,
-            expected: magic,
-            kind,
-        });
+        return Err(DataError::Magic { path: path.into(), found, expected: magic, kind });
     }
     if data.len() < header_len {
         return Err(header_error(format!(
@@ -195,16 +153,10 @@ fn read_idx(
             data.len()
         )));
     }
-    let dims: Vec<usize> = data[4..header_len]
-        .chunks_exact(4)
-        .map(|c| BigEndian::read_u32(c) as usize)
-        .collect();
+    let dims: Vec<usize> =
+        data[4..header_len].chunks_exact(4).map(|c| BigEndian::read_u32(c) as usize).collect();
     // Any image size is accepted (the resizer adapts), but an empty one is useless.
-    if let Some((name, _)) = ["rows", "cols"]
-        .iter()
-        .zip(&dims[1..])
-        .find(|&(_, &d)| d == 0)
-    {
+    if let Some((name, _)) = ["rows", "cols"].iter().zip(&dims[1..]).find(|&(_, &d)| d == 0) {
         return Err(header_error(format!("header says 0 {name}, must be > 0")));
     }
     let layout = match dims[..] {
@@ -218,12 +170,7 @@ fn read_idx(
         .ok_or_else(|| header_error(format!("header says {layout}, which overflows")))?;
     let actual = data.len() - header_len;
     if actual != expected {
-        return Err(DataError::Payload {
-            path: path.into(),
-            actual,
-            expected,
-            layout,
-        });
+        return Err(DataError::Payload { path: path.into(), actual, expected, layout });
     }
     data.drain(..header_len);
     Ok((dims, data))
@@ -235,12 +182,7 @@ mod tests {
 
     #[test]
     fn dataset_accessors() {
-        let mut ds = Dataset {
-            images: (0..12).collect(),
-            labels: vec![1, 2, 3],
-            rows: 2,
-            cols: 2,
-        };
+        let mut ds = Dataset { images: (0..12).collect(), labels: vec![1, 2, 3], rows: 2, cols: 2 };
         assert_eq!(ds.len(), 3);
         assert_eq!(ds.image(1), &[4, 5, 6, 7]);
         ds.truncate(2);

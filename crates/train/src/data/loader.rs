@@ -48,20 +48,13 @@ pub fn batches(
         .name("batch-loader".into())
         .spawn(move || produce(&dataset, n, batch_size, resize, shuffle, &tx))
         .expect("cannot spawn the batch loader thread");
-    BatchIter {
-        rx: Some(rx),
-        handle: Some(handle),
-        remaining: n.div_ceil(batch_size),
-    }
+    BatchIter { rx: Some(rx), handle: Some(handle), remaining: n.div_ceil(batch_size) }
 }
 
 /// A per-epoch shuffle seed: SplitMix64's finalizer over base and epoch, so nearby bases and
 /// epochs give unrelated seeds.
 pub fn epoch_seed(base_seed: u64, epoch: usize) -> u64 {
-    let mut z = base_seed
-        ^ (epoch as u64)
-            .wrapping_add(1)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut z = base_seed ^ (epoch as u64).wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -88,14 +81,7 @@ fn produce(
         }
         let labels = chunk.iter().map(|&i| usize::from(ds.labels[i])).collect();
         // A failed send means the iterator was dropped: stop quietly.
-        if tx
-            .send(Batch {
-                images,
-                labels,
-                len: chunk.len(),
-            })
-            .is_err()
-        {
+        if tx.send(Batch { images, labels, len: chunk.len() }).is_err() {
             return;
         }
     }

@@ -16,14 +16,7 @@ struct Tap {
 fn taps(input: usize, output: usize) -> Vec<Tap> {
     if input == output {
         // PyTorch special-cases equal sizes as a copy; weight 1 and 0 make it exact.
-        return (0..output)
-            .map(|i| Tap {
-                i0: i,
-                i1: i,
-                w0: 1.0,
-                w1: 0.0,
-            })
-            .collect();
+        return (0..output).map(|i| Tap { i0: i, i1: i, w0: 1.0, w1: 0.0 }).collect();
     }
     // PyTorch computes the scale and source coordinate in f32 for f32 tensors; so do we.
     let scale = input as f32 / output as f32;
@@ -34,12 +27,7 @@ fn taps(input: usize, output: usize) -> Vec<Tap> {
             let i0 = (src.floor() as usize).min(input - 1);
             let i1 = (i0 + 1).min(input - 1);
             let w1 = (src - i0 as f32).clamp(0.0, 1.0);
-            Tap {
-                i0,
-                i1,
-                w0: 1.0 - w1,
-                w1,
-            }
+            Tap { i0, i1, w0: 1.0 - w1, w1 }
         })
         .collect()
 }
@@ -60,23 +48,12 @@ pub struct Resizer {
 impl Resizer {
     /// Panics if any size is 0 (a caller bug, not a data error).
     pub fn new(in_h: usize, in_w: usize, out_h: usize, out_w: usize) -> Self {
-        assert!(
-            in_h > 0 && in_w > 0 && out_h > 0 && out_w > 0,
-            "Resizer sizes must be > 0"
-        );
+        assert!(in_h > 0 && in_w > 0 && out_h > 0 && out_w > 0, "Resizer sizes must be > 0");
         let mut lut = [0.0; 256];
         for (v, slot) in lut.iter_mut().enumerate() {
             *slot = v as f32 / 255.0;
         }
-        Self {
-            in_h,
-            in_w,
-            out_h,
-            out_w,
-            rows: taps(in_h, out_h),
-            cols: taps(in_w, out_w),
-            lut,
-        }
+        Self { in_h, in_w, out_h, out_w, rows: taps(in_h, out_h), cols: taps(in_w, out_w), lut }
     }
 
     pub fn output_len(&self) -> usize {
@@ -90,13 +67,9 @@ impl Resizer {
         // Horizontal pass over every input row, then a vertical blend of two such rows per output
         // row: the same order of operations as PyTorch's kernel (interpolate along W, then H).
         let mut tmp = vec![0.0f32; self.in_h * self.out_w];
-        for (src_row, tmp_row) in src
-            .chunks_exact(self.in_w)
-            .zip(tmp.chunks_exact_mut(self.out_w))
-        {
+        for (src_row, tmp_row) in src.chunks_exact(self.in_w).zip(tmp.chunks_exact_mut(self.out_w)) {
             for (t, c) in tmp_row.iter_mut().zip(&self.cols) {
-                *t = c.w0 * self.lut[src_row[c.i0] as usize]
-                    + c.w1 * self.lut[src_row[c.i1] as usize];
+                *t = c.w0 * self.lut[src_row[c.i0] as usize] + c.w1 * self.lut[src_row[c.i1] as usize];
             }
         }
         for (dst_row, r) in dst.chunks_exact_mut(self.out_w).zip(&self.rows) {
@@ -122,12 +95,7 @@ mod tests {
     fn assert_close(got: &[f32], want_times_255: &[f32]) {
         assert_eq!(got.len(), want_times_255.len());
         for (i, (g, w)) in got.iter().zip(want_times_255).enumerate() {
-            assert!(
-                (g - w / 255.0).abs() < 1e-6,
-                "pixel {i}: got {}, want {}",
-                g * 255.0,
-                w
-            );
+            assert!((g - w / 255.0).abs() < 1e-6, "pixel {i}: got {}, want {}", g * 255.0, w);
         }
     }
 
