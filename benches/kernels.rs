@@ -443,7 +443,7 @@ fn bench_gemm(c: &mut Criterion) {
     for (i, case) in gemm_cases().into_iter().enumerate() {
         let g = case.g;
         let seed = 3 * i as u64;
-        let (la, lb, lc) = g.required_lengths();
+        let (la, lb, lc) = g.required_lengths().unwrap();
         bench(
             &mut group,
             case.id(),

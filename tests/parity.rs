@@ -64,7 +64,7 @@ fn gemm_every_transpose_batch_and_sum() {
                     beta: 0.5,
                     ..Gemm::new(ta, tb, m, n, k)
                 };
-                let (la, lb, lc) = g.required_lengths();
+                let (la, lb, lc) = g.required_lengths().unwrap();
                 let (a, ga) = p.up(&random(&mut r, la));
                 let (b, gb) = p.up(&random(&mut r, lb));
                 let (mut c, mut gc) = p.up(&random(&mut r, lc));

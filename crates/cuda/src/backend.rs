@@ -42,6 +42,30 @@ fn int(what: &str, v: usize) -> Result<i32> {
         .map_err(|_| Error::InvalidArgument(format!("{what} = {v} exceeds the CUDA kernels' 32-bit sizes")))
 }
 
+/// `copy_channels`' sizes as the kernel's `int`s, each checked (the checks bound only the
+/// buffers' lengths, not every factor), and the number of values it moves.
+fn copy_channels_args(
+    src_channels: usize,
+    src_first: usize,
+    dst_channels: usize,
+    dst_first: usize,
+    count: usize,
+    n: usize,
+    plane_len: usize,
+) -> Result<[i32; 7]> {
+    let moved = checks::extent("copy_channels", "the copy", &[&[n, count, plane_len]])?;
+    int("copy_channels size", moved)?;
+    Ok([
+        int("src_channels", src_channels)?,
+        int("src_first", src_first)?,
+        int("dst_channels", dst_channels)?,
+        int("dst_first", dst_first)?,
+        int("count", count)?,
+        int("n", n)?,
+        int("plane_len", plane_len)?,
+    ])
+}
+
 /// Grid-stride launch for `n` elements: 256 threads a block.
 fn elementwise(n: usize) -> LaunchConfig {
     let blocks = n.div_ceil(256).clamp(1, 65_535) as u32;
@@ -140,6 +164,21 @@ impl Cuda {
         unsafe { builder.launch(elementwise(total)) }
             .map(|_| ())
             .map_err(|e| Error::Device(format!("kernel {name} failed: {e}")))
+    }
+
+    /// The loss kernels index each row by its label: the labels are read back (n values, one
+    /// synchronisation; the training loop reads the loss every step anyway) and checked on the
+    /// host, so no kernel ever indexes outside its row.
+    fn check_labels(&self, op: &str, labels: &Buffer, n: usize, classes: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let host = self
+            .inner
+            .stream
+            .clone_dtoh(&labels.slice().slice(..n))
+            .map_err(|e| Error::Device(format!("{op}: reading back {n} labels: {e}")))?;
+        checks::labels(op, &host, n, classes)
     }
 
     fn conv_args(geo: &ConvGeometry, first: usize, count: usize) -> Result<[i32; 13]> {
@@ -482,6 +521,7 @@ impl Backend for Cuda {
             labels.len(),
             &[loss.len(), correct.len()],
         )?;
+        self.check_labels("softmax_cross_entropy_forward", labels, n, classes)?;
         let (ni, ci) = (int("n", n)?, int("classes", classes)?);
         launch!(
             self,
@@ -512,6 +552,7 @@ impl Backend for Cuda {
             labels.len(),
             &[dloss.len()],
         )?;
+        self.check_labels("softmax_cross_entropy_backward", labels, n, classes)?;
         let (ni, ci) = (int("n", n)?, int("classes", classes)?);
         launch!(
             self,
@@ -549,9 +590,8 @@ impl Backend for Cuda {
             n,
             plane_len,
         )?;
-        let a = [src_channels, src_first, dst_channels, dst_first, count, n, plane_len];
-        let [sc, sf, dc, df, c, ni, pl] = [0, 1, 2, 3, 4, 5, 6].map(|i| a[i] as i32);
-        int("copy size", n * count * plane_len)?;
+        let [sc, sf, dc, df, c, ni, pl] =
+            copy_channels_args(src_channels, src_first, dst_channels, dst_first, count, n, plane_len)?;
         launch!(
             self,
             "copy_channels",
@@ -625,9 +665,7 @@ impl Backend for Cuda {
     ) -> Result<()> {
         checks::adam(param.len(), grad.len(), m.len(), v.len(), hp.step)?;
         // Bias corrections in f64 on the host, exactly as the CPU kernel computes them.
-        let t = hp.step as i32;
-        let step_size = (hp.lr as f64 / (1.0 - (hp.beta1 as f64).powi(t))) as f32;
-        let inv_sqrt_bc2 = (1.0 / (1.0 - (hp.beta2 as f64).powi(t)).sqrt()) as f32;
+        let (step_size, inv_sqrt_bc2) = hp.bias_corrections();
         let n = int("len", param.len())?;
         let (b1, b2, eps, wd) = (hp.beta1, hp.beta2, hp.eps, hp.weight_decay);
         launch!(
@@ -646,5 +684,23 @@ impl Backend for Cuda {
             &step_size,
             &inv_sqrt_bc2
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each size a kernel takes as an `int` is checked on its own: the buffers' lengths bound
+    /// only products of them (a channel count of 2^32 + 1 with one value per plane once became
+    /// 1 in the kernel).
+    #[test]
+    fn copy_channels_sizes_are_checked_one_by_one() {
+        assert_eq!(copy_channels_args(4, 1, 6, 2, 3, 2, 5).unwrap(), [4, 1, 6, 2, 3, 2, 5]);
+        let wide = (1usize << 32) + 1;
+        let e = copy_channels_args(wide, 0, wide, 0, 1, 1, 1).unwrap_err().to_string();
+        assert!(e.contains("src_channels") && e.contains("4294967297"), "{e}");
+        let e = copy_channels_args(1, 0, 1, 0, 1, 1 << 16, 1 << 16).unwrap_err().to_string();
+        assert!(e.contains("copy_channels size"), "{e}");
     }
 }

@@ -9,7 +9,8 @@ use crate::{ConvGeometry, PoolGeometry, Result};
 /// `C_i = alpha * op(A_i) * op(B_i) + beta * C_i` for `i in 0..batch`, where `op(A)` is `m x k`,
 /// `op(B)` is `k x n` and `C` is `m x n`, all densely packed. `A_i` starts at
 /// `a_offset + i * a_stride` (likewise B, C). When `c_stride == 0` and `batch > 1`, the products
-/// are summed into the one C: `C = alpha * sum_i op(A_i) op(B_i) + beta * C` (weight gradients).
+/// are summed into the one C: `C = alpha * sum_i op(A_i) op(B_i) + beta * C` (weight gradients);
+/// otherwise the outputs must not overlap (`c_stride >= m * n`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Gemm {
     pub trans_a: bool,
@@ -49,16 +50,20 @@ impl Gemm {
         }
     }
     pub fn flops(&self) -> f64 {
-        2.0 * (self.m * self.n * self.k * self.batch) as f64
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64 * self.batch as f64
     }
-    /// Storage lengths the product reads or writes, for bounds checks.
-    pub fn required_lengths(&self) -> (usize, usize, usize) {
+    /// Storage lengths the product reads or writes, for bounds checks; an error when one does
+    /// not fit in a `usize`.
+    pub fn required_lengths(&self) -> Result<(usize, usize, usize)> {
         let last = self.batch.saturating_sub(1);
-        (
-            self.a_offset + last * self.a_stride + self.m * self.k,
-            self.b_offset + last * self.b_stride + self.k * self.n,
-            self.c_offset + last * self.c_stride + self.m * self.n,
-        )
+        let len = |what, offset, stride, rows, cols| {
+            crate::checks::extent("gemm", what, &[&[offset], &[last, stride], &[rows, cols]])
+        };
+        Ok((
+            len("A", self.a_offset, self.a_stride, self.m, self.k)?,
+            len("B", self.b_offset, self.b_stride, self.k, self.n)?,
+            len("C", self.c_offset, self.c_stride, self.m, self.n)?,
+        ))
     }
 }
 
@@ -79,6 +84,17 @@ pub struct AdamStep {
     pub eps: f32,
     pub weight_decay: f32,
     pub step: u64,
+}
+
+impl AdamStep {
+    /// `(lr / (1 - beta1^step), 1 / sqrt(1 - beta2^step))`, in f64 and rounded once, as every
+    /// backend applies them. Steps past 2^31 count as 2^31 - 1: beta^t is 0 in f64 long before.
+    pub fn bias_corrections(&self) -> (f32, f32) {
+        let t = self.step.min(i32::MAX as u64) as i32;
+        let bc1 = 1.0 - (self.beta1 as f64).powi(t);
+        let bc2 = 1.0 - (self.beta2 as f64).powi(t);
+        ((self.lr as f64 / bc1) as f32, (1.0 / bc2.sqrt()) as f32)
+    }
 }
 
 pub trait Backend: Clone + Send + Sync + 'static {

@@ -1,6 +1,28 @@
 //! Argument checks shared by every backend, so that a short buffer or an impossible argument is
 //! the same clear `Err` on the CPU and on the GPU, never an out-of-bounds access.
-use crate::{bail, ConvGeometry, Gemm, PoolGeometry, Result};
+//!
+//! Every size is computed with checked arithmetic (`extent`): release builds wrap on overflow,
+//! and a wrapped requirement would let a short buffer pass. Geometries are recomputed from their
+//! inputs (`conv_geometry`, `pool_geometry`), since their fields are public and a kernel trusts
+//! the output size and the plane-size limit they carry.
+use crate::{bail, ConvGeometry, Error, Gemm, PoolGeometry, Result};
+
+/// `sum over terms of (product of the term's factors)`, or an error naming `op` and `what` when
+/// it does not fit in a `usize`.
+pub fn extent(op: &str, what: &str, terms: &[&[usize]]) -> Result<usize> {
+    terms
+        .iter()
+        .try_fold(0usize, |sum, factors| {
+            factors.iter().try_fold(1usize, |p, &f| p.checked_mul(f)).and_then(|p| sum.checked_add(p))
+        })
+        .ok_or_else(|| {
+            let terms: Vec<String> = terms
+                .iter()
+                .map(|t| t.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(" x "))
+                .collect();
+            Error::InvalidArgument(format!("{op}: the size of {what} ({}) overflows", terms.join(" + ")))
+        })
+}
 
 /// `Err` unless a buffer of `have` values holds the `need` an op reads or writes.
 pub fn need(op: &str, what: &str, have: usize, need: usize) -> Result<()> {
@@ -8,6 +30,11 @@ pub fn need(op: &str, what: &str, have: usize, need: usize) -> Result<()> {
         bail!(Shape, "{op}: {what} holds {have} values, {need} needed");
     }
     Ok(())
+}
+
+/// `need` with the requirement given as `extent`'s terms.
+fn need_extent(op: &str, what: &str, have: usize, terms: &[&[usize]]) -> Result<()> {
+    need(op, what, have, extent(op, what, terms)?)
 }
 
 pub fn dropout_probability(p: f32) -> Result<()> {
@@ -25,12 +52,12 @@ pub fn channel_ranges(
     dst_first: usize,
     count: usize,
 ) -> Result<()> {
-    if src_first + count > src_channels || dst_first + count > dst_channels {
+    let inside = |first: usize, channels: usize| first.checked_add(count).is_some_and(|end| end <= channels);
+    if !inside(src_first, src_channels) || !inside(dst_first, dst_channels) {
         bail!(
             Shape,
-            "copy_channels: channels {src_first}..{} of {src_channels} to {dst_first}..{} of {dst_channels}",
-            src_first + count,
-            dst_first + count
+            "copy_channels: {count} channels from channel {src_first} of {src_channels} to channel \
+             {dst_first} of {dst_channels}"
         );
     }
     Ok(())
@@ -60,15 +87,68 @@ pub fn adam(param: usize, grad: usize, m: usize, v: usize, step: u64) -> Result<
 
 // ---- per-kernel length checks: what each `Backend` method reads and writes, in one place ----
 
+/// The product's operands hold what it reads and writes, and a batch's outputs do not overlap
+/// (threads and GPU blocks write them concurrently).
 pub fn gemm(g: &Gemm, a: usize, b: usize, c: usize) -> Result<()> {
-    let (la, lb, lc) = g.required_lengths();
+    let (la, lb, lc) = g.required_lengths()?;
     need("gemm", "A", a, la)?;
     need("gemm", "B", b, lb)?;
-    need("gemm", "C", c, lc)
+    need("gemm", "C", c, lc)?;
+    // m * n fits: it is a term of `lc`.
+    if g.batch > 1 && g.c_stride != 0 && g.c_stride < g.m * g.n {
+        bail!(
+            InvalidArgument,
+            "gemm: c_stride {} is less than the {}x{} output, so the batch's {} outputs overlap \
+             (c_stride 0 sums them into one)",
+            g.c_stride,
+            g.m,
+            g.n,
+            g.batch
+        );
+    }
+    Ok(())
 }
 
-/// `im2col` (and, with `cols` and `images` swapped in meaning, `col2im`): the images range and
-/// the chunk's column matrix.
+/// `geo` is what `ConvGeometry::new` makes of its inputs (sizes that fit, the output size that
+/// follows from the window).
+pub fn conv_geometry(op: &str, geo: &ConvGeometry) -> Result<()> {
+    let again = ConvGeometry::new(geo.n, geo.c_in, geo.h, geo.w, geo.c_out, geo.window)
+        .map_err(|e| Error::InvalidArgument(format!("{op}: {e}")))?;
+    same_output(op, (geo.h, geo.w), &geo.window, (geo.out_h, geo.out_w), (again.out_h, again.out_w))
+}
+
+/// `geo` is what `PoolGeometry::new` makes of its inputs (see `conv_geometry`).
+pub fn pool_geometry(op: &str, geo: &PoolGeometry) -> Result<()> {
+    let again = PoolGeometry::new(geo.n, geo.c, geo.h, geo.w, geo.window)
+        .map_err(|e| Error::InvalidArgument(format!("{op}: {e}")))?;
+    same_output(op, (geo.h, geo.w), &geo.window, (geo.out_h, geo.out_w), (again.out_h, again.out_w))
+}
+
+/// A geometry's stored output size is the one its input and window give.
+fn same_output(
+    op: &str,
+    input: (usize, usize),
+    window: &crate::Window,
+    stored: (usize, usize),
+    derived: (usize, usize),
+) -> Result<()> {
+    if stored != derived {
+        bail!(
+            InvalidArgument,
+            "{op}: the geometry's output is {}x{}, but a {}x{} input under {window:?} gives {}x{}",
+            stored.0,
+            stored.1,
+            input.0,
+            input.1,
+            derived.0,
+            derived.1
+        );
+    }
+    Ok(())
+}
+
+/// `im2col` (and, with `cols` and `images` swapped in meaning, `col2im`): a valid geometry, the
+/// images `first..first + count`, and the chunk's column matrix.
 pub fn unfold(
     op: &str,
     geo: &ConvGeometry,
@@ -77,8 +157,10 @@ pub fn unfold(
     images: usize,
     cols: usize,
 ) -> Result<()> {
-    need(op, "images", images, (first + count) * geo.c_in * geo.h * geo.w)?;
-    need(op, "cols", cols, count * geo.col_rows() * geo.col_cols())
+    conv_geometry(op, geo)?;
+    let image = geo.c_in * geo.h * geo.w; // fits: checked by ConvGeometry::new
+    need_extent(op, "images", images, &[&[first, image], &[count, image]])?;
+    need_extent(op, "cols", cols, &[&[count, geo.col_rows(), geo.col_cols()]])
 }
 
 pub fn transpose_blocks(
@@ -90,9 +172,9 @@ pub fn transpose_blocks(
     dst: usize,
     dst_offset: usize,
 ) -> Result<()> {
-    let len = rows * cols * block;
-    need("transpose_blocks", "src", src, src_offset + len)?;
-    need("transpose_blocks", "dst", dst, dst_offset + len)
+    let op = "transpose_blocks";
+    need_extent(op, "src", src, &[&[src_offset], &[rows, cols, block]])?;
+    need_extent(op, "dst", dst, &[&[dst_offset], &[rows, cols, block]])
 }
 
 /// `add_bias` and `bias_grad`: a full `outer x channels x inner` tensor and a per-channel one.
@@ -104,20 +186,25 @@ pub fn bias(
     channels: usize,
     inner: usize,
 ) -> Result<()> {
-    need(op, "tensor", full, outer * channels * inner)?;
+    need_extent(op, "tensor", full, &[&[outer, channels, inner]])?;
     need(op, "bias", per_channel, channels)
 }
 
-/// A pooling kernel's input-sized and output-sized buffers.
+/// A pooling kernel's geometry and its input-sized and output-sized buffers.
 pub fn pool(op: &str, geo: &PoolGeometry, inputs: &[usize], outputs: &[usize]) -> Result<()> {
-    inputs.iter().try_for_each(|&len| need(op, "input-sized buffer", len, geo.planes() * geo.h * geo.w))?;
-    outputs
-        .iter()
-        .try_for_each(|&len| need(op, "output-sized buffer", len, geo.planes() * geo.out_h * geo.out_w))
+    pool_geometry(op, geo)?;
+    // Both products fit: checked by PoolGeometry::new.
+    let (input, output) = (geo.planes() * geo.h * geo.w, geo.planes() * geo.out_h * geo.out_w);
+    inputs.iter().try_for_each(|&len| need(op, "input-sized buffer", len, input))?;
+    outputs.iter().try_for_each(|&len| need(op, "output-sized buffer", len, output))
 }
 
+/// Global average pooling: `planes` planes of `plane_len` values (none empty) and their means.
 pub fn global_pool(op: &str, planes: usize, plane_len: usize, full: usize, reduced: usize) -> Result<()> {
-    need(op, "planes", full, planes * plane_len)?;
+    if plane_len == 0 && planes > 0 {
+        bail!(InvalidArgument, "{op}: the mean of an empty plane is undefined ({planes} planes of 0 values)");
+    }
+    need_extent(op, "planes", full, &[&[planes, plane_len]])?;
     need(op, "means", reduced, planes)
 }
 
@@ -127,6 +214,7 @@ pub fn same_len(op: &str, len: usize, others: &[usize]) -> Result<()> {
 }
 
 /// The loss kernels: `n x classes` logits (and their gradient), `n` labels, one-value scalars.
+/// The labels' values are checked by `labels` (the GPU needs them on the host first).
 pub fn softmax_cross_entropy(
     op: &str,
     n: usize,
@@ -135,9 +223,22 @@ pub fn softmax_cross_entropy(
     labels: usize,
     scalars: &[usize],
 ) -> Result<()> {
-    logits.iter().try_for_each(|&len| need(op, "logits", len, n * classes))?;
+    if classes == 0 && n > 0 {
+        bail!(InvalidArgument, "{op}: {n} rows of 0 classes");
+    }
+    let len = extent(op, "logits", &[&[n, classes]])?;
+    logits.iter().try_for_each(|&have| need(op, "logits", have, len))?;
     need(op, "labels", labels, n)?;
     scalars.iter().try_for_each(|&len| need(op, "scalar", len, 1))
+}
+
+/// The first `n` labels are class indices: whole numbers in `0..classes` (stored as f32).
+pub fn labels(op: &str, labels: &[f32], n: usize, classes: usize) -> Result<()> {
+    let valid = |l: f32| l >= 0.0 && l.fract() == 0.0 && (l as usize) < classes;
+    if let Some((i, &bad)) = labels.iter().take(n).enumerate().find(|(_, &l)| !valid(l)) {
+        bail!(InvalidArgument, "{op}: label {bad} at index {i} is not a class index below {classes}");
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -153,6 +254,6 @@ pub fn copy_channels(
     plane_len: usize,
 ) -> Result<()> {
     channel_ranges(src_channels, src_first, dst_channels, dst_first, count)?;
-    need("copy_channels", "src", src, n * src_channels * plane_len)?;
-    need("copy_channels", "dst", dst, n * dst_channels * plane_len)
+    need_extent("copy_channels", "src", src, &[&[n, src_channels, plane_len]])?;
+    need_extent("copy_channels", "dst", dst, &[&[n, dst_channels, plane_len]])
 }

@@ -1,5 +1,5 @@
 //! Sizes of 2-D windowed ops (convolution, pooling), validated once and passed to every backend.
-use crate::{bail, Result};
+use crate::{bail, checks::extent, Result};
 
 /// Kernel size, stride and padding of a 2-D window, each as (height, width).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,15 +30,19 @@ impl Window {
                 self.stride
             );
         }
-        if h + 2 * ph < kh || w + 2 * pw < kw {
+        if h == 0 || w == 0 {
+            bail!(InvalidArgument, "{op}: an input plane of {h}x{w} is empty");
+        }
+        let padded_h = extent(op, "the padded input", &[&[h], &[2, ph]])?;
+        let padded_w = extent(op, "the padded input", &[&[w], &[2, pw]])?;
+        if padded_h < kh || padded_w < kw {
             bail!(
                 Shape,
-                "{op}: kernel {kh}x{kw} is larger than the padded input {}x{} (input {h}x{w}, padding {ph}x{pw})",
-                h + 2 * ph,
-                w + 2 * pw
+                "{op}: kernel {kh}x{kw} is larger than the padded input {padded_h}x{padded_w} (input {h}x{w}, \
+                 padding {ph}x{pw})"
             );
         }
-        Ok(((h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1))
+        Ok(((padded_h - kh) / sh + 1, (padded_w - kw) / sw + 1))
     }
 }
 
@@ -56,8 +60,15 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
+    /// The geometry, or an error when the window does not fit the input or a size derived from
+    /// it (the input, the output, one image's column matrix, the weights) overflows a `usize`.
     pub fn new(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, window: Window) -> Result<Self> {
         let (out_h, out_w) = window.output_size("conv2d", h, w)?;
+        let (kh, kw) = window.kernel;
+        extent("conv2d", "the input", &[&[n, c_in, h, w]])?;
+        extent("conv2d", "the output", &[&[n, c_out, out_h, out_w]])?;
+        extent("conv2d", "the column matrix", &[&[c_in, kh, kw, out_h, out_w]])?;
+        extent("conv2d", "the weights", &[&[c_out, c_in, kh, kw]])?;
         Ok(ConvGeometry { n, c_in, h, w, c_out, window, out_h, out_w })
     }
     /// Rows of the im2col matrix: one per (input channel, kernel row, kernel column).
@@ -73,7 +84,7 @@ impl ConvGeometry {
         self.window == Window::square(1, 1, 0)
     }
     pub fn flops(&self) -> f64 {
-        2.0 * (self.n * self.c_out * self.col_cols() * self.col_rows()) as f64
+        2.0 * self.n as f64 * self.c_out as f64 * self.col_cols() as f64 * self.col_rows() as f64
     }
 }
 
@@ -97,7 +108,7 @@ impl PoolGeometry {
         let (kh, kw) = window.kernel;
         let (ph, pw) = window.padding;
         // PyTorch's rule: padding beyond half the kernel would make windows of padding only.
-        if 2 * ph > kh || 2 * pw > kw {
+        if ph > kh / 2 || pw > kw / 2 {
             bail!(
                 InvalidArgument,
                 "pool2d: padding {:?} must be at most half the kernel {:?}",
@@ -106,13 +117,15 @@ impl PoolGeometry {
             );
         }
         // Max pooling stores arg-max indices within a plane as f32, exact up to 2^24.
-        if h * w > MAX_POOL_PLANE {
+        if h.checked_mul(w).is_none_or(|plane| plane > MAX_POOL_PLANE) {
             bail!(
                 InvalidArgument,
                 "pool2d: an input plane of {h}x{w} exceeds the {MAX_POOL_PLANE} values pooling supports"
             );
         }
         let (out_h, out_w) = window.output_size("pool2d", h, w)?;
+        extent("pool2d", "the input", &[&[n, c, h, w]])?;
+        extent("pool2d", "the output", &[&[n, c, out_h, out_w]])?;
         Ok(PoolGeometry { n, c, h, w, window, out_h, out_w })
     }
     pub fn planes(&self) -> usize {

@@ -37,11 +37,14 @@ pub fn check_tiles(
     tiles: usize,
 ) -> Result<usize> {
     let (a, aw) = geo.window.kernel;
-    if a != aw || bt.len() != a * a {
+    // a * a fits: it is a factor of the column matrix, checked by ConvGeometry::new.
+    if a != aw || geo.window.stride.0 != geo.window.stride.1 || bt.len() != a * a {
         bail!(
             InvalidArgument,
-            "{op}: tiles must be square and the transform {a}x{a}; got kernel {:?} and {} values",
+            "{op}: tiles must be square, their stride too, and the transform {a}x{a}; got kernel {:?}, \
+             stride {:?} and {} values",
             geo.window.kernel,
+            geo.window.stride,
             bt.len()
         );
     }
@@ -61,6 +64,7 @@ pub fn check_untile(
     images: usize,
     points: usize,
 ) -> Result<(usize, usize)> {
+    checks::conv_geometry(op, geo)?;
     let m = geo.window.kernel.0;
     if geo.window.kernel != (m, m)
         || geo.window.stride != (m, m)
@@ -80,8 +84,10 @@ pub fn check_untile(
         bail!(InvalidArgument, "{op}: the output transform must have {m} rows; got {} values", at.len());
     }
     let a = at.len() / m;
-    checks::need(op, "images", images, (first + count) * geo.c_in * geo.h * geo.w)?;
-    checks::need(op, "points", points, a * a * geo.c_in * count * geo.col_cols())?;
+    let image = geo.c_in * geo.h * geo.w; // fits: checked by ConvGeometry::new
+    checks::need(op, "images", images, checks::extent(op, "images", &[&[first, image], &[count, image]])?)?;
+    let need_points = checks::extent(op, "points", &[&[a, a, geo.c_in, count, geo.col_cols()]])?;
+    checks::need(op, "points", points, need_points)?;
     Ok((m, a))
 }
 

@@ -39,6 +39,9 @@ fn gather_table(g: &ConvGeometry) -> Vec<u32> {
 }
 
 pub fn im2col(x: &[f32], g: &ConvGeometry, first: usize, count: usize, cols: &mut [f32]) {
+    if count == 0 {
+        return;
+    }
     if g.is_pointwise() {
         // A 1x1 unpadded stride-1 kernel's rows are the input planes: [count][C][P] -> [C][count][P].
         let plane = g.h * g.w;
@@ -121,6 +124,9 @@ fn col2im_table(cols: &[f32], g: &ConvGeometry, first: usize, count: usize, dx: 
 }
 
 pub fn col2im(cols: &[f32], g: &ConvGeometry, first: usize, count: usize, dx: &mut [f32]) {
+    if count == 0 || g.c_in == 0 {
+        return;
+    }
     if g.is_pointwise() {
         // im2col's transpose, back: [C][count][P] -> [count][C][P].
         let plane = g.h * g.w;
@@ -170,6 +176,9 @@ pub fn col2im(cols: &[f32], g: &ConvGeometry, first: usize, count: usize, dx: &m
 
 /// `dst[(c * rows + r) * block ..] = src[(r * cols + c) * block ..]` for every block.
 pub fn transpose_blocks(src: &[f32], rows: usize, cols: usize, block: usize, dst: &mut [f32]) {
+    if rows * cols * block == 0 {
+        return;
+    }
     dst[..rows * cols * block].par_chunks_mut(rows * block).enumerate().for_each(|(c, out)| {
         for (r, b) in out.chunks_mut(block).enumerate() {
             b.copy_from_slice(&src[(r * cols + c) * block..][..block]);
@@ -178,6 +187,9 @@ pub fn transpose_blocks(src: &[f32], rows: usize, cols: usize, block: usize, dst
 }
 
 pub fn add_bias(y: &mut [f32], bias: &[f32], channels: usize, inner: usize) {
+    if channels * inner == 0 {
+        return;
+    }
     y.par_chunks_mut(channels * inner).for_each(|item| {
         for (c, plane) in item.chunks_mut(inner).enumerate() {
             let b = bias[c];
@@ -190,6 +202,9 @@ pub fn add_bias(y: &mut [f32], bias: &[f32], channels: usize, inner: usize) {
 /// order (a channel's strips are `channels * inner` apart, and GoogLeNet's are 9-36 long), each
 /// strip summed in 16 f32 lanes and the strips in f64.
 pub fn bias_grad(dy: &[f32], outer: usize, channels: usize, inner: usize, dbias: &mut [f32]) {
+    if channels == 0 {
+        return;
+    }
     let threads = rayon::current_num_threads();
     if outer >= threads && inner > 0 {
         let per = outer.div_ceil(threads);
@@ -249,6 +264,13 @@ pub fn bias_relu_backward(
     };
     let threads = rayon::current_num_threads();
     let item = channels * inner;
+    if item == 0 {
+        // Nothing to mask, and every channel's sum (if any) is over no values.
+        if let Some(db) = dbias {
+            db[..channels].fill(0.0);
+        }
+        return;
+    }
     let dbias = match dbias {
         Some(db) if outer >= threads && inner > 0 => db,
         dbias => {

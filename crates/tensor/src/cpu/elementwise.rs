@@ -75,6 +75,9 @@ pub fn copy_channels(
     plane_len: usize,
 ) {
     let block = count * plane_len;
+    if block == 0 || n == 0 {
+        return;
+    }
     dst[..n * dst_channels * plane_len].par_chunks_mut(dst_channels * plane_len).enumerate().for_each(
         |(img, d)| {
             let s = &src[(img * src_channels + src_first) * plane_len..][..block];

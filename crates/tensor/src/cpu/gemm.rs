@@ -10,7 +10,10 @@ const PARALLEL_FLOPS: f64 = 4.0e6;
 /// A raw pointer that may cross threads; each task writes a disjoint block.
 #[derive(Clone, Copy)]
 pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: a SendPtr is only an address; every kernel that shares one between rayon tasks gives
+// each task a disjoint range to write, and joins the tasks before the buffer is used again.
 unsafe impl Send for SendPtr {}
+// SAFETY: as for Send: tasks only copy the address out (`get`), never write through a shared one.
 unsafe impl Sync for SendPtr {}
 impl SendPtr {
     /// Taking `self` whole makes closures capture the wrapper, not the bare pointer.
@@ -31,7 +34,8 @@ fn strides(trans: bool, cols: usize, rows: usize) -> (isize, isize) {
 /// One product on one thread, restricted to rows `r0..r1` and columns `c0..c1` of C.
 ///
 /// # Safety
-/// `a`, `b`, `c` must point at the starts of op(A), op(B), C of sizes given by `g`.
+/// `a`, `b`, `c` must point at the starts of op(A), op(B), C of the sizes `g` gives, inside
+/// their allocations, with no other thread reading or writing the C cells of `rows x cols`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn sgemm_block(
     g: &Gemm,
@@ -48,7 +52,7 @@ unsafe fn sgemm_block(
 /// `sgemm_block` over the depth range `d0..d1` only, into C of row stride `ldc`.
 ///
 /// # Safety
-/// As `sgemm_block`, with C holding `rows.1` rows of `ldc` values.
+/// As `sgemm_block`, with C holding `rows.1` rows of `ldc` values and `depth` within `0..g.k`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn sgemm_part(
     g: &Gemm,
@@ -69,11 +73,10 @@ unsafe fn sgemm_part(
     if r1 <= r0 || c1 <= c0 {
         return;
     }
-    let a = a.offset(r0 as isize * rsa + d0 as isize * csa);
-    let b = b.offset(c0 as isize * csb + d0 as isize * rsb);
     let c = c.add(r0 * ldc + c0);
     if k == 0 {
-        // matrixmultiply would leave C untouched; the product is zero, so C = beta * C.
+        // matrixmultiply would leave C untouched; the product is zero, so C = beta * C. (A and
+        // B may be empty: no pointer into them is formed.)
         for r in 0..r1 - r0 {
             for j in 0..c1 - c0 {
                 let p = c.add(r * ldc + j);
@@ -82,6 +85,8 @@ unsafe fn sgemm_part(
         }
         return;
     }
+    let a = a.offset(r0 as isize * rsa + d0 as isize * csa);
+    let b = b.offset(c0 as isize * csb + d0 as isize * rsb);
     #[cfg(target_arch = "x86_64")]
     if use_avx512() {
         super::gemm_avx512::sgemm(
@@ -117,9 +122,12 @@ fn use_avx512() -> bool {
 }
 
 /// One product, split across threads by rows (or columns when C is short and wide).
+///
+/// # Safety
+/// As `sgemm_block`: `a`, `b`, `c` point at op(A), op(B), C of the sizes `g` gives.
 unsafe fn sgemm_parallel(g: &Gemm, a: *const f32, b: *const f32, c: *mut f32, beta: f32) {
     let threads = rayon::current_num_threads();
-    let flops = 2.0 * (g.m * g.n * g.k) as f64;
+    let flops = 2.0 * g.m as f64 * g.n as f64 * g.k as f64;
     if threads == 1 || flops < PARALLEL_FLOPS {
         sgemm_block(g, a, b, c, beta, (0, g.m), (0, g.n));
         return;
@@ -134,11 +142,15 @@ unsafe fn sgemm_parallel(g: &Gemm, a: *const f32, b: *const f32, c: *mut f32, be
             .map(|i| {
                 let mut part = vec![0.0f32; g.m * g.n];
                 let depth = (i * block, ((i + 1) * block).min(g.k));
-                sgemm_part(g, ap.get(), bp.get(), part.as_mut_ptr(), g.n, 0.0, (0, g.m), (0, g.n), depth);
+                // SAFETY: a and b as the caller guarantees; `part` is a private m x n C.
+                unsafe {
+                    sgemm_part(g, ap.get(), bp.get(), part.as_mut_ptr(), g.n, 0.0, (0, g.m), (0, g.n), depth)
+                };
                 part
             })
             .collect();
-        let out = std::slice::from_raw_parts_mut(c, g.m * g.n);
+        // SAFETY: c points at the caller's m x n C, which no task above wrote.
+        let out = unsafe { std::slice::from_raw_parts_mut(c, g.m * g.n) };
         add_partials(out, beta, &partials);
         return;
     }
@@ -152,10 +164,12 @@ unsafe fn sgemm_parallel(g: &Gemm, a: *const f32, b: *const f32, c: *mut f32, be
     let block = extent.div_ceil(threads).div_ceil(align) * align;
     (0..extent.div_ceil(block)).into_par_iter().for_each(|i| {
         let range = (i * block, ((i + 1) * block).min(extent));
+        // SAFETY: the operands as the caller guarantees; each task writes only its own rows
+        // (or columns) of C.
         if split_rows {
-            sgemm_block(g, ap.get(), bp.get(), cp.get(), beta, range, (0, g.n));
+            unsafe { sgemm_block(g, ap.get(), bp.get(), cp.get(), beta, range, (0, g.n)) };
         } else {
-            sgemm_block(g, ap.get(), bp.get(), cp.get(), beta, (0, g.m), range);
+            unsafe { sgemm_block(g, ap.get(), bp.get(), cp.get(), beta, (0, g.m), range) };
         }
     });
 }
@@ -173,14 +187,20 @@ fn add_partials(out: &mut [f32], beta: f32, partials: &[Vec<f32>]) {
     });
 }
 
-/// The batched product described by `Gemm` (lengths already checked by the caller).
-pub fn gemm(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
+/// The batched product described by `Gemm`.
+///
+/// # Safety
+/// `checks::gemm(g, a.len(), b.len(), c.len())` must have accepted these arguments: every item
+/// of the batch lies inside its buffer and the items' outputs do not overlap.
+pub(crate) unsafe fn gemm(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
     let threads = rayon::current_num_threads();
-    let a_at = |i: usize| unsafe { a.as_ptr().add(g.a_offset + i * g.a_stride) };
-    let b_at = |i: usize| unsafe { b.as_ptr().add(g.b_offset + i * g.b_stride) };
     if g.batch == 0 {
         return;
     }
+    // Item i's operands start inside a and b (wrapping arithmetic: no pointer is formed that
+    // the checks did not cover, whatever i the closures are called with).
+    let a_at = |i: usize| a.as_ptr().wrapping_add(g.a_offset + i * g.a_stride);
+    let b_at = |i: usize| b.as_ptr().wrapping_add(g.b_offset + i * g.b_stride);
     if g.c_stride == 0 && g.batch > 1 {
         // Summed products: each thread reduces a share of the batch into its own buffer.
         let groups = threads.min(g.batch);
@@ -192,6 +212,8 @@ pub fn gemm(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
                 let mut acc = vec![0.0f32; mn];
                 for i in t * per..((t + 1) * per).min(g.batch) {
                     let beta = if i == t * per { 0.0 } else { 1.0 };
+                    // SAFETY: item i < batch lies inside a and b (the caller's checks); acc
+                    // holds the m x n C.
                     unsafe { sgemm_block(g, a_at(i), b_at(i), acc.as_mut_ptr(), beta, (0, g.m), (0, g.n)) };
                 }
                 acc
@@ -201,13 +223,16 @@ pub fn gemm(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
         return;
     }
     let cp = SendPtr(c.as_mut_ptr());
-    let c_at = move |i: usize| unsafe { cp.get().add(g.c_offset + i * g.c_stride) };
+    let c_at = move |i: usize| cp.get().wrapping_add(g.c_offset + i * g.c_stride);
     if g.batch >= threads && threads > 1 {
-        (0..g.batch).into_par_iter().for_each(|i| unsafe {
-            sgemm_block(g, a_at(i), b_at(i), c_at(i), g.beta, (0, g.m), (0, g.n));
+        (0..g.batch).into_par_iter().for_each(|i| {
+            // SAFETY: item i < batch lies inside a, b and c (the caller's checks), and no other
+            // item's C overlaps it (c_stride >= m * n), so the tasks write disjoint cells.
+            unsafe { sgemm_block(g, a_at(i), b_at(i), c_at(i), g.beta, (0, g.m), (0, g.n)) };
         });
     } else {
         for i in 0..g.batch {
+            // SAFETY: item i < batch lies inside a, b and c (the caller's checks).
             unsafe { sgemm_parallel(g, a_at(i), b_at(i), c_at(i), g.beta) };
         }
     }
@@ -258,10 +283,12 @@ mod tests {
                         beta: 0.5,
                         ..Gemm::new(ta, tb, m, n, k)
                     };
-                    let (la, lb, lc) = g.required_lengths();
+                    let (la, lb, lc) = g.required_lengths().unwrap();
                     let (a, b, c0) = (random(la), random(lb), random(lc));
                     let mut c = c0.clone();
-                    pool.install(|| gemm(&g, &a, &b, &mut c));
+                    crate::checks::gemm(&g, a.len(), b.len(), c.len()).unwrap();
+                    // SAFETY: checks::gemm accepted the arguments just above.
+                    pool.install(|| unsafe { gemm(&g, &a, &b, &mut c) });
                     let mut want: Vec<f64> = c0.iter().map(|&v| v as f64).collect();
                     let at = |i: usize, r: usize, p: usize| {
                         a[g.a_offset + i * g.a_stride + if ta { p * m + r } else { r * k + p }] as f64

@@ -23,7 +23,7 @@ thread_local! {
     static PACKS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-pub fn available() -> bool {
+pub(crate) fn available() -> bool {
     std::is_x86_feature_detected!("avx512f")
 }
 
@@ -82,10 +82,12 @@ fn plan(m: usize, n: usize, k: usize) -> Plan {
 /// column stride 1). When `beta == 0`, C is not read.
 ///
 /// # Safety
-/// The pointers and strides must describe valid matrices of those sizes, C not aliasing A or B,
-/// and the CPU must support AVX-512F (`available()`).
+/// The pointers and strides must describe matrices of those sizes inside their allocations (every
+/// element `a + i * rsa + p * csa` for `i < m`, `p < k` readable, likewise B, and C's `m x n`
+/// cells writable), C not overlapping A or B nor written by another thread meanwhile, and the
+/// CPU must support AVX-512F (`available()`).
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn sgemm(
+pub(crate) unsafe fn sgemm(
     m: usize,
     n: usize,
     k: usize,
@@ -131,6 +133,9 @@ struct Product {
 
 /// The blocked product with `MR x (16 NV)` tiles; `TRANSPOSED` stores tile element (i, j) at
 /// `c[j * ldc + i]`.
+///
+/// # Safety
+/// As `sgemm`, for the operands in `g` (already swapped when `TRANSPOSED`).
 unsafe fn blocked<const MR: usize, const NV: usize, const TRANSPOSED: bool>(g: Product) {
     let nr = 16 * NV;
     let Product { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, ldc } = g;
@@ -184,6 +189,10 @@ unsafe fn blocked<const MR: usize, const NV: usize, const TRANSPOSED: bool>(g: P
 
 /// Packs `mc x kc` of A into `mr`-row panels, each k step's `mr` values together
 /// (zero-padded).
+///
+/// # Safety
+/// `a` with strides `rsa`, `csa` must cover `mc x kc` readable values; `out` must hold
+/// `mc.div_ceil(mr) * mr * kc` writable values, `mr <= 16`; the CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_a_block(
     mc: usize,
@@ -231,6 +240,10 @@ unsafe fn pack_a_block(
 
 /// Packs `kc x nc` of B into `nr`-column panels (`nr` a multiple of 16), each k step's `nr`
 /// values together (zero-padded).
+///
+/// # Safety
+/// `b` with strides `rsb`, `csb` must cover `kc x nc` readable values; `out` must hold
+/// `nc.div_ceil(nr) * nr * kc` writable values; the CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_b_block(
     kc: usize,
@@ -247,6 +260,13 @@ unsafe fn pack_b_block(
         let b = b.offset(jr as isize * csb);
         for slab in (0..nr).step_by(16) {
             let width = 16.min(cols.saturating_sub(slab));
+            if width == 0 {
+                // A slab wholly past B's last column: zeros, and no address past B is formed.
+                for p in 0..kc {
+                    _mm512_storeu_ps(dst.add(p * nr + slab), _mm512_setzero_ps());
+                }
+                continue;
+            }
             if csb == 1 {
                 // Rows of B contiguous along n: a masked load per k step.
                 for p in 0..kc {
@@ -283,6 +303,9 @@ unsafe fn pack_b_block(
 
 /// Transposes a 16x16 block held as 16 rows: afterwards `rows[j]` lane `i` is what was
 /// `rows[i]` lane `j`. Pairs of rows interleave, then pairs of pairs, then 128-bit lanes.
+///
+/// # Safety
+/// The CPU must support AVX-512F (no memory is touched but `rows`).
 #[target_feature(enable = "avx512f")]
 unsafe fn transpose16(rows: &mut [__m512; 16]) {
     let mut t = [_mm512_setzero_ps(); 16];
@@ -324,6 +347,11 @@ struct Tile {
 
 /// One `MR x 16 NV` tile: `C = alpha * (packed A panel)(packed B panel) + beta * C`. With
 /// `TRANSPOSED`, tile element (i, j) goes to `c[j * ldc + i]`.
+///
+/// # Safety
+/// `a` and `b` must hold packed panels of `kc * MR` and `kc * 16 * NV` values; `tile.c` with
+/// `tile.ldc` must cover the tile's `rows x cols` writable cells (`rows <= MR`, `cols <= 16 NV`)
+/// that no other thread touches; the CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel<const MR: usize, const NV: usize, const TRANSPOSED: bool>(
     kc: usize,
@@ -435,6 +463,8 @@ mod tests {
                     if beta == 0.0 {
                         reference.fill(0.0);
                     }
+                    // SAFETY: a, b, ours and reference are dense m x k, k x n and m x n matrices
+                    // with the strides given, and the test returned early without AVX-512F.
                     unsafe {
                         sgemm(
                             m,

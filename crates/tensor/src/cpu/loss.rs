@@ -16,6 +16,10 @@ fn row_stats(row: &[f32]) -> (f64, usize) {
 
 /// Returns (mean loss, number of rows whose arg-max is the label).
 pub fn softmax_cross_entropy_forward(logits: &[f32], labels: &[f32], n: usize, classes: usize) -> (f32, f32) {
+    if n == 0 {
+        // The mean over no rows, as PyTorch gives it.
+        return (f32::NAN, 0.0);
+    }
     // Per-row terms in parallel, summed in row order so the result never depends on scheduling
     // (a resumed run must reproduce the same losses).
     let rows: Vec<(f64, bool)> = logits[..n * classes]
@@ -40,6 +44,9 @@ pub fn softmax_cross_entropy_backward(
     dloss: f32,
     dlogits: &mut [f32],
 ) {
+    if n == 0 {
+        return;
+    }
     let scale = dloss as f64 / n as f64;
     dlogits[..n * classes]
         .par_chunks_mut(classes)

@@ -1,20 +1,33 @@
 //! The CPU backend: the reference implementation of every kernel, parallel with rayon.
 //!
-//! Each `Backend` method checks that the storages are long enough (a short buffer is an `Err`,
-//! never an out-of-bounds panic) and hands plain slices to the kernel in the file named after
-//! its family.
+//! Each `Backend` method checks its arguments with `crate::checks` (a short buffer or an
+//! impossible size is an `Err`, never an out-of-bounds access or a panic) and hands plain slices
+//! to the kernel in the file named after its family. The kernels are private to the crate: the
+//! ones that write through raw pointers are `unsafe fn`s whose contract is those checks.
+//!
+//! The unchecked kernels are not reachable from outside (they were once public and safe):
+//!
+//! ```compile_fail
+//! use tensor::cpu::gemm::gemm;
+//! ```
+//! ```compile_fail
+//! use tensor::cpu::winograd::tiles_backward;
+//! ```
+//! ```compile_fail
+//! use tensor::cpu::pool::max_pool2d_forward;
+//! ```
 mod buffer;
-pub mod conv;
-pub mod elementwise;
-pub mod gemm;
+mod conv;
+mod elementwise;
+mod gemm;
 #[cfg(target_arch = "x86_64")]
-pub mod gemm_avx512;
-pub mod loss;
-pub mod optim;
-pub mod pool;
+mod gemm_avx512;
+mod loss;
+mod optim;
+mod pool;
 #[cfg(target_arch = "x86_64")]
-pub mod pool_avx512;
-pub mod winograd;
+mod pool_avx512;
+mod winograd;
 
 use crate::{checks, AdamStep, Backend, ConvGeometry, Gemm, PoolGeometry, Result, SgdStep};
 pub use buffer::CpuBuffer;
@@ -54,7 +67,8 @@ impl Backend for Cpu {
 
     fn gemm(&self, g: &Gemm, a: &CpuBuffer, b: &CpuBuffer, c: &mut CpuBuffer) -> Result<()> {
         checks::gemm(g, a.len(), b.len(), c.len())?;
-        gemm::gemm(g, a, b, c);
+        // SAFETY: checks::gemm accepted `g` for these lengths, and the outputs do not overlap.
+        unsafe { gemm::gemm(g, a, b, c) };
         Ok(())
     }
 
@@ -92,8 +106,9 @@ impl Backend for Cpu {
         v: &mut CpuBuffer,
     ) -> Result<()> {
         let a = crate::winograd::check_tiles("winograd_tiles", geo, first, count, bt, x.len(), v.len())?;
-        tile_side_fits("winograd_tiles", a)?;
-        winograd::tiles(x, geo, first, count, bt, v);
+        tile_sides_fit("winograd_tiles", a, a)?;
+        // SAFETY: the buffers hold what the checks above require, for a valid geometry.
+        unsafe { winograd::tiles(x, geo, first, count, bt, v) };
         Ok(())
     }
     fn winograd_tiles_backward(
@@ -114,8 +129,9 @@ impl Backend for Cpu {
             dx.len(),
             dv.len(),
         )?;
-        tile_side_fits("winograd_tiles_backward", a)?;
-        winograd::tiles_backward(dv, geo, first, count, bt, dx);
+        tile_sides_fit("winograd_tiles_backward", a, a)?;
+        // SAFETY: the buffers hold what the checks above require, for a valid geometry.
+        unsafe { winograd::tiles_backward(dv, geo, first, count, bt, dx) };
         Ok(())
     }
     fn winograd_untile(
@@ -127,10 +143,11 @@ impl Backend for Cpu {
         at: &[f32],
         y: &mut CpuBuffer,
     ) -> Result<()> {
-        let (_, a) =
+        let (m, a) =
             crate::winograd::check_untile("winograd_untile", geo, first, count, at, y.len(), points.len())?;
-        tile_side_fits("winograd_untile", a)?;
-        winograd::untile(points, geo, first, count, at, y);
+        tile_sides_fit("winograd_untile", m, a)?;
+        // SAFETY: the buffers hold what the checks above require, for a valid geometry.
+        unsafe { winograd::untile(points, geo, first, count, at, y) };
         Ok(())
     }
     fn winograd_untile_backward(
@@ -142,7 +159,7 @@ impl Backend for Cpu {
         at: &[f32],
         dm: &mut CpuBuffer,
     ) -> Result<()> {
-        let (_, a) = crate::winograd::check_untile(
+        let (m, a) = crate::winograd::check_untile(
             "winograd_untile_backward",
             geo,
             first,
@@ -151,8 +168,9 @@ impl Backend for Cpu {
             dy.len(),
             dm.len(),
         )?;
-        tile_side_fits("winograd_untile_backward", a)?;
-        winograd::untile_backward(dy, geo, first, count, at, dm);
+        tile_sides_fit("winograd_untile_backward", m, a)?;
+        // SAFETY: the buffers hold what the checks above require, for a valid geometry.
+        unsafe { winograd::untile_backward(dy, geo, first, count, at, dm) };
         Ok(())
     }
     fn transpose_blocks(
@@ -216,7 +234,7 @@ impl Backend for Cpu {
         channels: usize,
         inner: usize,
     ) -> Result<()> {
-        let len = outer * channels * inner;
+        let len = checks::extent("bias_relu_backward", "the tensor", &[&[outer, channels, inner]])?;
         checks::same_len("bias_relu_backward", len, &[y.len(), dy.len(), dz.len()])?;
         let dbias = match dbias {
             Some(db) => {
@@ -237,7 +255,9 @@ impl Backend for Cpu {
         argmax: &mut CpuBuffer,
     ) -> Result<()> {
         checks::pool("max_pool2d_forward", geo, &[x.len()], &[y.len(), argmax.len()])?;
-        pool::max_pool2d_forward(x, geo, y, argmax);
+        // SAFETY: checks::pool accepted the geometry (recomputed, planes within MAX_POOL_PLANE)
+        // and the buffers' lengths.
+        unsafe { pool::max_pool2d_forward(x, geo, y, argmax) };
         Ok(())
     }
     fn max_pool2d_backward(
@@ -325,6 +345,7 @@ impl Backend for Cpu {
             labels.len(),
             &[loss.len(), correct.len()],
         )?;
+        checks::labels("softmax_cross_entropy_forward", labels, n, classes)?;
         let (l, c) = loss::softmax_cross_entropy_forward(logits, labels, n, classes);
         loss[0] = l;
         correct[0] = c;
@@ -347,6 +368,7 @@ impl Backend for Cpu {
             labels.len(),
             &[dloss.len()],
         )?;
+        checks::labels("softmax_cross_entropy_backward", labels, n, classes)?;
         loss::softmax_cross_entropy_backward(logits, labels, n, classes, dloss[0], dlogits);
         Ok(())
     }
@@ -434,11 +456,11 @@ impl Backend for Cpu {
 }
 
 /// The fused Winograd kernels hold tiles of up to `winograd::MAX_TILE` a side.
-fn tile_side_fits(op: &str, a: usize) -> Result<()> {
-    if a > winograd::MAX_TILE {
+fn tile_sides_fit(op: &str, m: usize, a: usize) -> Result<()> {
+    if m.max(a) > winograd::MAX_TILE {
         crate::bail!(
             InvalidArgument,
-            "{op}: tiles of {a}x{a} exceed the CPU kernels' {0}x{0}",
+            "{op}: tiles of {m}x{m} and {a}x{a} exceed the CPU kernels' {0}x{0}",
             winograd::MAX_TILE
         );
     }

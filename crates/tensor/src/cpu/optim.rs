@@ -26,11 +26,7 @@ pub fn sgd_step(param: &mut [f32], grad: &[f32], velocity: Option<&mut [f32]>, h
 }
 
 pub fn adam_step(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], hp: &AdamStep) {
-    let t = hp.step as i32;
-    let bc1 = 1.0 - (hp.beta1 as f64).powi(t);
-    let bc2 = 1.0 - (hp.beta2 as f64).powi(t);
-    let step_size = (hp.lr as f64 / bc1) as f32;
-    let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
+    let (step_size, inv_sqrt_bc2) = hp.bias_corrections();
     let (b1, b2, eps, wd) = (hp.beta1, hp.beta2, hp.eps, hp.weight_decay);
     param
         .par_chunks_mut(CHUNK)

@@ -30,9 +30,15 @@ fn windows(g: &PoolGeometry) -> (Spans, Spans) {
 /// separable: each input row's first maximum under every window column, then the earliest row
 /// holding the greatest of those. Planes under `SMALL_PLANE_WIDTH` wide take a table (below).
 /// CPUs with AVX-512 run `pool_avx512.rs` instead, which these kernels are tested against.
-pub fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &mut [f32]) {
+///
+/// # Safety
+/// `checks::pool` must have accepted `g` with `x.len()` as the input and `y.len()`,
+/// `argmax.len()` as outputs (the AVX-512 kernels write through raw pointers).
+pub(crate) unsafe fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if super::pool_avx512::available() {
+        // SAFETY: the CPU has AVX-512F (just tested), and the caller's checks are this
+        // function's contract too.
         return unsafe { super::pool_avx512::max_pool2d_forward(x, g, y, argmax) };
     }
     max_pool2d_forward_scalar(x, g, y, argmax)
@@ -164,7 +170,8 @@ fn keep_greater(best: &mut f32, at: &mut f32, v: f32, index: f32) {
     *at = f32::from_bits((index.to_bits() & take) | (at.to_bits() & !take));
 }
 
-/// Scatters each `dy` to its window's stored arg-max, in output order.
+/// Scatters each `dy` to its window's stored arg-max, in output order. An index outside the
+/// plane (not one `max_pool2d_forward` wrote) is skipped rather than a panic.
 pub fn max_pool2d_backward(argmax: &[f32], dy: &[f32], g: &PoolGeometry, dx: &mut [f32]) {
     let (plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
     dx[..g.planes() * plane]
@@ -174,7 +181,9 @@ pub fn max_pool2d_backward(argmax: &[f32], dy: &[f32], g: &PoolGeometry, dx: &mu
         .for_each(|((dst, arg), grad)| {
             dst.fill(0.0);
             for (&a, &d) in arg.iter().zip(grad) {
-                dst[a as usize] += d;
+                if let Some(cell) = dst.get_mut(a as usize) {
+                    *cell += d;
+                }
             }
         });
 }
@@ -215,6 +224,9 @@ pub fn avg_pool2d_backward(dy: &[f32], g: &PoolGeometry, dx: &mut [f32]) {
 }
 
 pub fn global_avg_pool_forward(x: &[f32], planes: usize, plane_len: usize, y: &mut [f32]) {
+    if planes == 0 {
+        return;
+    }
     let inv = 1.0 / plane_len as f64;
     y[..planes].par_iter_mut().zip(x.par_chunks(plane_len)).for_each(|(o, src)| {
         *o = (src.iter().map(|&v| v as f64).sum::<f64>() * inv) as f32;
@@ -222,6 +234,9 @@ pub fn global_avg_pool_forward(x: &[f32], planes: usize, plane_len: usize, y: &m
 }
 
 pub fn global_avg_pool_backward(dy: &[f32], planes: usize, plane_len: usize, dx: &mut [f32]) {
+    if planes * plane_len == 0 {
+        return;
+    }
     let inv = 1.0 / plane_len as f32;
     dx[..planes * plane_len]
         .par_chunks_mut(plane_len)

@@ -14,7 +14,7 @@ use crate::PoolGeometry;
 use rayon::prelude::*;
 use std::arch::x86_64::*;
 
-pub fn available() -> bool {
+pub(crate) fn available() -> bool {
     std::is_x86_feature_detected!("avx512f")
 }
 
@@ -41,6 +41,8 @@ fn gcd(a: usize, b: usize) -> usize {
     }
 }
 
+/// The tap tables of a geometry. Indices are i32 (what the gathers take): a plane holds at most
+/// `MAX_POOL_PLANE` = 2^24 values and a group at most 16 planes, so every index is below 2^28.
 fn taps(g: &PoolGeometry) -> Taps {
     let (plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
     let planes = 16 / gcd(out_plane, 16);
@@ -74,8 +76,10 @@ fn taps(g: &PoolGeometry) -> Taps {
 /// and its index in the plane.
 ///
 /// # Safety
-/// The CPU must support AVX-512F (`available()`); `x`, `y`, `argmax` as checked by the backend.
-pub unsafe fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &mut [f32]) {
+/// The CPU must support AVX-512F (`available()`), and `checks::pool` must have accepted `g` (a
+/// geometry as `PoolGeometry::new` makes it, so planes are within `MAX_POOL_PLANE`) with
+/// `x.len()` as the input and `y.len()`, `argmax.len()` as outputs.
+pub(crate) unsafe fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &mut [f32]) {
     let (plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
     if g.window.kernel.1 == 3
         && g.window.stride.1 == 2
@@ -88,7 +92,9 @@ pub unsafe fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32], arg
         x[..g.planes() * plane].par_chunks(per_task * plane).enumerate().for_each(|(i, src)| {
             for (k, one) in src.chunks(plane).enumerate() {
                 let at = (i * per_task + k) * out_plane;
-                halving_plane(g, one.as_ptr(), yp.get().add(at), ap.get().add(at));
+                // SAFETY: `one` is a whole input plane, and plane i * per_task + k's outputs
+                // lie inside y and argmax (checked lengths), written by this task only.
+                unsafe { halving_plane(g, one.as_ptr(), yp.get().add(at), ap.get().add(at)) };
             }
         });
         return;
@@ -109,7 +115,11 @@ pub unsafe fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32], arg
                 break;
             }
             let count = t.outputs.min(len - q0);
-            group_max(&t, group.as_ptr(), count, yp.get().add(first + q0), ap.get().add(first + q0));
+            // SAFETY: `group` holds the planes of these `count` outputs, which lie inside y and
+            // argmax (checked lengths) and are written by this task only.
+            unsafe {
+                group_max(&t, group.as_ptr(), count, yp.get().add(first + q0), ap.get().add(first + q0))
+            };
         }
     });
 }
@@ -121,6 +131,10 @@ const HALVING_MIN_OUT_W: usize = 12;
 /// One plane of a 3-wide, stride-2 window along rows (padding 0 or 1; any window height, row
 /// stride and padding): 16 outputs of a row take their three taps of each input row from two
 /// pairs of loads, split into even and odd columns by permutes instead of 48 gathered values.
+///
+/// # Safety
+/// `src` must point at a readable `g.h x g.w` plane and `y`, `argmax` at `g.out_h * g.out_w`
+/// writable values each; the CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
 unsafe fn halving_plane(g: &PoolGeometry, src: *const f32, y: *mut f32, argmax: *mut f32) {
     let (kh, pw) = (g.window.kernel.0, g.window.padding.1 as isize);
@@ -129,7 +143,9 @@ unsafe fn halving_plane(g: &PoolGeometry, src: *const f32, y: *mut f32, argmax: 
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    // The 16 values from column `c` of a row: lanes outside the row are masked off (no read).
+    // The 16 values from column `c` of a row: lanes outside the row are masked off (no read),
+    // and the address is formed with wrapping arithmetic, as c may lie before the row's start
+    // (padding) or 16 lanes may run past the plane's end.
     let inside = |c: isize| -> __mmask16 {
         let (lo, hi) = ((-c).clamp(0, 16), (w - c).clamp(0, 16));
         if hi <= lo {
@@ -154,7 +170,7 @@ unsafe fn halving_plane(g: &PoolGeometry, src: *const f32, y: *mut f32, argmax: 
                 }
                 let row = src.offset(iy * w);
                 // Columns c0 .. c0 + 34: tap t of lane j is column c0 + 2j + t.
-                let load = |c: isize| _mm512_maskz_loadu_ps(inside(c), row.offset(c));
+                let load = |c: isize| _mm512_maskz_loadu_ps(inside(c), row.wrapping_offset(c));
                 let (a0, a1, b0, b1) = (load(c0), load(c0 + 16), load(c0 + 2), load(c0 + 18));
                 let taps = [
                     _mm512_permutex2var_ps(a0, even, a1),
@@ -181,6 +197,10 @@ unsafe fn halving_plane(g: &PoolGeometry, src: *const f32, y: *mut f32, argmax: 
 }
 
 /// The first `count` outputs of one group (fewer than a group only at the end of the tensor).
+///
+/// # Safety
+/// `src` must point at the readable planes of those outputs (up to `t.planes` planes), `y` and
+/// `argmax` at `count <= t.outputs` writable values each; the CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
 unsafe fn group_max(t: &Taps, src: *const f32, count: usize, y: *mut f32, argmax: *mut f32) {
     let taps = t.cell.len() / t.outputs;
@@ -195,7 +215,11 @@ unsafe fn group_max(t: &Taps, src: *const f32, count: usize, y: *mut f32, argmax
             let cell = _mm512_loadu_si512(t.cell.as_ptr().add(tap * t.outputs + q) as *const _);
             let inside = live & _mm512_cmpge_epi32_mask(cell, _mm512_setzero_si512());
             let v = match &t.shift {
-                Some(shift) => _mm512_mask_loadu_ps(best, inside, src.add(q).offset(shift[tap])),
+                // Lane l reads input q + l + shift[tap], inside its plane wherever `inside` is
+                // set; the base may fall before `src` (wrapping arithmetic, no lane reads it).
+                Some(shift) => {
+                    _mm512_mask_loadu_ps(best, inside, src.wrapping_add(q).wrapping_offset(shift[tap]))
+                }
                 None => _mm512_mask_i32gather_ps::<4>(best, inside, _mm512_add_epi32(cell, start), src),
             };
             let take = inside & (!seen | _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best));
@@ -254,6 +278,9 @@ mod tests {
             // One spare value past the end: it must stay untouched.
             let (mut y, mut arg) = (vec![-7.0; out + 1], vec![-7.0; out + 1]);
             let (mut want_y, mut want_arg) = (vec![-7.0; out + 1], vec![-7.0; out + 1]);
+            crate::checks::pool("test", &g, &[x.len()], &[y.len(), arg.len()]).unwrap();
+            // SAFETY: the test returned early without AVX-512F; checks::pool accepted g and the
+            // buffers just above.
             unsafe { super::max_pool2d_forward(&x, &g, &mut y, &mut arg) };
             super::super::pool::max_pool2d_forward_scalar(&x, &g, &mut want_y, &mut want_arg);
             assert_eq!(y, want_y, "values, {n}x{c}x{h}x{w} {win:?}");

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 /// Tiles transformed together, one per vector lane (16 f32 in an AVX-512 register).
 const LANES: usize = 16;
 /// Largest tile side the fixed-size buffers hold.
-pub const MAX_TILE: usize = 8;
+pub(crate) const MAX_TILE: usize = 8;
 
 type Block = [[[f32; LANES]; MAX_TILE]; MAX_TILE];
 
@@ -27,6 +27,9 @@ fn tile_at(x: usize, tiles: usize, tiles_w: usize) -> (usize, usize, usize) {
 /// `out[k][q] = sum_i sum_j l[k][i] in[i][j] r[q][j]` for every lane, with `l` (rows x n) and
 /// `r` (cols x n) row-major: `L In Rt` on `n x n` blocks, 16 tiles at once in AVX-512
 /// registers. Sizes known at compile time (`sandwich_avx512` picks them) unroll every loop.
+///
+/// # Safety
+/// The CPU must support AVX-512F (memory is only touched through the references).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
@@ -58,6 +61,9 @@ unsafe fn sandwich_fixed<const ROWS: usize, const COLS: usize, const N: usize>(
 
 /// `sandwich_fixed` with the sizes Winograd's F(2..4, 2..5) tiles use; other sizes up to
 /// `MAX_TILE` go through the general loops.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
@@ -138,6 +144,7 @@ fn sandwich_any(l: &[f32], rows: usize, r: &[f32], cols: usize, n: usize, input:
 fn sandwich(l: &[f32], rows: usize, r: &[f32], cols: usize, n: usize, input: &Block, out: &mut Block) {
     #[cfg(target_arch = "x86_64")]
     if wide() {
+        // SAFETY: wide() found AVX-512F on this CPU.
         return unsafe { sandwich_avx512(l, rows, r, cols, n, input, out) };
     }
     sandwich_any(l, rows, r, cols, n, input, out)
@@ -145,11 +152,16 @@ fn sandwich(l: &[f32], rows: usize, r: &[f32], cols: usize, n: usize, input: &Bl
 
 /// Stores `lanes` values of a lane vector (a fixed 16-value copy when the block is full:
 /// a variable-length one becomes a call to memmove).
+///
+/// # Safety
+/// `dst` must point at `lanes <= LANES` writable values that nothing else accesses meanwhile.
 #[inline(always)]
-fn store_lanes(dst: *mut f32, src: &[f32; LANES], lanes: usize) {
+unsafe fn store_lanes(dst: *mut f32, src: &[f32; LANES], lanes: usize) {
     if lanes == LANES {
+        // SAFETY: dst holds LANES values (the caller's contract); [f32; N] has f32's alignment.
         unsafe { *(dst as *mut [f32; LANES]) = *src };
     } else {
+        // SAFETY: dst holds `lanes` values (the caller's contract).
         unsafe { std::slice::from_raw_parts_mut(dst, lanes) }.copy_from_slice(&src[..lanes]);
     }
 }
@@ -165,9 +177,13 @@ fn load_lanes(dst: &mut [f32; LANES], src: &[f32], lanes: usize) {
 
 /// Writes a block of a x a lane vectors to the points' layout `[a*a][channels][cols]` at
 /// channel `c`, columns `xb..xb + lanes`.
+///
+/// # Safety
+/// `out` must point at `a * a * channels * cols` writable values, `c < channels`,
+/// `xb + lanes <= cols`, and no other thread may touch channel `c`'s values meanwhile.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn store_points(
+unsafe fn store_points(
     out: SendPtr,
     block: &Block,
     a: usize,
@@ -179,11 +195,11 @@ fn store_points(
 ) {
     for k in 0..a {
         for q in 0..a {
-            store_lanes(
-                unsafe { out.get().add(((k * a + q) * channels + c) * cols + xb) },
-                &block[k][q],
-                lanes,
-            );
+            // SAFETY: point (k, q) of channel c, columns xb..xb + lanes, lies inside `out`
+            // (the caller's contract) and belongs to this caller alone.
+            unsafe {
+                store_lanes(out.get().add(((k * a + q) * channels + c) * cols + xb), &block[k][q], lanes)
+            };
         }
     }
 }
@@ -224,25 +240,39 @@ fn wide() -> bool {
 
 /// Declares `$name` (the kernel's per-channel work, compiled for the baseline) and `$wide` (the
 /// same code compiled with AVX-512), and `$pick` which calls the one this CPU can run.
+///
+/// Each body writes channel `c` (or `o`) of its output through `out`. Safety, for all three: the
+/// Backend method's checks accepted the geometry and the buffers (`out` is the output buffer's
+/// start), `c < geo.c_in`, and no other thread works on the same channel; `$wide` and `$pick`
+/// with `wide` also need AVX-512F.
 macro_rules! per_channel {
     ($pick:ident, $wide:ident, $name:ident, ($($arg:ident: $ty:ty),*) $body:block) => {
+        /// # Safety
+        /// See `per_channel!`.
         #[inline(always)]
         #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) $body
+        unsafe fn $name($($arg: $ty),*) $body
+        /// # Safety
+        /// See `per_channel!`; the CPU must support AVX-512F.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f")]
         #[allow(clippy::too_many_arguments)]
         unsafe fn $wide($($arg: $ty),*) {
-            $name($($arg),*)
+            // SAFETY: the same contract as this function's.
+            unsafe { $name($($arg),*) }
         }
+        /// # Safety
+        /// See `per_channel!`; `wide` only where the CPU supports AVX-512F.
         #[allow(clippy::too_many_arguments)]
-        fn $pick(wide: bool, $($arg: $ty),*) {
+        unsafe fn $pick(wide: bool, $($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             if wide {
+                // SAFETY: the caller's contract, and `wide` says AVX-512F is there.
                 return unsafe { $wide($($arg),*) };
             }
             let _ = wide;
-            $name($($arg),*)
+            // SAFETY: the caller's contract.
+            unsafe { $name($($arg),*) }
         }
     };
 }
@@ -280,7 +310,8 @@ per_channel!(tiles_pick, tiles_wide, tiles_channel, (c: usize, x: &[f32], geo: &
             }
         }
         sandwich(bt, a, bt, a, a, &d, &mut t);
-        store_points(out, &t, a, channels, c, cols, xb, lanes);
+        // SAFETY: out holds the [a*a][channels][cols] points (the checks); channel c is ours.
+        unsafe { store_points(out, &t, a, channels, c, cols, xb, lanes) };
     }
 });
 
@@ -290,6 +321,7 @@ per_channel!(tiles_backward_pick, tiles_backward_wide, tiles_backward_channel, (
     let (tiles, tiles_w, plane, channels) = (geo.col_cols(), geo.out_w, geo.h * geo.w, geo.c_in);
     let cols = count * tiles;
     for img in 0..count {
+        // SAFETY: images first..first + count lie inside dx (the checks); plane (img, c) is ours.
         unsafe { std::slice::from_raw_parts_mut(out.get().add(((first + img) * channels + c) * plane), plane) }.fill(0.0);
     }
     let mut g: Block = [[[0.0; LANES]; MAX_TILE]; MAX_TILE];
@@ -300,6 +332,7 @@ per_channel!(tiles_backward_pick, tiles_backward_wide, tiles_backward_channel, (
         sandwich(btt, a, btt, a, a, &g, &mut d);
         for lane in 0..lanes {
             let (img, ty, tx) = tile_at(xb + lane, tiles, tiles_w);
+            // SAFETY: images first..first + count lie inside dx (the checks); plane (img, c) is ours.
             let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(((first + img) * channels + c) * plane), plane) };
             for i in 0..a {
                 let iy = (ty * m + i).wrapping_sub(ph);
@@ -327,6 +360,7 @@ per_channel!(untile_pick, untile_wide, untile_channel, (o: usize, points: &[f32]
         sandwich(at, m, at, m, a, &g, &mut t);
         for lane in 0..lanes {
             let (img, ty, tx) = tile_at(xb + lane, tiles, tiles_w);
+            // SAFETY: images first..first + count lie inside y (the checks); plane (img, o) is ours.
             let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(((first + img) * channels + o) * plane), plane) };
             for i in 0..m {
                 let row = &mut dst[(ty * m + i) * geo.w + tx * m..][..m];
@@ -358,18 +392,35 @@ per_channel!(untile_backward_pick, untile_backward_wide, untile_backward_channel
             }
         }
         sandwich(att, a, att, a, m, &g, &mut t);
-        store_points(out, &t, a, channels, o, cols, xb, lanes);
+        // SAFETY: out holds the [a*a][channels][cols] points (the checks); channel o is ours.
+        unsafe { store_points(out, &t, a, channels, o, cols, xb, lanes) };
     }
 });
 
 /// `Backend::winograd_tiles`: `v[k*a+q][c][x] = (bt D bt^T)[k][q]` for tile x of channel c.
-pub fn tiles(x: &[f32], geo: &ConvGeometry, first: usize, count: usize, bt: &[f32], v: &mut [f32]) {
+///
+/// # Safety
+/// `check_tiles` must have accepted these arguments with `x.len()` and `v.len()`, and the tile
+/// side must be at most `MAX_TILE` (the kernel writes `v` through a raw pointer).
+pub(crate) unsafe fn tiles(
+    x: &[f32],
+    geo: &ConvGeometry,
+    first: usize,
+    count: usize,
+    bt: &[f32],
+    v: &mut [f32],
+) {
     let (out, wide) = (SendPtr(v.as_mut_ptr()), wide());
-    (0..geo.c_in).into_par_iter().for_each(|c| tiles_pick(wide, c, x, geo, first, count, bt, out));
+    // SAFETY: the caller's checks; each task writes its own channel c < c_in; wide() is the
+    // CPU's answer.
+    (0..geo.c_in).into_par_iter().for_each(|c| unsafe { tiles_pick(wide, c, x, geo, first, count, bt, out) });
 }
 
 /// `Backend::winograd_tiles_backward`: `bt^T dV bt` of each tile summed into the dx planes.
-pub fn tiles_backward(
+///
+/// # Safety
+/// As `tiles`, with `dx.len()` as the images and `dv.len()` as the points.
+pub(crate) unsafe fn tiles_backward(
     dv: &[f32],
     geo: &ConvGeometry,
     first: usize,
@@ -379,19 +430,37 @@ pub fn tiles_backward(
 ) {
     let a = geo.window.kernel.0;
     let (btt, out, wide) = (transposed(bt, a, a), SendPtr(dx.as_mut_ptr()), wide());
+    // SAFETY: the caller's checks; each task writes its own channel's planes.
     (0..geo.c_in)
         .into_par_iter()
-        .for_each(|c| tiles_backward_pick(wide, c, dv, geo, first, count, &btt, out));
+        .for_each(|c| unsafe { tiles_backward_pick(wide, c, dv, geo, first, count, &btt, out) });
 }
 
 /// `Backend::winograd_untile`: `at M at^T` of each point-domain tile written to its m x m tile.
-pub fn untile(points: &[f32], geo: &ConvGeometry, first: usize, count: usize, at: &[f32], y: &mut [f32]) {
+///
+/// # Safety
+/// `check_untile` must have accepted these arguments with `y.len()` and `points.len()`, and both
+/// tile sides must be at most `MAX_TILE`.
+pub(crate) unsafe fn untile(
+    points: &[f32],
+    geo: &ConvGeometry,
+    first: usize,
+    count: usize,
+    at: &[f32],
+    y: &mut [f32],
+) {
     let (out, wide) = (SendPtr(y.as_mut_ptr()), wide());
-    (0..geo.c_in).into_par_iter().for_each(|o| untile_pick(wide, o, points, geo, first, count, at, out));
+    // SAFETY: the caller's checks; each task writes its own channel's planes.
+    (0..geo.c_in)
+        .into_par_iter()
+        .for_each(|o| unsafe { untile_pick(wide, o, points, geo, first, count, at, out) });
 }
 
 /// `Backend::winograd_untile_backward`: `dM = at^T dY at` for each m x m tile of dy.
-pub fn untile_backward(
+///
+/// # Safety
+/// As `untile`, with `dy.len()` as the images and `dm.len()` as the points.
+pub(crate) unsafe fn untile_backward(
     dy: &[f32],
     geo: &ConvGeometry,
     first: usize,
@@ -401,9 +470,10 @@ pub fn untile_backward(
 ) {
     let m = geo.window.kernel.0;
     let (att, out, wide) = (transposed(at, m, at.len() / m), SendPtr(dm.as_mut_ptr()), wide());
+    // SAFETY: the caller's checks; each task writes its own channel's points.
     (0..geo.c_in)
         .into_par_iter()
-        .for_each(|o| untile_backward_pick(wide, o, dy, geo, first, count, &att, out));
+        .for_each(|o| unsafe { untile_backward_pick(wide, o, dy, geo, first, count, &att, out) });
 }
 
 #[cfg(test)]
