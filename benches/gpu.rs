@@ -57,6 +57,8 @@ fn cublas_ms(gpu: &Cuda, blas: &CudaBlas, m: usize, n: usize, k: usize, batch: u
         stride_b: (m * k) as i64,
         stride_c: (m * n) as i64,
     };
+    // SAFETY: a, b and c hold batch x (m k, k n, m n) values, as the configuration's sizes and
+    // strides describe them.
     median_ms(gpu, 3, 20, || unsafe {
         blas.gemm_strided_batched(cfg, b.slice(), a.slice(), c.slice_mut()).unwrap()
     })

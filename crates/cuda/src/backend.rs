@@ -26,12 +26,18 @@ pub struct Cuda {
 }
 
 /// Launches `$name` with `$cfg` and the given kernel arguments (references that outlive the call).
+///
+/// Every call site must pass the arguments in the order and types of the kernel's parameter
+/// list in `kernels/<family>.cu`, after checking (`tensor::checks`) that each buffer holds what
+/// the kernel reads or writes for the sizes passed.
 macro_rules! launch {
     ($self:expr, $name:literal, $cfg:expr, $($arg:expr),* $(,)?) => {{
         let cfg: LaunchConfig = $cfg;
         let func = $self.function($name)?;
         let mut builder = $self.inner.stream.launch_builder(func);
         $( builder.arg($arg); )*
+        // SAFETY: the arguments match the kernel's parameters, and the caller's checks bound
+        // every index the kernel forms for these sizes within its buffers (see the macro's doc).
         unsafe { builder.launch(cfg) }.map(|_| ()).map_err(|e| Error::Device(format!("kernel {} failed: {e}", $name)))
     }};
 }
@@ -81,7 +87,9 @@ impl Cuda {
     pub fn new(ordinal: usize) -> Result<Cuda> {
         let (ctx, device_name) = device::open(ordinal)?;
         let stream = ctx.default_stream();
-        // One stream: cudarc's cross-stream event tracking is pure overhead here.
+        // SAFETY: every kernel, copy and allocation of this backend goes through this one
+        // stream, so stream order alone keeps each buffer's uses in sequence; cudarc's
+        // cross-stream event tracking would only add overhead.
         unsafe { ctx.disable_event_tracking() };
         let mut functions = HashMap::new();
         for (family, ptx, names) in MODULES {
@@ -161,6 +169,8 @@ impl Cuda {
         for v in sizes {
             builder.arg(v);
         }
+        // SAFETY: the pooling and im2col kernels take (inputs, outputs, int sizes) in that
+        // order, and the callers checked each buffer against the sizes (tensor::checks).
         unsafe { builder.launch(elementwise(total)) }
             .map(|_| ())
             .map_err(|e| Error::Device(format!("kernel {name} failed: {e}")))

@@ -13,6 +13,7 @@ fn device_error(what: &str, e: impl std::fmt::Display) -> Error {
 
 /// Opens device `ordinal`, or says why not (no driver, no device, driver too old).
 pub(crate) fn open(ordinal: usize) -> Result<(Arc<CudaContext>, String)> {
+    // SAFETY: only tries to load libcuda; no symbol of it is called yet.
     if !unsafe { sys::is_culib_present() } {
         return Err(Error::Device("no NVIDIA driver found (libcuda.so could not be loaded)".into()));
     }
@@ -20,6 +21,7 @@ pub(crate) fn open(ordinal: usize) -> Result<(Arc<CudaContext>, String)> {
     std::panic::catch_unwind(|| -> Result<(Arc<CudaContext>, String)> {
         result::init().map_err(|e| device_error("cuInit failed", e))?;
         let mut version = 0i32;
+        // SAFETY: the driver is loaded and initialised; it writes one int to a live local.
         let status = unsafe { sys::cuDriverGetVersion(&mut version) };
         if status != sys::CUresult::CUDA_SUCCESS {
             return Err(device_error("cuDriverGetVersion failed", format!("{status:?}")));

@@ -26,6 +26,8 @@ impl Pool {
         if let Some(slice) = self.free.lock().expect("pool lock").get_mut(&capacity).and_then(Vec::pop) {
             return Ok(Buffer { slice: Some(slice), len, pool: self.clone() });
         }
+        // SAFETY: the memory is uninitialised, which its users know: `take` promises no
+        // contents (`Backend::uninit`), `zeros` fills it first, and any bits are a valid f32.
         let fresh = |pool: &Pool| unsafe { pool.stream.alloc::<f32>(capacity) };
         let slice = match fresh(self) {
             Ok(s) => s,

@@ -74,13 +74,15 @@ impl CpuBuffer {
 impl Deref for CpuBuffer {
     type Target = [f32];
     fn deref(&self) -> &[f32] {
-        // The lines hold at least `len` values, laid out contiguously (`repr(C)` arrays).
+        // SAFETY: the lines hold `len.div_ceil(LINE) * LINE >= len` initialised f32s, contiguous
+        // (`repr(C)` arrays of f32, so f32-aligned), owned by self for the borrow's lifetime.
         unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const f32, self.len) }
     }
 }
 
 impl DerefMut for CpuBuffer {
     fn deref_mut(&mut self) -> &mut [f32] {
+        // SAFETY: as in `deref`, and the exclusive borrow of self makes the slice unique.
         unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut f32, self.len) }
     }
 }

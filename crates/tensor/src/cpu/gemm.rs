@@ -164,13 +164,10 @@ unsafe fn sgemm_parallel(g: &Gemm, a: *const f32, b: *const f32, c: *mut f32, be
     let block = extent.div_ceil(threads).div_ceil(align) * align;
     (0..extent.div_ceil(block)).into_par_iter().for_each(|i| {
         let range = (i * block, ((i + 1) * block).min(extent));
+        let (rows, cols) = if split_rows { (range, (0, g.n)) } else { ((0, g.m), range) };
         // SAFETY: the operands as the caller guarantees; each task writes only its own rows
         // (or columns) of C.
-        if split_rows {
-            unsafe { sgemm_block(g, ap.get(), bp.get(), cp.get(), beta, range, (0, g.n)) };
-        } else {
-            unsafe { sgemm_block(g, ap.get(), bp.get(), cp.get(), beta, (0, g.m), range) };
-        }
+        unsafe { sgemm_block(g, ap.get(), bp.get(), cp.get(), beta, rows, cols) };
     });
 }
 
