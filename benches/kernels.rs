@@ -23,8 +23,10 @@
 //!   `nin_conv2_fwd/..._b1` is one image; `googlenet_fc_*` are the linear head's three products
 //!   (NT forward, NN input gradient, TN weight gradient).
 //! * `im2col_gbps`: `im2col` and `col2im` over the batch at NiN conv1, conv2, conv3 and
-//!   GoogLeNet b2 3x3 and 3a 5x5, bytes = input images + column matrix; and `transpose_blocks`
-//!   of each of those layers' output between [O][N][P] and NCHW (`to_nchw`, `from_nchw`).
+//!   GoogLeNet b1, b2 3x3, 3a 5x5, 4a 1x1 and 3x3, 5b 3x3; bytes = input images + column matrix.
+//! * `winograd_gbps`: the four tile transforms (`winograd_tiles`, `winograd_untile` and their
+//!   backwards) over the batch at NiN conv3 and GoogLeNet b2 3x3 as F(4x4, 3x3) and NiN conv2
+//!   as F(2x2, 5x5); bytes = images + points.
 //! * `conv2d_gflops`: `layers::ops::conv2d` (bias included) `forward` and `fwd_bwd` (forward, then
 //!   `backward_with(dy)` through autograd) for every distinct convolution of NiN (the two 1x1
 //!   convolutions of a block share a shape) and GoogLeNet's b1, b2 3x3 and Inception 3a 1x1.
@@ -39,7 +41,10 @@
 //! * `activation_gbps`: `relu_{forward,backward}`, `dropout_forward` and `dropout_backward`
 //!   (which is `mul` by the mask) at NiN's 384x5x5 (the dropout input) and 96x54x54 (conv1's
 //!   output).
-//! * `elementwise_gbps`: `add_bias`, `bias_grad`, `copy_channels` (an Inception concat and its
+//! * `bias_gbps`: `add_bias`, `bias_grad`, `bias_relu` and `bias_relu_backward` (with the bias
+//!   gradient) at NiN conv1's output and GoogLeNet 5b's 1x1 output.
+//! * `elementwise_gbps`: `transpose_blocks` of each `im2col_gbps` layer's output between
+//!   [O][N][P] and NCHW (`to_nchw`, `from_nchw`), `copy_channels` (an Inception concat and its
 //!   split, four calls each), `axpy`, `scale`, `sum`, `fill`, `copy`.
 //! * `loss_gbps`: `softmax_cross_entropy_{forward,backward}` at 32x10.
 //! * `optim_gbps`: `sgd_step` (momentum) and `adam_step` over one parameter vector of NiN's
@@ -459,9 +464,11 @@ fn bench_gemm(c: &mut Criterion) {
 // im2col_gbps
 // ---------------------------------------------------------------------------------------------
 
-fn bench_im2col(c: &mut Criterion) {
+/// The convolutions whose unfolding (and output layout) the `im2col_gbps` and
+/// `elementwise_gbps/transpose_blocks` benchmarks time.
+fn unfolded_layers() -> Vec<Conv> {
     let (nin, gn) = (nin(), googlenet());
-    let layers = [
+    vec![
         nin.convs[0].clone(),
         nin.convs[1].clone(),
         nin.convs[2].clone(),
@@ -471,9 +478,12 @@ fn bench_im2col(c: &mut Criterion) {
         gn.i4a.conv_1x1(),
         gn.i4a.conv_3x3(),
         gn.i5b.conv_3x3(),
-    ];
+    ]
+}
+
+fn bench_im2col(c: &mut Criterion) {
     let mut group = c.benchmark_group("im2col_gbps");
-    for layer in &layers {
+    for layer in &unfolded_layers() {
         let geo = layer.geo();
         let x_len = N * geo.c_in * geo.h * geo.w;
         let cols_len = N * geo.col_rows() * geo.col_cols();
@@ -492,12 +502,19 @@ fn bench_im2col(c: &mut Criterion) {
             || (buf(cols_len, 2), zeros(x_len)),
             |(cols, dx)| Cpu.col2im(cols, &geo, 0, N, dx).unwrap(),
         );
-        // The layer's output between the product's [O][N][P] layout and NCHW's [N][O][P].
+    }
+    group.finish();
+}
+
+/// Each layer's output between the product's [O][N][P] layout and NCHW's [N][O][P].
+fn bench_transpose_blocks(group: &mut Group) {
+    for layer in &unfolded_layers() {
+        let geo = layer.geo();
         let (o, p) = (geo.c_out, geo.col_cols());
         let y_len = N * o * p;
         for (dir, rows, cols) in [("to_nchw", o, N), ("from_nchw", N, o)] {
             bench(
-                &mut group,
+                group,
                 BenchmarkId::new("transpose_blocks", format!("{}_out_{dir}_n{N}_o{o}_p{p}", layer.name)),
                 bytes(2 * y_len),
                 || (buf(y_len, 3), zeros(y_len)),
@@ -505,7 +522,6 @@ fn bench_im2col(c: &mut Criterion) {
             );
         }
     }
-    group.finish();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -688,22 +704,80 @@ fn inception_concat(block: &Inception, branches: &mut [CpuBuffer; 4], joined: &m
     }
 }
 
-fn bench_elementwise(c: &mut Criterion) {
+/// The four Winograd tile transforms of a stride-1 square convolution computed as F(m x m,
+/// k x k) (tile side a = m + k - 1), over the whole batch. The transforms' values do not change
+/// the work, so random ones stand in for the real matrices.
+fn bench_winograd_layer(group: &mut Group, layer: &Conv, m: usize) {
+    let geo = layer.geo();
+    let a = m + layer.k - 1;
+    let tiles =
+        ConvGeometry::new(N, layer.c_in, layer.hw, layer.hw, 1, Window::square(a, m, layer.pad)).unwrap();
+    let out = ConvGeometry::new(N, layer.c_out, geo.out_h, geo.out_w, 1, Window::square(m, m, 0)).unwrap();
+    assert_eq!(tiles.out_h * m, geo.out_h, "{}: F({m}) tiles must cover the output", layer.name);
+    let x_len = N * layer.c_in * layer.hw * layer.hw;
+    let v_len = a * a * layer.c_in * N * tiles.col_cols();
+    let y_len = N * layer.c_out * geo.out_h * geo.out_w;
+    let points_len = a * a * layer.c_out * N * out.col_cols();
+    let (bt, at) = (values(a * a, 51), values(m * a, 52));
+    let id = |kernel: &str| BenchmarkId::new(kernel, format!("{}_f{m}", layer.id()));
+    let (tiles_in, tiles_out) = (|| (buf(x_len, 53), zeros(v_len)), bytes(x_len + v_len));
+    bench(group, id("winograd_tiles"), tiles_out.clone(), tiles_in, |(x, v)| {
+        Cpu.winograd_tiles(x, &tiles, 0, N, &bt, v).unwrap()
+    });
+    bench(group, id("winograd_tiles_backward"), tiles_out, tiles_in, |(dx, dv)| {
+        Cpu.winograd_tiles_backward(dv, &tiles, 0, N, &bt, dx).unwrap()
+    });
+    let (untile_in, untile_out) = (|| (buf(points_len, 54), zeros(y_len)), bytes(points_len + y_len));
+    bench(group, id("winograd_untile"), untile_out.clone(), untile_in, |(points, y)| {
+        Cpu.winograd_untile(points, &out, 0, N, &at, y).unwrap()
+    });
+    bench(group, id("winograd_untile_backward"), untile_out, untile_in, |(dm, dy)| {
+        Cpu.winograd_untile_backward(dy, &out, 0, N, &at, dm).unwrap()
+    });
+}
+
+fn bench_winograd(c: &mut Criterion) {
+    let (nin, gn) = (nin(), googlenet());
+    let mut group = c.benchmark_group("winograd_gbps");
+    // NiN conv3 (3x3 at 12x12) and GoogLeNet b2 (3x3 at 24x24) as F(4x4, 3x3); NiN conv2
+    // (5x5 at 26x26) as F(2x2, 5x5).
+    bench_winograd_layer(&mut group, &nin.convs[2], 4);
+    bench_winograd_layer(&mut group, &gn.b2_3x3, 4);
+    bench_winograd_layer(&mut group, &nin.convs[1], 2);
+    group.finish();
+}
+
+fn bench_bias(c: &mut Criterion) {
     let gn = googlenet();
-    let mut group = c.benchmark_group("elementwise_gbps");
-    // Bias: NiN conv1's output (96 channels of 2916) and GoogLeNet 5b's 1x1 output (384 of 9).
+    let mut group = c.benchmark_group("bias_gbps");
+    // NiN conv1's output (96 channels of 2916) and GoogLeNet 5b's 1x1 output (384 of 9).
     let gn_5b_1x1_out = Act { name: "googlenet_5b_1x1_out", c: gn.i5b.c1, hw: gn.i5b.hw };
     for act in [NIN_CONV1_OUT, gn_5b_1x1_out] {
         let (len, ch, inner) = (act.len(), act.c, act.hw * act.hw);
-        let inputs = || (buf(len, 31), buf(ch, 32), zeros(ch));
+        // (y or dy, bias, dbias, dz)
+        let inputs = || (buf(len, 31), buf(ch, 32), zeros(ch), zeros(len));
         let id = |kernel: &str| BenchmarkId::new(kernel, act.id());
-        bench(&mut group, id("add_bias"), bytes(2 * len + ch), inputs, |(y, b, _)| {
+        bench(&mut group, id("add_bias"), bytes(2 * len + ch), inputs, |(y, b, _, _)| {
             Cpu.add_bias(y, b, N, ch, inner).unwrap()
         });
-        bench(&mut group, id("bias_grad"), bytes(len + ch), inputs, |(dy, _, db)| {
+        bench(&mut group, id("bias_grad"), bytes(len + ch), inputs, |(dy, _, db, _)| {
             Cpu.bias_grad(dy, N, ch, inner, db).unwrap()
         });
+        bench(&mut group, id("bias_relu"), bytes(2 * len + ch), inputs, |(y, b, _, _)| {
+            Cpu.bias_relu(y, Some(b), N, ch, inner).unwrap()
+        });
+        // y doubles as dy: the mask and the sum read the same amount either way.
+        bench(&mut group, id("bias_relu_backward"), bytes(3 * len + ch), inputs, |(y, _, db, dz)| {
+            Cpu.bias_relu_backward(y, y, dz, Some(db), N, ch, inner).unwrap()
+        });
     }
+    group.finish();
+}
+
+fn bench_elementwise(c: &mut Criterion) {
+    let gn = googlenet();
+    let mut group = c.benchmark_group("elementwise_gbps");
+    bench_transpose_blocks(&mut group);
     // Inception joins: four copy_channels calls move the whole output once each way.
     for block in [gn.i3a, gn.i5b] {
         let len = N * block.out_channels() * block.hw * block.hw;
@@ -809,6 +883,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_gemm, bench_im2col, bench_conv, bench_conv1x1, bench_pool, bench_activation, bench_elementwise, bench_loss, bench_optim
+    targets = bench_gemm, bench_im2col, bench_winograd, bench_conv, bench_conv1x1, bench_pool, bench_activation, bench_bias, bench_elementwise, bench_loss, bench_optim
 }
 criterion_main!(benches);

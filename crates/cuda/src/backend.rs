@@ -1,8 +1,8 @@
 //! `impl Backend for Cuda`: each method checks its buffers, then launches the kernel of the same
 //! name from `kernels/`. Everything stays on the device; only `from_slice` and `to_vec` copy.
+use crate::allocator::{Allocator, Buffer};
 use crate::device;
 use crate::kernels::MODULES;
-use crate::pool::{Buffer, Pool};
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
@@ -16,10 +16,10 @@ struct Inner {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     functions: HashMap<&'static str, CudaFunction>,
-    pool: Arc<Pool>,
+    allocator: Arc<Allocator>,
 }
 
-/// One GPU. Cloning shares the context, stream, kernels and memory pool.
+/// One GPU. Cloning shares the context, stream, kernels and memory allocator.
 #[derive(Clone)]
 pub struct Cuda {
     inner: Arc<Inner>,
@@ -103,8 +103,8 @@ impl Cuda {
                 functions.insert(*name, f);
             }
         }
-        let pool = Pool::new(stream.clone(), format!("cuda:{ordinal} ({device_name})"));
-        Ok(Cuda { inner: Arc::new(Inner { ordinal, device_name, ctx, stream, functions, pool }) })
+        let allocator = Allocator::new(stream.clone(), format!("cuda:{ordinal} ({device_name})"));
+        Ok(Cuda { inner: Arc::new(Inner { ordinal, device_name, ctx, stream, functions, allocator }) })
     }
 
     /// The GPU's name as the driver reports it.
@@ -122,9 +122,9 @@ impl Cuda {
         &self.inner.stream
     }
 
-    /// Bytes of device memory the pool keeps for reuse.
+    /// Bytes of device memory the allocator keeps for reuse.
     pub fn cached_bytes(&self) -> usize {
-        self.inner.pool.cached_bytes()
+        self.inner.allocator.cached_bytes()
     }
 
     fn function(&self, name: &'static str) -> Result<&CudaFunction> {
@@ -219,15 +219,15 @@ impl Backend for Cuda {
     }
 
     fn zeros(&self, len: usize) -> Result<Buffer> {
-        let mut b = self.inner.pool.take(len)?;
+        let mut b = self.inner.allocator.take(len)?;
         self.fill(&mut b, 0.0)?;
         Ok(b)
     }
     fn uninit(&self, len: usize) -> Result<Buffer> {
-        self.inner.pool.take(len)
+        self.inner.allocator.take(len)
     }
     fn from_slice(&self, data: &[f32]) -> Result<Buffer> {
-        let mut b = self.inner.pool.take(data.len())?;
+        let mut b = self.inner.allocator.take(data.len())?;
         if !data.is_empty() {
             self.inner
                 .stream
@@ -249,7 +249,7 @@ impl Backend for Cuda {
         s.len()
     }
     fn copy(&self, src: &Buffer) -> Result<Buffer> {
-        let mut b = self.inner.pool.take(src.len())?;
+        let mut b = self.inner.allocator.take(src.len())?;
         if !src.is_empty() {
             self.inner
                 .stream

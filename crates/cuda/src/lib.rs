@@ -4,10 +4,10 @@
 //! here, so users need an NVIDIA driver but no CUDA toolkit. The driver library is loaded at run
 //! time: this crate builds, and its callers run, on machines without CUDA; `Cuda::new` then
 //! returns an error that says what is missing.
+mod allocator;
 mod backend;
 mod device;
 mod kernels;
-mod pool;
 
 pub use backend::Cuda;
 pub use device::probe;

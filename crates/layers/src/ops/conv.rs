@@ -7,6 +7,7 @@
 //! Stride-1 3x3 and 5x5 kernels whose output sides fit its tiles go through Winograd's
 //! algorithm (`winograd.rs`), which needs 2.25-4x fewer multiplies.
 use super::winograd::Winograd;
+use super::ConvGrads;
 use autograd::Var;
 use tensor::{bail, Backend, ConvGeometry, Gemm, Result, Tensor, Window};
 
@@ -384,9 +385,6 @@ fn forward<B: Backend>(
     }
     Ok(ys)
 }
-
-/// The input and weight gradients, each present only if it was asked for.
-pub(super) type ConvGrads<B> = (Option<Tensor<B>>, Option<Tensor<B>>);
 
 /// Gradients of the input and of the stacked weight (as `forward`), each only if wanted, from
 /// every output's gradient; a chunk's columns and its gathered output gradients serve both.

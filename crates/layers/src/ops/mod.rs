@@ -14,3 +14,10 @@ pub use conv::{conv2d, conv2d_relu, conv2d_relu_shared, conv2d_with, ConvAlgo};
 pub use linear::{flatten, linear};
 pub use loss::cross_entropy;
 pub use pool::{avg_pool2d, global_avg_pool2d, max_pool2d};
+
+use tensor::Tensor;
+
+/// A convolution's backward results: the input's and the weights' gradients, each when asked.
+/// Here rather than in `conv.rs` so that `winograd.rs`, which `conv.rs` calls, needs nothing
+/// from it.
+type ConvGrads<B> = (Option<Tensor<B>>, Option<Tensor<B>>);

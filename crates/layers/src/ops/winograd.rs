@@ -13,7 +13,7 @@
 //!
 //! The backward pass is the exact adjoint of each of these linear steps, so its gradients are
 //! those of the function computed (no flipped-kernel convolution, no second approximation).
-use super::conv::ConvGrads;
+use super::ConvGrads;
 use tensor::winograd::kronecker;
 use tensor::{Backend, ConvGeometry, Gemm, Result, Tensor, Window};
 

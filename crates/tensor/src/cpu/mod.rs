@@ -16,12 +16,14 @@
 //! ```compile_fail
 //! use tensor::cpu::pool::max_pool2d_forward;
 //! ```
+mod activation;
+mod bias;
 mod buffer;
-mod conv;
 mod elementwise;
 mod gemm;
 #[cfg(target_arch = "x86_64")]
 mod gemm_avx512;
+mod im2col;
 mod loss;
 mod optim;
 mod pool;
@@ -81,7 +83,7 @@ impl Backend for Cpu {
         cols: &mut CpuBuffer,
     ) -> Result<()> {
         checks::unfold("im2col", geo, first, count, x.len(), cols.len())?;
-        conv::im2col(x, geo, first, count, cols);
+        im2col::im2col(x, geo, first, count, cols);
         Ok(())
     }
     fn col2im(
@@ -93,7 +95,7 @@ impl Backend for Cpu {
         dx: &mut CpuBuffer,
     ) -> Result<()> {
         checks::unfold("col2im", geo, first, count, dx.len(), cols.len())?;
-        conv::col2im(cols, geo, first, count, dx);
+        im2col::col2im(cols, geo, first, count, dx);
         Ok(())
     }
     fn winograd_tiles(
@@ -184,7 +186,7 @@ impl Backend for Cpu {
         dst_offset: usize,
     ) -> Result<()> {
         checks::transpose_blocks(src.len(), src_offset, rows, cols, block, dst.len(), dst_offset)?;
-        conv::transpose_blocks(&src[src_offset..], rows, cols, block, &mut dst[dst_offset..]);
+        elementwise::transpose_blocks(&src[src_offset..], rows, cols, block, &mut dst[dst_offset..]);
         Ok(())
     }
     fn add_bias(
@@ -196,7 +198,7 @@ impl Backend for Cpu {
         inner: usize,
     ) -> Result<()> {
         checks::bias("add_bias", y.len(), bias.len(), outer, channels, inner)?;
-        conv::add_bias(&mut y[..outer * channels * inner], bias, channels, inner);
+        bias::add_bias(&mut y[..outer * channels * inner], bias, channels, inner);
         Ok(())
     }
     fn bias_grad(
@@ -208,7 +210,7 @@ impl Backend for Cpu {
         dbias: &mut CpuBuffer,
     ) -> Result<()> {
         checks::bias("bias_grad", dy.len(), dbias.len(), outer, channels, inner)?;
-        conv::bias_grad(dy, outer, channels, inner, dbias);
+        bias::bias_grad(dy, outer, channels, inner, dbias);
         Ok(())
     }
     fn bias_relu(
@@ -220,7 +222,7 @@ impl Backend for Cpu {
         inner: usize,
     ) -> Result<()> {
         checks::bias("bias_relu", y.len(), bias.map_or(channels, |b| b.len()), outer, channels, inner)?;
-        conv::bias_relu(&mut y[..outer * channels * inner], bias.map(|b| &b[..channels]), channels, inner);
+        bias::bias_relu(&mut y[..outer * channels * inner], bias.map(|b| &b[..channels]), channels, inner);
         Ok(())
     }
     #[allow(clippy::too_many_arguments)]
@@ -243,7 +245,7 @@ impl Backend for Cpu {
             }
             None => None,
         };
-        conv::bias_relu_backward(&y[..len], &dy[..len], &mut dz[..len], dbias, outer, channels, inner);
+        bias::bias_relu_backward(&y[..len], &dy[..len], &mut dz[..len], dbias, outer, channels, inner);
         Ok(())
     }
 
@@ -306,12 +308,12 @@ impl Backend for Cpu {
 
     fn relu_forward(&self, x: &CpuBuffer, y: &mut CpuBuffer) -> Result<()> {
         checks::same_len("relu_forward", x.len(), &[y.len()])?;
-        elementwise::relu_forward(x, y);
+        activation::relu_forward(x, y);
         Ok(())
     }
     fn relu_backward(&self, y: &CpuBuffer, dy: &CpuBuffer, dx: &mut CpuBuffer) -> Result<()> {
         checks::same_len("relu_backward", y.len(), &[dy.len(), dx.len()])?;
-        elementwise::relu_backward(y, dy, dx);
+        activation::relu_backward(y, dy, dx);
         Ok(())
     }
     fn dropout_forward(
@@ -324,7 +326,7 @@ impl Backend for Cpu {
     ) -> Result<()> {
         checks::dropout_probability(p)?;
         checks::same_len("dropout_forward", x.len(), &[y.len(), mask.len()])?;
-        elementwise::dropout_forward(x, p, seed, y, mask);
+        activation::dropout_forward(x, p, seed, y, mask);
         Ok(())
     }
 

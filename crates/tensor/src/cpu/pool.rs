@@ -1,6 +1,6 @@
 //! Max, average and global-average pooling over NCHW planes, one rayon task per plane (several
 //! per task for small max-pool planes).
-use super::conv::valid_range;
+use super::im2col::valid_range;
 use crate::PoolGeometry;
 use rayon::prelude::*;
 
