@@ -17,7 +17,7 @@ extern "C" __global__ void relu_backward(const float* y, const float* dy, float*
 }
 
 // The CPU's counter-based uniform in [0, 1) for element `index` under `seed` (SplitMix64
-// finaliser, crates/tensor/src/cpu/elementwise.rs): the same 64-bit wrapping arithmetic, so every
+// finaliser, crates/tensor/src/cpu/activation.rs): the same 64-bit wrapping arithmetic, so every
 // element draws bit-for-bit what the CPU draws, whatever thread computes it.
 __device__ __forceinline__ float uniform(unsigned long long seed, unsigned long long index)
 {
