@@ -137,14 +137,34 @@ fn cross_entropy_of_uniform_logits_is_ln_10<B: Backend>(b: &B) {
     assert_eq!(correct.item().unwrap(), 1.0);
 }
 
+/// The direct 1x1 path against im2col: values and every gradient, on a small plane (where Auto
+/// would take im2col) and on one large enough for Auto to take the direct path.
 fn pointwise_path_matches_im2col<B: Backend>(b: &B) {
     let mut r = rng(11);
-    let x = Var::constant(tensor(b, &[3, 5, 7, 9], &random(&mut r, 945)));
-    let w = Var::constant(tensor(b, &[6, 5, 1, 1], &random(&mut r, 30)));
-    let bias = Var::constant(tensor(b, &[6], &random(&mut r, 6)));
-    let direct = ops::conv2d_with(&x, &w, Some(&bias), (1, 1), (0, 0), ConvAlgo::Auto).unwrap();
-    let im2col = ops::conv2d_with(&x, &w, Some(&bias), (1, 1), (0, 0), ConvAlgo::Im2col).unwrap();
-    assert_close(&direct.value().to_vec().unwrap(), &im2col.value().to_vec().unwrap(), 1e-5);
+    for (h, w) in [(7, 9), (16, 17)] {
+        let x = param(b, &[3, 5, h, w], &random(&mut r, 15 * h * w));
+        let wt = param(b, &[6, 5, 1, 1], &random(&mut r, 30));
+        let bias = param(b, &[6], &random(&mut r, 6));
+        let dy = tensor(b, &[3, 6, h, w], &random(&mut r, 18 * h * w));
+        let run = |algo| {
+            let y = ops::conv2d_with(&x, &wt, Some(&bias), (1, 1), (0, 0), algo).unwrap();
+            y.backward_with(dy.clone()).unwrap();
+            let grads: Vec<Vec<f32>> =
+                [&x, &wt, &bias].iter().map(|v| v.grad().unwrap().to_vec().unwrap()).collect();
+            [&x, &wt, &bias].iter().for_each(|v| v.zero_grad());
+            (y.value().to_vec().unwrap(), grads)
+        };
+        let (direct, direct_grads) = run(ConvAlgo::Direct);
+        let (im2col, im2col_grads) = run(ConvAlgo::Im2col);
+        assert_close(&direct, &im2col, 1e-5);
+        for (d, i) in direct_grads.iter().zip(&im2col_grads) {
+            assert_close(d, i, 1e-5);
+        }
+    }
+    let x = Var::constant(tensor(b, &[1, 2, 4, 4], &[0.0; 32]));
+    let w3 = Var::constant(tensor(b, &[1, 2, 3, 3], &[0.0; 18]));
+    let e = ops::conv2d_with(&x, &w3, None, (1, 1), (1, 1), ConvAlgo::Direct).unwrap_err().to_string();
+    assert!(e.contains("1x1 kernel") && e.contains("(3, 3)"), "{e}");
 }
 
 /// (batch, channels, height, width, out channels, kernel, padding): output tiles of 4, 3 and 2,

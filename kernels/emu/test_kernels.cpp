@@ -211,6 +211,17 @@ int main() {
             same("transpose_blocks", tdst, tdstr);
         }
     }
+    // Past one grid: a grid capped at 4 blocks over 2^24 + 4099 values makes every thread's
+    // grid-stride loop wrap thousands of times, as 65,535 blocks do on a GPU past 2^24 values.
+    {
+        long long n = (1LL << 24) + 4099;
+        std::vector<float> x(n), y(n, 1.0f);
+        for (long long i = 0; i < n; ++i) x[i] = (float)((i * 2654435761LL) % 1000) / 500.0f - 1.0f;
+        launch(egrid(n, 4), B256, relu_forward, (const float*)x.data(), y.data(), (int)n);
+        long long wrong = 0;
+        for (long long i = 0; i < n; ++i) wrong += y[i] != std::max(x[i], 0.0f);
+        if (wrong) { printf("FAIL relu past one grid: %lld wrong\n", wrong); ++fails; }
+    }
     // loss
     for (auto [n, classes] : std::vector<std::pair<int, int>>{{7, 10}, {300, 10}, {5, 1}, {600, 3}}) {
         auto logits = rties((size_t)n * classes);

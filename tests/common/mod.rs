@@ -1,6 +1,8 @@
 //! Checks written once, generic over the backend, and the macro that instantiates them for
 //! every backend present.
 #![allow(dead_code)]
+pub mod shapes;
+
 use autograd::{no_grad, Var};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -27,16 +29,35 @@ macro_rules! backend_tests {
 
 /// The GPU backend, opened once per test binary, or `None` when there is no usable GPU.
 pub fn gpu() -> Option<&'static cuda::Cuda> {
-    static GPU: std::sync::OnceLock<Option<cuda::Cuda>> = std::sync::OnceLock::new();
-    GPU.get_or_init(|| cuda::Cuda::new(0).ok()).as_ref()
+    gpu_or_why().as_ref().ok()
+}
+
+/// The GPU backend, or the error `Cuda::new` gave (no driver, no device, a kernel module the
+/// driver rejects...).
+fn gpu_or_why() -> &'static std::result::Result<cuda::Cuda, String> {
+    static GPU: std::sync::OnceLock<std::result::Result<cuda::Cuda, String>> = std::sync::OnceLock::new();
+    GPU.get_or_init(|| cuda::Cuda::new(0).map_err(|e| e.to_string()))
+}
+
+/// Whether a missing GPU fails the GPU tests instead of skipping them (`CONVNET_REQUIRE_GPU=1`:
+/// on a GPU machine a broken backend must not pass as "skipped").
+pub fn gpu_required() -> bool {
+    std::env::var("CONVNET_REQUIRE_GPU").is_ok_and(|v| v == "1")
 }
 
 /// Says why a GPU test did not run: once per test binary on the real stderr (libtest captures
-/// `eprintln!`, and a silent skip would read as a pass), and in the test's own output.
+/// `eprintln!`, and a silent skip would read as a pass), and in the test's own output. Under
+/// `CONVNET_REQUIRE_GPU=1` it fails the test with that reason instead.
 pub fn skip_gpu(test: &str) {
     use std::io::Write;
     static ONCE: std::sync::Once = std::sync::Once::new();
-    let why = cuda::probe().unwrap_or_else(|| "the GPU backend failed to start".into());
+    let why = match gpu_or_why() {
+        Err(e) => e.clone(),
+        Ok(_) => "the GPU backend started, but this test found none".into(),
+    };
+    if gpu_required() {
+        panic!("cuda::{test}: CONVNET_REQUIRE_GPU=1, but the GPU backend did not start: {why}");
+    }
     ONCE.call_once(|| {
         let _ = writeln!(std::io::stderr(), "skipping the cuda:: tests of this binary: {why}");
     });

@@ -38,9 +38,20 @@ macro_rules! launch {
         $( builder.arg($arg); )*
         // SAFETY: the arguments match the kernel's parameters, and the caller's checks bound
         // every index the kernel forms for these sizes within its buffers (see the macro's doc).
-        unsafe { builder.launch(cfg) }.map(|_| ()).map_err(|e| Error::Device(format!("kernel {} failed: {e}", $name)))
+        let launched = unsafe { builder.launch(cfg) };
+        $self.launched($name, &cfg, launched)
     }};
 }
+
+/// `CONVNET_SYNC=1`: wait for every kernel as it is launched, so that a fault is reported by
+/// the launch that caused it (kernel name and geometry) rather than by the next copy.
+fn sync_each_launch() -> bool {
+    static SYNC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SYNC.get_or_init(|| std::env::var("CONVNET_SYNC").is_ok_and(|v| v == "1"))
+}
+
+/// What a failure surfacing at a copy or a synchronisation means, for its message.
+const EARLIER_FAULT: &str = "an earlier kernel may have faulted; CONVNET_SYNC=1 names it";
 
 /// A size as the kernels' `int`, or an error for tensors beyond 2^31 values.
 fn int(what: &str, v: usize) -> Result<i32> {
@@ -114,7 +125,10 @@ impl Cuda {
 
     /// Waits for every queued kernel (for timing).
     pub fn synchronize(&self) -> Result<()> {
-        self.inner.stream.synchronize().map_err(|e| Error::Device(format!("synchronize: {e}")))
+        self.inner
+            .stream
+            .synchronize()
+            .map_err(|e| Error::Device(format!("synchronize: {e} ({EARLIER_FAULT})")))
     }
 
     /// The stream every kernel runs on (for timing with events).
@@ -169,11 +183,32 @@ impl Cuda {
         for v in sizes {
             builder.arg(v);
         }
+        let cfg = elementwise(total);
         // SAFETY: the pooling and im2col kernels take (inputs, outputs, int sizes) in that
         // order, and the callers checked each buffer against the sizes (tensor::checks).
-        unsafe { builder.launch(elementwise(total)) }
-            .map(|_| ())
-            .map_err(|e| Error::Device(format!("kernel {name} failed: {e}")))
+        let launched = unsafe { builder.launch(cfg) };
+        self.launched(name, &cfg, launched)
+    }
+
+    /// A launch's outcome as this crate's error, naming the kernel and its geometry; with
+    /// `CONVNET_SYNC=1`, after waiting for the kernel to finish.
+    fn launched<T>(
+        &self,
+        name: &str,
+        cfg: &LaunchConfig,
+        launched: std::result::Result<T, cudarc::driver::DriverError>,
+    ) -> Result<()> {
+        let fail = |e: &dyn std::fmt::Display| {
+            Error::Device(format!(
+                "kernel {name} (grid {:?}, block {:?}, {} bytes of shared memory) failed: {e}",
+                cfg.grid_dim, cfg.block_dim, cfg.shared_mem_bytes
+            ))
+        };
+        launched.map_err(|e| fail(&e))?;
+        if sync_each_launch() {
+            self.inner.stream.synchronize().map_err(|e| fail(&e))?;
+        }
+        Ok(())
     }
 
     /// The loss kernels index each row by its label: the labels are read back (n values, one
@@ -183,11 +218,10 @@ impl Cuda {
         if n == 0 {
             return Ok(());
         }
-        let host = self
-            .inner
-            .stream
-            .clone_dtoh(&labels.slice().slice(..n))
-            .map_err(|e| Error::Device(format!("{op}: reading back {n} labels: {e}")))?;
+        let host =
+            self.inner.stream.clone_dtoh(&labels.slice().slice(..n)).map_err(|e| {
+                Error::Device(format!("{op}: reading back {n} labels: {e} ({EARLIER_FAULT})"))
+            })?;
         checks::labels(op, &host, n, classes)
     }
 
@@ -229,10 +263,9 @@ impl Backend for Cuda {
     fn from_slice(&self, data: &[f32]) -> Result<Buffer> {
         let mut b = self.inner.allocator.take(data.len())?;
         if !data.is_empty() {
-            self.inner
-                .stream
-                .memcpy_htod(data, b.slice_mut())
-                .map_err(|e| Error::Device(format!("upload of {} values: {e}", data.len())))?;
+            self.inner.stream.memcpy_htod(data, b.slice_mut()).map_err(|e| {
+                Error::Device(format!("upload of {} values: {e} ({EARLIER_FAULT})", data.len()))
+            })?;
         }
         Ok(b)
     }
@@ -243,7 +276,7 @@ impl Backend for Cuda {
         self.inner
             .stream
             .clone_dtoh(src.slice())
-            .map_err(|e| Error::Device(format!("download of {} values: {e}", src.len())))
+            .map_err(|e| Error::Device(format!("download of {} values: {e} ({EARLIER_FAULT})", src.len())))
     }
     fn storage_len(&self, s: &Buffer) -> usize {
         s.len()
@@ -251,10 +284,9 @@ impl Backend for Cuda {
     fn copy(&self, src: &Buffer) -> Result<Buffer> {
         let mut b = self.inner.allocator.take(src.len())?;
         if !src.is_empty() {
-            self.inner
-                .stream
-                .memcpy_dtod(src.slice(), b.slice_mut())
-                .map_err(|e| Error::Device(format!("device copy: {e}")))?;
+            self.inner.stream.memcpy_dtod(src.slice(), b.slice_mut()).map_err(|e| {
+                Error::Device(format!("device copy of {} values: {e} ({EARLIER_FAULT})", src.len()))
+            })?;
         }
         Ok(b)
     }

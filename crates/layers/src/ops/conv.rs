@@ -23,6 +23,9 @@ pub enum ConvAlgo {
     Auto,
     /// Always im2col (the reference the other paths are tested against).
     Im2col,
+    /// The direct product over the NCHW input, an error unless the kernel is 1x1, stride 1, no
+    /// padding (what Auto takes for such kernels on planes of 256 values or more).
+    Direct,
     /// Winograd's algorithm, an error where it does not apply (see `winograd::output_tile`).
     Winograd,
 }
@@ -49,6 +52,15 @@ impl<B: Backend> Plan<B> {
         let wide = geo.c_in >= WINOGRAD_MIN_CHANNELS && geo.c_out >= WINOGRAD_MIN_CHANNELS && !winograd_off();
         match algo {
             ConvAlgo::Im2col => Ok(Plan::Im2col),
+            ConvAlgo::Direct if geo.is_pointwise() => Ok(Plan::Direct),
+            ConvAlgo::Direct => bail!(
+                InvalidArgument,
+                "conv2d: the direct path needs a 1x1 kernel, stride 1 and no padding; got kernel {:?}, \
+                 stride {:?}, padding {:?}",
+                geo.window.kernel,
+                geo.window.stride,
+                geo.window.padding
+            ),
             ConvAlgo::Winograd => match Winograd::new(backend, geo)? {
                 Some(w) => Ok(Plan::Winograd(Box::new(w))),
                 None => bail!(
