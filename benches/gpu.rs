@@ -1,15 +1,57 @@
-//! GPU timings with CUDA events after warm-up (median of many runs): SGEMM at the NiN and
-//! GoogLeNet layer shapes next to cuBLAS on the same shapes (cuBLAS is only the yardstick), the
-//! memory-bound kernels, and end-to-end training images/s. Prints a skip reason without a GPU.
+//! GPU timings with CUDA events (median of timed runs after warm-up): our SGEMM on every product
+//! of NiN@224 and GoogLeNet@96 at batch 128 (forward, input gradient, batch-summed weight
+//! gradient: `tests/common/shapes.rs`), the memory-bound kernels at NiN's batch-128 sizes, and
+//! the training step's images/s. It needs no cuBLAS: the yardstick is PyTorch on the same GPU,
+//! `tools/torch_gpu_reference.py`, which times `torch.matmul` (TF32 off and on) and cuDNN at the
+//! shapes `--shapes` writes. Without a GPU it says why and exits 0 (1 under
+//! `CONVNET_REQUIRE_GPU=1`).
 //!
-//! `cargo bench --bench gpu`
+//! ```text
+//! cargo bench --bench gpu                          # tables on stdout
+//! cargo bench --bench gpu -- --json FILE           # and every figure as JSON
+//! cargo bench --bench gpu -- --shapes FILE         # only the shapes, as JSON (no GPU needed)
+//! cargo bench --bench gpu -- --quick               # fewer runs (a first look)
+//! ```
+#[path = "../tests/common/shapes.rs"]
+mod shapes;
+
 use autograd::Var;
-use cuda::Cuda;
-use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm as _, GemmConfig, StridedBatchedConfig};
+use cuda::{Cuda, DeviceInfo};
 use cudarc::driver::sys::CUevent_flags;
 use layers::{ops, Mode, Module, Optimizer, Sgd, WeightInit};
 use models::ModelKind;
-use tensor::{Backend, ConvGeometry, Gemm, PoolGeometry, Tensor, Window};
+use shapes::{distinct_products, googlenet, nin, Layer};
+use std::fmt::Write as _;
+use tensor::{Backend, Gemm, PoolGeometry, SgdStep, Tensor, Window};
+
+const BATCH: usize = 128;
+
+struct Options {
+    json: Option<String>,
+    shapes: Option<String>,
+    quick: bool,
+}
+
+fn options() -> Result<Options, String> {
+    let mut o = Options { json: None, shapes: None, quick: false };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--json" => o.json = Some(args.next().ok_or("--json needs a file")?),
+            "--shapes" => o.shapes = Some(args.next().ok_or("--shapes needs a file")?),
+            "--quick" => o.quick = true,
+            // What `cargo bench` passes to every bench binary.
+            "--bench" => {}
+            other => return Err(format!("unknown argument {other:?} (--json FILE, --shapes FILE, --quick)")),
+        }
+    }
+    Ok(o)
+}
+
+/// Reproducible values in [-0.5, 0.5), cheap enough for hundreds of millions.
+fn values(n: usize) -> Vec<f32> {
+    (0..n).map(|i| ((i.wrapping_mul(2_654_435_761)) % 1000) as f32 / 1000.0 - 0.5).collect()
+}
 
 /// Median milliseconds of `runs` timed calls of `f`, after `warmup` untimed ones.
 fn median_ms(gpu: &Cuda, warmup: usize, runs: usize, mut f: impl FnMut()) -> f64 {
@@ -25,132 +67,253 @@ fn median_ms(gpu: &Cuda, warmup: usize, runs: usize, mut f: impl FnMut()) -> f64
             start.elapsed_ms(&end).unwrap() as f64
         })
         .collect();
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times.sort_by(|a, b| a.total_cmp(b));
     times[times.len() / 2]
 }
 
-fn random(n: usize) -> Vec<f32> {
-    (0..n).map(|i| ((i * 2_654_435_761usize) % 1000) as f32 / 1000.0 - 0.5).collect()
+fn layout(g: &Gemm) -> &'static str {
+    match (g.trans_a, g.trans_b) {
+        (false, false) => "NN",
+        (false, true) => "NT",
+        (true, false) => "TN",
+        (true, true) => "TT",
+    }
 }
 
-/// Row-major C = A B as cuBLAS sees it: column-major C^T = B^T A^T.
-fn cublas_ms(gpu: &Cuda, blas: &CudaBlas, m: usize, n: usize, k: usize, batch: usize) -> f64 {
-    let a = gpu.from_slice(&random(m * k * batch)).unwrap();
-    let b = gpu.from_slice(&random(k * n * batch)).unwrap();
-    let mut c = gpu.zeros(m * n * batch).unwrap();
-    let gemm = GemmConfig {
-        transa: cublasOperation_t::CUBLAS_OP_N,
-        transb: cublasOperation_t::CUBLAS_OP_N,
-        m: n as i32,
-        n: m as i32,
-        k: k as i32,
-        alpha: 1.0f32,
-        lda: n as i32,
-        ldb: k as i32,
-        beta: 0.0f32,
-        ldc: n as i32,
-    };
-    let cfg = StridedBatchedConfig {
-        gemm,
-        batch_size: batch as i32,
-        stride_a: (k * n) as i64,
-        stride_b: (m * k) as i64,
-        stride_c: (m * n) as i64,
-    };
-    // SAFETY: a, b and c hold batch x (m k, k n, m n) values, as the configuration's sizes and
-    // strides describe them.
-    median_ms(gpu, 3, 20, || unsafe {
-        blas.gemm_strided_batched(cfg, b.slice(), a.slice(), c.slice_mut()).unwrap()
-    })
+/// The shapes as JSON: every product (what `torch.matmul` is timed on) and every convolution
+/// (what cuDNN is timed on).
+fn shapes_json() -> String {
+    let mut s = String::from("{\n  \"batch\": 128,\n  \"products\": [\n");
+    let products = distinct_products(BATCH);
+    for (i, (name, g)) in products.iter().enumerate() {
+        let sep = if i + 1 < products.len() { "," } else { "" };
+        let summed = g.c_stride == 0 && g.batch > 1;
+        writeln!(
+            s,
+            "    {{\"name\": \"{name}\", \"layout\": \"{}\", \"m\": {}, \"n\": {}, \"k\": {}, \"batch\": {}, \
+             \"summed\": {summed}, \"a_shared\": {}, \"flops\": {}}}{sep}",
+            layout(g),
+            g.m,
+            g.n,
+            g.k,
+            g.batch,
+            g.a_stride == 0,
+            g.flops()
+        )
+        .unwrap();
+    }
+    s.push_str("  ],\n  \"convolutions\": [\n");
+    let layers: Vec<Layer> = nin().into_iter().chain(googlenet()).collect();
+    for (i, l) in layers.iter().enumerate() {
+        let sep = if i + 1 < layers.len() { "," } else { "" };
+        writeln!(
+            s,
+            "    {{\"name\": \"{}\", \"c_in\": {}, \"hw\": {}, \"c_out\": {}, \"k\": {}, \"stride\": {}, \"pad\": {}, \
+             \"flops\": {}}}{sep}",
+            l.name,
+            l.c_in,
+            l.hw,
+            l.c_out,
+            l.k,
+            l.stride,
+            l.pad,
+            l.geo(BATCH).flops()
+        )
+        .unwrap();
+    }
+    s.push_str("  ]\n}\n");
+    s
 }
 
-fn ours_ms(gpu: &Cuda, m: usize, n: usize, k: usize, batch: usize) -> f64 {
-    let a = gpu.from_slice(&random(m * k * batch)).unwrap();
-    let b = gpu.from_slice(&random(k * n * batch)).unwrap();
-    let mut c = gpu.zeros(m * n * batch).unwrap();
-    let g =
-        Gemm { batch, a_stride: m * k, b_stride: k * n, c_stride: m * n, ..Gemm::new(false, false, m, n, k) };
-    median_ms(gpu, 3, 20, || gpu.gemm(&g, &a, &b, &mut c).unwrap())
+/// One timed figure, for the tables and the JSON.
+struct Figure {
+    group: &'static str,
+    name: String,
+    ms: f64,
+    /// TFLOP/s for products, GB/s for memory-bound kernels, images/s for steps.
+    rate: f64,
+    unit: &'static str,
 }
 
-fn train_images_per_sec(gpu: &Cuda, kind: ModelKind, resize: usize, batch: usize) -> f64 {
-    let net = models::build(kind, gpu, WeightInit::XavierUniform, 1).unwrap();
-    let mut opt = Sgd::new(net.parameters(), 0.01, 0.0, 0.0);
-    let mut mode = Mode::train(1, 0);
-    let x = Var::constant(
-        Tensor::from_slice(gpu, [batch, 1, resize, resize], &random(batch * resize * resize)).unwrap(),
+fn bench_products(gpu: &Cuda, info: &DeviceInfo, runs: usize, out: &mut Vec<Figure>) {
+    let peak = info.fp32_peak_tflops();
+    println!("\nSGEMM at every product of NiN@224 and GoogLeNet@96, batch {BATCH}");
+    println!(
+        "{:<40} {:>6} {:>22} {:>10} {:>9} {:>8}",
+        "product", "layout", "m x n x k", "ms", "TFLOP/s", "% peak"
     );
-    let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
-    let ms = median_ms(gpu, 2, 7, || {
-        let (loss, _) = ops::cross_entropy(&net.forward(&x, &mut mode).unwrap(), &labels).unwrap();
-        opt.zero_grad();
-        loss.backward().unwrap();
-        opt.step().unwrap();
+    for (name, g) in distinct_products(BATCH) {
+        let (la, lb, lc) = g.required_lengths().unwrap();
+        let (a, b) = (gpu.from_slice(&values(la)).unwrap(), gpu.from_slice(&values(lb)).unwrap());
+        let mut c = gpu.zeros(lc).unwrap();
+        let ms = median_ms(gpu, 2, runs, || gpu.gemm(&g, &a, &b, &mut c).unwrap());
+        let tflops = g.flops() / (ms / 1000.0) / 1e12;
+        let dims = format!("{}x{}x{}{}", g.m, g.n, g.k, if g.c_stride == 0 { " sum" } else { "" });
+        println!(
+            "{name:<40} {:>6} {dims:>22} {ms:>10.3} {tflops:>9.2} {:>7.1}%",
+            layout(&g),
+            100.0 * tflops / peak
+        );
+        out.push(Figure { group: "gemm", name, ms, rate: tflops, unit: "TFLOP/s" });
+    }
+}
+
+fn bench_memory_bound(gpu: &Cuda, runs: usize, out: &mut Vec<Figure>) {
+    println!("\nmemory-bound kernels at NiN's batch-{BATCH} sizes (bytes: inputs + outputs once)");
+    let mut report = |name: &str, bytes: usize, ms: f64| {
+        let gbps = bytes as f64 / (ms / 1000.0) / 1e9;
+        println!("{name:<52} {ms:>10.3} ms {gbps:>8.0} GB/s");
+        out.push(Figure { group: "memory", name: name.into(), ms, rate: gbps, unit: "GB/s" });
+    };
+    // im2col of NiN conv2 over 32 images, and col2im back.
+    let conv2 = &nin()[2];
+    let geo = conv2.geo(BATCH);
+    let x = gpu.from_slice(&values(BATCH * conv2.c_in * conv2.hw * conv2.hw)).unwrap();
+    let cols_len = 32 * geo.col_rows() * geo.col_cols();
+    let mut cols = gpu.zeros(cols_len).unwrap();
+    let x_len = 32 * conv2.c_in * conv2.hw * conv2.hw;
+    let ms = median_ms(gpu, 2, runs, || gpu.im2col(&x, &geo, 0, 32, &mut cols).unwrap());
+    report("im2col nin_conv2, 32 images", 4 * (x_len + cols_len), ms);
+    let mut dx = gpu.zeros(BATCH * conv2.c_in * conv2.hw * conv2.hw).unwrap();
+    let ms = median_ms(gpu, 2, runs, || gpu.col2im(&cols, &geo, 0, 32, &mut dx).unwrap());
+    report("col2im nin_conv2, 32 images", 4 * (x_len + cols_len), ms);
+    // NiN's first pool, 96 x 54 x 54 -> 26 x 26.
+    let pg = PoolGeometry::new(BATCH, 96, 54, 54, Window::square(3, 2, 0)).unwrap();
+    let (ni, no) = (BATCH * 96 * 54 * 54, BATCH * 96 * 26 * 26);
+    let px = gpu.from_slice(&values(ni)).unwrap();
+    let (mut py, mut parg, mut pdx) =
+        (gpu.zeros(no).unwrap(), gpu.zeros(no).unwrap(), gpu.zeros(ni).unwrap());
+    let ms = median_ms(gpu, 2, runs, || gpu.max_pool2d_forward(&px, &pg, &mut py, &mut parg).unwrap());
+    report("max_pool2d_forward 96x54x54 3x3/2", 4 * (ni + 2 * no), ms);
+    let ms = median_ms(gpu, 2, runs, || gpu.max_pool2d_backward(&parg, &py, &pg, &mut pdx).unwrap());
+    report("max_pool2d_backward 96x54x54 3x3/2", 4 * (ni + 2 * no), ms);
+    // NiN conv1's output: bias + ReLU and its backward, ReLU alone, axpy.
+    let (c, inner) = (96, 54 * 54);
+    let len = BATCH * c * inner;
+    let bias = gpu.from_slice(&values(c)).unwrap();
+    let (mut y, dy) = (gpu.from_slice(&values(len)).unwrap(), gpu.from_slice(&values(len)).unwrap());
+    let (mut dz, mut db) = (gpu.zeros(len).unwrap(), gpu.zeros(c).unwrap());
+    let ms = median_ms(gpu, 2, runs, || gpu.bias_relu(&mut y, Some(&bias), BATCH, c, inner).unwrap());
+    report("bias_relu nin_conv1 output", 4 * 2 * len, ms);
+    let ms = median_ms(gpu, 2, runs, || {
+        gpu.bias_relu_backward(&y, &dy, &mut dz, Some(&mut db), BATCH, c, inner).unwrap()
     });
-    batch as f64 / (ms / 1000.0)
+    report("bias_relu_backward nin_conv1 output", 4 * 3 * len, ms);
+    let ms = median_ms(gpu, 2, runs, || gpu.relu_forward(&dy, &mut dz).unwrap());
+    report("relu_forward nin_conv1 output", 4 * 2 * len, ms);
+    let ms = median_ms(gpu, 2, runs, || gpu.axpy(0.5, &dy, &mut dz).unwrap());
+    report("axpy nin_conv1 output", 4 * 3 * len, ms);
+    // The loss and an SGD step over NiN's parameters.
+    let logits = gpu.from_slice(&values(BATCH * 10)).unwrap();
+    let labels = gpu.from_slice(&(0..BATCH).map(|i| (i % 10) as f32).collect::<Vec<_>>()).unwrap();
+    let (mut loss, mut hits) = (gpu.zeros(1).unwrap(), gpu.zeros(1).unwrap());
+    let ms = median_ms(gpu, 2, runs, || {
+        gpu.softmax_cross_entropy_forward(&logits, &labels, BATCH, 10, &mut loss, &mut hits).unwrap()
+    });
+    report("softmax_cross_entropy_forward 128x10", 4 * (BATCH * 11 + 2), ms);
+    let params = 1_992_166;
+    let (mut p, g, mut v) = (
+        gpu.from_slice(&values(params)).unwrap(),
+        gpu.from_slice(&values(params)).unwrap(),
+        gpu.zeros(params).unwrap(),
+    );
+    let hp = SgdStep { lr: 0.01, momentum: 0.9, weight_decay: 5e-4 };
+    let ms = median_ms(gpu, 2, runs, || gpu.sgd_step(&mut p, &g, Some(&mut v), &hp).unwrap());
+    report("sgd_step (momentum) over NiN's 1,992,166 parameters", 4 * 5 * params, ms);
+}
+
+fn bench_steps(gpu: &Cuda, runs: usize, out: &mut Vec<Figure>) {
+    println!("\ntraining step (forward, loss, backward, SGD), images/s");
+    for (kind, resize) in [(ModelKind::Nin, 224), (ModelKind::GoogLeNet, 96)] {
+        for batch in [32, BATCH] {
+            let net = models::build(kind, gpu, WeightInit::XavierUniform, 1).unwrap();
+            let mut opt = Sgd::new(net.parameters(), 0.01, 0.0, 0.0);
+            let mut mode = Mode::train(1, 0);
+            let x = Var::constant(
+                Tensor::from_slice(gpu, [batch, 1, resize, resize], &values(batch * resize * resize))
+                    .unwrap(),
+            );
+            let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
+            let ms = median_ms(gpu, 2, runs.min(7), || {
+                let (loss, _) = ops::cross_entropy(&net.forward(&x, &mut mode).unwrap(), &labels).unwrap();
+                opt.zero_grad();
+                loss.backward().unwrap();
+                opt.step().unwrap();
+            });
+            let ips = batch as f64 / (ms / 1000.0);
+            let name = format!("{kind}@{resize} batch {batch}");
+            println!("{name:<52} {ms:>10.1} ms {ips:>8.0} images/s");
+            out.push(Figure { group: "step", name, ms, rate: ips, unit: "images/s" });
+        }
+    }
+}
+
+fn figures_json(info: &DeviceInfo, figures: &[Figure]) -> String {
+    let mut s = format!(
+        "{{\n  \"device\": \"{}\",\n  \"compute_capability\": \"{}.{}\",\n  \"multiprocessors\": {},\n  \
+         \"clock_mhz\": {},\n  \"fp32_peak_tflops_computed\": {:.2},\n  \"figures\": [\n",
+        info.name,
+        info.compute_capability.0,
+        info.compute_capability.1,
+        info.multiprocessors,
+        info.clock_mhz,
+        info.fp32_peak_tflops()
+    );
+    for (i, f) in figures.iter().enumerate() {
+        let sep = if i + 1 < figures.len() { "," } else { "" };
+        writeln!(
+            s,
+            "    {{\"group\": \"{}\", \"name\": \"{}\", \"ms\": {:.6}, \"rate\": {:.4}, \"unit\": \"{}\"}}{sep}",
+            f.group, f.name, f.ms, f.rate, f.unit
+        )
+        .unwrap();
+    }
+    s.push_str("  ]\n}\n");
+    s
 }
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    let o = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("gpu bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Some(path) = &o.shapes {
+        std::fs::write(path, shapes_json()).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+        println!("wrote the shapes of {} products to {path}", distinct_products(BATCH).len());
+        return;
+    }
     let gpu = match Cuda::new(0) {
         Ok(g) => g,
         Err(e) => {
             println!("skipping the GPU benchmarks: {e}");
-            return;
+            let required = std::env::var("CONVNET_REQUIRE_GPU").is_ok_and(|v| v == "1");
+            std::process::exit(if required { 1 } else { 0 });
         }
     };
-    println!("device: {} ({})", gpu.device_name(), gpu.name());
-    let blas = CudaBlas::new(gpu.stream().clone()).expect("cuBLAS for the reference timings");
-
-    println!("\nSGEMM, batch 128 forward products (row-major, no transposes)");
+    let info = gpu.device_info().unwrap();
     println!(
-        "{:<34} {:>10} {:>10} {:>12} {:>10}",
-        "shape (m x n x k, batch)", "ours ms", "TFLOP/s", "cuBLAS ms", "ratio"
+        "device: {} (compute {}.{}, {} SMs at {} MHz, {:.0} GiB; FP32 peak {:.1} TFLOP/s computed from these)",
+        info.name,
+        info.compute_capability.0,
+        info.compute_capability.1,
+        info.multiprocessors,
+        info.clock_mhz,
+        info.memory_bytes as f64 / (1u64 << 30) as f64,
+        info.fp32_peak_tflops()
     );
-    let shapes = [
-        ("NiN conv1 96x2916x121", 96, 2916, 121, 128),
-        ("NiN 1x1 96x2916x96", 96, 2916, 96, 128),
-        ("NiN conv2 256x676x2400", 256, 676, 2400, 128),
-        ("NiN conv3 384x144x2304", 384, 144, 2304, 128),
-        ("GoogLeNet b2 192x576x576", 192, 576, 576, 128),
-        ("GoogLeNet 4a 3x3 208x36x864", 208, 36, 864, 128),
-        ("square 4096", 4096, 4096, 4096, 1),
-    ];
-    for (name, m, n, k, batch) in shapes {
-        let ours = ours_ms(&gpu, m, n, k, batch);
-        let theirs = cublas_ms(&gpu, &blas, m, n, k, batch);
-        let tflops = 2.0 * (m * n * k * batch) as f64 / (ours / 1000.0) / 1e12;
-        println!("{name:<34} {ours:>10.3} {tflops:>10.2} {theirs:>12.3} {:>10.2}", theirs / ours);
-    }
-
-    println!("\nmemory-bound kernels");
-    let geo = ConvGeometry::new(128, 96, 26, 26, 256, Window::square(5, 1, 2)).unwrap();
-    let x = gpu.from_slice(&random(128 * 96 * 26 * 26)).unwrap();
-    let mut cols = gpu.zeros(32 * geo.col_rows() * geo.col_cols()).unwrap();
-    let ms = median_ms(&gpu, 3, 20, || gpu.im2col(&x, &geo, 0, 32, &mut cols).unwrap());
-    let bytes = (32 * geo.col_rows() * geo.col_cols() * 4) as f64;
-    println!("im2col NiN conv2, 32 images: {ms:.3} ms, {:.0} GB/s written", bytes / (ms / 1000.0) / 1e9);
-    let pgeo = PoolGeometry::new(128, 96, 54, 54, Window::square(3, 2, 0)).unwrap();
-    let px = gpu.from_slice(&random(128 * 96 * 54 * 54)).unwrap();
-    let (mut py, mut parg) = (gpu.zeros(128 * 96 * 26 * 26).unwrap(), gpu.zeros(128 * 96 * 26 * 26).unwrap());
-    let ms = median_ms(&gpu, 3, 20, || gpu.max_pool2d_forward(&px, &pgeo, &mut py, &mut parg).unwrap());
-    println!(
-        "max_pool2d_forward 128x96x54x54 3x3/2: {ms:.3} ms, {:.0} GB/s read",
-        (128 * 96 * 54 * 54 * 4) as f64 / (ms / 1000.0) / 1e9
-    );
-    let logits = gpu.from_slice(&random(128 * 10)).unwrap();
-    let labels = gpu.from_slice(&(0..128).map(|i| (i % 10) as f32).collect::<Vec<_>>()).unwrap();
-    let (mut loss, mut correct) = (gpu.zeros(1).unwrap(), gpu.zeros(1).unwrap());
-    let ms = median_ms(&gpu, 3, 50, || {
-        gpu.softmax_cross_entropy_forward(&logits, &labels, 128, 10, &mut loss, &mut correct).unwrap()
-    });
-    println!("softmax_cross_entropy_forward 128x10: {ms:.4} ms");
-
-    println!("\nend-to-end training step (forward, loss, backward, SGD), batch 128");
-    for (kind, resize) in [(ModelKind::Nin, 224), (ModelKind::GoogLeNet, 96)] {
-        let ips = train_images_per_sec(&gpu, kind, resize, 128);
-        println!("{kind} at {resize}: {ips:.0} images/s");
+    let runs = if o.quick { 3 } else { 10 };
+    let mut figures = Vec::new();
+    bench_products(&gpu, &info, runs, &mut figures);
+    bench_memory_bound(&gpu, runs, &mut figures);
+    bench_steps(&gpu, runs, &mut figures);
+    if let Some(path) = &o.json {
+        std::fs::write(path, figures_json(&info, &figures)).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+        println!("\nwrote {} figures to {path}", figures.len());
     }
 }

@@ -8,7 +8,8 @@ not a dependency of the project.
 
     pip install torch
     python3 tools/pytorch_reference.py                      # CPU, 2 threads, both nets, b32 and b128
-    python3 tools/pytorch_reference.py --device cuda        # cuDNN defaults
+    python3 tools/pytorch_reference.py --device cuda        # cuDNN defaults (TF32 convolutions)
+    python3 tools/pytorch_reference.py --device cuda --tf32 off   # FP32 everywhere
 """
 import argparse
 import statistics
@@ -98,10 +99,17 @@ def main():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--configs", default="nin:224:32,nin:224:128,googlenet:96:32,googlenet:96:128")
+    p.add_argument("--tf32", choices=["default", "on", "off"], default="default",
+                   help="CUDA: TF32 for convolutions and matmuls (default: PyTorch's, on for cuDNN, off for matmul)")
     a = p.parse_args()
+    if a.tf32 != "default":
+        torch.backends.cudnn.allow_tf32 = a.tf32 == "on"
+        torch.backends.cuda.matmul.allow_tf32 = a.tf32 == "on"
     torch.set_num_threads(a.threads)
+    tf32 = (f", TF32 convolutions {torch.backends.cudnn.allow_tf32}, matmul {torch.backends.cuda.matmul.allow_tf32}"
+            if a.device == "cuda" else "")
     print(f"torch {torch.__version__}, device {a.device}, {torch.get_num_threads()} threads, "
-          f"median of {a.steps} steps after {a.warmup} warm-up")
+          f"median of {a.steps} steps after {a.warmup} warm-up{tf32}")
     print(f"{'model':<10} {'input':>5} {'batch':>5} {'images/s':>9}")
     for cfg in a.configs.split(","):
         name, size, batch = cfg.split(":")

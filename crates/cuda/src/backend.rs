@@ -12,11 +12,41 @@ use tensor::{checks, AdamStep, Backend, ConvGeometry, Error, Gemm, PoolGeometry,
 struct Inner {
     ordinal: usize,
     device_name: String,
-    #[allow(dead_code)]
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     functions: HashMap<&'static str, CudaFunction>,
     allocator: Arc<Allocator>,
+}
+
+/// A device's name and the figures that bound its speed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceInfo {
+    pub name: String,
+    /// (major, minor): (9, 0) for an H100 or H200.
+    pub compute_capability: (i32, i32),
+    pub multiprocessors: usize,
+    /// The highest SM clock the driver reports.
+    pub clock_mhz: usize,
+    pub memory_bytes: usize,
+    /// The CUDA version the driver supports, as 1000 * major + 10 * minor.
+    pub driver_cuda_version: i32,
+}
+
+impl DeviceInfo {
+    /// FP32 lanes per multiprocessor: 64 on Volta, Turing and the A100 (sm_80), 128 on later
+    /// parts (sm_86 and up, Hopper included).
+    pub fn fp32_lanes_per_sm(&self) -> usize {
+        match self.compute_capability {
+            (major, _) if major < 8 => 64,
+            (8, 0) => 64,
+            _ => 128,
+        }
+    }
+    /// The FP32 fused-multiply-add peak at the highest clock, in TFLOP/s: computed from the
+    /// attributes, not measured.
+    pub fn fp32_peak_tflops(&self) -> f64 {
+        (self.multiprocessors * self.fp32_lanes_per_sm() * 2) as f64 * self.clock_mhz as f64 * 1e6 / 1e12
+    }
 }
 
 /// One GPU. Cloning shares the context, stream, kernels and memory allocator.
@@ -121,6 +151,33 @@ impl Cuda {
     /// The GPU's name as the driver reports it.
     pub fn device_name(&self) -> &str {
         &self.inner.device_name
+    }
+
+    /// The device's properties that the benchmarks and reports need.
+    pub fn device_info(&self) -> Result<DeviceInfo> {
+        use cudarc::driver::sys::CUdevice_attribute as Attr;
+        let ctx = &self.inner.ctx;
+        let attr = |a: Attr| {
+            ctx.attribute(a)
+                .map(|v| v.max(0) as usize)
+                .map_err(|e| Error::Device(format!("reading device attribute {a:?}: {e}")))
+        };
+        let mut driver = 0i32;
+        // SAFETY: the driver is initialised (this context exists); it writes one int to a live
+        // local.
+        unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut driver) };
+        Ok(DeviceInfo {
+            name: self.inner.device_name.clone(),
+            compute_capability: ctx
+                .compute_capability()
+                .map_err(|e| Error::Device(format!("reading the compute capability: {e}")))?,
+            multiprocessors: attr(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?,
+            clock_mhz: attr(Attr::CU_DEVICE_ATTRIBUTE_CLOCK_RATE)? / 1000,
+            memory_bytes: ctx
+                .total_mem()
+                .map_err(|e| Error::Device(format!("reading the memory size: {e}")))?,
+            driver_cuda_version: driver,
+        })
     }
 
     /// Waits for every queued kernel (for timing).
@@ -736,6 +793,23 @@ mod tests {
     /// Each size a kernel takes as an `int` is checked on its own: the buffers' lengths bound
     /// only products of them (a channel count of 2^32 + 1 with one value per plane once became
     /// 1 in the kernel).
+    /// An H100 SXM's published FP32 peak (132 SMs of 128 lanes at 1980 MHz: 66.9 TFLOP/s), and
+    /// an A100's 64 lanes per SM (108 SMs at 1410 MHz: 19.5).
+    #[test]
+    fn fp32_peak_from_the_attributes() {
+        let h100 = DeviceInfo {
+            name: "H100".into(),
+            compute_capability: (9, 0),
+            multiprocessors: 132,
+            clock_mhz: 1980,
+            memory_bytes: 80 << 30,
+            driver_cuda_version: 13000,
+        };
+        assert!((h100.fp32_peak_tflops() - 66.9).abs() < 0.05, "{}", h100.fp32_peak_tflops());
+        let a100 = DeviceInfo { compute_capability: (8, 0), multiprocessors: 108, clock_mhz: 1410, ..h100 };
+        assert!((a100.fp32_peak_tflops() - 19.5).abs() < 0.05, "{}", a100.fp32_peak_tflops());
+    }
+
     #[test]
     fn copy_channels_sizes_are_checked_one_by_one() {
         assert_eq!(copy_channels_args(4, 1, 6, 2, 3, 2, 5).unwrap(), [4, 1, 6, 2, 3, 2, 5]);

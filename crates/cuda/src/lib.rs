@@ -9,5 +9,5 @@ mod backend;
 mod device;
 mod kernels;
 
-pub use backend::Cuda;
+pub use backend::{Cuda, DeviceInfo};
 pub use device::probe;
