@@ -205,7 +205,7 @@ fn bench_memory_bound(gpu: &Cuda, runs: usize, out: &mut Vec<Figure>) {
     report("axpy nin_conv1 output", 4 * 3 * len, ms);
     // The loss and an SGD step over NiN's parameters.
     let logits = gpu.from_slice(&values(BATCH * 10)).unwrap();
-    let labels = gpu.from_slice(&(0..BATCH).map(|i| (i % 10) as f32).collect::<Vec<_>>()).unwrap();
+    let labels: Vec<usize> = (0..BATCH).map(|i| i % 10).collect();
     let (mut loss, mut hits) = (gpu.zeros(1).unwrap(), gpu.zeros(1).unwrap());
     let ms = median_ms(gpu, 2, runs, || {
         gpu.softmax_cross_entropy_forward(&logits, &labels, BATCH, 10, &mut loss, &mut hits).unwrap()

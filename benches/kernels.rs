@@ -812,16 +812,8 @@ fn bench_loss(c: &mut Criterion) {
     let (n, classes) = (N, 10);
     let len = n * classes;
     let mut group = c.benchmark_group("loss_gbps");
-    let inputs = || {
-        let labels: Vec<f32> = (0..n).map(|i| (i % classes) as f32).collect();
-        (
-            buf(len, 51),
-            Cpu.from_slice(&labels).unwrap(),
-            Cpu.from_slice(&[1.0, 0.0]).unwrap(),
-            zeros(1),
-            zeros(len),
-        )
-    };
+    let labels: Vec<usize> = (0..n).map(|i| i % classes).collect();
+    let inputs = || (buf(len, 51), &labels, Cpu.from_slice(&[1.0, 0.0]).unwrap(), zeros(1), zeros(len));
     let id = |kernel: &str| BenchmarkId::new(kernel, format!("n{n}_classes{classes}"));
     bench(
         &mut group,

@@ -222,19 +222,18 @@ fn softmax_cross_entropy() {
         let mut r = rng(45);
         for &(n, classes) in &[(1, 10), (7, 10), (300, 13)] {
             let logits: Vec<f32> = random(&mut r, n * classes).iter().map(|v| v * 8.0).collect();
-            let labels: Vec<f32> = (0..n).map(|i| ((i * 7) % classes) as f32).collect();
+            let y: Vec<usize> = (0..n).map(|i| (i * 7) % classes).collect();
             let (l, gl) = p.up(&logits);
-            let (y, gy) = p.up(&labels);
             let (mut loss, mut gloss) = p.up(&[0.0]);
             let (mut cor, mut gcor) = p.up(&[0.0]);
             Cpu.softmax_cross_entropy_forward(&l, &y, n, classes, &mut loss, &mut cor).unwrap();
-            p.gpu.softmax_cross_entropy_forward(&gl, &gy, n, classes, &mut gloss, &mut gcor).unwrap();
+            p.gpu.softmax_cross_entropy_forward(&gl, &y, n, classes, &mut gloss, &mut gcor).unwrap();
             close("cross-entropy loss", &loss, &p.down(&gloss), TIGHT);
             close("correct count", &cor, &p.down(&gcor), 0.0);
             let (d, gd) = p.up(&[0.7]);
             let (mut dl, mut gdl) = p.up(&vec![0.0; n * classes]);
             Cpu.softmax_cross_entropy_backward(&l, &y, n, classes, &d, &mut dl).unwrap();
-            p.gpu.softmax_cross_entropy_backward(&gl, &gy, n, classes, &gd, &mut gdl).unwrap();
+            p.gpu.softmax_cross_entropy_backward(&gl, &y, n, classes, &gd, &mut gdl).unwrap();
             close("cross-entropy backward", &dl, &p.down(&gdl), TIGHT);
         }
     });

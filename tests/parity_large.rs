@@ -289,19 +289,19 @@ fn bias_and_loss_at_nin_sizes<G: Backend>(gpu: &G) {
     // The loss at batch 128 and at 70,001 rows (past one block's stride).
     for n in [BATCH, 70_001] {
         let logits = values(n * 10, 50);
-        let labels: Vec<f32> = (0..n).map(|i| ((i * 7) % 10) as f32).collect();
+        let labels: Vec<usize> = (0..n).map(|i| (i * 7) % 10).collect();
         let (cl, gl) = (Cpu.from_slice(&logits).unwrap(), gpu.from_slice(&logits).unwrap());
-        let (clab, glab) = (Cpu.from_slice(&labels).unwrap(), gpu.from_slice(&labels).unwrap());
+        let (clab, glab) = (&labels, &labels);
         let (mut loss, mut hits) = (Cpu.zeros(1).unwrap(), Cpu.zeros(1).unwrap());
         let (mut gloss, mut ghits) = (gpu.zeros(1).unwrap(), gpu.zeros(1).unwrap());
-        Cpu.softmax_cross_entropy_forward(&cl, &clab, n, 10, &mut loss, &mut hits).unwrap();
-        gpu.softmax_cross_entropy_forward(&gl, &glab, n, 10, &mut gloss, &mut ghits).unwrap();
+        Cpu.softmax_cross_entropy_forward(&cl, clab, n, 10, &mut loss, &mut hits).unwrap();
+        gpu.softmax_cross_entropy_forward(&gl, glab, n, 10, &mut gloss, &mut ghits).unwrap();
         near(&format!("loss, {n} rows"), &loss, &down(gpu, &gloss), 1e-5);
         exact(&format!("correct, {n} rows"), &hits, &down(gpu, &ghits));
         let (mut d, mut gd) = (Cpu.zeros(n * 10).unwrap(), gpu.zeros(n * 10).unwrap());
         let (one, gone) = (Cpu.from_slice(&[1.0]).unwrap(), gpu.from_slice(&[1.0]).unwrap());
-        Cpu.softmax_cross_entropy_backward(&cl, &clab, n, 10, &one, &mut d).unwrap();
-        gpu.softmax_cross_entropy_backward(&gl, &glab, n, 10, &gone, &mut gd).unwrap();
+        Cpu.softmax_cross_entropy_backward(&cl, clab, n, 10, &one, &mut d).unwrap();
+        gpu.softmax_cross_entropy_backward(&gl, glab, n, 10, &gone, &mut gd).unwrap();
         near(&format!("loss backward, {n} rows"), &d, &down(gpu, &gd), 1e-5);
     }
 }

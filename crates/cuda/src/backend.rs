@@ -268,18 +268,17 @@ impl Cuda {
         Ok(())
     }
 
-    /// The loss kernels index each row by its label: the labels are read back (n values, one
-    /// synchronisation; the training loop reads the loss every step anyway) and checked on the
-    /// host, so no kernel ever indexes outside its row.
-    fn check_labels(&self, op: &str, labels: &Buffer, n: usize, classes: usize) -> Result<()> {
-        if n == 0 {
-            return Ok(());
+    /// The first `n` labels (already checked against the classes on the host) on the device, as
+    /// the f32 the loss kernels read: exact, as the classes are checked to be at most 2^24. The
+    /// upload needs no synchronisation with the kernels queued before it.
+    fn labels_on_device(&self, op: &str, labels: &[usize], n: usize, classes: usize) -> Result<Buffer> {
+        if classes > 1 << 24 {
+            return Err(Error::InvalidArgument(format!(
+                "{op}: {classes} classes; the CUDA loss kernels take at most 2^24 (labels travel as f32)"
+            )));
         }
-        let host =
-            self.inner.stream.clone_dtoh(&labels.slice().slice(..n)).map_err(|e| {
-                Error::Device(format!("{op}: reading back {n} labels: {e} ({EARLIER_FAULT})"))
-            })?;
-        checks::labels(op, &host, n, classes)
+        let as_f32: Vec<f32> = labels[..n].iter().map(|&l| l as f32).collect();
+        self.from_slice(&as_f32)
     }
 
     fn conv_args(geo: &ConvGeometry, first: usize, count: usize) -> Result<[i32; 13]> {
@@ -606,7 +605,7 @@ impl Backend for Cuda {
     fn softmax_cross_entropy_forward(
         &self,
         logits: &Buffer,
-        labels: &Buffer,
+        labels: &[usize],
         n: usize,
         classes: usize,
         loss: &mut Buffer,
@@ -617,10 +616,10 @@ impl Backend for Cuda {
             n,
             classes,
             &[logits.len()],
-            labels.len(),
+            labels,
             &[loss.len(), correct.len()],
         )?;
-        self.check_labels("softmax_cross_entropy_forward", labels, n, classes)?;
+        let labels = self.labels_on_device("softmax_cross_entropy_forward", labels, n, classes)?;
         let (ni, ci) = (int("n", n)?, int("classes", classes)?);
         launch!(
             self,
@@ -637,7 +636,7 @@ impl Backend for Cuda {
     fn softmax_cross_entropy_backward(
         &self,
         logits: &Buffer,
-        labels: &Buffer,
+        labels: &[usize],
         n: usize,
         classes: usize,
         dloss: &Buffer,
@@ -648,10 +647,10 @@ impl Backend for Cuda {
             n,
             classes,
             &[logits.len(), dlogits.len()],
-            labels.len(),
+            labels,
             &[dloss.len()],
         )?;
-        self.check_labels("softmax_cross_entropy_backward", labels, n, classes)?;
+        let labels = self.labels_on_device("softmax_cross_entropy_backward", labels, n, classes)?;
         let (ni, ci) = (int("n", n)?, int("classes", classes)?);
         launch!(
             self,

@@ -328,23 +328,24 @@ pub trait Backend: Clone + Send + Sync + 'static {
     ) -> Result<()>;
 
     // ---- loss ----
-    /// Mean softmax cross-entropy of `n x classes` logits against class indices (stored as f32,
-    /// already validated), into `loss[0]`; `correct[0]` gets the number of rows whose arg-max
-    /// equals the label.
+    /// Mean softmax cross-entropy of `n x classes` logits against the first `n` of `labels`,
+    /// into `loss[0]`; `correct[0]` gets the number of rows whose arg-max equals the label. The
+    /// labels are host values: every backend checks them against `classes` before a kernel
+    /// indexes a row with them, and a GPU uploads them without waiting for the device.
     fn softmax_cross_entropy_forward(
         &self,
         logits: &Self::Storage,
-        labels: &Self::Storage,
+        labels: &[usize],
         n: usize,
         classes: usize,
         loss: &mut Self::Storage,
         correct: &mut Self::Storage,
     ) -> Result<()>;
-    /// `dlogits = dloss[0] * (softmax(logits) - onehot(labels)) / n`.
+    /// `dlogits = dloss[0] * (softmax(logits) - onehot(labels)) / n`, labels as in the forward.
     fn softmax_cross_entropy_backward(
         &self,
         logits: &Self::Storage,
-        labels: &Self::Storage,
+        labels: &[usize],
         n: usize,
         classes: usize,
         dloss: &Self::Storage,

@@ -213,14 +213,14 @@ pub fn same_len(op: &str, len: usize, others: &[usize]) -> Result<()> {
     others.iter().try_for_each(|&other| need(op, "operand", other, len))
 }
 
-/// The loss kernels: `n x classes` logits (and their gradient), `n` labels, one-value scalars.
-/// The labels' values are checked by `labels` (the GPU needs them on the host first).
+/// The loss kernels: `n x classes` logits (and their gradient), `n` labels below `classes`,
+/// one-value scalars.
 pub fn softmax_cross_entropy(
     op: &str,
     n: usize,
     classes: usize,
     logits: &[usize],
-    labels: usize,
+    labels: &[usize],
     scalars: &[usize],
 ) -> Result<()> {
     if classes == 0 && n > 0 {
@@ -228,17 +228,11 @@ pub fn softmax_cross_entropy(
     }
     let len = extent(op, "logits", &[&[n, classes]])?;
     logits.iter().try_for_each(|&have| need(op, "logits", have, len))?;
-    need(op, "labels", labels, n)?;
-    scalars.iter().try_for_each(|&len| need(op, "scalar", len, 1))
-}
-
-/// The first `n` labels are class indices: whole numbers in `0..classes` (stored as f32).
-pub fn labels(op: &str, labels: &[f32], n: usize, classes: usize) -> Result<()> {
-    let valid = |l: f32| l >= 0.0 && l.fract() == 0.0 && (l as usize) < classes;
-    if let Some((i, &bad)) = labels.iter().take(n).enumerate().find(|(_, &l)| !valid(l)) {
+    need(op, "labels", labels.len(), n)?;
+    if let Some((i, &bad)) = labels[..n].iter().enumerate().find(|(_, &l)| l >= classes) {
         bail!(InvalidArgument, "{op}: label {bad} at index {i} is not a class index below {classes}");
     }
-    Ok(())
+    scalars.iter().try_for_each(|&len| need(op, "scalar", len, 1))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -17,14 +17,13 @@ pub fn cross_entropy<B: Backend>(logits: &Var<B>, labels: &[usize]) -> Result<(V
         );
     }
     let backend = logits.backend();
-    let as_f32: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
-    let labels = Tensor::from_slice(&backend, [n], &as_f32)?;
+    let labels = labels.to_vec();
     let lv = logits.value();
     let mut loss = Tensor::scalar(&backend, 0.0)?;
     let mut correct = Tensor::scalar(&backend, 0.0)?;
     backend.softmax_cross_entropy_forward(
         lv.storage(),
-        labels.storage(),
+        &labels,
         n,
         classes,
         loss.storage_mut()?,
@@ -38,7 +37,7 @@ pub fn cross_entropy<B: Backend>(logits: &Var<B>, labels: &[usize]) -> Result<(V
             let mut dlogits = lv.uninit_like()?;
             backend.softmax_cross_entropy_backward(
                 lv.storage(),
-                labels.storage(),
+                &labels,
                 n,
                 classes,
                 dloss.storage(),

@@ -15,7 +15,12 @@ fn row_stats(row: &[f32]) -> (f64, usize) {
 }
 
 /// Returns (mean loss, number of rows whose arg-max is the label).
-pub fn softmax_cross_entropy_forward(logits: &[f32], labels: &[f32], n: usize, classes: usize) -> (f32, f32) {
+pub fn softmax_cross_entropy_forward(
+    logits: &[f32],
+    labels: &[usize],
+    n: usize,
+    classes: usize,
+) -> (f32, f32) {
     if n == 0 {
         // The mean over no rows, as PyTorch gives it.
         return (f32::NAN, 0.0);
@@ -27,7 +32,6 @@ pub fn softmax_cross_entropy_forward(logits: &[f32], labels: &[f32], n: usize, c
         .zip(labels.par_iter())
         .map(|(row, &label)| {
             let (lse, arg) = row_stats(row);
-            let label = label as usize;
             (lse - row[label] as f64, arg == label)
         })
         .collect();
@@ -38,7 +42,7 @@ pub fn softmax_cross_entropy_forward(logits: &[f32], labels: &[f32], n: usize, c
 
 pub fn softmax_cross_entropy_backward(
     logits: &[f32],
-    labels: &[f32],
+    labels: &[usize],
     n: usize,
     classes: usize,
     dloss: f32,
@@ -56,7 +60,7 @@ pub fn softmax_cross_entropy_backward(
             let (lse, _) = row_stats(row);
             for (j, (d, &v)) in d.iter_mut().zip(row).enumerate() {
                 let p = (v as f64 - lse).exp();
-                let onehot = if j == label as usize { 1.0 } else { 0.0 };
+                let onehot = if j == label { 1.0 } else { 0.0 };
                 *d = ((p - onehot) * scale) as f32;
             }
         });
