@@ -1,38 +1,79 @@
-// Per-channel bias over an outer x channels x inner layout (NCHW: N, C, H*W; linear: N, C, 1).
+// Per-channel bias over an outer x channels x inner layout (NCHW: N, C, H*W; linear: N, C, 1):
+// adding it, its gradient, and both fused with ReLU (a convolution's output, and its backward,
+// in one pass each). Index arithmetic is 32-bit where the tensor allows (I = int), 64-bit past
+// 2^31 values.
 
-// y[(o * channels + c) * inner + i] += bias[c]. Grid-stride, one thread per element of y.
+// y[(o * channels + c) * inner + i] += bias[c]; with `relu`, then y = max(y, 0); bias may be null
+// (ReLU alone). Grid-stride, one thread per element of y.
+template <typename I>
+__device__ __forceinline__ void bias_map(float* y, const float* bias, I total, int channels, int inner, bool relu)
+{
+    for (I idx = (I)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (I)gridDim.x * blockDim.x) {
+        float v = y[idx];
+        if (bias != nullptr) {
+            v += bias[(int)((idx / inner) % channels)];
+        }
+        y[idx] = relu ? fmaxf(v, 0.0f) : v;
+    }
+}
+
 extern "C" __global__ void add_bias(float* y, const float* bias, int outer, int channels, int inner)
 {
     const long long total = (long long)outer * channels * inner;
-    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (long long)gridDim.x * blockDim.x) {
-        const int c = (int)((idx / inner) % channels);
-        y[idx] += bias[c];
+    if (total <= 0x7fffffffLL) {
+        bias_map<int>(y, bias, (int)total, channels, inner, false);
+    } else {
+        bias_map<long long>(y, bias, total, channels, inner, false);
+    }
+}
+
+// y = max(y + bias[c], 0) in place (bias null: max(y, 0)), as the CPU's bias_relu computes it.
+extern "C" __global__ void bias_relu(float* y, const float* bias, int outer, int channels, int inner)
+{
+    const long long total = (long long)outer * channels * inner;
+    if (total <= 0x7fffffffLL) {
+        bias_map<int>(y, bias, (int)total, channels, inner, true);
+    } else {
+        bias_map<long long>(y, bias, total, channels, inner, true);
     }
 }
 
 // An enumerator, not a constexpr variable, which -default-device would emit as a global.
 enum : int { BIAS_THREADS = 256 };
 
-// dbias[c] = sum over o, i of dy[(o * channels + c) * inner + i]. One block per channel (blocks
-// stride over channels if the grid is smaller). Each thread walks a fixed subset of the channel's
-// outer * inner values, accumulating in double, then a shared-memory tree combines the 256
-// partials in a fixed order, so the result does not depend on scheduling.
-extern "C" __global__ void __launch_bounds__(BIAS_THREADS) bias_grad(const float* dy, float* dbias, int outer, int channels, int inner)
+// Per-channel sums of dy, in `parts` pieces per channel so that small channel counts still fill
+// the GPU: block (c, part) sums channel c over the items o of its part (a contiguous range of
+// `outer`) and all of `inner`, into partial[c * parts + part]. With `dz` non-null it is the
+// backward of bias + ReLU: each value is first masked by the forward output y (dz = y > 0 ? dy :
+// 0), written to dz, and the masked value summed: one pass over y and dy. Threads walk the
+// part's (o, i) positions t, t + 256, ... (consecutive threads read consecutive values of a
+// plane), accumulating in double; a shared-memory tree then adds the 256 partials in a fixed
+// order. Blocks stride over channels if the grid is smaller.
+extern "C" __global__ void __launch_bounds__(BIAS_THREADS)
+    channel_sums(const float* y, const float* dy, float* dz, float* partial, int outer, int channels, int inner, int parts)
 {
-    __shared__ double partial[BIAS_THREADS];
+    __shared__ double sums[BIAS_THREADS];
     const int t = threadIdx.x;
-    // Thread t visits flat positions j = t, t + 256, ... of the channel's (o, i) grid; (o, i) is
-    // advanced incrementally to avoid a division per element (inner may be 1 or large).
-    // An empty plane (inner == 0) sums to 0: no division by it.
+    const int part = blockIdx.y;
+    const int per = (outer + parts - 1) / parts;
+    const int o_begin = min(part * per, outer);
+    const int o_end = min(o_begin + per, outer);
+    // (o, i) advances incrementally: no division per element. An empty plane sums to 0.
     const int safe_inner = inner > 0 ? inner : 1;
     const int step_o = BIAS_THREADS / safe_inner;
     const int step_i = BIAS_THREADS % safe_inner;
     for (int c = blockIdx.x; c < channels; c += gridDim.x) {
         double s = 0.0;
-        int o = inner > 0 ? t / inner : outer;
+        int o = inner > 0 ? o_begin + t / inner : o_end;
         int i = t % safe_inner;
-        while (o < outer) {
-            s += (double)dy[((long long)o * channels + c) * inner + i];
+        while (o < o_end) {
+            const long long at = ((long long)o * channels + c) * inner + i;
+            float g = dy[at];
+            if (dz != nullptr) {
+                g = y[at] > 0.0f ? g : 0.0f;
+                dz[at] = g;
+            }
+            s += (double)g;
             o += step_o;
             i += step_i;
             if (i >= inner) {
@@ -40,18 +81,31 @@ extern "C" __global__ void __launch_bounds__(BIAS_THREADS) bias_grad(const float
                 ++o;
             }
         }
-        partial[t] = s;
+        sums[t] = s;
         __syncthreads();
         for (int half = BIAS_THREADS / 2; half > 0; half /= 2) {
             if (t < half) {
-                partial[t] += partial[t + half];
+                sums[t] += sums[t + half];
             }
             __syncthreads();
         }
         if (t == 0) {
-            dbias[c] = (float)partial[0];
+            partial[(long long)c * parts + part] = (float)sums[0];
         }
-        // Before the next channel overwrites partial[].
+        // Before the next channel overwrites sums[].
         __syncthreads();
+    }
+}
+
+// dbias[c] = partial[c * parts + 0] + ... + partial[c * parts + parts - 1], in that order, in
+// double. One thread per channel, grid-stride.
+extern "C" __global__ void channel_sums_reduce(const float* partial, int parts, int channels, float* dbias)
+{
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < channels; c += gridDim.x * blockDim.x) {
+        double s = 0.0;
+        for (int p = 0; p < parts; ++p) {
+            s += (double)partial[(long long)c * parts + p];
+        }
+        dbias[c] = (float)s;
     }
 }

@@ -9,9 +9,17 @@
 // a block instead walks every item, accumulating all products into the same registers, and
 // writes C = alpha * acc + beta * C once (weight gradients summed over the images of a batch).
 //
+// Split-k: a product with too few tiles to fill the GPU (a small C from a long sum, summed over
+// the batch or not) is cut into `splits` contiguous parts of its sequence of (item, k slice)
+// steps; block z writes its part's raw sums to W[z] (an m x n matrix each), and
+// sgemm_split_reduce adds the parts in order 0, 1, ... and applies alpha and beta. The order is
+// fixed, so the result is the same on every run.
+//
 // Shared memory holds both operands k-major (S[kk][row or column]) so the inner product reads
 // one float4 of A and one float4 of B per k. How a slice gets there depends on which dimension
-// is contiguous in global memory (see fetch_tile / store_tile).
+// is contiguous in global memory (see fetch_tile / store_tile). Rows kk >= 8 of a slice store
+// their columns XOR 8 (swizzle): the transposing store's rows kk and kk + 8 would otherwise
+// fall on the same banks (68 floats a row: 4 banks apart per row, so 8 rows apart is 32).
 
 // Enumerators, not constexpr variables: under -default-device those would become __device__
 // globals in the PTX.
@@ -84,6 +92,13 @@ __device__ __forceinline__ float4 fetch_tile(const float* X, long long ld, int o
     return r;
 }
 
+// The column of S where element (kk, o) of a slice lives: o, XOR 8 in rows 8..15 (see the top).
+// XOR 8 keeps aligned groups of 4 together, so float4 accesses stay whole.
+__device__ __forceinline__ int swizzle(int kk, int o)
+{
+    return o ^ (kk & 8);
+}
+
 // Writes the values fetched by fetch_tile<K_CONTIG> into the k-major shared slice S[BK][LDS].
 template <bool K_CONTIG>
 __device__ __forceinline__ void store_tile(float (*S)[LDS], float4 r)
@@ -93,14 +108,14 @@ __device__ __forceinline__ void store_tile(float (*S)[LDS], float4 r)
         // Transposing store: 4 consecutive k of one row o go down a column of S.
         const int o = t / 4;
         const int kk = (t % 4) * 4;
-        S[kk + 0][o] = r.x;
-        S[kk + 1][o] = r.y;
-        S[kk + 2][o] = r.z;
-        S[kk + 3][o] = r.w;
+        S[kk + 0][swizzle(kk + 0, o)] = r.x;
+        S[kk + 1][swizzle(kk + 1, o)] = r.y;
+        S[kk + 2][swizzle(kk + 2, o)] = r.z;
+        S[kk + 3][swizzle(kk + 3, o)] = r.w;
     } else {
         const int kk = t / 16;
         const int o = (t % 16) * 4;
-        *reinterpret_cast<float4*>(&S[kk][o]) = r;
+        *reinterpret_cast<float4*>(&S[kk][swizzle(kk, o)]) = r;
     }
 }
 
@@ -126,11 +141,13 @@ __device__ __forceinline__ Operands operands(int item, int m, int n, int k, cons
     return op;
 }
 
-// One 64 x 64 tile of C for the items first..last-1, all accumulated, then written to `c`.
+// One 64 x 64 tile of C: the steps s_begin..s_end-1 of the sequence of (item, k slice) pairs
+// (item = s / k_tiles, slice s % k_tiles), all accumulated, then written to `c` (m x n, row
+// stride n) as alpha * acc + beta * c.
 template <bool TA, bool TB>
 __device__ __forceinline__ void sgemm_tile(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride,
                                            const float* B, long long b_off, long long b_stride, float beta, float* c,
-                                           int first, int last)
+                                           long long s_begin, long long s_end)
 {
     // A is K_CONTIG when not transposed; B is K_CONTIG when transposed.
     constexpr bool A_KC = !TA;
@@ -156,13 +173,13 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, float alpha, con
 
     // The k slices of all items form one sequence, so prefetching runs across item boundaries.
     const int k_tiles = (k + BK - 1) / BK;
-    const long long total = (long long)(last - first) * k_tiles;
-    int item = first;
-    int k0 = 0;
+    const long long total = s_end > s_begin ? s_end - s_begin : 0;
+    int item = k_tiles > 0 ? (int)(s_begin / k_tiles) : 0;
+    int k0 = k_tiles > 0 ? (int)(s_begin % k_tiles) * BK : 0;
     Operands op = operands<TA, TB>(item, m, n, k, A, a_off, a_stride, B, b_off, b_stride);
     if (total > 0) {
-        store_tile<A_KC>(As[0], fetch_tile<A_KC>(op.a, lda, m, k, m0, 0, op.a_vec));
-        store_tile<B_KC>(Bs[0], fetch_tile<B_KC>(op.b, ldb, n, k, n0, 0, op.b_vec));
+        store_tile<A_KC>(As[0], fetch_tile<A_KC>(op.a, lda, m, k, m0, k0, op.a_vec));
+        store_tile<B_KC>(Bs[0], fetch_tile<B_KC>(op.b, ldb, n, k, n0, k0, op.b_vec));
     }
     __syncthreads();
 
@@ -183,8 +200,8 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, float alpha, con
 
 #pragma unroll
         for (int kk = 0; kk < BK; ++kk) {
-            const float4 a = *reinterpret_cast<const float4*>(&As[buf][kk][ty * TM]);
-            const float4 b = *reinterpret_cast<const float4*>(&Bs[buf][kk][tx * TN]);
+            const float4 a = *reinterpret_cast<const float4*>(&As[buf][kk][swizzle(kk, ty * TM)]);
+            const float4 b = *reinterpret_cast<const float4*>(&Bs[buf][kk][swizzle(kk, tx * TN)]);
             const float av[TM] = {a.x, a.y, a.z, a.w};
             const float bv[TN] = {b.x, b.y, b.z, b.w};
 #pragma unroll
@@ -243,32 +260,77 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, float alpha, con
 template <bool TA, bool TB>
 __device__ __forceinline__ void sgemm(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride,
                                       const float* B, long long b_off, long long b_stride, float beta, float* C, long long c_off,
-                                      long long c_stride, int batch, int sum_batch)
+                                      long long c_stride, int batch, int sum_batch, int splits, float* W)
 {
+    const long long k_tiles = (k + BK - 1) / BK;
+    if (splits > 1) {
+        // Part z of the (summed, or single) product's steps into W[z]: raw sums, alpha 1, beta 0.
+        const long long total = (sum_batch ? (long long)batch : 1LL) * k_tiles;
+        const long long per = (total + splits - 1) / splits;
+        for (int z = blockIdx.z; z < splits; z += gridDim.z) {
+            const long long s0 = min((long long)z * per, total);
+            const long long s1 = min(s0 + per, total);
+            float* w = W + (long long)z * m * n;
+            sgemm_tile<TA, TB>(m, n, k, 1.0f, A, a_off, a_stride, B, b_off, b_stride, 0.0f, w, s0, s1);
+        }
+        return;
+    }
     if (sum_batch) {
         // blockIdx.z is 0 here; one pass over all items into the single C.
         if (blockIdx.z == 0 && batch > 0) {
-            sgemm_tile<TA, TB>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C + c_off, 0, batch);
+            sgemm_tile<TA, TB>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C + c_off, 0,
+                               (long long)batch * k_tiles);
         }
         return;
     }
     for (int z = blockIdx.z; z < batch; z += gridDim.z) {
         float* c = C + c_off + (long long)z * c_stride;
-        sgemm_tile<TA, TB>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, c, z, z + 1);
+        sgemm_tile<TA, TB>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, c, z * k_tiles, (z + 1) * k_tiles);
     }
 }
 
 // Thin entry points, one per transpose combination: first letter A, second B ('t' = transposed).
+// W is only read with splits > 1 (then it holds splits * m * n values).
 #define SGEMM_ENTRY(NAME, TA, TB)                                                                                          \
     extern "C" __global__ void __launch_bounds__(THREADS)                                                                  \
         NAME(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride, const float* B,       \
              long long b_off, long long b_stride, float beta, float* C, long long c_off, long long c_stride, int batch,    \
-             int sum_batch)                                                                                                \
+             int sum_batch, int splits, float* W)                                                                          \
     {                                                                                                                      \
-        sgemm<TA, TB>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride, batch, sum_batch); \
+        sgemm<TA, TB>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride, batch, sum_batch,  \
+                      splits, W);                                                                                          \
     }
 
 SGEMM_ENTRY(sgemm_nn, false, false)
 SGEMM_ENTRY(sgemm_nt, false, true)
 SGEMM_ENTRY(sgemm_tn, true, false)
 SGEMM_ENTRY(sgemm_tt, true, true)
+
+// C = alpha * (W[0] + W[1] + ... + W[splits - 1]) + beta * C over the m * n outputs of a split
+// product, the parts added in that order (deterministic). beta == 0 does not read C. One thread
+// per output, grid-stride; 32-bit indices when they fit.
+template <typename I>
+__device__ __forceinline__ void split_reduce(const float* W, int splits, I mn, float alpha, float beta, float* C)
+{
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < mn; i += (I)gridDim.x * blockDim.x) {
+        float s = W[i];
+        for (int z = 1; z < splits; ++z) {
+            s += W[(long long)z * mn + i];
+        }
+        float v = alpha * s;
+        if (beta != 0.0f) {
+            v += beta * C[i];
+        }
+        C[i] = v;
+    }
+}
+
+extern "C" __global__ void sgemm_split_reduce(const float* W, int splits, long long mn, float alpha, float beta, float* C,
+                                              long long c_off)
+{
+    if (mn <= 0x7fffffffLL) {
+        split_reduce<int>(W, splits, (int)mn, alpha, beta, C + c_off);
+    } else {
+        split_reduce<long long>(W, splits, mn, alpha, beta, C + c_off);
+    }
+}

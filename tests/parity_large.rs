@@ -209,6 +209,22 @@ fn gemm_past_the_grid_batch_limit<G: Backend>(gpu: &G) {
     }
 }
 
+/// Split products (small outputs from long sums, cut into parts added in a fixed order) give the
+/// same bits every time.
+fn split_products_are_deterministic<G: Backend>(gpu: &G) {
+    for (name, g) in distinct_products(BATCH).into_iter().filter(|(name, _)| name.ends_with("wgrad")).take(12)
+    {
+        let (la, lb, lc) = g.required_lengths().unwrap();
+        let (a, b) = (gpu.from_slice(&values(la, 1)).unwrap(), gpu.from_slice(&values(lb, 2)).unwrap());
+        let run = || {
+            let mut c = gpu.zeros(lc).unwrap();
+            gpu.gemm(&g, &a, &b, &mut c).unwrap();
+            down(gpu, &c)
+        };
+        exact(&format!("{name} run twice"), &run(), &run());
+    }
+}
+
 fn unfolding_at_nin_sizes<G: Backend>(gpu: &G) {
     for (i, layer) in nin().iter().filter(|l| l.k > 1).enumerate() {
         let geo = layer.geo(BATCH);
@@ -443,6 +459,7 @@ mod cuda {
     on_the_gpu!(
         gemm_at_every_layer_shape,
         gemm_past_the_grid_batch_limit,
+        split_products_are_deterministic,
         unfolding_at_nin_sizes,
         pooling_at_nin_sizes,
         bias_and_loss_at_nin_sizes,

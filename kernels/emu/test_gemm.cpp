@@ -1,14 +1,15 @@
 // Host-emulated checks of kernels/gemm.cu against a double-precision reference: all four
 // transpose variants, ragged m/n/k (incl. k = 0), unaligned offsets and strides (scalar path) and
-// aligned ones (float4 path), batched and summed (sum_batch) products, beta = 0 over NaN garbage,
-// and nothing written outside the C matrices.
+// aligned ones (float4 path), batched and summed (sum_batch) products, split-k (parts written to
+// a workspace, then sgemm_split_reduce), beta = 0 over NaN garbage, and nothing written outside
+// the C matrices.
 #include "cuda_shim.h"
 #include "../gemm.cu"
 #include <cstdint>
 static uint64_t rs = 12345;
 static float rnd() { rs = rs * 6364136223846793005ULL + 1442695040888963407ULL; return ((rs >> 40) / 16777216.0f) * 2 - 1; }
 int fails = 0, runs = 0;
-void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha, float beta, long long ao, long long bo, long long co, int astr_extra, int bstr_extra, int cstr_extra, int zcap = 65535) {
+void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha, float beta, long long ao, long long bo, long long co, int astr_extra, int bstr_extra, int cstr_extra, int zcap = 65535, int splits = 1) {
     long long as = batch > 1 ? (long long)m * k + astr_extra : 0, bs = batch > 1 ? (long long)k * n + bstr_extra : 0;
     long long cs = (batch > 1 && !sum) ? (long long)m * n + cstr_extra : 0;
     std::vector<float> A(ao + (batch - 1) * as + m * k + 1), B(bo + (batch - 1) * bs + k * n + 1), C(co + (batch - 1) * cs + m * n + 1);
@@ -17,8 +18,19 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
     for (auto& v : C) v = beta == 0 ? NAN : rnd();
     std::vector<float> C0 = C;
     auto kern = ta ? (tb ? sgemm_tt : sgemm_tn) : (tb ? sgemm_nt : sgemm_nn);
-    dim3 grid{(unsigned)((n + 63) / 64), (unsigned)((m + 63) / 64), (unsigned)(sum ? 1 : std::min(batch, zcap))};
-    launch(grid, dim3{256, 1, 1}, kern, m, n, k, alpha, (const float*)A.data(), ao, as, (const float*)B.data(), bo, bs, beta, C.data(), co, cs, batch, sum);
+    unsigned z = splits > 1 ? (unsigned)std::min(splits, zcap) : (unsigned)(sum ? 1 : std::min(batch, zcap));
+    dim3 grid{(unsigned)((n + 63) / 64), (unsigned)((m + 63) / 64), z};
+    std::vector<float> W(splits > 1 ? (size_t)splits * m * n : 1, NAN);
+    launch(grid, dim3{256, 1, 1}, kern, m, n, k, alpha, (const float*)A.data(), ao, as, (const float*)B.data(), bo, bs, beta, C.data(), co, cs, batch, sum, splits, W.data());
+    if (splits > 1) {
+        launch(dim3{3, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W.data(), splits, (long long)m * n, alpha, beta, C.data(), co);
+        // The same split product again: bit for bit the same result (a fixed order of parts).
+        std::vector<float> again = C0;
+        std::vector<float> W2(W.size(), NAN);
+        launch(grid, dim3{256, 1, 1}, kern, m, n, k, alpha, (const float*)A.data(), ao, as, (const float*)B.data(), bo, bs, beta, again.data(), co, cs, batch, sum, splits, W2.data());
+        launch(dim3{2, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W2.data(), splits, (long long)m * n, alpha, beta, again.data(), co);
+        if (std::memcmp(again.data(), C.data(), C.size() * 4) != 0) { ++fails; printf("FAIL split product not deterministic\n"); }
+    }
     ++runs;
     double maxerr = 0;
     int items = sum ? 1 : batch;
@@ -70,6 +82,13 @@ int main() {
     test(false, false, 208, 36, 864, 2, 0, 1.0f, 0.0f, 4, 8, 12, 0, 4, 4);
     test(true, false, 864, 36, 208, 2, 0, 1.0f, 0.0f, 0, 4, 8, 4, 4, 0);
     test(false, true, 208, 864, 36, 3, 1, 1.0f, 0.0f, 8, 4, 0, 4, 8, 0);
+    // Split-k: a single product and summed ones, parts longer and shorter than an item, more parts
+    // than grid z-blocks, k not a multiple of the slice, alpha and beta.
+    test(false, false, 20, 30, 300, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 5);
+    test(true, false, 33, 17, 100, 1, 0, 0.5f, 1.0f, 3, 1, 2, 0, 0, 0, 65535, 7);
+    test(false, true, 64, 49, 37, 6, 1, 1.0f, 0.0f, 4, 4, 0, 4, 4, 0, 65535, 4);
+    test(true, true, 9, 70, 20, 5, 1, 0.75f, 0.5f, 1, 2, 3, 1, 1, 0, 3, 11);
+    test(false, false, 5, 5, 3, 9, 1, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 9);
     // Fewer grid z-blocks than items (the backend clamps z to 65,535): each block strides over the
     // batch.
     test(false, false, 5, 7, 3, 9, 0, 1.0f, 0.0f, 1, 2, 3, 1, 1, 1, 2);

@@ -1,7 +1,7 @@
 // Host-emulated checks of every other kernel family against transliterations of
 // crates/tensor/src/cpu: bit-exact where the CPU's order of operations is reproduced (im2col,
 // col2im, pooling incl. ties and padding, ReLU, dropout, element-wise maps, copy_channels,
-// the loss gradient, optimizers), to 1e-6 where the GPU reduces in a different order (bias_grad,
+// the loss gradient, optimizers), to 1e-6 where the GPU reduces in a different order (channel sums,
 // global average pool, sum, the mean loss). Small grids exercise the grid-stride loops.
 #include "cuda_shim.h"
 #include "../im2col.cu"
@@ -129,14 +129,36 @@ int main() {
     // bias
     for (auto [o, c, in] : std::vector<std::tuple<int, int, int>>{{3, 5, 7}, {300, 10, 1}, {2, 3, 1000}, {1, 1, 0}, {0, 2, 3}}) {
         auto y = rv((size_t)o * c * in), b = rv(c), yr = y;
+        auto y0 = y;
         launch(egrid(y.size(), 2), B256, add_bias, y.data(), (const float*)b.data(), o, c, in);
         for (int i = 0; i < o; ++i) for (int ch = 0; ch < c; ++ch) for (int j = 0; j < in; ++j) yr[((size_t)i * c + ch) * in + j] += b[ch];
         same("add_bias", y, yr);
-        std::vector<float> db(c, NAN), dbr(c);
-        launch(dim3{(unsigned)c, 1, 1}, B256, bias_grad, (const float*)y.data(), db.data(), o, c, in);
-        for (int ch = 0; ch < c; ++ch) { double s = 0; for (int i = 0; i < o; ++i) for (int j = 0; j < in; ++j) s += y[((size_t)i * c + ch) * in + j]; dbr[ch] = (float)s; }
-        same("bias_grad", db, dbr, 1e-6);
-        if (c > 1) { std::fill(db.begin(), db.end(), NAN); launch(dim3{2, 1, 1}, B256, bias_grad, (const float*)y.data(), db.data(), o, c, in); same("bias_grad strided", db, dbr, 1e-6); }
+        // bias + ReLU in place, with and without a bias: bit for bit the CPU's max(y + b, 0).
+        auto z = y0, zr = y0;
+        launch(egrid(z.size(), 2), B256, bias_relu, z.data(), (const float*)b.data(), o, c, in);
+        for (size_t i = 0; i < zr.size(); ++i) zr[i] = std::max(yr[i], 0.0f);
+        same("bias_relu", z, zr);
+        auto u = y0, ur = y0;
+        launch(egrid(u.size(), 2), B256, bias_relu, u.data(), (const float*)nullptr, o, c, in);
+        for (auto& v : ur) v = std::max(v, 0.0f);
+        same("bias_relu without bias", u, ur);
+        // Channel sums (bias_grad), in 1 to 3 parts per channel, with fewer blocks than channels.
+        std::vector<float> dbr(c), dy = rv(y.size());
+        for (int ch = 0; ch < c; ++ch) { double s = 0; for (int i = 0; i < o; ++i) for (int j = 0; j < in; ++j) s += dy[((size_t)i * c + ch) * in + j]; dbr[ch] = (float)s; }
+        for (int parts : {1, 2, 3}) for (unsigned blocks : {(unsigned)std::max(c, 1), 2u}) {
+            std::vector<float> partial((size_t)c * parts + 1, NAN), db(c, NAN);
+            launch(dim3{blocks, (unsigned)parts, 1}, B256, channel_sums, (const float*)nullptr, (const float*)dy.data(), (float*)nullptr, partial.data(), o, c, in, parts);
+            launch(dim3{1, 1, 1}, dim3{64, 1, 1}, channel_sums_reduce, (const float*)partial.data(), parts, c, db.data());
+            same("bias_grad (channel_sums)", db, dbr, 1e-6);
+        }
+        // The backward of bias + ReLU: the mask and the masked sums in one pass.
+        std::vector<float> dz(y.size(), NAN), dzr(y.size()), db(c, NAN), dbm(c), partial((size_t)c * 2, NAN);
+        for (size_t i = 0; i < dz.size(); ++i) dzr[i] = z[i] > 0.0f ? dy[i] : 0.0f;
+        for (int ch = 0; ch < c; ++ch) { double s = 0; for (int i = 0; i < o; ++i) for (int j = 0; j < in; ++j) s += dzr[((size_t)i * c + ch) * in + j]; dbm[ch] = (float)s; }
+        launch(dim3{(unsigned)std::max(c, 1), 2, 1}, B256, channel_sums, (const float*)z.data(), (const float*)dy.data(), dz.data(), partial.data(), o, c, in, 2);
+        launch(dim3{1, 1, 1}, dim3{64, 1, 1}, channel_sums_reduce, (const float*)partial.data(), 2, c, db.data());
+        same("bias_relu_backward mask", dz, dzr);
+        same("bias_relu_backward bias", db, dbm, 1e-6);
     }
     // global average pool
     for (auto [planes, len] : std::vector<std::pair<int, int>>{{6, 49}, {3, 1000}, {4, 1}}) {

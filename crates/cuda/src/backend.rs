@@ -3,6 +3,7 @@
 use crate::allocator::{Allocator, Buffer};
 use crate::device;
 use crate::kernels::MODULES;
+use crate::plan;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
@@ -16,6 +17,8 @@ struct Inner {
     stream: Arc<CudaStream>,
     functions: HashMap<&'static str, CudaFunction>,
     allocator: Arc<Allocator>,
+    /// Streaming multiprocessors: how many blocks a launch needs to fill the GPU.
+    multiprocessors: usize,
 }
 
 /// A device's name and the figures that bound its speed.
@@ -61,7 +64,7 @@ pub struct Cuda {
 /// list in `kernels/<family>.cu`, after checking (`tensor::checks`) that each buffer holds what
 /// the kernel reads or writes for the sizes passed.
 macro_rules! launch {
-    ($self:expr, $name:literal, $cfg:expr, $($arg:expr),* $(,)?) => {{
+    ($self:expr, $name:expr, $cfg:expr, $($arg:expr),* $(,)?) => {{
         let cfg: LaunchConfig = $cfg;
         let func = $self.function($name)?;
         let mut builder = $self.inner.stream.launch_builder(func);
@@ -145,7 +148,12 @@ impl Cuda {
             }
         }
         let allocator = Allocator::new(stream.clone(), format!("cuda:{ordinal} ({device_name})"));
-        Ok(Cuda { inner: Arc::new(Inner { ordinal, device_name, ctx, stream, functions, allocator }) })
+        let multiprocessors = ctx
+            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(|e| Error::Device(format!("reading the multiprocessor count: {e}")))?
+            .max(1) as usize;
+        let inner = Inner { ordinal, device_name, ctx, stream, functions, allocator, multiprocessors };
+        Ok(Cuda { inner: Arc::new(inner) })
     }
 
     /// The GPU's name as the driver reports it.
@@ -281,6 +289,68 @@ impl Cuda {
         self.from_slice(&as_f32)
     }
 
+    /// `dbias[c]` = the sum of channel c of `dy`, in one pass (kernels/bias.cu's channel_sums,
+    /// then the parts added in order); with `mask = Some(y)` the backward of bias + ReLU, which
+    /// also writes `dz = y > 0 ? dy : 0`. Arguments already checked.
+    #[allow(clippy::too_many_arguments)]
+    fn channel_sums(
+        &self,
+        mask: Option<&Buffer>,
+        dy: &Buffer,
+        dz: Option<&mut Buffer>,
+        dbias: &mut Buffer,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()> {
+        if channels == 0 {
+            return Ok(());
+        }
+        let launch = plan::channel_sums(outer, channels, self.inner.multiprocessors);
+        let (o, c, i) = (int("outer", outer)?, int("channels", channels)?, int("inner", inner)?);
+        let parts = launch.parts as i32;
+        let mut partial = self.uninit(channels * launch.parts)?;
+        let cfg = launch.config();
+        match (mask, dz) {
+            (Some(y), Some(dz)) => launch!(
+                self,
+                "channel_sums",
+                cfg,
+                y.slice(),
+                dy.slice(),
+                dz.slice_mut(),
+                partial.slice_mut(),
+                &o,
+                &c,
+                &i,
+                &parts
+            )?,
+            // Null y and dz: plain sums.
+            _ => launch!(
+                self,
+                "channel_sums",
+                cfg,
+                &0u64,
+                dy.slice(),
+                &0u64,
+                partial.slice_mut(),
+                &o,
+                &c,
+                &i,
+                &parts
+            )?,
+        }
+        launch!(
+            self,
+            "channel_sums_reduce",
+            elementwise(channels),
+            partial.slice(),
+            &parts,
+            &c,
+            dbias.slice_mut()
+        )
+    }
+
     fn conv_args(geo: &ConvGeometry, first: usize, count: usize) -> Result<[i32; 13]> {
         let w = &geo.window;
         Ok([
@@ -360,33 +430,76 @@ impl Backend for Cuda {
         let (m, n, k, batch) = (int("m", g.m)?, int("n", g.n)?, int("k", g.k)?, int("batch", g.batch)?);
         let [ao, as_, bo, bs, co, cs] =
             [g.a_offset, g.a_stride, g.b_offset, g.b_stride, g.c_offset, g.c_stride].map(|v| v as i64);
-        // The kernel walks the batch in steps of gridDim.z, so z is clamped to the hardware limit.
-        let z = if sum_batch == 1 { 1 } else { g.batch.min(65_535) as u32 };
-        let cfg = LaunchConfig {
-            grid_dim: (g.n.div_ceil(64) as u32, g.m.div_ceil(64) as u32, z),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let launch = plan::gemm(g, self.inner.multiprocessors);
+        let name = plan::gemm_kernel(g);
         let (a, b, c) = (a.slice(), b.slice(), c.slice_mut());
         let (alpha, beta) = (g.alpha, g.beta);
-        match (g.trans_a, g.trans_b) {
-            (false, false) => launch!(
-                self, "sgemm_nn", cfg, &m, &n, &k, &alpha, a, &ao, &as_, b, &bo, &bs, &beta, c, &co, &cs,
-                &batch, &sum_batch
-            ),
-            (false, true) => launch!(
-                self, "sgemm_nt", cfg, &m, &n, &k, &alpha, a, &ao, &as_, b, &bo, &bs, &beta, c, &co, &cs,
-                &batch, &sum_batch
-            ),
-            (true, false) => launch!(
-                self, "sgemm_tn", cfg, &m, &n, &k, &alpha, a, &ao, &as_, b, &bo, &bs, &beta, c, &co, &cs,
-                &batch, &sum_batch
-            ),
-            (true, true) => launch!(
-                self, "sgemm_tt", cfg, &m, &n, &k, &alpha, a, &ao, &as_, b, &bo, &bs, &beta, c, &co, &cs,
-                &batch, &sum_batch
-            ),
+        let splits = launch.splits as i32;
+        if launch.splits == 1 {
+            // The kernel reads no workspace then: a null pointer in its place.
+            return launch!(
+                self,
+                name,
+                launch.config(),
+                &m,
+                &n,
+                &k,
+                &alpha,
+                a,
+                &ao,
+                &as_,
+                b,
+                &bo,
+                &bs,
+                &beta,
+                c,
+                &co,
+                &cs,
+                &batch,
+                &sum_batch,
+                &splits,
+                &0u64
+            );
         }
+        // Split-k: the parts' raw sums into a workspace, then one pass adds them in order into C.
+        let mn = g.m * g.n;
+        let mut w = self.uninit(launch.splits * mn)?;
+        launch!(
+            self,
+            name,
+            launch.config(),
+            &m,
+            &n,
+            &k,
+            &alpha,
+            a,
+            &ao,
+            &as_,
+            b,
+            &bo,
+            &bs,
+            &beta,
+            &mut *c,
+            &co,
+            &cs,
+            &batch,
+            &sum_batch,
+            &splits,
+            w.slice_mut()
+        )?;
+        let mn = mn as i64;
+        launch!(
+            self,
+            "sgemm_split_reduce",
+            elementwise(g.m * g.n),
+            w.slice(),
+            &splits,
+            &mn,
+            &alpha,
+            &beta,
+            c,
+            &co
+        )
     }
 
     fn im2col(
@@ -471,13 +584,47 @@ impl Backend for Cuda {
         dbias: &mut Buffer,
     ) -> Result<()> {
         checks::bias("bias_grad", dy.len(), dbias.len(), outer, channels, inner)?;
-        if channels == 0 {
-            return Ok(());
-        }
+        self.channel_sums(None, dy, None, dbias, outer, channels, inner)
+    }
+    fn bias_relu(
+        &self,
+        y: &mut Buffer,
+        bias: Option<&Buffer>,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()> {
+        checks::bias("bias_relu", y.len(), bias.map_or(channels, |b| b.len()), outer, channels, inner)?;
         let (o, c, i) = (int("outer", outer)?, int("channels", channels)?, int("inner", inner)?);
-        let cfg =
-            LaunchConfig { grid_dim: (channels as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-        launch!(self, "bias_grad", cfg, dy.slice(), dbias.slice_mut(), &o, &c, &i)
+        let cfg = elementwise(outer * channels * inner);
+        match bias {
+            Some(b) => launch!(self, "bias_relu", cfg, y.slice_mut(), b.slice(), &o, &c, &i),
+            // A null bias: ReLU alone.
+            None => launch!(self, "bias_relu", cfg, y.slice_mut(), &0u64, &o, &c, &i),
+        }
+    }
+    fn bias_relu_backward(
+        &self,
+        y: &Buffer,
+        dy: &Buffer,
+        dz: &mut Buffer,
+        dbias: Option<&mut Buffer>,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()> {
+        let len = checks::extent("bias_relu_backward", "the tensor", &[&[outer, channels, inner]])?;
+        checks::same_len("bias_relu_backward", len, &[y.len(), dy.len(), dz.len()])?;
+        match dbias {
+            Some(db) => {
+                checks::bias("bias_relu_backward", len, db.len(), outer, channels, inner)?;
+                self.channel_sums(Some(y), dy, Some(dz), db, outer, channels, inner)
+            }
+            None => {
+                let n = int("len", len)?;
+                launch!(self, "relu_backward", elementwise(len), y.slice(), dy.slice(), dz.slice_mut(), &n)
+            }
+        }
     }
 
     fn max_pool2d_forward(

@@ -3,10 +3,14 @@ pub(crate) const MODULES: &[(&str, &str, &[&str])] = &[
     (
         "gemm",
         include_str!("../../../kernels/ptx/gemm.ptx"),
-        &["sgemm_nn", "sgemm_nt", "sgemm_tn", "sgemm_tt"],
+        &["sgemm_nn", "sgemm_nt", "sgemm_tn", "sgemm_tt", "sgemm_split_reduce"],
     ),
     ("im2col", include_str!("../../../kernels/ptx/im2col.ptx"), &["im2col", "col2im"]),
-    ("bias", include_str!("../../../kernels/ptx/bias.ptx"), &["add_bias", "bias_grad"]),
+    (
+        "bias",
+        include_str!("../../../kernels/ptx/bias.ptx"),
+        &["add_bias", "bias_relu", "channel_sums", "channel_sums_reduce"],
+    ),
     (
         "pool",
         include_str!("../../../kernels/ptx/pool.ptx"),

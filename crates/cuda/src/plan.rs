@@ -1,0 +1,145 @@
+//! How the CUDA backend launches each kernel: grids, split-k, block counts. Pure functions of the
+//! arguments and the device's multiprocessor count, so that the cost model
+//! (`cargo bench --bench gpu -- --model`) predicts the very launches the backend makes, and
+//! tests can check them without a GPU.
+use cudarc::driver::LaunchConfig;
+use tensor::Gemm;
+
+/// Rows and columns of C one SGEMM block computes.
+pub const GEMM_TILE: usize = 64;
+/// k per shared-memory slice of the SGEMM (the unit a split-k part is counted in).
+pub const GEMM_SLICE: usize = 16;
+/// Threads of an SGEMM block.
+pub const GEMM_THREADS: u32 = 256;
+/// A split part covers at least this many slices: shorter parts cost more in workspace traffic
+/// than their blocks add.
+const MIN_SLICES_PER_PART: usize = 4;
+/// At most this many parts (a bound on the workspace: parts x m x n values).
+const MAX_SPLITS: usize = 512;
+
+/// One SGEMM launch: its grid, and into how many parts the sum is cut (1: no split).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmLaunch {
+    pub grid: (u32, u32, u32),
+    pub splits: usize,
+}
+
+impl GemmLaunch {
+    pub fn config(&self) -> LaunchConfig {
+        LaunchConfig { grid_dim: self.grid, block_dim: (GEMM_THREADS, 1, 1), shared_mem_bytes: 0 }
+    }
+    /// Blocks in the grid.
+    pub fn blocks(&self) -> usize {
+        self.grid.0 as usize * self.grid.1 as usize * self.grid.2 as usize
+    }
+}
+
+/// The kernel for a product's layout.
+pub fn gemm_kernel(g: &Gemm) -> &'static str {
+    match (g.trans_a, g.trans_b) {
+        (false, false) => "sgemm_nn",
+        (false, true) => "sgemm_nt",
+        (true, false) => "sgemm_tn",
+        (true, true) => "sgemm_tt",
+    }
+}
+
+/// The launch of a product on a GPU of `multiprocessors` SMs. One block per 64 x 64 tile of C
+/// and batch item; a product whose C is shared by the whole launch (a single product, or a batch
+/// summed into one C) and has fewer tiles than two per multiprocessor is split along its sum
+/// (items and k) into enough parts to give every multiprocessor two blocks, each part at least
+/// four slices long.
+pub fn gemm(g: &Gemm, multiprocessors: usize) -> GemmLaunch {
+    let tiles = (g.n.div_ceil(GEMM_TILE) as u32, g.m.div_ceil(GEMM_TILE) as u32);
+    let summed = g.c_stride == 0 && g.batch > 1;
+    let target = 2 * multiprocessors.max(1);
+    let tile_count = tiles.0 as usize * tiles.1 as usize;
+    if (summed || g.batch == 1) && g.k > 0 && tile_count < target {
+        let steps = if summed { g.batch } else { 1 } * g.k.div_ceil(GEMM_SLICE);
+        let splits = target.div_ceil(tile_count).min(steps / MIN_SLICES_PER_PART).min(MAX_SPLITS);
+        if splits > 1 {
+            return GemmLaunch { grid: (tiles.0, tiles.1, splits as u32), splits };
+        }
+    }
+    // The kernel walks the batch in steps of gridDim.z, so z is clamped to the hardware limit.
+    let z = if summed { 1 } else { g.batch.min(65_535) as u32 };
+    GemmLaunch { grid: (tiles.0, tiles.1, z), splits: 1 }
+}
+
+/// Threads of a channel-sum block (`kernels/bias.cu`).
+pub const CHANNEL_THREADS: u32 = 256;
+
+/// A per-channel reduction's launch: one block per (channel, part).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelSums {
+    pub channels: usize,
+    pub parts: usize,
+}
+
+impl ChannelSums {
+    pub fn config(&self) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (self.channels.min(65_535) as u32, self.parts as u32, 1),
+            block_dim: (CHANNEL_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+}
+
+/// Each channel's sum cut into enough parts (ranges of the outer dimension) that channels x parts
+/// gives every multiprocessor two blocks; at most one part per item.
+pub fn channel_sums(outer: usize, channels: usize, multiprocessors: usize) -> ChannelSums {
+    let parts = (2 * multiprocessors.max(1)).div_ceil(channels.max(1)).min(outer).clamp(1, 65_535);
+    ChannelSums { channels, parts }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H100_SMS: usize = 132;
+
+    /// The products the issue named as running on one block (GoogLeNet's 7x7 stem and block-2
+    /// 1x1 weight gradients at batch 128) and on 4 and 16 (NiN's 1x1 weight gradients) now have
+    /// at least two blocks per SM; large products and per-item batches are left whole.
+    #[test]
+    fn small_outputs_are_split_until_the_gpu_is_full() {
+        let wgrad = |o: usize, k: usize, p: usize| Gemm {
+            batch: 128,
+            a_stride: o * p,
+            b_stride: k * p,
+            ..Gemm::new(false, true, o, k, p)
+        };
+        for g in [wgrad(64, 49, 2304), wgrad(64, 64, 576), wgrad(96, 96, 2916), wgrad(256, 256, 676)] {
+            let l = gemm(&g, H100_SMS);
+            assert!(l.splits > 1 && l.blocks() >= 2 * H100_SMS, "{g:?}: {l:?}");
+        }
+        // NiN conv2's forward per image: 4 x 11 tiles x 128 items, no split.
+        let fwd = Gemm {
+            batch: 128,
+            b_stride: 2400 * 676,
+            c_stride: 256 * 676,
+            ..Gemm::new(false, false, 256, 676, 2400)
+        };
+        assert_eq!(gemm(&fwd, H100_SMS), GemmLaunch { grid: (11, 4, 128), splits: 1 });
+        // A big single product: 32 x 32 tiles, no split.
+        assert_eq!(gemm(&Gemm::new(false, false, 2048, 2048, 2048), H100_SMS).splits, 1);
+        // A short sum is not split into parts of less than four slices.
+        assert_eq!(gemm(&Gemm::new(false, false, 8, 8, 48), H100_SMS).splits, 1);
+        assert_eq!(gemm(&Gemm::new(false, false, 8, 8, 128), H100_SMS).splits, 2);
+        // Past 65,535 items the grid's z is clamped (the kernel strides over the rest).
+        let many =
+            Gemm { batch: 70_000, a_stride: 4, b_stride: 4, c_stride: 4, ..Gemm::new(false, false, 2, 2, 2) };
+        assert_eq!(gemm(&many, H100_SMS).grid.2, 65_535);
+    }
+
+    /// NiN conv1's 96 channels at batch 128 get 3 parts each (288 blocks); GoogLeNet 5b's 384
+    /// channels one; a batch of 1 cannot be cut.
+    #[test]
+    fn channel_sums_fill_the_gpu() {
+        assert_eq!(channel_sums(128, 96, H100_SMS).parts, 3);
+        assert_eq!(channel_sums(128, 384, H100_SMS).parts, 1);
+        assert_eq!(channel_sums(1, 10, H100_SMS).parts, 1);
+        assert_eq!(channel_sums(0, 10, H100_SMS).parts, 1);
+    }
+}
