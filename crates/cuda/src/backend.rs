@@ -8,7 +8,7 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKe
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tensor::{checks, AdamStep, Backend, ConvGeometry, Error, Gemm, PoolGeometry, Result, SgdStep};
+use tensor::{checks, AdamStep, Backend, ConvGeometry, ConvPlan, Error, Gemm, PoolGeometry, Result, SgdStep};
 
 struct Inner {
     ordinal: usize,
@@ -419,6 +419,10 @@ impl Backend for Cuda {
     fn fill(&self, dst: &mut Buffer, value: f32) -> Result<()> {
         let n = int("len", dst.len())?;
         launch!(self, "fill", elementwise(dst.len()), dst.slice_mut(), &n, &value)
+    }
+
+    fn conv_plan(&self, geo: &ConvGeometry) -> ConvPlan {
+        plan::conv(geo)
     }
 
     fn gemm(&self, g: &Gemm, a: &Buffer, b: &Buffer, c: &mut Buffer) -> Result<()> {

@@ -3,7 +3,20 @@
 //! (`cargo bench --bench gpu -- --model`) predicts the very launches the backend makes, and
 //! tests can check them without a GPU.
 use cudarc::driver::LaunchConfig;
-use tensor::Gemm;
+use tensor::{ConvAlgorithm, ConvGeometry, ConvPlan, Gemm};
+
+/// Column values per im2col chunk (256 MiB of f32): large chunks make large products, and a GPU
+/// has the memory; NiN@224's largest layer takes 41 of 128 images a chunk.
+const CHUNK_VALUES: usize = 64 << 20;
+
+/// A convolution on the GPU: the direct per-image products for 1x1 kernels (a product per image
+/// fills the GPU through the batch), im2col in large chunks otherwise. Winograd is not planned:
+/// its transforms would be extra passes over memory on top of products that the FP32 kernel
+/// already spends its time on (the CPU, bound by arithmetic, gains from it).
+pub fn conv(geo: &ConvGeometry) -> ConvPlan {
+    let algorithm = if geo.is_pointwise() { ConvAlgorithm::Direct } else { ConvAlgorithm::Im2col };
+    ConvPlan { algorithm, chunk_values: CHUNK_VALUES }
+}
 
 /// Rows and columns of C one SGEMM block computes.
 pub const GEMM_TILE: usize = 64;
@@ -141,5 +154,18 @@ mod tests {
         assert_eq!(channel_sums(128, 384, H100_SMS).parts, 1);
         assert_eq!(channel_sums(1, 10, H100_SMS).parts, 1);
         assert_eq!(channel_sums(0, 10, H100_SMS).parts, 1);
+    }
+
+    /// The GPU takes the direct path for every 1x1 kernel and im2col for the rest, in chunks of
+    /// up to 64 Mi column values (NiN conv2 at batch 128: 41 images a chunk).
+    #[test]
+    fn conv_plans() {
+        use tensor::Window;
+        let geo = |c, hw, o, k, s, p| ConvGeometry::new(128, c, hw, hw, o, Window::square(k, s, p)).unwrap();
+        assert_eq!(conv(&geo(832, 3, 384, 1, 1, 0)).algorithm, ConvAlgorithm::Direct);
+        let conv2 = geo(96, 26, 256, 5, 1, 2);
+        let plan = conv(&conv2);
+        assert_eq!(plan.algorithm, ConvAlgorithm::Im2col);
+        assert_eq!(plan.chunk_values / (conv2.col_rows() * conv2.col_cols()), 41);
     }
 }

@@ -3,7 +3,7 @@
 //! Everything above this trait (autograd, layers, models) is written once against it. The methods
 //! work on raw storages plus sizes; shapes are checked by the callers in `layers`. Each kernel has
 //! the same name and argument order here, in `cpu/` and in `kernels/*.cu`.
-use crate::{ConvGeometry, PoolGeometry, Result};
+use crate::{ConvGeometry, ConvPlan, PoolGeometry, Result};
 
 /// One (optionally batched) row-major matrix product:
 /// `C_i = alpha * op(A_i) * op(B_i) + beta * C_i` for `i in 0..batch`, where `op(A)` is `m x k`,
@@ -122,6 +122,10 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn gemm(&self, g: &Gemm, a: &Self::Storage, b: &Self::Storage, c: &mut Self::Storage) -> Result<()>;
 
     // ---- convolution helpers ----
+    /// How this device computes a convolution of `geo` when the caller leaves the choice to it
+    /// (`layers::ops::ConvAlgo::Auto`): the algorithm and the chunk size, from what the backend
+    /// knows of its device.
+    fn conv_plan(&self, geo: &ConvGeometry) -> ConvPlan;
     /// Unfolds images `first..first + count` of `x` (NCHW) into `cols`, one matrix of
     /// `col_rows()` rows by `count * col_cols()` columns: row `(c, ki, kj)`, column
     /// `i * col_cols() + (oy, ox)` for image `first + i`, so one matrix product covers the whole

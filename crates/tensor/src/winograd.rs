@@ -9,6 +9,26 @@
 //! - their `_backward`s are the adjoints: `dD = B dV Bt` summed into dx, `dM = A dY At`.
 use crate::{bail, checks, Backend, ConvGeometry, Gemm, Result};
 
+/// Largest input tile: a = 6 keeps the transforms' points at 0, ±1, ±2 (and infinity), which stay
+/// accurate in f32; larger tiles need points like ±1/2 and lose digits fast.
+pub const MAX_INPUT_TILE: usize = 6;
+
+/// Output tile sizes tried, best saving first (3x3: m = 4 saves 4x, m = 3 3.2x, m = 2 2.25x).
+const OUTPUT_TILES: [usize; 3] = [4, 3, 2];
+
+/// The output tile size m for a convolution, or `None` where Winograd does not apply: stride 1,
+/// a square kernel of at least 2, both output sides multiples of m, and an input tile of at most
+/// `MAX_INPUT_TILE`.
+pub fn output_tile(geo: &ConvGeometry) -> Option<usize> {
+    let (kh, kw) = geo.window.kernel;
+    if geo.window.stride != (1, 1) || kh != kw || kh < 2 {
+        return None;
+    }
+    OUTPUT_TILES
+        .into_iter()
+        .find(|&m| m + kh - 1 <= MAX_INPUT_TILE && geo.out_h.is_multiple_of(m) && geo.out_w.is_multiple_of(m))
+}
+
 /// `p (x) p` for a row-major `rows x cols` matrix `p`: the 2-D transform `P T Pt` of a row-major
 /// `cols x cols` tile as one `rows^2 x cols^2` matrix acting on the flattened tile.
 pub fn kronecker(p: &[f32], rows: usize, cols: usize) -> Vec<f32> {

@@ -3,55 +3,43 @@
 //! General kernels go through im2col + GEMM a chunk of images at a time: im2col lays the whole
 //! chunk out as one matrix, so each chunk is a single large product (the weights are packed
 //! once, not once per image) whose result is transposed back to NCHW. 1x1 stride-1 unpadded
-//! kernels on large planes multiply the NCHW input directly, image by image, with no copy.
-//! Stride-1 3x3 and 5x5 kernels whose output sides fit its tiles go through Winograd's
-//! algorithm (`winograd.rs`), which needs 2.25-4x fewer multiplies.
+//! kernels can multiply the NCHW input directly, image by image, with no copy. Stride-1 3x3 and
+//! 5x5 kernels whose output sides fit its tiles can go through Winograd's algorithm
+//! (`winograd.rs`), which needs 2.25-4x fewer multiplies. Which one runs, and in chunks of how
+//! many images, is the backend's choice (`Backend::conv_plan`) unless the caller names one.
 use super::winograd::Winograd;
 use super::ConvGrads;
 use autograd::Var;
-use tensor::{bail, Backend, ConvGeometry, Gemm, Result, Tensor, Window};
-
-/// Upper bound on the im2col buffer, in values (32 MiB of f32: a chunk stays near the L3).
-const COLS_BUDGET: usize = 8 << 20;
-/// 1x1 convolutions on planes at least this large take the direct per-image products; smaller
-/// planes make per-image products too thin, and the chunked path wins.
-const DIRECT_MIN_PLANE: usize = 256;
+use tensor::winograd::output_tile;
+use tensor::{bail, Backend, ConvAlgorithm, ConvGeometry, Gemm, Result, Tensor, Window};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvAlgo {
-    /// The direct product for 1x1 kernels, im2col otherwise.
+    /// Whatever the backend plans for the geometry (`Backend::conv_plan`).
     Auto,
     /// Always im2col (the reference the other paths are tested against).
     Im2col,
     /// The direct product over the NCHW input, an error unless the kernel is 1x1, stride 1, no
-    /// padding (what Auto takes for such kernels on planes of 256 values or more).
+    /// padding.
     Direct,
     /// Winograd's algorithm, an error where it does not apply (see `winograd::output_tile`).
     Winograd,
 }
 
-/// Auto takes Winograd only with at least this many input and output channels: below that its
-/// transforms cost more than the multiplies it saves.
-const WINOGRAD_MIN_CHANNELS: usize = 8;
-
-/// `CONVNET_WINOGRAD=0` keeps Auto on im2col, to compare a run with the reference path.
-fn winograd_off() -> bool {
-    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OFF.get_or_init(|| std::env::var("CONVNET_WINOGRAD").is_ok_and(|v| v == "0"))
-}
-
-/// How one convolution is computed.
+/// How one convolution is computed; the im2col path in chunks of at most this many column values.
 enum Plan<B: Backend> {
     Direct,
-    Im2col,
+    Im2col(usize),
     Winograd(Box<Winograd<B>>),
 }
 
 impl<B: Backend> Plan<B> {
     fn choose(backend: &B, geo: &ConvGeometry, algo: ConvAlgo) -> Result<Plan<B>> {
-        let wide = geo.c_in >= WINOGRAD_MIN_CHANNELS && geo.c_out >= WINOGRAD_MIN_CHANNELS && !winograd_off();
+        let planned = backend.conv_plan(geo);
+        let chunk_values = planned.chunk_values;
+        let winograd = |m| Ok(Plan::Winograd(Box::new(Winograd::new(backend, geo, m, chunk_values)?)));
         match algo {
-            ConvAlgo::Im2col => Ok(Plan::Im2col),
+            ConvAlgo::Im2col => Ok(Plan::Im2col(chunk_values)),
             ConvAlgo::Direct if geo.is_pointwise() => Ok(Plan::Direct),
             ConvAlgo::Direct => bail!(
                 InvalidArgument,
@@ -61,8 +49,8 @@ impl<B: Backend> Plan<B> {
                 geo.window.stride,
                 geo.window.padding
             ),
-            ConvAlgo::Winograd => match Winograd::new(backend, geo)? {
-                Some(w) => Ok(Plan::Winograd(Box::new(w))),
+            ConvAlgo::Winograd => match output_tile(geo) {
+                Some(m) => winograd(m),
                 None => bail!(
                     InvalidArgument,
                     "conv2d: Winograd needs stride 1, a square kernel and output sides that its tiles divide; got kernel {:?}, stride {:?}, output {}x{}",
@@ -72,9 +60,20 @@ impl<B: Backend> Plan<B> {
                     geo.out_w
                 ),
             },
-            ConvAlgo::Auto if geo.is_pointwise() && geo.col_cols() >= DIRECT_MIN_PLANE => Ok(Plan::Direct),
-            ConvAlgo::Auto if wide => Ok(Winograd::new(backend, geo)?.map_or(Plan::Im2col, |w| Plan::Winograd(Box::new(w)))),
-            ConvAlgo::Auto => Ok(Plan::Im2col),
+            ConvAlgo::Auto => match planned.algorithm {
+                ConvAlgorithm::Direct if geo.is_pointwise() => Ok(Plan::Direct),
+                ConvAlgorithm::Winograd { tile } if output_tile(geo).is_some() => winograd(tile),
+                _ => Ok(Plan::Im2col(chunk_values)),
+            },
+        }
+    }
+
+    /// The direct path, or im2col's chunk budget (not asked of a Winograd plan).
+    fn unfolding(&self) -> (bool, usize) {
+        match self {
+            Plan::Direct => (true, 0),
+            Plan::Im2col(chunk_values) => (false, *chunk_values),
+            Plan::Winograd(_) => unreachable!("the Winograd path does not unfold"),
         }
     }
 }
@@ -146,7 +145,7 @@ fn conv2d_impl<B: Backend>(
             let (y, kept) = wino.forward(&xv, &u)?;
             (y, Some((u, kept)))
         }
-        _ => (forward(&xv, &wv, &[o], &geo, matches!(plan, Plan::Direct))?.remove(0), None),
+        _ => (forward(&xv, &wv, &[o], &geo, plan.unfolding())?.remove(0), None),
     };
     let backend = xv.backend().clone();
     if relu {
@@ -190,7 +189,7 @@ fn conv2d_impl<B: Backend>(
                     std::slice::from_ref(dy),
                     &[geo.c_out],
                     &geo,
-                    matches!(plan, Plan::Direct),
+                    plan.unfolding(),
                     needs[0],
                     needs[1],
                 )?,
@@ -259,7 +258,12 @@ pub fn conv2d_relu_shared<B: Backend>(
     }
     let total: usize = outs.iter().sum();
     let geo = ConvGeometry::new(n, c, h, w, total, Window::new((kh, kw), stride, padding))?;
-    let direct = geo.is_pointwise() && geo.col_cols() >= DIRECT_MIN_PLANE;
+    // The backend's plan for the stacked convolution; Winograd (never planned for 1x1 kernels,
+    // Inception's case) falls back to im2col here.
+    let unfolding = match Plan::choose(&x.backend(), &geo, ConvAlgo::Auto)? {
+        Plan::Winograd(_) => (false, x.backend().conv_plan(&geo).chunk_values),
+        plan => plan.unfolding(),
+    };
     let (xv, backend) = (x.value(), x.backend());
     let k = geo.col_rows();
     let mut stacked = Tensor::uninit(&backend, [total, c, kh, kw])?;
@@ -276,7 +280,7 @@ pub fn conv2d_relu_shared<B: Backend>(
             k,
         )?;
     }
-    let mut ys = forward(&xv, &stacked, &outs, &geo, direct)?;
+    let mut ys = forward(&xv, &stacked, &outs, &geo, unfolding)?;
     for (y, (&o, (_, bias))) in ys.iter_mut().zip(outs.iter().zip(convs)) {
         let bias_value = bias.map(|b| b.value_ref());
         backend.bias_relu(
@@ -319,7 +323,7 @@ pub fn conv2d_relu_shared<B: Backend>(
                 }
             }
             let want_dw = slots.iter().any(|&(s, _)| needs[s]);
-            let (dx, dw) = backward(&xv, &stacked, &dzs, &outs, &geo, direct, needs[0], want_dw)?;
+            let (dx, dw) = backward(&xv, &stacked, &dzs, &outs, &geo, unfolding, needs[0], want_dw)?;
             grads[0] = dx;
             if let Some(dw) = dw {
                 for (&(s, _), (&o, at)) in slots.iter().zip(outs.iter().zip(row_offsets(&outs))) {
@@ -335,9 +339,9 @@ pub fn conv2d_relu_shared<B: Backend>(
     )
 }
 
-/// Images per im2col chunk.
-fn chunk_images(geo: &ConvGeometry) -> usize {
-    (COLS_BUDGET / (geo.col_rows() * geo.col_cols()).max(1)).clamp(1, geo.n.max(1))
+/// Images per im2col chunk: as many as fit `chunk_values` column values, at least one.
+fn chunk_images(geo: &ConvGeometry, chunk_values: usize) -> usize {
+    (chunk_values / (geo.col_rows() * geo.col_cols()).max(1)).clamp(1, geo.n.max(1))
 }
 
 /// Where each output's rows start in the stacked weights and products.
@@ -347,13 +351,14 @@ fn row_offsets(outs: &[usize]) -> Vec<usize> {
 
 /// Products of one input with weights stacked on output channels (`w` [sum of outs, C, kh,
 /// kw], `geo.c_out` their sum): output `i` takes `outs[i]` of the rows. One output is a plain
-/// convolution; several share the input's unfolding and one product.
+/// convolution; several share the input's unfolding and one product. `(direct, chunk_values)`:
+/// the direct path, or im2col in chunks of at most that many column values.
 fn forward<B: Backend>(
     x: &Tensor<B>,
     w: &Tensor<B>,
     outs: &[usize],
     geo: &ConvGeometry,
-    direct: bool,
+    (direct, chunk_values): (bool, usize),
 ) -> Result<Vec<Tensor<B>>> {
     let backend = x.backend().clone();
     let (k, p, total) = (geo.col_rows(), geo.col_cols(), geo.c_out);
@@ -375,7 +380,7 @@ fn forward<B: Backend>(
         }
         return Ok(ys);
     }
-    let chunk = chunk_images(geo);
+    let chunk = chunk_images(geo, chunk_values);
     let mut cols = backend.uninit(chunk * k * p)?;
     let mut product = backend.uninit(chunk * total * p)?;
     for first in (0..geo.n).step_by(chunk) {
@@ -407,7 +412,7 @@ fn backward<B: Backend>(
     dys: &[Tensor<B>],
     outs: &[usize],
     geo: &ConvGeometry,
-    direct: bool,
+    (direct, chunk_values): (bool, usize),
     want_dx: bool,
     want_dw: bool,
 ) -> Result<ConvGrads<B>> {
@@ -446,7 +451,7 @@ fn backward<B: Backend>(
         }
         return Ok((dx, dw));
     }
-    let chunk = chunk_images(geo);
+    let chunk = chunk_images(geo, chunk_values);
     let mut cols = backend.uninit(chunk * k * p)?;
     let mut dy_chunk = backend.uninit(chunk * total * p)?;
     for first in (0..geo.n).step_by(chunk) {

@@ -14,33 +14,11 @@
 //! The backward pass is the exact adjoint of each of these linear steps, so its gradients are
 //! those of the function computed (no flipped-kernel convolution, no second approximation).
 use super::ConvGrads;
-use tensor::winograd::kronecker;
+use tensor::winograd::{kronecker, MAX_INPUT_TILE as MAX_TILE};
 use tensor::{Backend, ConvGeometry, Gemm, Result, Tensor, Window};
-
-/// Largest input tile: a = 6 keeps the points at 0, ±1, ±2 (and infinity), whose transforms
-/// stay accurate in f32; larger tiles need points like ±1/2 and lose digits fast.
-const MAX_TILE: usize = 6;
-
-/// Output tile sizes tried, best saving first (3x3: m = 4 saves 4x, m = 3 3.2x, m = 2 2.25x).
-const OUTPUT_TILES: [usize; 3] = [4, 3, 2];
 
 /// Evaluation points of the transforms, in the order they are used; infinity comes last.
 const POINTS: [f64; 5] = [0.0, 1.0, -1.0, 2.0, -2.0];
-
-/// Values per chunk of images in the largest of the transform buffers (32 MiB of f32).
-const CHUNK_BUDGET: usize = 8 << 20;
-
-/// The output tile size m for this convolution, or `None` when Winograd does not apply:
-/// stride 1, a square kernel of at least 2, and both output sides multiples of m.
-pub fn output_tile(geo: &ConvGeometry) -> Option<usize> {
-    let (kh, kw) = geo.window.kernel;
-    if geo.window.stride != (1, 1) || kh != kw || kh < 2 {
-        return None;
-    }
-    OUTPUT_TILES
-        .into_iter()
-        .find(|&m| m + kh - 1 <= MAX_TILE && geo.out_h.is_multiple_of(m) && geo.out_w.is_multiple_of(m))
-}
 
 /// The 1-D transforms of F(m, r) as row-major f64 matrices: `at` (m x a), `g` (a x r), `bt`
 /// (a x a), such that for any d (a values) and w (r values)
@@ -110,14 +88,14 @@ pub struct Winograd<B: Backend> {
     at: Vec<f32>,
     /// `G (x) G`, a*a x r*r.
     filter_t: B::Storage,
-    /// Values allowed in the largest buffer of a chunk (`CHUNK_BUDGET`; tests shrink it).
+    /// Values allowed in the largest buffer of a chunk (the backend's plan; tests shrink it).
     budget: usize,
 }
 
 impl<B: Backend> Winograd<B> {
-    /// `None` when `output_tile` says Winograd does not apply.
-    pub fn new(backend: &B, geo: &ConvGeometry) -> Result<Option<Self>> {
-        let Some(m) = output_tile(geo) else { return Ok(None) };
+    /// Output tiles of m x m (`tensor::winograd::output_tile` says which m apply), chunks of at
+    /// most `budget` values in the largest buffer.
+    pub fn new(backend: &B, geo: &ConvGeometry, m: usize, budget: usize) -> Result<Self> {
         let r = geo.window.kernel.0;
         let a = m + r - 1;
         let (at, g, bt) = transforms(m, r);
@@ -133,15 +111,15 @@ impl<B: Backend> Winograd<B> {
         let out_tiles =
             ConvGeometry::new(geo.n, geo.c_out, geo.out_h, geo.out_w, 1, Window::square(m, m, 0))?;
         debug_assert_eq!((tiles.out_h, tiles.out_w), (out_tiles.out_h, out_tiles.out_w));
-        Ok(Some(Winograd {
+        Ok(Winograd {
             geo: *geo,
             tiles,
             out_tiles,
             bt,
             at,
             filter_t: backend.from_slice(&kronecker(&g, a, r))?,
-            budget: CHUNK_BUDGET,
-        }))
+            budget,
+        })
     }
 
     /// Points of the transformed domain (a * a).
@@ -344,7 +322,8 @@ mod tests {
             wv.grad().unwrap().to_vec().unwrap(),
         ];
         let geo = ConvGeometry::new(n, c, h, w, o, Window::square(3, 1, 1)).unwrap();
-        let mut wino = Winograd::new(&Cpu, &geo).unwrap().unwrap();
+        let m = tensor::winograd::output_tile(&geo).unwrap();
+        let mut wino = Winograd::new(&Cpu, &geo, m, 8 << 20).unwrap();
         let per_image = wino.points() * c.max(o) * wino.tiles.col_cols();
         for images in [1, 2] {
             wino.budget = images * per_image;
@@ -367,6 +346,7 @@ mod tests {
 
     #[test]
     fn tile_choice() {
+        use tensor::winograd::output_tile;
         let geo = |hw: usize, k: usize, s: usize, p: usize| {
             ConvGeometry::new(2, 3, hw, hw, 4, Window::square(k, s, p)).unwrap()
         };

@@ -31,8 +31,26 @@ mod pool;
 mod pool_avx512;
 mod winograd;
 
-use crate::{checks, AdamStep, Backend, ConvGeometry, Gemm, PoolGeometry, Result, SgdStep};
+use crate::{
+    checks, AdamStep, Backend, ConvAlgorithm, ConvGeometry, ConvPlan, Gemm, PoolGeometry, Result, SgdStep,
+};
 pub use buffer::CpuBuffer;
+
+/// The largest buffer of a convolution chunk, in values (32 MiB of f32: a chunk stays near the
+/// L3 cache, so the product reads columns the unfold just wrote from cache).
+const CHUNK_VALUES: usize = 8 << 20;
+/// 1x1 convolutions on planes at least this large take the direct per-image products; smaller
+/// planes make per-image products too thin, and the chunked path wins.
+const DIRECT_MIN_PLANE: usize = 256;
+/// Winograd only with at least this many input and output channels: below that its transforms
+/// cost more than the multiplies it saves.
+const WINOGRAD_MIN_CHANNELS: usize = 8;
+
+/// `CONVNET_WINOGRAD=0` keeps the CPU on im2col, to compare a run with the reference path.
+fn winograd_off() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| std::env::var("CONVNET_WINOGRAD").is_ok_and(|v| v == "0"))
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cpu;
@@ -65,6 +83,22 @@ impl Backend for Cpu {
     fn fill(&self, dst: &mut CpuBuffer, value: f32) -> Result<()> {
         dst.fill(value);
         Ok(())
+    }
+
+    /// Direct products for 1x1 kernels on planes of 256 values or more; Winograd for stride-1
+    /// square kernels whose output its tiles divide, with 8 or more channels in and out (unless
+    /// `CONVNET_WINOGRAD=0`); im2col otherwise; chunks sized to stay near the L3 cache.
+    fn conv_plan(&self, geo: &ConvGeometry) -> ConvPlan {
+        let wide = geo.c_in >= WINOGRAD_MIN_CHANNELS && geo.c_out >= WINOGRAD_MIN_CHANNELS;
+        let algorithm = if geo.is_pointwise() && geo.col_cols() >= DIRECT_MIN_PLANE {
+            ConvAlgorithm::Direct
+        } else {
+            match crate::winograd::output_tile(geo) {
+                Some(tile) if wide && !winograd_off() => ConvAlgorithm::Winograd { tile },
+                _ => ConvAlgorithm::Im2col,
+            }
+        };
+        ConvPlan { algorithm, chunk_values: CHUNK_VALUES }
     }
 
     fn gemm(&self, g: &Gemm, a: &CpuBuffer, b: &CpuBuffer, c: &mut CpuBuffer) -> Result<()> {
@@ -465,4 +499,25 @@ fn tile_sides_fit(op: &str, m: usize, a: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Window;
+
+    /// What the CPU plans for NiN's and GoogLeNet's layers.
+    #[test]
+    fn conv_plans() {
+        let plan = |c, hw, o, k, s, p| {
+            Cpu.conv_plan(&ConvGeometry::new(32, c, hw, hw, o, Window::square(k, s, p)).unwrap()).algorithm
+        };
+        assert_eq!(plan(96, 54, 96, 1, 1, 0), ConvAlgorithm::Direct, "NiN's 1x1 at 54x54");
+        assert_eq!(plan(832, 3, 384, 1, 1, 0), ConvAlgorithm::Im2col, "GoogLeNet 5b's 1x1 at 3x3");
+        assert_eq!(plan(256, 12, 384, 3, 1, 1), ConvAlgorithm::Winograd { tile: 4 }, "NiN conv3");
+        assert_eq!(plan(96, 26, 256, 5, 1, 2), ConvAlgorithm::Winograd { tile: 2 }, "NiN conv2");
+        assert_eq!(plan(1, 96, 64, 7, 2, 3), ConvAlgorithm::Im2col, "GoogLeNet's stem: stride 2");
+        assert_eq!(plan(384, 5, 10, 3, 1, 1), ConvAlgorithm::Im2col, "NiN conv4: 10 channels, 5x5");
+        assert_eq!(plan(4, 12, 16, 3, 1, 1), ConvAlgorithm::Im2col, "few input channels");
+    }
 }

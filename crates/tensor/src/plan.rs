@@ -1,0 +1,23 @@
+//! How a backend computes a convolution (`Backend::conv_plan`): which algorithm, and how much of
+//! the batch one step of it covers. The layers ask; the backend decides from what it knows of its
+//! device (cache sizes on a CPU, multiprocessors and memory on a GPU).
+
+/// The algorithm of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvAlgorithm {
+    /// 1x1, stride 1, no padding: products over the NCHW input itself, image by image.
+    Direct,
+    /// The input unfolded a chunk of images at a time (im2col), one product per chunk.
+    Im2col,
+    /// Winograd's F(tile x tile, r x r) (`tensor::winograd::output_tile` says where it applies).
+    Winograd { tile: usize },
+}
+
+/// A backend's plan for one convolution geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvPlan {
+    pub algorithm: ConvAlgorithm,
+    /// The most values one chunk's largest buffer may hold (im2col's column matrix, Winograd's
+    /// transformed tiles): the images per chunk follow from it (at least one).
+    pub chunk_values: usize,
+}
