@@ -137,6 +137,37 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         let batches = data::batches(train_set.clone(), meta.batch_size, meta.resize, shuffle, None);
         let bar = progress_bar(batches.len() as u64, epoch + 1, args.epochs);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0.0f64, 0usize);
+        // Each step's loss and correct count are read after the next step is queued, so the
+        // device never waits for the host between steps (on a GPU a read waits for the queue to
+        // drain); the divergence check is one step late for it.
+        let mut pending: Option<(Tensor<_>, Tensor<_>, usize)> = None;
+        let mut read =
+            |step: Option<(Tensor<_>, Tensor<_>, usize)>, seen: &mut usize| -> anyhow::Result<()> {
+                let Some((loss, hits, len)) = step else { return Ok(()) };
+                let loss_value = loss.item()?;
+                if !loss_value.is_finite() {
+                    bar.abandon();
+                    bail!(
+                        "the loss became {loss_value} at epoch {} after {} images: training diverged. \
+                     Try a lower learning rate (--lr {}); the last good checkpoint is in {}",
+                        epoch + 1,
+                        *seen,
+                        meta.lr / 10.0,
+                        out_dir.display()
+                    );
+                }
+                loss_sum += loss_value as f64 * len as f64;
+                correct += hits.item()? as f64;
+                *seen += len;
+                let rate = *seen as f64 / started.elapsed().as_secs_f64();
+                bar.set_message(format!(
+                    "loss {:.4}, acc {:.3}, {rate:.1} img/s",
+                    loss_sum / *seen as f64,
+                    correct / *seen as f64
+                ));
+                bar.inc(1);
+                Ok(())
+            };
         for batch in batches {
             let x = Var::constant(Tensor::from_slice(
                 backend,
@@ -145,31 +176,13 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
             )?);
             let logits = model.forward(&x, &mut mode)?;
             let (loss, hits) = ops::cross_entropy(&logits, &batch.labels)?;
-            let loss_value = loss.value().item()?;
-            if !loss_value.is_finite() {
-                bar.abandon();
-                bail!(
-                    "the loss became {loss_value} at epoch {} after {seen} images: training diverged. \
-                     Try a lower learning rate (--lr {}); the last good checkpoint is in {}",
-                    epoch + 1,
-                    meta.lr / 10.0,
-                    out_dir.display()
-                );
-            }
             optimizer.zero_grad();
             loss.backward()?;
             optimizer.step()?;
-            loss_sum += loss_value as f64 * batch.len as f64;
-            correct += hits.item()? as f64;
-            seen += batch.len;
-            let rate = seen as f64 / started.elapsed().as_secs_f64();
-            bar.set_message(format!(
-                "loss {:.4}, acc {:.3}, {rate:.1} img/s",
-                loss_sum / seen as f64,
-                correct / seen as f64
-            ));
-            bar.inc(1);
+            let step = Some((loss.value(), hits, batch.len));
+            read(std::mem::replace(&mut pending, step), &mut seen)?;
         }
+        read(pending.take(), &mut seen)?;
         let train_time = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         let test_acc = evaluate(&model, backend, &test_set, meta.resize, 256)?;
