@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Compiles kernels/*.cu to kernels/ptx/<family>.ptx with NVRTC 12.4, and checks the result.
+"""Compiles kernels/*.cu to kernels/ptx/<family>.ptx with NVRTC 12.4 and assembles each into
+kernels/cubin/<family>.sm_90.cubin with ptxas 12.4, and checks the result.
 
-    python3 tools/gen_ptx.py                 # regenerate kernels/ptx/*.ptx
-    python3 tools/gen_ptx.py --check         # regenerate into a temp dir, compare with kernels/ptx
+    python3 tools/gen_ptx.py                 # regenerate kernels/ptx/*.ptx and kernels/cubin/*.cubin
+    python3 tools/gen_ptx.py --check         # regenerate into a temp dir, compare with the committed files
     python3 tools/gen_ptx.py --cubin-check   # assemble kernels/ptx/*.ptx for sm_90: no errors, no spills
 
 NVRTC comes from the PyPI wheel nvidia-cuda-nvrtc-cu12==12.4.127 and ptxas from
@@ -24,11 +25,18 @@ ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"
 PTX_DIR = KERNELS / "ptx"
 
-# The PTX must be loadable by the oldest driver we support: NVRTC 12.4 emits PTX ISA 8.4, which
-# drivers from R550 load. compute_80 lets the driver JIT it for sm_90 (H100) and run on Ampere.
+# NVRTC 12.4 emits PTX ISA 8.4, which only drivers from R550 load; the kernels use nothing newer
+# than ISA 7.0 (the first with sm_80 targets), so the version line is rewritten to 7.0 and ptxas
+# (--cubin-check, and the cubins below) proves the PTX valid at that version. The driver floor is
+# then set by the driver API the backend calls (crates/cuda/src/device.rs), not by the PTX.
+# compute_80 lets the driver JIT it for sm_90 (H100) and run on Ampere.
 NVRTC_VERSION = (12, 4)
 PTXAS_RELEASE = "12.4"
 PTX_ISA = "8.4"
+TARGET_ISA = "7.0"
+# Devices of this architecture load the committed cubin and skip the driver's JIT at start.
+CUBIN_DIR = KERNELS / "cubin"
+CUBIN_ARCH = "sm_90"
 OPTIONS = [
     "--gpu-architecture=compute_80",
     "--std=c++17",
@@ -171,8 +179,9 @@ def generate(out_dir):
             print(f"gen_ptx: {src.name}: compilation FAILED", file=sys.stderr)
             errors += 1
             continue
-        if f".version {PTX_ISA}" not in ptx:
+        if f".version {PTX_ISA}\n" not in ptx:
             fail(f"{src.name}: expected PTX ISA {PTX_ISA} in the output")
+        ptx = ptx.replace(f".version {PTX_ISA}\n", f".version {TARGET_ISA}\n", 1)
         dst = out_dir / (src.stem + ".ptx")
         # Write bytes with '\n' endings: identical input gives identical files on any platform.
         dst.write_bytes(ptx.encode())
@@ -187,30 +196,8 @@ def generate(out_dir):
     return written
 
 
-def check():
-    """Regenerates into a temp dir and compares with the committed kernels/ptx/*.ptx."""
-    with tempfile.TemporaryDirectory(prefix="gen_ptx_") as tmp:
-        fresh_dir = Path(tmp)
-        generate(fresh_dir)
-        fresh = {p.name for p in fresh_dir.glob("*.ptx")}
-        committed = {p.name for p in PTX_DIR.glob("*.ptx")} if PTX_DIR.is_dir() else set()
-        problems = []
-        for name in sorted(fresh - committed):
-            problems.append(f"kernels/ptx/{name} is missing (kernels/{name[:-4]}.cu has no committed PTX)")
-        for name in sorted(committed - fresh):
-            problems.append(f"kernels/ptx/{name} has no kernels/{name[:-4]}.cu (stale file)")
-        for name in sorted(fresh & committed):
-            if not filecmp.cmp(fresh_dir / name, PTX_DIR / name, shallow=False):
-                problems.append(f"kernels/ptx/{name} differs from what kernels/{name[:-4]}.cu compiles to")
-        if problems:
-            for p in problems:
-                print(f"gen_ptx --check: {p}", file=sys.stderr)
-            fail("committed PTX is out of date: run `python3 tools/gen_ptx.py` and commit kernels/ptx/")
-    print(f"gen_ptx --check: all {len(fresh)} PTX files match their sources")
-
-
-def cubin_check():
-    """Assembles each kernels/ptx/*.ptx for sm_90 with ptxas 12.4, failing on errors or spills."""
+def find_ptxas():
+    """The pinned ptxas, after checking its release."""
     ptxas = find_in_wheels("nvidia/cuda_nvcc/bin/ptxas", "ptxas", "PTXAS", "nvidia-cuda-nvcc-cu12==12.4.131")
     ver = subprocess.run([str(ptxas), "--version"], capture_output=True, text=True)
     m = re.search(r"release (\d+\.\d+)", ver.stdout)
@@ -218,6 +205,58 @@ def cubin_check():
         fail(f"cannot run {ptxas} --version: {ver.stderr.strip()}")
     if m.group(1) != PTXAS_RELEASE:
         fail(f"{ptxas} is release {m.group(1)}; expected {PTXAS_RELEASE}")
+    return ptxas
+
+
+def assemble(ptx_files, out_dir):
+    """<family>.sm_90.cubin for each PTX file, into out_dir (ptxas output is deterministic)."""
+    ptxas = find_ptxas()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for ptx in ptx_files:
+        dst = out_dir / f"{ptx.stem}.{CUBIN_ARCH}.cubin"
+        r = subprocess.run([str(ptxas), f"-arch={CUBIN_ARCH}", str(ptx), "-o", str(dst)], capture_output=True, text=True)
+        if r.returncode != 0:
+            fail(f"ptxas could not assemble {ptx.name}:\n{r.stdout}{r.stderr}")
+        written.append(dst)
+        print(f"gen_ptx: {ptx.name} -> {dst}")
+    for stale in sorted(set(out_dir.glob("*.cubin")) - set(written)):
+        print(f"gen_ptx: removing stale {stale}")
+        stale.unlink()
+    return written
+
+
+def compare(fresh_dir, committed_dir, pattern, what):
+    """Problems where the committed files differ from freshly generated ones."""
+    fresh = {p.name for p in fresh_dir.glob(pattern)}
+    committed = {p.name for p in committed_dir.glob(pattern)} if committed_dir.is_dir() else set()
+    rel = committed_dir.relative_to(ROOT)
+    problems = [f"{rel}/{name} is missing" for name in sorted(fresh - committed)]
+    problems += [f"{rel}/{name} has no source (stale file)" for name in sorted(committed - fresh)]
+    problems += [f"{rel}/{name} differs from what its source {what} to" for name in sorted(fresh & committed)
+                 if not filecmp.cmp(fresh_dir / name, committed_dir / name, shallow=False)]
+    return problems, len(fresh)
+
+
+def check():
+    """Regenerates into a temp dir and compares with the committed kernels/ptx and kernels/cubin."""
+    with tempfile.TemporaryDirectory(prefix="gen_ptx_") as tmp:
+        fresh_ptx, fresh_cubin = Path(tmp) / "ptx", Path(tmp) / "cubin"
+        assemble(generate(fresh_ptx), fresh_cubin)
+        problems, n_ptx = compare(fresh_ptx, PTX_DIR, "*.ptx", "compiles")
+        more, n_cubin = compare(fresh_cubin, CUBIN_DIR, "*.cubin", "assembles")
+        problems += more
+        if problems:
+            for p in problems:
+                print(f"gen_ptx --check: {p}", file=sys.stderr)
+            fail("committed PTX or cubins are out of date: run `python3 tools/gen_ptx.py` and commit "
+                 "kernels/ptx/ and kernels/cubin/")
+    print(f"gen_ptx --check: all {n_ptx} PTX files and {n_cubin} cubins match their sources")
+
+
+def cubin_check():
+    """Assembles each kernels/ptx/*.ptx for sm_90 with ptxas 12.4, failing on errors or spills."""
+    ptxas = find_ptxas()
     ptx_files = sorted(PTX_DIR.glob("*.ptx"))
     if not ptx_files:
         fail("no kernels/ptx/*.ptx to assemble: run `python3 tools/gen_ptx.py` first")
@@ -283,7 +322,7 @@ def main():
     if args.cubin_check:
         cubin_check()
     if not (args.check or args.cubin_check):
-        generate(PTX_DIR)
+        assemble(generate(PTX_DIR), CUBIN_DIR)
 
 
 if __name__ == "__main__":
