@@ -11,12 +11,19 @@
 //! cargo bench --bench gpu -- --json FILE           # and every figure as JSON
 //! cargo bench --bench gpu -- --shapes FILE         # only the shapes, as JSON (no GPU needed)
 //! cargo bench --bench gpu -- --quick               # fewer runs (a first look)
+//! cargo bench --bench gpu -- --model [--json FILE] # the cost model's prediction (no GPU needed)
 //! ```
+//!
+//! `--model` runs one training step of each network at batch 128 through `cuda::model::Recorder`
+//! (CPU arithmetic, the GPU's algorithm choices) and prints every kernel the CUDA backend would
+//! launch, grouped, with its predicted time on an H200 (`cuda::model::Gpu::h200`), the predicted
+//! step time and images/s, and beside them a model of PyTorch's step with cuDNN on the same GPU
+//! (`pytorch_model`). On a GPU the product table also prints the model's time for each product.
 #[path = "../tests/common/shapes.rs"]
 mod shapes;
 
 use autograd::Var;
-use cuda::{Cuda, DeviceInfo};
+use cuda::{model, Cuda, DeviceInfo};
 use cudarc::driver::sys::CUevent_flags;
 use layers::{ops, Mode, Module, Optimizer, Sgd, WeightInit};
 use models::ModelKind;
@@ -30,19 +37,25 @@ struct Options {
     json: Option<String>,
     shapes: Option<String>,
     quick: bool,
+    model: bool,
 }
 
 fn options() -> Result<Options, String> {
-    let mut o = Options { json: None, shapes: None, quick: false };
+    let mut o = Options { json: None, shapes: None, quick: false, model: false };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--json" => o.json = Some(args.next().ok_or("--json needs a file")?),
             "--shapes" => o.shapes = Some(args.next().ok_or("--shapes needs a file")?),
             "--quick" => o.quick = true,
+            "--model" => o.model = true,
             // What `cargo bench` passes to every bench binary.
             "--bench" => {}
-            other => return Err(format!("unknown argument {other:?} (--json FILE, --shapes FILE, --quick)")),
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?} (--json FILE, --shapes FILE, --quick, --model)"
+                ))
+            }
         }
     }
     Ok(o)
@@ -133,14 +146,27 @@ struct Figure {
     /// TFLOP/s for products, GB/s for memory-bound kernels, images/s for steps.
     rate: f64,
     unit: &'static str,
+    /// The cost model's time, where it has one.
+    predicted_ms: Option<f64>,
+}
+
+/// The cost model's parameters for a real device: its SMs and FP32 peak; the rest as for an H200.
+fn model_of(info: &DeviceInfo) -> model::Gpu {
+    model::Gpu {
+        name: info.name.clone(),
+        multiprocessors: info.multiprocessors,
+        fp32_tflops: info.fp32_peak_tflops(),
+        ..model::Gpu::h200()
+    }
 }
 
 fn bench_products(gpu: &Cuda, info: &DeviceInfo, runs: usize, out: &mut Vec<Figure>) {
     let peak = info.fp32_peak_tflops();
+    let predictor = model_of(info);
     println!("\nSGEMM at every product of NiN@224 and GoogLeNet@96, batch {BATCH}");
     println!(
-        "{:<40} {:>6} {:>22} {:>10} {:>9} {:>8}",
-        "product", "layout", "m x n x k", "ms", "TFLOP/s", "% peak"
+        "{:<40} {:>6} {:>22} {:>10} {:>9} {:>8} {:>12}",
+        "product", "layout", "m x n x k", "ms", "TFLOP/s", "% peak", "model ms"
     );
     for (name, g) in distinct_products(BATCH) {
         let (la, lb, lc) = g.required_lengths().unwrap();
@@ -149,12 +175,22 @@ fn bench_products(gpu: &Cuda, info: &DeviceInfo, runs: usize, out: &mut Vec<Figu
         let ms = median_ms(gpu, 2, runs, || gpu.gemm(&g, &a, &b, &mut c).unwrap());
         let tflops = g.flops() / (ms / 1000.0) / 1e12;
         let dims = format!("{}x{}x{}{}", g.m, g.n, g.k, if g.c_stride == 0 { " sum" } else { "" });
+        let predicted: f64 =
+            model::gemm_launches(&g, info.multiprocessors).iter().map(|l| predictor.predict(l)).sum::<f64>()
+                * 1e3;
         println!(
-            "{name:<40} {:>6} {dims:>22} {ms:>10.3} {tflops:>9.2} {:>7.1}%",
+            "{name:<40} {:>6} {dims:>22} {ms:>10.3} {tflops:>9.2} {:>7.1}% {predicted:>12.3}",
             layout(&g),
             100.0 * tflops / peak
         );
-        out.push(Figure { group: "gemm", name, ms, rate: tflops, unit: "TFLOP/s" });
+        out.push(Figure {
+            group: "gemm",
+            name,
+            ms,
+            rate: tflops,
+            unit: "TFLOP/s",
+            predicted_ms: Some(predicted),
+        });
     }
 }
 
@@ -163,7 +199,14 @@ fn bench_memory_bound(gpu: &Cuda, runs: usize, out: &mut Vec<Figure>) {
     let mut report = |name: &str, bytes: usize, ms: f64| {
         let gbps = bytes as f64 / (ms / 1000.0) / 1e9;
         println!("{name:<52} {ms:>10.3} ms {gbps:>8.0} GB/s");
-        out.push(Figure { group: "memory", name: name.into(), ms, rate: gbps, unit: "GB/s" });
+        out.push(Figure {
+            group: "memory",
+            name: name.into(),
+            ms,
+            rate: gbps,
+            unit: "GB/s",
+            predicted_ms: None,
+        });
     };
     // im2col of NiN conv2 over 32 images, and col2im back.
     let conv2 = &nin()[2];
@@ -243,7 +286,7 @@ fn bench_steps(gpu: &Cuda, runs: usize, out: &mut Vec<Figure>) {
             let ips = batch as f64 / (ms / 1000.0);
             let name = format!("{kind}@{resize} batch {batch}");
             println!("{name:<52} {ms:>10.1} ms {ips:>8.0} images/s");
-            out.push(Figure { group: "step", name, ms, rate: ips, unit: "images/s" });
+            out.push(Figure { group: "step", name, ms, rate: ips, unit: "images/s", predicted_ms: None });
         }
     }
 }
@@ -261,9 +304,11 @@ fn figures_json(info: &DeviceInfo, figures: &[Figure]) -> String {
     );
     for (i, f) in figures.iter().enumerate() {
         let sep = if i + 1 < figures.len() { "," } else { "" };
+        let predicted = f.predicted_ms.map_or("null".into(), |p| format!("{p:.6}"));
         writeln!(
             s,
-            "    {{\"group\": \"{}\", \"name\": \"{}\", \"ms\": {:.6}, \"rate\": {:.4}, \"unit\": \"{}\"}}{sep}",
+            "    {{\"group\": \"{}\", \"name\": \"{}\", \"ms\": {:.6}, \"rate\": {:.4}, \"unit\": \"{}\", \
+             \"predicted_ms\": {predicted}}}{sep}",
             f.group, f.name, f.ms, f.rate, f.unit
         )
         .unwrap();
@@ -283,6 +328,13 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if o.model {
+        let text = predict_steps();
+        if let Some(path) = &o.json {
+            std::fs::write(path, &text).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+        }
+        return;
+    }
     if let Some(path) = &o.shapes {
         std::fs::write(path, shapes_json()).unwrap_or_else(|e| panic!("writing {path}: {e}"));
         println!("wrote the shapes of {} products to {path}", distinct_products(BATCH).len());
@@ -316,4 +368,110 @@ fn main() {
         std::fs::write(path, figures_json(&info, &figures)).unwrap_or_else(|e| panic!("writing {path}: {e}"));
         println!("\nwrote {} figures to {path}", figures.len());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// --model: the cost model's prediction of a training step
+// ---------------------------------------------------------------------------------------------
+
+/// The launches of one SGD step of `kind` at `batch` (forward, loss, backward, update, and the
+/// two values the training loop reads back: the loss and the correct count).
+fn recorded_step(kind: ModelKind, resize: usize, batch: usize) -> Vec<model::Launch> {
+    let rec = model::Recorder::new(model::Gpu::h200().multiprocessors);
+    let net = models::build(kind, &rec, WeightInit::XavierUniform, 1).unwrap();
+    let mut opt = Sgd::new(net.parameters(), 0.1, 0.0, 0.0);
+    let mut mode = Mode::train(1, 0);
+    let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
+    let images = values(batch * resize * resize);
+    rec.take();
+    let x = Var::constant(Tensor::from_slice(&rec, [batch, 1, resize, resize], &images).unwrap());
+    let (loss, hits) = ops::cross_entropy(&net.forward(&x, &mut mode).unwrap(), &labels).unwrap();
+    opt.zero_grad();
+    loss.backward().unwrap();
+    opt.step().unwrap();
+    loss.value().item().unwrap();
+    hits.item().unwrap();
+    rec.take()
+}
+
+/// A model of PyTorch eager's step with cuDNN on the same GPU, for comparison: every
+/// convolution's training FLOPs (3x the forward's, 2x for a first layer) at `efficiency` of the
+/// given peak, plus eight passes over each convolution's output (PyTorch's separate bias, ReLU
+/// and backward kernels) at the model's streaming bandwidth; at least 10 us of host time per
+/// op, about 8 per convolution. A prediction, to be replaced by `tools/gpu-check`'s measurement.
+fn pytorch_model(layers: &[Layer], batch: usize, peak_tflops: f64, efficiency: f64) -> f64 {
+    let gpu = model::Gpu::h200();
+    let mut gpu_time = 0.0;
+    for (i, l) in layers.iter().enumerate() {
+        let geo = l.geo(batch);
+        let flops = geo.flops() * if i == 0 { 2.0 } else { 3.0 };
+        let activation = (batch * l.c_out * geo.out_h * geo.out_w * 4) as f64;
+        gpu_time += flops / (peak_tflops * 1e12 * efficiency)
+            + 8.0 * activation / (gpu.memory_gbps * 1e9 * gpu.stream_efficiency);
+    }
+    gpu_time.max(layers.len() as f64 * 8.0 * 10e-6)
+}
+
+fn predict_steps() -> String {
+    let gpu = model::Gpu::h200();
+    let mut json = format!("{{\n  \"gpu\": \"{}\",\n  \"steps\": [\n", gpu.name);
+    println!(
+        "cost model: {} ({} SMs, FP32 {:.1} TFLOP/s, {:.0} GB/s; our SGEMM at {:.0}% of the FP32 peak, streaming \
+         kernels at {:.0}% of the bandwidth, {:.0} us a launch). Predictions, not measurements.",
+        gpu.name,
+        gpu.multiprocessors,
+        gpu.fp32_tflops,
+        gpu.memory_gbps,
+        100.0 * gpu.sgemm_efficiency,
+        100.0 * gpu.stream_efficiency,
+        gpu.launch_us
+    );
+    let nets = [(ModelKind::Nin, 224, nin()), (ModelKind::GoogLeNet, 96, googlenet())];
+    for (i, (kind, resize, layers)) in nets.into_iter().enumerate() {
+        let launches = recorded_step(kind, resize, BATCH);
+        let total: f64 = launches.iter().map(|l| gpu.predict(l)).sum();
+        let flops: f64 = launches.iter().map(|l| l.flops).sum();
+        println!("\n{kind}@{resize}, batch {BATCH}: {} launches, {:.0} GFLOP", launches.len(), flops / 1e9);
+        println!("{:<32} {:>9} {:>12} {:>7}", "kernel", "launches", "predicted ms", "share");
+        for (kernel, count, t) in model::by_kernel(&gpu, &launches) {
+            println!("{kernel:<32} {count:>9} {:>12.3} {:>6.1}%", t * 1e3, 100.0 * t / total);
+        }
+        let thin: Vec<String> = launches
+            .iter()
+            .filter(|l| l.flops > 0.0 && l.blocks < 2 * gpu.multiprocessors)
+            .map(|l| format!("{} of {} blocks ({:.2} GFLOP)", l.kernel, l.blocks, l.flops / 1e9))
+            .collect();
+        println!(
+            "products with fewer than two blocks per SM: {}{}",
+            thin.len(),
+            if thin.is_empty() { String::new() } else { format!(": {}", thin.join(", ")) }
+        );
+        let torch_tf32 = pytorch_model(&layers, BATCH, 494.7, 0.5);
+        let torch_fp32 = pytorch_model(&layers, BATCH, gpu.fp32_tflops, 0.8);
+        println!(
+            "step: {:.1} ms, {:.0} images/s predicted. A model of PyTorch with cuDNN: TF32 {:.1} ms ({:.0} images/s; \
+             ours {:.2}x), FP32 {:.1} ms ({:.0} images/s; ours {:.2}x)",
+            total * 1e3,
+            BATCH as f64 / total,
+            torch_tf32 * 1e3,
+            BATCH as f64 / torch_tf32,
+            torch_tf32 / total,
+            torch_fp32 * 1e3,
+            BATCH as f64 / torch_fp32,
+            torch_fp32 / total
+        );
+        let sep = if i == 0 { "," } else { "" };
+        writeln!(
+            json,
+            "    {{\"net\": \"{kind}@{resize}\", \"batch\": {BATCH}, \"launches\": {}, \"predicted_ms\": {:.4}, \
+             \"pytorch_tf32_model_ms\": {:.4}, \"pytorch_fp32_model_ms\": {:.4}}}{sep}",
+            launches.len(),
+            total * 1e3,
+            torch_tf32 * 1e3,
+            torch_fp32 * 1e3
+        )
+        .unwrap();
+    }
+    json.push_str("  ]\n}\n");
+    json
 }

@@ -2,8 +2,8 @@
 //! name from `kernels/`. Everything stays on the device; only `from_slice` and `to_vec` copy.
 use crate::allocator::{Allocator, Buffer};
 use crate::device;
-use crate::kernels::MODULES;
-use crate::plan;
+use crate::kernels::{CUBIN_CAPABILITY, MODULES};
+use crate::plan::{self, elementwise, single_block};
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
@@ -116,16 +116,6 @@ fn copy_channels_args(
     ])
 }
 
-/// Grid-stride launch for `n` elements: 256 threads a block.
-fn elementwise(n: usize) -> LaunchConfig {
-    let blocks = n.div_ceil(256).clamp(1, 65_535) as u32;
-    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
-}
-
-fn single_block(threads: u32) -> LaunchConfig {
-    LaunchConfig { grid_dim: (1, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
-}
-
 impl Cuda {
     /// Opens GPU `ordinal` and loads every kernel.
     pub fn new(ordinal: usize) -> Result<Cuda> {
@@ -136,14 +126,23 @@ impl Cuda {
         // cross-stream event tracking would only add overhead.
         unsafe { ctx.disable_event_tracking() };
         let mut functions = HashMap::new();
-        for (family, ptx, names) in MODULES {
-            let module = ctx
-                .load_module(Ptx::from_src(*ptx))
-                .map_err(|e| Error::Device(format!("loading kernels/{family}.cu's PTX failed: {e}")))?;
-            for name in names.iter() {
+        // An sm_90 device loads the prebuilt cubins (no JIT at start); others JIT the PTX.
+        let capability = ctx
+            .compute_capability()
+            .map_err(|e| Error::Device(format!("reading the compute capability: {e}")))?;
+        for m in MODULES {
+            let module = if capability == CUBIN_CAPABILITY {
+                ctx.load_module(Ptx::from_binary(m.sm_90.to_vec())).map_err(|e| {
+                    Error::Device(format!("loading kernels/cubin/{}.sm_90.cubin failed: {e}", m.family))
+                })?
+            } else {
+                ctx.load_module(Ptx::from_src(m.ptx))
+                    .map_err(|e| Error::Device(format!("loading kernels/ptx/{}.ptx failed: {e}", m.family)))?
+            };
+            for name in m.kernels {
                 let f = module
                     .load_function(name)
-                    .map_err(|e| Error::Device(format!("kernel {name} in {family}.ptx: {e}")))?;
+                    .map_err(|e| Error::Device(format!("kernel {name} of kernels/{}.cu: {e}", m.family)))?;
                 functions.insert(*name, f);
             }
         }
@@ -695,8 +694,7 @@ impl Backend for Cuda {
             return Ok(());
         }
         let (p, l) = (int("planes", planes)?, int("plane_len", plane_len)?);
-        let cfg =
-            LaunchConfig { grid_dim: (planes as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let cfg = plan::per_plane(planes);
         launch!(self, "global_avg_pool_forward", cfg, x.slice(), y.slice_mut(), &p, &l)
     }
     fn global_avg_pool_backward(

@@ -8,6 +8,7 @@ mod allocator;
 mod backend;
 mod device;
 mod kernels;
+pub mod model;
 pub mod plan;
 
 pub use backend::{Cuda, DeviceInfo};

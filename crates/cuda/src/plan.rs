@@ -9,13 +9,43 @@ use tensor::{ConvAlgorithm, ConvGeometry, ConvPlan, Gemm};
 /// has the memory; NiN@224's largest layer takes 41 of 128 images a chunk.
 const CHUNK_VALUES: usize = 64 << 20;
 
-/// A convolution on the GPU: the direct per-image products for 1x1 kernels (a product per image
-/// fills the GPU through the batch), im2col in large chunks otherwise. Winograd is not planned:
-/// its transforms would be extra passes over memory on top of products that the FP32 kernel
-/// already spends its time on (the CPU, bound by arithmetic, gains from it).
+/// 1x1 convolutions on planes of at least this many values take the direct per-image products;
+/// on smaller planes (GoogLeNet's 6x6 and 3x3) a per-image product is one part-empty 64-wide
+/// tile per item, and the unfolded chunk (a transpose for a 1x1 kernel) makes one wide product.
+const DIRECT_MIN_PLANE: usize = 256;
+
+/// A convolution on the GPU: the direct per-image products for 1x1 kernels on large planes (a
+/// product per image fills the GPU through the batch), im2col in large chunks otherwise.
+/// Winograd is not planned: its transforms would be extra passes over memory on top of products
+/// that the FP32 kernel already spends its time on (the CPU, bound by arithmetic, gains from it).
 pub fn conv(geo: &ConvGeometry) -> ConvPlan {
-    let algorithm = if geo.is_pointwise() { ConvAlgorithm::Direct } else { ConvAlgorithm::Im2col };
+    let algorithm = if geo.is_pointwise() && geo.col_cols() >= DIRECT_MIN_PLANE {
+        ConvAlgorithm::Direct
+    } else {
+        ConvAlgorithm::Im2col
+    };
     ConvPlan { algorithm, chunk_values: CHUNK_VALUES }
+}
+
+/// Grid-stride launch for `n` elements: 256 threads a block, at most 65,535 blocks (the kernels
+/// loop over the rest).
+pub fn elementwise(n: usize) -> LaunchConfig {
+    let blocks = n.div_ceil(256).clamp(1, 65_535) as u32;
+    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// One block (the loss and `sum`: a fixed-order reduction in one block).
+pub fn single_block(threads: u32) -> LaunchConfig {
+    LaunchConfig { grid_dim: (1, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// One 256-thread block per plane (global average pooling's forward).
+pub fn per_plane(planes: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (planes.min(0x7fff_ffff) as u32, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
 }
 
 /// Rows and columns of C one SGEMM block computes.
@@ -156,13 +186,14 @@ mod tests {
         assert_eq!(channel_sums(0, 10, H100_SMS).parts, 1);
     }
 
-    /// The GPU takes the direct path for every 1x1 kernel and im2col for the rest, in chunks of
-    /// up to 64 Mi column values (NiN conv2 at batch 128: 41 images a chunk).
+    /// The GPU takes the direct path for 1x1 kernels on planes of 256 or more and im2col for the
+    /// rest, in chunks of up to 64 Mi column values (NiN conv2 at batch 128: 41 images a chunk).
     #[test]
     fn conv_plans() {
         use tensor::Window;
         let geo = |c, hw, o, k, s, p| ConvGeometry::new(128, c, hw, hw, o, Window::square(k, s, p)).unwrap();
-        assert_eq!(conv(&geo(832, 3, 384, 1, 1, 0)).algorithm, ConvAlgorithm::Direct);
+        assert_eq!(conv(&geo(96, 54, 96, 1, 1, 0)).algorithm, ConvAlgorithm::Direct);
+        assert_eq!(conv(&geo(832, 3, 384, 1, 1, 0)).algorithm, ConvAlgorithm::Im2col);
         let conv2 = geo(96, 26, 256, 5, 1, 2);
         let plan = conv(&conv2);
         assert_eq!(plan.algorithm, ConvAlgorithm::Im2col);

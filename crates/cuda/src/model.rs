@@ -1,0 +1,605 @@
+//! The cost model: every kernel launch the CUDA backend makes for a piece of work, and how long
+//! each should take on a given GPU, from roofline ceilings (FP32 arithmetic, memory bandwidth),
+//! how well its grid fills the multiprocessors, and the host's cost per launch.
+//!
+//! No GPU is needed: [`Recorder`] is a `Backend` that computes on the CPU (so a real training
+//! step runs through the layers and models, taking the GPU's algorithm choices from
+//! [`plan::conv`]) and records, for every call, the launches `Cuda` makes for it, from the same
+//! functions of [`plan`] that `Cuda` launches with. `cargo bench --bench gpu -- --model` prints the
+//! prediction for both networks; on a GPU, the bench prints each measured kernel beside it.
+//!
+//! Every figure it gives is a prediction. Its parameters (`Gpu`) are the device's datasheet or
+//! measured ceilings and two efficiencies that only a GPU run can calibrate: our FP32 SGEMM's
+//! share of the FP32 peak and a streaming kernel's share of the copy bandwidth.
+use crate::plan::{self, elementwise, single_block};
+use cudarc::driver::LaunchConfig;
+use std::sync::{Arc, Mutex};
+use tensor::cpu::CpuBuffer;
+use tensor::{AdamStep, Backend, ConvGeometry, ConvPlan, Cpu, Gemm, PoolGeometry, Result, SgdStep};
+
+/// One launch (or copy) as the model sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Launch {
+    /// The kernel's name, or `upload`, `download`, `copy` for copies.
+    pub kernel: &'static str,
+    pub blocks: usize,
+    pub threads: u32,
+    /// Floating-point operations (multiply-adds count 2); 0 for memory-bound kernels.
+    pub flops: f64,
+    /// The operations the kernel executes: `flops` plus what its tiles compute past the edges of
+    /// the matrices (a 64-wide tile on a 9-wide product does 64 columns' work).
+    pub issued_flops: f64,
+    /// Bytes the kernel must read and write at least once.
+    pub bytes: f64,
+    /// A host-device copy, timed at the link's bandwidth, not the GPU memory's.
+    pub host_link: bool,
+    /// The host waits for the GPU here (a download).
+    pub synchronises: bool,
+}
+
+impl Launch {
+    fn kernel(kernel: &'static str, cfg: LaunchConfig, flops: f64, bytes: f64) -> Launch {
+        let blocks = cfg.grid_dim.0 as usize * cfg.grid_dim.1 as usize * cfg.grid_dim.2 as usize;
+        Launch {
+            kernel,
+            blocks,
+            threads: cfg.block_dim.0,
+            flops,
+            issued_flops: flops,
+            bytes,
+            host_link: false,
+            synchronises: false,
+        }
+    }
+    fn streaming(kernel: &'static str, n: usize, bytes: usize) -> Launch {
+        Launch::kernel(kernel, elementwise(n), 0.0, bytes as f64)
+    }
+    fn copy(kernel: &'static str, bytes: usize, host_link: bool, synchronises: bool) -> Launch {
+        Launch {
+            kernel,
+            blocks: 0,
+            threads: 0,
+            flops: 0.0,
+            issued_flops: 0.0,
+            bytes: bytes as f64,
+            host_link,
+            synchronises,
+        }
+    }
+}
+
+/// A GPU's ceilings and the model's efficiencies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gpu {
+    pub name: String,
+    pub multiprocessors: usize,
+    /// FP32 fused-multiply-add peak, TFLOP/s.
+    pub fp32_tflops: f64,
+    /// Device memory bandwidth a copy reaches, GB/s.
+    pub memory_gbps: f64,
+    /// Host-to-device bandwidth (pinned memory), GB/s.
+    pub link_gbps: f64,
+    /// The host's cost of one launch, in microseconds: a kernel takes at least this long when the
+    /// GPU runs ahead of the launches.
+    pub launch_us: f64,
+    /// A round trip to read a value back (the host waits for the queue to drain), microseconds.
+    pub sync_us: f64,
+    /// Our SGEMM's share of the FP32 peak on a full grid (a 64x64x16 tile, 4x4 per thread; an
+    /// estimate until measured).
+    pub sgemm_efficiency: f64,
+    /// A streaming kernel's share of the copy bandwidth on a full grid.
+    pub stream_efficiency: f64,
+}
+
+impl Gpu {
+    /// An H200 (H100 SXM: the same 132 SMs and clocks, 3.35 TB/s): the datasheet's FP32 peak at
+    /// 1980 MHz, the ~4.3 TB/s a copy reaches, PCIe 5 for uploads.
+    pub fn h200() -> Gpu {
+        Gpu {
+            name: "H200 (model)".into(),
+            multiprocessors: 132,
+            fp32_tflops: 66.9,
+            memory_gbps: 4300.0,
+            link_gbps: 50.0,
+            launch_us: 4.0,
+            sync_us: 20.0,
+            sgemm_efficiency: 0.5,
+            stream_efficiency: 0.8,
+        }
+    }
+
+    /// The model's time for one launch, in seconds: the slower of its arithmetic and its memory
+    /// traffic at the ceilings, each scaled by how well the grid fills the GPU, and never less
+    /// than the host's cost of a launch.
+    pub fn predict(&self, l: &Launch) -> f64 {
+        if l.host_link {
+            return l.bytes / (self.link_gbps * 1e9) + self.launch_us * 1e-6;
+        }
+        if l.synchronises {
+            return self.sync_us * 1e-6 + l.bytes / (self.link_gbps * 1e9);
+        }
+        if l.blocks == 0 {
+            // A device-to-device copy: the copy engine at full bandwidth (read and write).
+            return (l.bytes / (self.memory_gbps * 1e9)).max(self.launch_us * 1e-6);
+        }
+        let sms = self.multiprocessors as f64;
+        let blocks = l.blocks as f64;
+        // Blocks resident per SM and blocks per SM needed to reach the ceiling: the SGEMM holds 3
+        // (79 registers x 256 threads each) and needs 2 to hide its latencies; a streaming
+        // kernel's 256-thread blocks fit 8 and need 4 to keep enough loads in flight.
+        let (resident, saturating) = if l.flops > 0.0 { (3.0, 2.0) } else { (8.0, 4.0) };
+        let full = resident * sms;
+        let fill = if blocks <= full {
+            (blocks / (saturating * sms)).min(1.0)
+        } else {
+            // The last wave runs part-empty.
+            blocks / ((blocks / full).ceil() * full)
+        };
+        let compute = l.issued_flops / (self.fp32_tflops * 1e12 * self.sgemm_efficiency * fill);
+        let memory = l.bytes / (self.memory_gbps * 1e9 * self.stream_efficiency * fill);
+        compute.max(memory).max(self.launch_us * 1e-6)
+    }
+}
+
+/// The launches of a product (`Cuda::gemm`): the SGEMM, and with split-k the reduction.
+pub fn gemm_launches(g: &Gemm, multiprocessors: usize) -> Vec<Launch> {
+    if g.batch == 0 || g.m == 0 || g.n == 0 {
+        return Vec::new();
+    }
+    let launch = plan::gemm(g, multiprocessors);
+    let items = |stride: usize| if stride == 0 { 1 } else { g.batch };
+    let c_items = if g.c_stride == 0 { 1 } else { g.batch };
+    let c_bytes = 4 * g.m * g.n * c_items * if g.beta != 0.0 { 2 } else { 1 };
+    let a_bytes = 4 * g.m * g.k * items(g.a_stride);
+    let b_bytes = 4 * g.k * g.n * items(g.b_stride);
+    let mn = g.m * g.n;
+    let kernel = plan::gemm_kernel(g);
+    let padded = |d: usize| d.div_ceil(plan::GEMM_TILE) * plan::GEMM_TILE;
+    let issued = 2.0 * padded(g.m) as f64 * padded(g.n) as f64 * g.k as f64 * g.batch as f64;
+    let product = |bytes: usize| Launch {
+        issued_flops: issued,
+        ..Launch::kernel(kernel, launch.config(), g.flops(), bytes as f64)
+    };
+    if launch.splits == 1 {
+        return vec![product(a_bytes + b_bytes + c_bytes)];
+    }
+    let w = 4 * launch.splits * mn;
+    vec![product(a_bytes + b_bytes + w), Launch::streaming("sgemm_split_reduce", mn, w + c_bytes)]
+}
+
+/// A `Backend` that computes on the CPU and records what `Cuda` would launch for each call.
+#[derive(Clone)]
+pub struct Recorder {
+    multiprocessors: usize,
+    launches: Arc<Mutex<Vec<Launch>>>,
+}
+
+impl Recorder {
+    /// Records the launches of a GPU with `multiprocessors` SMs.
+    pub fn new(multiprocessors: usize) -> Recorder {
+        Recorder { multiprocessors, launches: Arc::default() }
+    }
+    /// The launches recorded so far, and forgets them.
+    pub fn take(&self) -> Vec<Launch> {
+        std::mem::take(&mut *self.launches.lock().expect("recorder lock"))
+    }
+    fn record(&self, launches: impl IntoIterator<Item = Launch>) {
+        self.launches.lock().expect("recorder lock").extend(launches);
+    }
+    fn stream(&self, kernel: &'static str, n: usize, bytes: usize) {
+        self.record([Launch::streaming(kernel, n, bytes)]);
+    }
+    fn channel_sums(&self, outer: usize, channels: usize, bytes: usize) {
+        if channels == 0 {
+            return;
+        }
+        let cs = plan::channel_sums(outer, channels, self.multiprocessors);
+        self.record([
+            Launch::kernel(
+                "channel_sums",
+                cs.config(),
+                0.0,
+                bytes as f64 + 4.0 * (channels * cs.parts) as f64,
+            ),
+            Launch::streaming("channel_sums_reduce", channels, 4 * channels * (cs.parts + 1)),
+        ]);
+    }
+}
+
+/// f32 bytes of `n` values.
+const fn f32s(n: usize) -> usize {
+    4 * n
+}
+
+impl Backend for Recorder {
+    type Storage = CpuBuffer;
+
+    fn name(&self) -> String {
+        "cuda-model".into()
+    }
+    fn zeros(&self, len: usize) -> Result<CpuBuffer> {
+        self.stream("fill", len, f32s(len));
+        Cpu.zeros(len)
+    }
+    fn uninit(&self, len: usize) -> Result<CpuBuffer> {
+        Cpu.uninit(len)
+    }
+    fn from_slice(&self, data: &[f32]) -> Result<CpuBuffer> {
+        self.record([Launch::copy("upload", f32s(data.len()), true, false)]);
+        Cpu.from_slice(data)
+    }
+    fn to_vec(&self, src: &CpuBuffer) -> Result<Vec<f32>> {
+        self.record([Launch::copy("download", f32s(src.len()), true, true)]);
+        Cpu.to_vec(src)
+    }
+    fn storage_len(&self, s: &CpuBuffer) -> usize {
+        s.len()
+    }
+    fn copy(&self, src: &CpuBuffer) -> Result<CpuBuffer> {
+        self.record([Launch::copy("copy", 2 * f32s(src.len()), false, false)]);
+        Cpu.copy(src)
+    }
+    fn fill(&self, dst: &mut CpuBuffer, value: f32) -> Result<()> {
+        self.stream("fill", dst.len(), f32s(dst.len()));
+        Cpu.fill(dst, value)
+    }
+    fn conv_plan(&self, geo: &ConvGeometry) -> ConvPlan {
+        plan::conv(geo)
+    }
+    fn gemm(&self, g: &Gemm, a: &CpuBuffer, b: &CpuBuffer, c: &mut CpuBuffer) -> Result<()> {
+        Cpu.gemm(g, a, b, c)?;
+        self.record(gemm_launches(g, self.multiprocessors));
+        Ok(())
+    }
+    fn im2col(
+        &self,
+        x: &CpuBuffer,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        cols: &mut CpuBuffer,
+    ) -> Result<()> {
+        Cpu.im2col(x, geo, first, count, cols)?;
+        let total = count * geo.col_rows() * geo.col_cols();
+        self.stream("im2col", total, f32s(total + count * geo.c_in * geo.h * geo.w));
+        Ok(())
+    }
+    fn col2im(
+        &self,
+        cols: &CpuBuffer,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        dx: &mut CpuBuffer,
+    ) -> Result<()> {
+        Cpu.col2im(cols, geo, first, count, dx)?;
+        let total = count * geo.c_in * geo.h * geo.w;
+        self.stream("col2im", total, f32s(total + count * geo.col_rows() * geo.col_cols()));
+        Ok(())
+    }
+    fn transpose_blocks(
+        &self,
+        src: &CpuBuffer,
+        src_offset: usize,
+        rows: usize,
+        cols: usize,
+        block: usize,
+        dst: &mut CpuBuffer,
+        dst_offset: usize,
+    ) -> Result<()> {
+        Cpu.transpose_blocks(src, src_offset, rows, cols, block, dst, dst_offset)?;
+        let len = rows * cols * block;
+        self.stream("transpose_blocks", len, f32s(2 * len));
+        Ok(())
+    }
+    fn add_bias(
+        &self,
+        y: &mut CpuBuffer,
+        bias: &CpuBuffer,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()> {
+        Cpu.add_bias(y, bias, outer, channels, inner)?;
+        let len = outer * channels * inner;
+        self.stream("add_bias", len, f32s(2 * len + channels));
+        Ok(())
+    }
+    fn bias_grad(
+        &self,
+        dy: &CpuBuffer,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+        dbias: &mut CpuBuffer,
+    ) -> Result<()> {
+        Cpu.bias_grad(dy, outer, channels, inner, dbias)?;
+        self.channel_sums(outer, channels, f32s(outer * channels * inner));
+        Ok(())
+    }
+    fn bias_relu(
+        &self,
+        y: &mut CpuBuffer,
+        bias: Option<&CpuBuffer>,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()> {
+        Cpu.bias_relu(y, bias, outer, channels, inner)?;
+        let len = outer * channels * inner;
+        self.stream("bias_relu", len, f32s(2 * len + channels));
+        Ok(())
+    }
+    fn bias_relu_backward(
+        &self,
+        y: &CpuBuffer,
+        dy: &CpuBuffer,
+        dz: &mut CpuBuffer,
+        dbias: Option<&mut CpuBuffer>,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()> {
+        let with_bias = dbias.is_some();
+        Cpu.bias_relu_backward(y, dy, dz, dbias, outer, channels, inner)?;
+        let len = outer * channels * inner;
+        if with_bias {
+            self.channel_sums(outer, channels, f32s(3 * len));
+        } else {
+            self.stream("relu_backward", len, f32s(3 * len));
+        }
+        Ok(())
+    }
+    fn max_pool2d_forward(
+        &self,
+        x: &CpuBuffer,
+        geo: &PoolGeometry,
+        y: &mut CpuBuffer,
+        argmax: &mut CpuBuffer,
+    ) -> Result<()> {
+        Cpu.max_pool2d_forward(x, geo, y, argmax)?;
+        let (i, o) = (geo.planes() * geo.h * geo.w, geo.planes() * geo.out_h * geo.out_w);
+        self.stream("max_pool2d_forward", o, f32s(i + 2 * o));
+        Ok(())
+    }
+    fn max_pool2d_backward(
+        &self,
+        argmax: &CpuBuffer,
+        dy: &CpuBuffer,
+        geo: &PoolGeometry,
+        dx: &mut CpuBuffer,
+    ) -> Result<()> {
+        Cpu.max_pool2d_backward(argmax, dy, geo, dx)?;
+        let (i, o) = (geo.planes() * geo.h * geo.w, geo.planes() * geo.out_h * geo.out_w);
+        self.stream("max_pool2d_backward", i, f32s(i + 2 * o));
+        Ok(())
+    }
+    fn avg_pool2d_forward(&self, x: &CpuBuffer, geo: &PoolGeometry, y: &mut CpuBuffer) -> Result<()> {
+        Cpu.avg_pool2d_forward(x, geo, y)?;
+        let (i, o) = (geo.planes() * geo.h * geo.w, geo.planes() * geo.out_h * geo.out_w);
+        self.stream("avg_pool2d_forward", o, f32s(i + o));
+        Ok(())
+    }
+    fn avg_pool2d_backward(&self, dy: &CpuBuffer, geo: &PoolGeometry, dx: &mut CpuBuffer) -> Result<()> {
+        Cpu.avg_pool2d_backward(dy, geo, dx)?;
+        let (i, o) = (geo.planes() * geo.h * geo.w, geo.planes() * geo.out_h * geo.out_w);
+        self.stream("avg_pool2d_backward", i, f32s(i + o));
+        Ok(())
+    }
+    fn global_avg_pool_forward(
+        &self,
+        x: &CpuBuffer,
+        planes: usize,
+        plane_len: usize,
+        y: &mut CpuBuffer,
+    ) -> Result<()> {
+        Cpu.global_avg_pool_forward(x, planes, plane_len, y)?;
+        if planes > 0 {
+            let bytes = f32s(planes * plane_len + planes) as f64;
+            self.record([Launch::kernel("global_avg_pool_forward", plan::per_plane(planes), 0.0, bytes)]);
+        }
+        Ok(())
+    }
+    fn global_avg_pool_backward(
+        &self,
+        dy: &CpuBuffer,
+        planes: usize,
+        plane_len: usize,
+        dx: &mut CpuBuffer,
+    ) -> Result<()> {
+        Cpu.global_avg_pool_backward(dy, planes, plane_len, dx)?;
+        self.stream("global_avg_pool_backward", planes * plane_len, f32s(planes * plane_len + planes));
+        Ok(())
+    }
+    fn relu_forward(&self, x: &CpuBuffer, y: &mut CpuBuffer) -> Result<()> {
+        Cpu.relu_forward(x, y)?;
+        self.stream("relu_forward", x.len(), f32s(2 * x.len()));
+        Ok(())
+    }
+    fn relu_backward(&self, y: &CpuBuffer, dy: &CpuBuffer, dx: &mut CpuBuffer) -> Result<()> {
+        Cpu.relu_backward(y, dy, dx)?;
+        self.stream("relu_backward", y.len(), f32s(3 * y.len()));
+        Ok(())
+    }
+    fn dropout_forward(
+        &self,
+        x: &CpuBuffer,
+        p: f32,
+        seed: u64,
+        y: &mut CpuBuffer,
+        mask: &mut CpuBuffer,
+    ) -> Result<()> {
+        Cpu.dropout_forward(x, p, seed, y, mask)?;
+        self.stream("dropout_forward", x.len(), f32s(3 * x.len()));
+        Ok(())
+    }
+    fn softmax_cross_entropy_forward(
+        &self,
+        logits: &CpuBuffer,
+        labels: &[usize],
+        n: usize,
+        classes: usize,
+        loss: &mut CpuBuffer,
+        correct: &mut CpuBuffer,
+    ) -> Result<()> {
+        Cpu.softmax_cross_entropy_forward(logits, labels, n, classes, loss, correct)?;
+        self.record([
+            Launch::copy("upload", f32s(n), true, false),
+            Launch::kernel(
+                "softmax_cross_entropy_forward",
+                single_block(256),
+                0.0,
+                f32s(n * (classes + 1)) as f64,
+            ),
+        ]);
+        Ok(())
+    }
+    fn softmax_cross_entropy_backward(
+        &self,
+        logits: &CpuBuffer,
+        labels: &[usize],
+        n: usize,
+        classes: usize,
+        dloss: &CpuBuffer,
+        dlogits: &mut CpuBuffer,
+    ) -> Result<()> {
+        Cpu.softmax_cross_entropy_backward(logits, labels, n, classes, dloss, dlogits)?;
+        self.record([Launch::copy("upload", f32s(n), true, false)]);
+        self.stream("softmax_cross_entropy_backward", n, f32s(n * (2 * classes + 1)));
+        Ok(())
+    }
+    fn copy_channels(
+        &self,
+        src: &CpuBuffer,
+        src_channels: usize,
+        src_first: usize,
+        dst: &mut CpuBuffer,
+        dst_channels: usize,
+        dst_first: usize,
+        count: usize,
+        n: usize,
+        plane_len: usize,
+    ) -> Result<()> {
+        Cpu.copy_channels(src, src_channels, src_first, dst, dst_channels, dst_first, count, n, plane_len)?;
+        let moved = n * count * plane_len;
+        self.stream("copy_channels", moved, f32s(2 * moved));
+        Ok(())
+    }
+    fn axpy(&self, alpha: f32, x: &CpuBuffer, y: &mut CpuBuffer) -> Result<()> {
+        Cpu.axpy(alpha, x, y)?;
+        self.stream("axpy", x.len(), f32s(3 * x.len()));
+        Ok(())
+    }
+    fn mul(&self, a: &CpuBuffer, b: &CpuBuffer, out: &mut CpuBuffer) -> Result<()> {
+        Cpu.mul(a, b, out)?;
+        self.stream("mul", a.len(), f32s(3 * a.len()));
+        Ok(())
+    }
+    fn scale(&self, x: &mut CpuBuffer, alpha: f32) -> Result<()> {
+        Cpu.scale(x, alpha)?;
+        self.stream("scale", x.len(), f32s(2 * x.len()));
+        Ok(())
+    }
+    fn sum(&self, x: &CpuBuffer, out: &mut CpuBuffer) -> Result<()> {
+        Cpu.sum(x, out)?;
+        self.record([Launch::kernel("sum", single_block(1024), 0.0, f32s(x.len() + 1) as f64)]);
+        Ok(())
+    }
+    fn sgd_step(
+        &self,
+        param: &mut CpuBuffer,
+        grad: &CpuBuffer,
+        velocity: Option<&mut CpuBuffer>,
+        hp: &SgdStep,
+    ) -> Result<()> {
+        let momentum = velocity.is_some() && hp.momentum != 0.0;
+        let n = param.len();
+        Cpu.sgd_step(param, grad, velocity, hp)?;
+        if momentum {
+            self.stream("sgd_momentum_step", n, f32s(5 * n));
+        } else {
+            self.stream("sgd_step", n, f32s(3 * n));
+        }
+        Ok(())
+    }
+    fn adam_step(
+        &self,
+        param: &mut CpuBuffer,
+        grad: &CpuBuffer,
+        m: &mut CpuBuffer,
+        v: &mut CpuBuffer,
+        hp: &AdamStep,
+    ) -> Result<()> {
+        Cpu.adam_step(param, grad, m, v, hp)?;
+        self.stream("adam_step", param.len(), f32s(7 * param.len()));
+        Ok(())
+    }
+}
+
+/// The predicted time of a list of launches, grouped by kernel: (kernel, launches, seconds),
+/// slowest first.
+pub fn by_kernel(gpu: &Gpu, launches: &[Launch]) -> Vec<(&'static str, usize, f64)> {
+    let mut groups: Vec<(&'static str, usize, f64)> = Vec::new();
+    for l in launches {
+        let t = gpu.predict(l);
+        match groups.iter_mut().find(|(k, _, _)| *k == l.kernel) {
+            Some(g) => {
+                g.1 += 1;
+                g.2 += t;
+            }
+            None => groups.push((l.kernel, 1, t)),
+        }
+    }
+    groups.sort_by(|a, b| b.2.total_cmp(&a.2));
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The model's ceilings: a large product is arithmetic-bound at the SGEMM's efficiency, a
+    /// large copy memory-bound at the streaming efficiency, a tiny kernel costs one launch, and a
+    /// one-block product runs at its share of one SM's worth of the grid.
+    #[test]
+    fn roofline_ceilings() {
+        let gpu = Gpu::h200();
+        // 4096 tiles in waves of 3 x 132: the last of 11 waves is part-empty.
+        let big = &gemm_launches(&Gemm::new(false, false, 4096, 4096, 4096), 132)[0];
+        let t = gpu.predict(big);
+        let want = big.flops / (66.9e12 * 0.5 * 4096.0 / (11.0 * 396.0));
+        assert!((t / want - 1.0).abs() < 0.02, "{t} vs {want}");
+        // One full wave of 8 x 132 blocks moving 1 GiB.
+        let stream = Launch::streaming("axpy", 8 * 132 * 256, 1 << 30);
+        let want = (1u64 << 30) as f64 / (4300e9 * 0.8);
+        assert!((gpu.predict(&stream) / want - 1.0).abs() < 1e-9);
+        assert_eq!(gpu.predict(&Launch::streaming("fill", 10, 40)), 4e-6);
+        let one = Launch::kernel(
+            "sgemm_nn",
+            plan::gemm(&Gemm::new(false, false, 64, 64, 16), 132).config(),
+            1e9,
+            0.0,
+        );
+        assert!((gpu.predict(&one) / (1e9 / (66.9e12 * 0.5 / 264.0)) - 1.0).abs() < 1e-9);
+        // A 9-wide product issues a whole 64-wide tile's work.
+        let thin = &gemm_launches(&Gemm::new(false, false, 4096, 9, 4096), 132)[0];
+        assert_eq!(thin.issued_flops, thin.flops * 64.0 / 9.0);
+    }
+
+    /// The recorder computes what the CPU does and records the GPU's launches: a split product
+    /// as two launches.
+    #[test]
+    fn recorder_computes_and_records() {
+        let r = Recorder::new(132);
+        let g =
+            Gemm { batch: 128, a_stride: 64 * 49, b_stride: 49 * 49, ..Gemm::new(false, true, 64, 49, 49) };
+        let (la, lb, lc) = g.required_lengths().unwrap();
+        let (a, b) = (r.from_slice(&vec![1.0; la]).unwrap(), r.from_slice(&vec![0.5; lb]).unwrap());
+        let mut c = r.uninit(lc).unwrap();
+        r.gemm(&g, &a, &b, &mut c).unwrap();
+        assert!(c.iter().all(|&v| v == 0.5 * 49.0 * 128.0));
+        let kernels: Vec<&str> = r.take().iter().map(|l| l.kernel).collect();
+        assert_eq!(kernels, ["upload", "upload", "sgemm_nt", "sgemm_split_reduce"]);
+        assert!(r.take().is_empty());
+    }
+}
