@@ -48,7 +48,8 @@ enum : int { BIAS_THREADS = 256 };
 // 0), written to dz, and the masked value summed: one pass over y and dy. Threads walk the
 // part's (o, i) positions t, t + 256, ... (consecutive threads read consecutive values of a
 // plane), accumulating in double; a shared-memory tree then adds the 256 partials in a fixed
-// order. Blocks stride over channels if the grid is smaller.
+// order. Blocks stride over channels if the grid is smaller. With one part, `partial` may be the
+// bias gradient itself (the backend skips channel_sums_reduce then).
 extern "C" __global__ void __launch_bounds__(BIAS_THREADS)
     channel_sums(const float* y, const float* dy, float* dz, float* partial, int outer, int channels, int inner, int parts)
 {

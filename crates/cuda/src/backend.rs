@@ -308,7 +308,13 @@ impl Cuda {
         let launch = plan::channel_sums(outer, channels, self.inner.multiprocessors);
         let (o, c, i) = (int("outer", outer)?, int("channels", channels)?, int("inner", inner)?);
         let parts = launch.parts as i32;
-        let mut partial = self.uninit(channels * launch.parts)?;
+        // With one part per channel the blocks' sums are the answer: they go to dbias directly
+        // (the same rounding as the reduction: a double rounded once), and no second launch.
+        let mut partial = if launch.parts > 1 { Some(self.uninit(channels * launch.parts)?) } else { None };
+        let sums = match partial.as_mut() {
+            Some(p) => p.slice_mut(),
+            None => dbias.slice_mut(),
+        };
         let cfg = launch.config();
         match (mask, dz) {
             (Some(y), Some(dz)) => launch!(
@@ -318,36 +324,27 @@ impl Cuda {
                 y.slice(),
                 dy.slice(),
                 dz.slice_mut(),
-                partial.slice_mut(),
+                sums,
                 &o,
                 &c,
                 &i,
                 &parts
             )?,
             // Null y and dz: plain sums.
-            _ => launch!(
-                self,
-                "channel_sums",
-                cfg,
-                &0u64,
-                dy.slice(),
-                &0u64,
-                partial.slice_mut(),
-                &o,
-                &c,
-                &i,
-                &parts
-            )?,
+            _ => launch!(self, "channel_sums", cfg, &0u64, dy.slice(), &0u64, sums, &o, &c, &i, &parts)?,
         }
-        launch!(
-            self,
-            "channel_sums_reduce",
-            elementwise(channels),
-            partial.slice(),
-            &parts,
-            &c,
-            dbias.slice_mut()
-        )
+        match partial {
+            Some(p) => launch!(
+                self,
+                "channel_sums_reduce",
+                elementwise(channels),
+                p.slice(),
+                &parts,
+                &c,
+                dbias.slice_mut()
+            ),
+            None => Ok(()),
+        }
     }
 
     fn conv_args(geo: &ConvGeometry, first: usize, count: usize) -> Result<[i32; 13]> {

@@ -194,15 +194,17 @@ impl Recorder {
             return;
         }
         let cs = plan::channel_sums(outer, channels, self.multiprocessors);
-        self.record([
-            Launch::kernel(
-                "channel_sums",
-                cs.config(),
-                0.0,
-                bytes as f64 + 4.0 * (channels * cs.parts) as f64,
-            ),
-            Launch::streaming("channel_sums_reduce", channels, 4 * channels * (cs.parts + 1)),
-        ]);
+        let bytes = bytes as f64 + 4.0 * (channels * cs.parts) as f64;
+        let sums = Launch::kernel("channel_sums", cs.config(), 0.0, bytes);
+        if cs.parts == 1 {
+            // One part per channel: the sums go straight to dbias (`Cuda::channel_sums`).
+            self.record([sums]);
+        } else {
+            self.record([
+                sums,
+                Launch::streaming("channel_sums_reduce", channels, 4 * channels * (cs.parts + 1)),
+            ]);
+        }
     }
 }
 
