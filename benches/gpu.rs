@@ -23,7 +23,7 @@
 mod shapes;
 
 use autograd::Var;
-use cuda::{model, Cuda, DeviceInfo};
+use cuda::{model, plan, Cuda, DeviceInfo, Precision};
 use cudarc::driver::sys::CUevent_flags;
 use layers::{ops, Mode, Module, Optimizer, Sgd, WeightInit};
 use models::ModelKind;
@@ -160,37 +160,55 @@ fn model_of(info: &DeviceInfo) -> model::Gpu {
     }
 }
 
+/// Our products in both arithmetics: FP32 (`sgemm_*`) and, where the GPU has TF32 tensor cores,
+/// TF32 (`tgemm_*`), each beside the cost model's time.
 fn bench_products(gpu: &Cuda, info: &DeviceInfo, runs: usize, out: &mut Vec<Figure>) {
-    let peak = info.fp32_peak_tflops();
     let predictor = model_of(info);
-    println!("\nSGEMM at every product of NiN@224 and GoogLeNet@96, batch {BATCH}");
+    let fp32 = gpu.with_precision(Precision::Fp32);
+    let tensor = gpu.with_precision(Precision::Tf32).uses_tensor_cores();
+    println!("\nour GEMM at every product of NiN@224 and GoogLeNet@96, batch {BATCH} (TFLOP/s; model: predicted ms)");
     println!(
-        "{:<40} {:>6} {:>22} {:>10} {:>9} {:>8} {:>12}",
-        "product", "layout", "m x n x k", "ms", "TFLOP/s", "% peak", "model ms"
+        "{:<40} {:>6} {:>22} {:>9} {:>8} {:>9} {:>9} {:>8} {:>9}",
+        "product", "layout", "m x n x k", "FP32 ms", "TFLOP/s", "model", "TF32 ms", "TFLOP/s", "model"
     );
     for (name, g) in distinct_products(BATCH) {
+        let g = Gemm { tf32: true, ..g };
         let (la, lb, lc) = g.required_lengths().unwrap();
         let (a, b) = (gpu.from_slice(&values(la)).unwrap(), gpu.from_slice(&values(lb)).unwrap());
         let mut c = gpu.zeros(lc).unwrap();
-        let ms = median_ms(gpu, 2, runs, || gpu.gemm(&g, &a, &b, &mut c).unwrap());
-        let tflops = g.flops() / (ms / 1000.0) / 1e12;
+        let predict = |arithmetic| -> f64 {
+            let launches = model::gemm_launches(&g, info.multiprocessors, arithmetic);
+            launches.iter().map(|l| predictor.predict(l)).sum::<f64>() * 1e3
+        };
         let dims = format!("{}x{}x{}{}", g.m, g.n, g.k, if g.c_stride == 0 { " sum" } else { "" });
-        let predicted: f64 =
-            model::gemm_launches(&g, info.multiprocessors).iter().map(|l| predictor.predict(l)).sum::<f64>()
-                * 1e3;
-        println!(
-            "{name:<40} {:>6} {dims:>22} {ms:>10.3} {tflops:>9.2} {:>7.1}% {predicted:>12.3}",
-            layout(&g),
-            100.0 * tflops / peak
-        );
+        let ms = median_ms(gpu, 2, runs, || fp32.gemm(&g, &a, &b, &mut c).unwrap());
+        let tflops = g.flops() / (ms / 1000.0) / 1e12;
+        let model32 = predict(plan::Arithmetic::Fp32);
         out.push(Figure {
             group: "gemm",
-            name,
+            name: name.clone(),
             ms,
             rate: tflops,
             unit: "TFLOP/s",
-            predicted_ms: Some(predicted),
+            predicted_ms: Some(model32),
         });
+        let tf32 = if tensor {
+            let t_ms = median_ms(gpu, 2, runs, || gpu.gemm(&g, &a, &b, &mut c).unwrap());
+            let model_tc = predict(plan::Arithmetic::Tf32);
+            let t_tflops = g.flops() / (t_ms / 1000.0) / 1e12;
+            out.push(Figure {
+                group: "gemm_tf32",
+                name: name.clone(),
+                ms: t_ms,
+                rate: t_tflops,
+                unit: "TFLOP/s",
+                predicted_ms: Some(model_tc),
+            });
+            format!("{t_ms:>9.3} {t_tflops:>8.2} {model_tc:>9.3}")
+        } else {
+            format!("{:>28}", "no TF32 tensor cores")
+        };
+        println!("{name:<40} {:>6} {dims:>22} {ms:>9.3} {tflops:>8.2} {model32:>9.3} {tf32}", layout(&g));
     }
 }
 
@@ -267,26 +285,30 @@ fn bench_memory_bound(gpu: &Cuda, runs: usize, out: &mut Vec<Figure>) {
 
 fn bench_steps(gpu: &Cuda, runs: usize, out: &mut Vec<Figure>) {
     println!("\ntraining step (forward, loss, backward, SGD), images/s");
-    for (kind, resize) in [(ModelKind::Nin, 224), (ModelKind::GoogLeNet, 96)] {
-        for batch in [32, BATCH] {
-            let net = models::build(kind, gpu, WeightInit::XavierUniform, 1).unwrap();
-            let mut opt = Sgd::new(net.parameters(), 0.01, 0.0, 0.0);
-            let mut mode = Mode::train(1, 0);
-            let x = Var::constant(
-                Tensor::from_slice(gpu, [batch, 1, resize, resize], &values(batch * resize * resize))
-                    .unwrap(),
-            );
-            let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
-            let ms = median_ms(gpu, 2, runs.min(7), || {
-                let (loss, _) = ops::cross_entropy(&net.forward(&x, &mut mode).unwrap(), &labels).unwrap();
-                opt.zero_grad();
-                loss.backward().unwrap();
-                opt.step().unwrap();
-            });
-            let ips = batch as f64 / (ms / 1000.0);
-            let name = format!("{kind}@{resize} batch {batch}");
-            println!("{name:<52} {ms:>10.1} ms {ips:>8.0} images/s");
-            out.push(Figure { group: "step", name, ms, rate: ips, unit: "images/s", predicted_ms: None });
+    for precision in [Precision::Tf32, Precision::Fp32] {
+        let gpu = &gpu.with_precision(precision);
+        for (kind, resize) in [(ModelKind::Nin, 224), (ModelKind::GoogLeNet, 96)] {
+            for batch in [32, BATCH] {
+                let net = models::build(kind, gpu, WeightInit::XavierUniform, 1).unwrap();
+                let mut opt = Sgd::new(net.parameters(), 0.01, 0.0, 0.0);
+                let mut mode = Mode::train(1, 0);
+                let x = Var::constant(
+                    Tensor::from_slice(gpu, [batch, 1, resize, resize], &values(batch * resize * resize))
+                        .unwrap(),
+                );
+                let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
+                let ms = median_ms(gpu, 2, runs.min(7), || {
+                    let (loss, _) =
+                        ops::cross_entropy(&net.forward(&x, &mut mode).unwrap(), &labels).unwrap();
+                    opt.zero_grad();
+                    loss.backward().unwrap();
+                    opt.step().unwrap();
+                });
+                let ips = batch as f64 / (ms / 1000.0);
+                let name = format!("{kind}@{resize} batch {batch} {}", gpu.name());
+                println!("{name:<52} {ms:>10.1} ms {ips:>8.0} images/s");
+                out.push(Figure { group: "step", name, ms, rate: ips, unit: "images/s", predicted_ms: None });
+            }
         }
     }
 }
@@ -376,8 +398,8 @@ fn main() {
 
 /// The launches of one SGD step of `kind` at `batch` (forward, loss, backward, update, and the
 /// two values the training loop reads back: the loss and the correct count).
-fn recorded_step(kind: ModelKind, resize: usize, batch: usize) -> Vec<model::Launch> {
-    let rec = model::Recorder::new(model::Gpu::h200().multiprocessors);
+fn recorded_step(kind: ModelKind, resize: usize, batch: usize, precision: Precision) -> Vec<model::Launch> {
+    let rec = model::Recorder::new(model::Gpu::h200().multiprocessors, precision);
     let net = models::build(kind, &rec, WeightInit::XavierUniform, 1).unwrap();
     let mut opt = Sgd::new(net.parameters(), 0.1, 0.0, 0.0);
     let mut mode = Mode::train(1, 0);
@@ -416,62 +438,70 @@ fn predict_steps() -> String {
     let gpu = model::Gpu::h200();
     let mut json = format!("{{\n  \"gpu\": \"{}\",\n  \"steps\": [\n", gpu.name);
     println!(
-        "cost model: {} ({} SMs, FP32 {:.1} TFLOP/s, {:.0} GB/s; our SGEMM at {:.0}% of the FP32 peak, streaming \
-         kernels at {:.0}% of the bandwidth, {:.0} us a launch). Predictions, not measurements.",
+        "cost model: {} ({} SMs; FP32 {:.1} TFLOP/s, our SGEMM at {:.0}% of it; TF32 {:.1} TFLOP/s, our TF32 kernel at \
+         {:.0}% of it; {:.0} GB/s, streaming kernels at {:.0}% of it; {:.0} us a launch). Predictions, not measurements.",
         gpu.name,
         gpu.multiprocessors,
         gpu.fp32_tflops,
-        gpu.memory_gbps,
         100.0 * gpu.sgemm_efficiency,
+        gpu.tf32_tflops,
+        100.0 * gpu.tgemm_efficiency,
+        gpu.memory_gbps,
         100.0 * gpu.stream_efficiency,
         gpu.launch_us
     );
-    let nets = [(ModelKind::Nin, 224, nin()), (ModelKind::GoogLeNet, 96, googlenet())];
-    for (i, (kind, resize, layers)) in nets.into_iter().enumerate() {
-        let launches = recorded_step(kind, resize, BATCH);
-        let total: f64 = launches.iter().map(|l| gpu.predict(l)).sum();
-        let flops: f64 = launches.iter().map(|l| l.flops).sum();
-        println!("\n{kind}@{resize}, batch {BATCH}: {} launches, {:.0} GFLOP", launches.len(), flops / 1e9);
-        println!("{:<32} {:>9} {:>12} {:>7}", "kernel", "launches", "predicted ms", "share");
-        for (kernel, count, t) in model::by_kernel(&gpu, &launches) {
-            println!("{kernel:<32} {count:>9} {:>12.3} {:>6.1}%", t * 1e3, 100.0 * t / total);
-        }
-        let thin: Vec<String> = launches
-            .iter()
-            .filter(|l| l.flops > 0.0 && l.blocks < 2 * gpu.multiprocessors)
-            .map(|l| format!("{} of {} blocks ({:.2} GFLOP)", l.kernel, l.blocks, l.flops / 1e9))
-            .collect();
-        println!(
-            "products with fewer than two blocks per SM: {}{}",
-            thin.len(),
-            if thin.is_empty() { String::new() } else { format!(": {}", thin.join(", ")) }
-        );
-        let torch_tf32 = pytorch_model(&layers, BATCH, 494.7, 0.5);
+    let mut first = true;
+    for (kind, resize, layers) in [(ModelKind::Nin, 224, nin()), (ModelKind::GoogLeNet, 96, googlenet())] {
+        let torch_tf32 = pytorch_model(&layers, BATCH, gpu.tf32_tflops, 0.5);
         let torch_fp32 = pytorch_model(&layers, BATCH, gpu.fp32_tflops, 0.8);
-        println!(
-            "step: {:.1} ms, {:.0} images/s predicted. A model of PyTorch with cuDNN: TF32 {:.1} ms ({:.0} images/s; \
-             ours {:.2}x), FP32 {:.1} ms ({:.0} images/s; ours {:.2}x)",
-            total * 1e3,
-            BATCH as f64 / total,
-            torch_tf32 * 1e3,
-            BATCH as f64 / torch_tf32,
-            torch_tf32 / total,
-            torch_fp32 * 1e3,
-            BATCH as f64 / torch_fp32,
-            torch_fp32 / total
-        );
-        let sep = if i == 0 { "," } else { "" };
-        writeln!(
-            json,
-            "    {{\"net\": \"{kind}@{resize}\", \"batch\": {BATCH}, \"launches\": {}, \"predicted_ms\": {:.4}, \
-             \"pytorch_tf32_model_ms\": {:.4}, \"pytorch_fp32_model_ms\": {:.4}}}{sep}",
-            launches.len(),
-            total * 1e3,
-            torch_tf32 * 1e3,
-            torch_fp32 * 1e3
-        )
-        .unwrap();
+        for precision in [Precision::Tf32, Precision::Fp32] {
+            let launches = recorded_step(kind, resize, BATCH, precision);
+            let total: f64 = launches.iter().map(|l| gpu.predict(l)).sum();
+            let flops: f64 = launches.iter().map(|l| l.flops).sum();
+            println!(
+                "\n{kind}@{resize}, batch {BATCH}, {precision:?}: {} launches, {:.0} GFLOP",
+                launches.len(),
+                flops / 1e9
+            );
+            println!("{:<32} {:>9} {:>12} {:>7}", "kernel", "launches", "predicted ms", "share");
+            for (kernel, count, t) in model::by_kernel(&gpu, &launches) {
+                println!("{kernel:<32} {count:>9} {:>12.3} {:>6.1}%", t * 1e3, 100.0 * t / total);
+            }
+            let thin: Vec<String> = launches
+                .iter()
+                .filter(|l| l.flops > 0.0 && l.blocks < 2 * gpu.multiprocessors)
+                .map(|l| format!("{} of {} blocks ({:.2} GFLOP)", l.kernel, l.blocks, l.flops / 1e9))
+                .collect();
+            println!(
+                "products with fewer than two blocks per SM: {}{}",
+                thin.len(),
+                if thin.is_empty() { String::new() } else { format!(": {}", thin.join(", ")) }
+            );
+            // Like against like: our TF32 step against PyTorch's default (TF32 convolutions),
+            // our FP32 step against PyTorch with TF32 off.
+            let torch = if precision == Precision::Tf32 { torch_tf32 } else { torch_fp32 };
+            println!(
+                "step: {:.1} ms, {:.0} images/s predicted; the model of PyTorch with cuDNN in {precision:?}: {:.1} ms \
+                 ({:.0} images/s): ours {:.2}x",
+                total * 1e3,
+                BATCH as f64 / total,
+                torch * 1e3,
+                BATCH as f64 / torch,
+                torch / total
+            );
+            let sep = if first { "" } else { ",\n" };
+            first = false;
+            write!(
+                json,
+                "{sep}    {{\"net\": \"{kind}@{resize}\", \"precision\": \"{precision:?}\", \"batch\": {BATCH}, \
+                 \"launches\": {}, \"predicted_ms\": {:.4}, \"pytorch_model_ms\": {:.4}}}",
+                launches.len(),
+                total * 1e3,
+                torch * 1e3
+            )
+            .unwrap();
+        }
     }
-    json.push_str("  ]\n}\n");
+    json.push_str("\n  ]\n}\n");
     json
 }

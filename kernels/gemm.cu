@@ -257,35 +257,297 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, float alpha, con
     }
 }
 
-template <bool TA, bool TB>
-__device__ __forceinline__ void sgemm(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride,
-                                      const float* B, long long b_off, long long b_stride, float beta, float* C, long long c_off,
-                                      long long c_stride, int batch, int sum_batch, int splits, float* W)
+// ---------------------------------------------------------------------------------------------
+// TF32 tensor cores (tgemm_*): the same products, batching and split-k as sgemm_*, computed by
+// mma.sync m16n8k8 with TF32 operands and FP32 accumulation.
+//
+// A block of 256 threads (8 warps, 2 x 4) computes a 128 x 128 tile of C; each warp a 64 x 32
+// part of it as 4 x 4 m16n8 accumulator fragments (64 floats a thread). k is walked in slices
+// of 32, staged by cp.async into a 3-stage ring of shared-memory tiles (dynamic shared memory:
+// 3 x 36 KiB, past the 48 KiB default, so the backend opts in), two slices in flight while a
+// third is multiplied. Each operand tile is stored the way its global rows run, so every copy
+// is whole 16-byte chunks (or single floats where rows are not 16-byte aligned):
+// K-contiguous tiles as [128][32 + 4] (fragment element (row g, k t) of a warp falls in bank
+// 4g + t), M/N-contiguous ones as [32][128 + 8] (bank 8t + g): the fragment loads of a warp hit
+// 32 distinct banks either way. Operands are rounded to TF32 (cvt.rna) as fragments are loaded.
+// ---------------------------------------------------------------------------------------------
+
+#ifndef CONVNET_EMU
+// The PTX instructions the kernel uses, as device functions (kernels/emu/cuda_shim.h defines
+// the same functions lane by lane, from the PTX ISA's definitions, for the CPU emulation).
+
+// The shared-state-space address of a shared-memory pointer (cp.async takes one).
+__device__ __forceinline__ unsigned smem_address(const void* p)
 {
-    const long long k_tiles = (k + BK - 1) / BK;
+    unsigned long long a;
+    asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"(p));
+    return (unsigned)a;
+}
+
+// x rounded to TF32, to nearest with ties away from zero, as a .b32 mma operand.
+__device__ __forceinline__ unsigned to_tf32(float x)
+{
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+}
+
+// d += A B for one warp: A 16 x 8 (row-major fragments a), B 8 x 8 (column-major fragments b),
+// d the 16 x 8 accumulator fragments, in the layouts of the PTX ISA's "Matrix Fragments for
+// mma.m16n8k8" (.tf32 A and B, .f32 C and D).
+__device__ __forceinline__ void mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2])
+{
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                 "{%0, %1, %2, %3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// Copies 16 bytes (the first `src_bytes` of them; zeros for the rest) from global to shared
+// memory, asynchronously: part of the thread's current cp.async group. dst and src 16-aligned.
+__device__ __forceinline__ void cp_async_16(float* dst, const float* src, int src_bytes)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_address(dst)), "l"(src), "r"(src_bytes));
+}
+
+// The same for one float (`src_bytes` 4, or 0 for a zero).
+__device__ __forceinline__ void cp_async_4(float* dst, const float* src, int src_bytes)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(smem_address(dst)), "l"(src), "r"(src_bytes));
+}
+
+// Closes the thread's current group of cp.async copies.
+__device__ __forceinline__ void cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;");
+}
+
+// Waits until at most N of the thread's committed groups are still in flight.
+template <int N>
+__device__ __forceinline__ void cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;" ::"n"(N));
+}
+
+#define DYNAMIC_SHARED(NAME) extern __shared__ __align__(16) float NAME[]
+#endif
+
+enum : int {
+    TBM = 128,       // rows of C per block
+    TBN = 128,       // columns of C per block
+    TBK = 32,        // k per stage
+    TSTAGES = 3,     // stages in the cp.async ring
+    TTHREADS = 256,  // 8 warps: 2 along m (64 rows each) x 4 along n (32 columns each)
+    KC_LD = TBK + 4, // row length of a K-contiguous tile: 144 bytes, 16-aligned; banks 4g + t
+    MN_LD = TBM + 8, // row length of an M/N-contiguous tile: 544 bytes; banks 8t + g
+    TILE_FLOATS = TBM * KC_LD,       // the larger of the two layouts (4608 >= 32 * 136)
+    STAGE_FLOATS = 2 * TILE_FLOATS,  // A's tile, then B's
+    TGEMM_SHARED_BYTES = TSTAGES * STAGE_FLOATS * 4,
+};
+
+static_assert(TBN == TBM && TBK * MN_LD <= TILE_FLOATS, "both operands' tiles fit one tile slot");
+// crates/cuda/src/plan.rs launches with this much dynamic shared memory.
+static_assert(TGEMM_SHARED_BYTES == 110592, "plan::TGEMM_SHARED_BYTES");
+
+// Starts the copy of the 128 x 32 slice (outer o0.., k k0..) of an operand into its stage tile
+// S. "Outer" is m for A and n for B; K_CONTIG as in fetch_tile. Elements past the matrix are
+// zero-filled (a copy of 0 source bytes, from a valid address). `vec` (block-uniform): rows are
+// 16-byte aligned, so whole 4-float chunks are copied.
+template <bool K_CONTIG>
+__device__ __forceinline__ void stage_tile(float* S, const float* X, long long ld, int outer, int k, int o0, int k0, bool vec)
+{
+    const int t = threadIdx.x;
+    if (vec) {
+#pragma unroll
+        for (int i = 0; i < (TBM * TBK / 4) / TTHREADS; ++i) {
+            const int c = t + i * TTHREADS;
+            // K_CONTIG: 8 chunks along k per row o; else 32 chunks along o per k row.
+            const int o = K_CONTIG ? c / (TBK / 4) : (c % (TBM / 4)) * 4;
+            const int kk = K_CONTIG ? (c % (TBK / 4)) * 4 : c / (TBM / 4);
+            const int left = K_CONTIG ? k - (k0 + kk) : outer - (o0 + o);
+            const bool in = (K_CONTIG ? o0 + o < outer : k0 + kk < k) && left > 0;
+            const float* src =
+                in ? X + (long long)(K_CONTIG ? o0 + o : k0 + kk) * ld + (K_CONTIG ? k0 + kk : o0 + o) : X;
+            cp_async_16(K_CONTIG ? S + o * KC_LD + kk : S + kk * MN_LD + o, src, in ? 4 * min(left, 4) : 0);
+        }
+    } else {
+#pragma unroll 1
+        for (int i = 0; i < TBM * TBK / TTHREADS; ++i) {
+            const int e = t + i * TTHREADS;
+            // Consecutive threads take consecutive elements of a global row.
+            const int o = K_CONTIG ? e / TBK : e % TBM;
+            const int kk = K_CONTIG ? e % TBK : e / TBM;
+            const bool in = o0 + o < outer && k0 + kk < k;
+            const float* src =
+                in ? X + (K_CONTIG ? (long long)(o0 + o) * ld + k0 + kk : (long long)(k0 + kk) * ld + o0 + o) : X;
+            cp_async_4(K_CONTIG ? S + o * KC_LD + kk : S + kk * MN_LD + o, src, in ? 4 : 0);
+        }
+    }
+}
+
+// Element (outer o, k kk) of a stage tile, rounded to TF32.
+template <bool K_CONTIG>
+__device__ __forceinline__ unsigned tile_tf32(const float* S, int o, int kk)
+{
+    return to_tf32(K_CONTIG ? S[o * KC_LD + kk] : S[kk * MN_LD + o]);
+}
+
+// One 128 x 128 tile of C from the steps s_begin..s_end-1 of the (item, k slice) sequence, as
+// sgemm_tile, through the cp.async ring in `smem`.
+template <bool TA, bool TB>
+__device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride,
+                                           const float* B, long long b_off, long long b_stride, float beta, float* c,
+                                           long long s_begin, long long s_end, float* smem)
+{
+    constexpr bool A_KC = !TA;
+    constexpr bool B_KC = TB;
+    const int lane = threadIdx.x % 32;
+    const int warp = threadIdx.x / 32;
+    const int g = lane / 4;  // groupID
+    const int t = lane % 4;  // threadID_in_group
+    const int wm = (warp / 4) * 64;
+    const int wn = (warp % 4) * 32;
+    const int m_block = blockIdx.y * TBM;
+    const int n_block = blockIdx.x * TBN;
+    const long long lda = TA ? m : k;
+    const long long ldb = TB ? k : n;
+    const int k_tiles = (k + TBK - 1) / TBK;
+    const long long total = s_end > s_begin ? s_end - s_begin : 0;
+
+    float acc[4][4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                acc[i][j][r] = 0.0f;
+            }
+        }
+    }
+
+    // Starts the copies of step s's slices into stage `stage`.
+    auto load = [&](long long s, int stage) {
+        const int item = (int)(s / k_tiles);
+        const int k0 = (int)(s % k_tiles) * TBK;
+        const Operands op = operands<TA, TB>(item, m, n, k, A, a_off, a_stride, B, b_off, b_stride);
+        float* S = smem + stage * STAGE_FLOATS;
+        stage_tile<A_KC>(S, op.a, lda, m, k, m_block, k0, op.a_vec);
+        stage_tile<B_KC>(S + TILE_FLOATS, op.b, ldb, n, k, n_block, k0, op.b_vec);
+    };
+
+    // Every iteration commits one group (empty past the end), so "all but the newest
+    // TSTAGES - 2 groups complete" always means "step s's slices have landed".
+#pragma unroll
+    for (int p = 0; p < TSTAGES - 1; ++p) {
+        if (p < total) {
+            load(s_begin + p, p);
+        }
+        cp_async_commit();
+    }
+    for (long long s = 0; s < total; ++s) {
+        cp_async_wait<TSTAGES - 2>();
+        // Every thread's copies of step s are visible, and every warp is done with step s - 1,
+        // whose stage the next prefetch reuses.
+        __syncthreads();
+        const long long next = s + TSTAGES - 1;
+        if (next < total) {
+            load(s_begin + next, (int)(next % TSTAGES));
+        }
+        cp_async_commit();
+        const float* As = smem + (int)(s % TSTAGES) * STAGE_FLOATS;
+        const float* Bs = As + TILE_FLOATS;
+        // Not unrolled: the fragments of one k step at a time stay within two blocks' registers.
+#pragma unroll 1
+        for (int kk = 0; kk < TBK; kk += 8) {
+            unsigned af[4][4];
+            unsigned bf[4][2];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int r = wm + i * 16 + g;
+                af[i][0] = tile_tf32<A_KC>(As, r, kk + t);
+                af[i][1] = tile_tf32<A_KC>(As, r + 8, kk + t);
+                af[i][2] = tile_tf32<A_KC>(As, r, kk + t + 4);
+                af[i][3] = tile_tf32<A_KC>(As, r + 8, kk + t + 4);
+            }
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int col = wn + j * 8 + g;
+                bf[j][0] = tile_tf32<B_KC>(Bs, col, kk + t);
+                bf[j][1] = tile_tf32<B_KC>(Bs, col, kk + t + 4);
+            }
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    mma_m16n8k8_tf32(acc[i][j], af[i], bf[j]);
+                }
+            }
+        }
+    }
+    cp_async_wait<0>();
+    // The next tile of this block (another batch item) refills the ring.
+    __syncthreads();
+
+    // Epilogue: accumulator r of fragment (i, j) is C[row g (+8 for r >= 2)][column 2t (+1 for
+    // odd r)] of its m16n8 tile. beta == 0 does not read C.
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                const int row = m_block + wm + i * 16 + g + (r >= 2 ? 8 : 0);
+                const int col = n_block + wn + j * 8 + 2 * t + (r & 1);
+                if (row < m && col < n) {
+                    float* p = c + (long long)row * n + col;
+                    float v = alpha * acc[i][j][r];
+                    if (beta != 0.0f) {
+                        v += beta * *p;
+                    }
+                    *p = v;
+                }
+            }
+        }
+    }
+}
+
+// The batching and split-k of both kernel families: per item, summed, or cut into parts (see
+// the top of the file). TENSOR picks the tile: sgemm_tile's 64 x 64 FP32 or tgemm_tile's
+// 128 x 128 TF32 (which uses `smem`).
+template <bool TA, bool TB, bool TENSOR>
+__device__ __forceinline__ void gemm(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride,
+                                     const float* B, long long b_off, long long b_stride, float beta, float* C, long long c_off,
+                                     long long c_stride, int batch, int sum_batch, int splits, float* W, float* smem)
+{
+    const int slice = TENSOR ? (int)TBK : (int)BK;
+    const long long k_tiles = (k + slice - 1) / slice;
+    auto tile = [&](float a, float b, float* c, long long s0, long long s1) {
+        if constexpr (TENSOR) {
+            tgemm_tile<TA, TB>(m, n, k, a, A, a_off, a_stride, B, b_off, b_stride, b, c, s0, s1, smem);
+        } else {
+            sgemm_tile<TA, TB>(m, n, k, a, A, a_off, a_stride, B, b_off, b_stride, b, c, s0, s1);
+        }
+    };
     if (splits > 1) {
         // Part z of the (summed, or single) product's steps into W[z]: raw sums, alpha 1, beta 0.
         const long long total = (sum_batch ? (long long)batch : 1LL) * k_tiles;
         const long long per = (total + splits - 1) / splits;
         for (int z = blockIdx.z; z < splits; z += gridDim.z) {
             const long long s0 = min((long long)z * per, total);
-            const long long s1 = min(s0 + per, total);
-            float* w = W + (long long)z * m * n;
-            sgemm_tile<TA, TB>(m, n, k, 1.0f, A, a_off, a_stride, B, b_off, b_stride, 0.0f, w, s0, s1);
+            tile(1.0f, 0.0f, W + (long long)z * m * n, s0, min(s0 + per, total));
         }
         return;
     }
     if (sum_batch) {
         // blockIdx.z is 0 here; one pass over all items into the single C.
         if (blockIdx.z == 0 && batch > 0) {
-            sgemm_tile<TA, TB>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C + c_off, 0,
-                               (long long)batch * k_tiles);
+            tile(alpha, beta, C + c_off, 0, (long long)batch * k_tiles);
         }
         return;
     }
     for (int z = blockIdx.z; z < batch; z += gridDim.z) {
-        float* c = C + c_off + (long long)z * c_stride;
-        sgemm_tile<TA, TB>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, c, z * k_tiles, (z + 1) * k_tiles);
+        tile(alpha, beta, C + c_off + (long long)z * c_stride, z * k_tiles, (z + 1) * k_tiles);
     }
 }
 
@@ -297,14 +559,32 @@ __device__ __forceinline__ void sgemm(int m, int n, int k, float alpha, const fl
              long long b_off, long long b_stride, float beta, float* C, long long c_off, long long c_stride, int batch,    \
              int sum_batch, int splits, float* W)                                                                          \
     {                                                                                                                      \
-        sgemm<TA, TB>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride, batch, sum_batch,  \
-                      splits, W);                                                                                          \
+        gemm<TA, TB, false>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride, batch,       \
+                            sum_batch, splits, W, nullptr);                                                                \
     }
 
 SGEMM_ENTRY(sgemm_nn, false, false)
 SGEMM_ENTRY(sgemm_nt, false, true)
 SGEMM_ENTRY(sgemm_tn, true, false)
 SGEMM_ENTRY(sgemm_tt, true, true)
+
+// The TF32 entry points, same arguments; launched with TGEMM_SHARED_BYTES of dynamic shared
+// memory. Two blocks fit an SM's shared memory, so registers are budgeted for two.
+#define TGEMM_ENTRY(NAME, TA, TB)                                                                                          \
+    extern "C" __global__ void __launch_bounds__(TTHREADS, 2)                                                              \
+        NAME(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride, const float* B,       \
+             long long b_off, long long b_stride, float beta, float* C, long long c_off, long long c_stride, int batch,    \
+             int sum_batch, int splits, float* W)                                                                          \
+    {                                                                                                                      \
+        DYNAMIC_SHARED(smem);                                                                                              \
+        gemm<TA, TB, true>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride, batch,        \
+                           sum_batch, splits, W, smem);                                                                    \
+    }
+
+TGEMM_ENTRY(tgemm_nn, false, false)
+TGEMM_ENTRY(tgemm_nt, false, true)
+TGEMM_ENTRY(tgemm_tn, true, false)
+TGEMM_ENTRY(tgemm_tt, true, true)
 
 // C = alpha * (W[0] + W[1] + ... + W[splits - 1]) + beta * C over the m * n outputs of a split
 // product, the parts added in that order (deterministic). beta == 0 does not read C. One thread

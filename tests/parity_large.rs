@@ -13,6 +13,11 @@
 //!   `|a_r|`, `|b_j|` the Euclidean norms of the row and column summed over (over the whole batch
 //!   when it is summed): a bound on `sum |a||b|` by Cauchy-Schwarz, and both sides' rounding is
 //!   a few u of that. A wrong or missing term is far outside it.
+//! - products on TF32 tensor cores (convolutions' products, the GPU's default precision): the
+//!   error relative to the output's norm at most 1e-3 (TF32 keeps 10 mantissa bits: ~4e-4 on
+//!   random data), and per element at most `2^-10 sum |a b| + 32 u (sum |a b| + |beta c|)` (both
+//!   operands rounded to nearest TF32, then FP32 sums): nothing can exceed it, and an element
+//!   computed from the wrong fragment does.
 mod common;
 use autograd::Var;
 use common::shapes::{distinct_products, googlenet, nin};
@@ -199,6 +204,60 @@ fn gemm_at_every_layer_shape<G: Backend>(gpu: &G) {
     }
 }
 
+/// A product allowed TF32 (a convolution's), on the GPU at its default precision, against the
+/// CPU's FP32 product under the TF32 bounds of the header.
+fn run_tf32_product<G: Backend>(gpu: &G, what: &str, g: &Gemm, seed: u64) {
+    let g = Gemm { tf32: true, ..*g };
+    let (la, lb, lc) = g.required_lengths().unwrap();
+    let (a, b, c0) = (values(la, seed), values(lb, seed + 1), values(lc, seed + 2));
+    let mut c = Cpu.from_slice(&c0).unwrap();
+    Cpu.gemm(&g, &Cpu.from_slice(&a).unwrap(), &Cpu.from_slice(&b).unwrap(), &mut c).unwrap();
+    let mut gc = gpu.from_slice(&c0).unwrap();
+    gpu.gemm(&g, &gpu.from_slice(&a).unwrap(), &gpu.from_slice(&b).unwrap(), &mut gc).unwrap();
+    let got = down(gpu, &gc);
+    // sum |a b| per output, from the product of the absolute values.
+    let abs = |v: &[f32]| Cpu.from_slice(&v.iter().map(|x| x.abs()).collect::<Vec<_>>()).unwrap();
+    let mut mag = Cpu.zeros(lc).unwrap();
+    let gm = Gemm { alpha: g.alpha.abs(), beta: 0.0, ..g };
+    Cpu.gemm(&gm, &abs(&a), &abs(&b), &mut mag).unwrap();
+    let items = if g.c_stride == 0 { 1 } else { g.batch };
+    let (mut diff2, mut norm2, mut bad, mut first) = (0.0f64, 0.0f64, 0usize, Vec::new());
+    for i in 0..items {
+        for j in 0..g.m * g.n {
+            let at = g.c_offset + i * g.c_stride + j;
+            let (want, have) = (c[at] as f64, got[at] as f64);
+            let m = mag[at] as f64;
+            let bound = m / 1024.0 + 32.0 * U * (m + (g.beta * c0[at]).abs() as f64);
+            diff2 += (want - have) * (want - have);
+            norm2 += want * want;
+            if !within((want - have).abs(), bound) {
+                bad += 1;
+                if first.len() < 3 {
+                    first.push((i, j, want, have, bound));
+                }
+            }
+        }
+    }
+    assert!(
+        bad == 0,
+        "{what}: {bad} outputs outside the TF32 bound, e.g. (item, output, cpu, gpu, bound) {first:?}"
+    );
+    let relative = (diff2 / norm2.max(1e-300)).sqrt();
+    assert!(within(relative, 1e-3), "{what}: error {relative:.2e} of the output's norm, over 1e-3");
+    exact(&format!("{what}: before C"), &c0[..g.c_offset], &got[..g.c_offset]);
+}
+
+/// Every product in TF32, at aligned and odd offsets (16-byte and 4-byte copies into the ring).
+fn gemm_tf32_at_every_layer_shape<G: Backend>(gpu: &G) {
+    for (seed, (name, g)) in distinct_products(BATCH).into_iter().enumerate() {
+        for aligned in [true, false] {
+            let g = placed(&g, aligned);
+            let what = format!("TF32 {name} {}x{}x{} batch {} aligned {aligned}", g.m, g.n, g.k, g.batch);
+            run_tf32_product(gpu, &what, &g, 5000 + 1000 * seed as u64);
+        }
+    }
+}
+
 /// More items than a grid's 65,535 z-blocks, one product each and summed into one C.
 fn gemm_past_the_grid_batch_limit<G: Backend>(gpu: &G) {
     let batch = 70_001;
@@ -210,9 +269,11 @@ fn gemm_past_the_grid_batch_limit<G: Backend>(gpu: &G) {
 }
 
 /// Split products (small outputs from long sums, cut into parts added in a fixed order) give the
-/// same bits every time.
+/// same bits every time, in FP32 and in TF32.
 fn split_products_are_deterministic<G: Backend>(gpu: &G) {
-    for (name, g) in distinct_products(BATCH).into_iter().filter(|(name, _)| name.ends_with("wgrad")).take(12)
+    let wgrads = distinct_products(BATCH).into_iter().filter(|(name, _)| name.ends_with("wgrad")).take(12);
+    for (name, g) in
+        wgrads.flat_map(|(n, g)| [(n.clone(), g), (format!("TF32 {n}"), Gemm { tf32: true, ..g })])
     {
         let (la, lb, lc) = g.required_lengths().unwrap();
         let (a, b) = (gpu.from_slice(&values(la, 1)).unwrap(), gpu.from_slice(&values(lb, 2)).unwrap());
@@ -458,6 +519,7 @@ macro_rules! on_the_gpu {
 mod cuda {
     on_the_gpu!(
         gemm_at_every_layer_shape,
+        gemm_tf32_at_every_layer_shape,
         gemm_past_the_grid_batch_limit,
         split_products_are_deterministic,
         unfolding_at_nin_sizes,

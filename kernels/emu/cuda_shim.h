@@ -36,14 +36,139 @@ struct Barrier {
 };
 inline Barrier g_barrier;
 inline void __syncthreads() { g_barrier.wait(); }
+// Defined below, with the tensor-core emulation.
+inline void reset_block_state(unsigned threads);
 template <typename... P, typename... A>
 void launch(dim3 grid, dim3 block, void (*k)(P...), A... args) {
     gridDim = grid; blockDim = block;
     for (unsigned bz = 0; bz < grid.z; ++bz) for (unsigned by = 0; by < grid.y; ++by) for (unsigned bx = 0; bx < grid.x; ++bx) {
         g_barrier.total = block.x * block.y * block.z; g_barrier.count = 0;
+        reset_block_state(block.x);
         std::vector<std::thread> ts;
         for (unsigned t = 0; t < block.x; ++t)
             ts.emplace_back([=] { blockIdx = dim3{bx, by, bz}; threadIdx = dim3{t, 0, 0}; k(args...); });
         for (auto& t : ts) t.join();
+    }
+}
+
+// ---- Tensor-core and asynchronous-copy instructions, emulated lane by lane -------------------
+// kernels/gemm.cu calls these through device functions of the same names (inline PTX on the
+// GPU). Each follows the PTX ISA section named beside it.
+#define CONVNET_EMU 1
+#include <cstdint>
+
+// Dynamic shared memory: one buffer, as blocks run one after another. Filled with NaN at every
+// block's start, so a tile element that no copy wrote poisons the result.
+inline float g_dynamic_smem[64 * 1024] __attribute__((aligned(16)));
+#define DYNAMIC_SHARED(NAME) float* NAME = g_dynamic_smem
+
+// PTX ISA "cvt" (.rna, .tf32.f32): round to the nearest TF32 (10 mantissa bits), ties away from
+// zero; the low 13 bits of the result are zero. NaN and infinity pass through.
+inline unsigned to_tf32(float x)
+{
+    unsigned u;
+    std::memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u) {
+        return u;
+    }
+    return (u + 0x1000u) & 0xffffe000u;
+}
+
+// The lanes of each warp meet here: an mma.sync needs all 32 lanes' fragments at once.
+inline Barrier g_warp_barrier[32];
+struct WarpFragments {
+    unsigned a[32][4];
+    unsigned b[32][2];
+    float c[32][4];
+};
+inline WarpFragments g_warp_fragments[32];
+
+// PTX ISA "mma" with the fragment layouts of "Matrix Fragments for mma.m16n8k8": .tf32 A (16 x 8,
+// row = groupID (+8 for a1, a3), col = threadID_in_group (+4 for a2, a3)), .tf32 B (8 x 8, row =
+// threadID_in_group (+4 for b1), col = groupID), .f32 C and D (16 x 8, row = groupID (+8 for
+// c2, c3), col = 2 threadID_in_group (+1 for c1, c3)); groupID = laneid >> 2, threadID_in_group
+// = laneid % 4. The operands are read as TF32 (the low 13 bits of each .b32 ignored); each
+// output is its eight products and C summed exactly, rounded once to FP32 (the hardware's
+// order of accumulation is unspecified; this is its exact value).
+inline void mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2])
+{
+    const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    WarpFragments& f = g_warp_fragments[warp];
+    for (int i = 0; i < 4; ++i) f.a[lane][i] = a[i];
+    for (int i = 0; i < 2; ++i) f.b[lane][i] = b[i];
+    for (int i = 0; i < 4; ++i) f.c[lane][i] = d[i];
+    g_warp_barrier[warp].wait();
+    auto tf32 = [](unsigned u) { u &= 0xffffe000u; float v; std::memcpy(&v, &u, 4); return (double)v; };
+    double A[16][8], B[8][8], C[16][8];
+    for (unsigned l = 0; l < 32; ++l) {
+        const unsigned g = l >> 2, t = l % 4;
+        A[g][t] = tf32(f.a[l][0]);
+        A[g + 8][t] = tf32(f.a[l][1]);
+        A[g][t + 4] = tf32(f.a[l][2]);
+        A[g + 8][t + 4] = tf32(f.a[l][3]);
+        B[t][g] = tf32(f.b[l][0]);
+        B[t + 4][g] = tf32(f.b[l][1]);
+        C[g][2 * t] = f.c[l][0];
+        C[g][2 * t + 1] = f.c[l][1];
+        C[g + 8][2 * t] = f.c[l][2];
+        C[g + 8][2 * t + 1] = f.c[l][3];
+    }
+    const unsigned g = lane >> 2, t = lane % 4;
+    const unsigned rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
+    for (int i = 0; i < 4; ++i) {
+        double s = C[rows[i]][cols[i]];
+        for (int k = 0; k < 8; ++k) s += A[rows[i]][k] * B[k][cols[i]];
+        d[i] = (float)s;
+    }
+    // Nobody overwrites the fragments before every lane has read them.
+    g_warp_barrier[warp].wait();
+}
+
+// PTX ISA "cp.async", "cp.async.commit_group", "cp.async.wait_group": a copy joins the thread's
+// current group and takes effect no sooner than the wait that retires its group (so a kernel
+// that reads shared memory before waiting reads stale data, as it may on a GPU). src_bytes < cp
+// size: the rest of the destination is zero-filled.
+struct AsyncCopy {
+    float* dst;
+    const float* src;
+    int cp_bytes;
+    int src_bytes;
+};
+inline thread_local std::vector<std::vector<AsyncCopy>> t_copy_groups;  // committed, oldest first
+inline thread_local std::vector<AsyncCopy> t_copy_open;                  // the current group
+inline void cp_async(float* dst, const float* src, int cp_bytes, int src_bytes)
+{
+    if (reinterpret_cast<std::uintptr_t>(dst) % cp_bytes != 0 || reinterpret_cast<std::uintptr_t>(src) % cp_bytes != 0) {
+        std::printf("FAIL cp.async of %d bytes: unaligned address\n", cp_bytes);
+        std::abort();
+    }
+    t_copy_open.push_back(AsyncCopy{dst, src, cp_bytes, src_bytes});
+}
+inline void cp_async_16(float* dst, const float* src, int src_bytes) { cp_async(dst, src, 16, src_bytes); }
+inline void cp_async_4(float* dst, const float* src, int src_bytes) { cp_async(dst, src, 4, src_bytes); }
+inline void cp_async_commit()
+{
+    t_copy_groups.push_back(std::move(t_copy_open));
+    t_copy_open.clear();
+}
+template <int N>
+inline void cp_async_wait()
+{
+    while (t_copy_groups.size() > (size_t)N) {
+        for (const AsyncCopy& c : t_copy_groups.front()) {
+            std::memset(c.dst, 0, c.cp_bytes);
+            std::memcpy(c.dst, c.src, c.src_bytes);
+        }
+        t_copy_groups.erase(t_copy_groups.begin());
+    }
+}
+
+// Every block starts with poisoned dynamic shared memory and its warps' meeting points set.
+inline void reset_block_state(unsigned threads)
+{
+    std::fill(std::begin(g_dynamic_smem), std::end(g_dynamic_smem), NAN);
+    for (unsigned w = 0; w < (threads + 31) / 32; ++w) {
+        g_warp_barrier[w].total = std::min(32u, threads - 32 * w);
+        g_warp_barrier[w].count = 0;
     }
 }

@@ -9,7 +9,12 @@
 static uint64_t rs = 12345;
 static float rnd() { rs = rs * 6364136223846793005ULL + 1442695040888963407ULL; return ((rs >> 40) / 16777216.0f) * 2 - 1; }
 int fails = 0, runs = 0;
-void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha, float beta, long long ao, long long bo, long long co, int astr_extra, int bstr_extra, int cstr_extra, int zcap = 65535, int splits = 1) {
+// The value an operand has on a tensor core: rounded to TF32 (cvt.rna).
+static double as_tf32(float x) { unsigned u = to_tf32(x); float v; std::memcpy(&v, &u, 4); return v; }
+// With `tensor`, the TF32 kernels (tgemm_*, 128 x 128 tiles), checked against the product of the
+// TF32-rounded operands with the same bound: a fragment or copy in the wrong place, or an operand
+// not rounded, is far outside it.
+void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha, float beta, long long ao, long long bo, long long co, int astr_extra, int bstr_extra, int cstr_extra, int zcap = 65535, int splits = 1, bool tensor = false) {
     long long as = batch > 1 ? (long long)m * k + astr_extra : 0, bs = batch > 1 ? (long long)k * n + bstr_extra : 0;
     long long cs = (batch > 1 && !sum) ? (long long)m * n + cstr_extra : 0;
     std::vector<float> A(ao + (batch - 1) * as + m * k + 1), B(bo + (batch - 1) * bs + k * n + 1), C(co + (batch - 1) * cs + m * n + 1);
@@ -17,9 +22,11 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
     for (auto& v : B) v = rnd();
     for (auto& v : C) v = beta == 0 ? NAN : rnd();
     std::vector<float> C0 = C;
-    auto kern = ta ? (tb ? sgemm_tt : sgemm_tn) : (tb ? sgemm_nt : sgemm_nn);
+    auto kern = tensor ? (ta ? (tb ? tgemm_tt : tgemm_tn) : (tb ? tgemm_nt : tgemm_nn))
+                       : (ta ? (tb ? sgemm_tt : sgemm_tn) : (tb ? sgemm_nt : sgemm_nn));
+    const unsigned tile = tensor ? 128 : 64;
     unsigned z = splits > 1 ? (unsigned)std::min(splits, zcap) : (unsigned)(sum ? 1 : std::min(batch, zcap));
-    dim3 grid{(unsigned)((n + 63) / 64), (unsigned)((m + 63) / 64), z};
+    dim3 grid{(unsigned)((n + tile - 1) / tile), (unsigned)((m + tile - 1) / tile), z};
     std::vector<float> W(splits > 1 ? (size_t)splits * m * n : 1, NAN);
     launch(grid, dim3{256, 1, 1}, kern, m, n, k, alpha, (const float*)A.data(), ao, as, (const float*)B.data(), bo, bs, beta, C.data(), co, cs, batch, sum, splits, W.data());
     if (splits > 1) {
@@ -42,6 +49,10 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
                     for (int p = 0; p < k; ++p) {
                         double a = ta ? A[ao + it * as + (long long)p * m + i] : A[ao + it * as + (long long)i * k + p];
                         double b = tb ? B[bo + it * bs + (long long)j * k + p] : B[bo + it * bs + (long long)p * n + j];
+                        if (tensor) {
+                            a = as_tf32((float)a);
+                            b = as_tf32((float)b);
+                        }
                         acc += a * b;
                         mag += std::fabs(a * b);
                     }
@@ -93,6 +104,19 @@ int main() {
     // batch.
     test(false, false, 5, 7, 3, 9, 0, 1.0f, 0.0f, 1, 2, 3, 1, 1, 1, 2);
     test(true, true, 65, 9, 17, 5, 0, 0.5f, 1.0f, 4, 4, 4, 4, 4, 4, 3);
+    // TF32 tensor cores: every layout with ragged m, n (tiles past the edges) and k (a slice
+    // part full), aligned operands (16-byte cp.async) and unaligned ones (4-byte), per item,
+    // summed, split into parts, k = 0, and beta = 0 over NaN.
+    for (int t = 0; t < 4; ++t) {
+        bool ta = t & 2, tb = t & 1;
+        test(ta, tb, 130, 70, 100, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 1, true);
+        test(ta, tb, 64, 136, 64, 2, 0, 1.5f, 0.5f, 4, 8, 4, 4, 8, 4, 65535, 1, true);
+        test(ta, tb, 33, 17, 45, 2, 0, 1.0f, 0.0f, 3, 1, 2, 1, 3, 5, 65535, 1, true);
+        test(ta, tb, 20, 40, 40, 3, 1, 0.75f, 1.0f, 0, 4, 1, 0, 4, 0, 65535, 1, true);
+        test(ta, tb, 16, 24, 200, 1, 0, 1.0f, 0.0f, 4, 4, 0, 0, 0, 0, 65535, 3, true);
+    }
+    test(false, false, 8, 8, 0, 1, 0, 1.0f, 0.5f, 0, 0, 0, 0, 0, 0, 65535, 1, true);
+    test(false, true, 12, 20, 36, 5, 1, 1.0f, 0.0f, 1, 2, 3, 1, 1, 0, 2, 4, true);
     printf("gemm: %d runs, %d failures\n", runs, fails);
     return fails != 0;
 }

@@ -2,7 +2,7 @@
 //! name from `kernels/`. Everything stays on the device; only `from_slice` and `to_vec` copy.
 use crate::allocator::{Allocator, Buffer};
 use crate::device;
-use crate::kernels::{CUBIN_CAPABILITY, MODULES};
+use crate::kernels::{CUBIN_CAPABILITY, MODULES, TENSOR_KERNELS};
 use crate::plan::{self, elementwise, single_block};
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::Ptx;
@@ -19,6 +19,19 @@ struct Inner {
     allocator: Arc<Allocator>,
     /// Streaming multiprocessors: how many blocks a launch needs to fill the GPU.
     multiprocessors: usize,
+    /// TF32 tensor cores are there (sm_80 and up) and the TF32 kernels got their shared memory.
+    tensor_cores: bool,
+}
+
+/// The arithmetic of the products a caller allows TF32 for (`Gemm::tf32`: convolutions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// TF32 tensor cores (10-bit mantissas in, FP32 sums), PyTorch's default for convolutions
+    /// (`torch.backends.cudnn.allow_tf32`). Linear layers stay FP32, as PyTorch's matmuls.
+    #[default]
+    Tf32,
+    /// FP32 for every product: the exact path, and the reference the TF32 one is tested against.
+    Fp32,
 }
 
 /// A device's name and the figures that bound its speed.
@@ -56,6 +69,7 @@ impl DeviceInfo {
 #[derive(Clone)]
 pub struct Cuda {
     inner: Arc<Inner>,
+    precision: Precision,
 }
 
 /// Launches `$name` with `$cfg` and the given kernel arguments (references that outlive the call).
@@ -151,8 +165,39 @@ impl Cuda {
             .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(|e| Error::Device(format!("reading the multiprocessor count: {e}")))?
             .max(1) as usize;
-        let inner = Inner { ordinal, device_name, ctx, stream, functions, allocator, multiprocessors };
-        Ok(Cuda { inner: Arc::new(inner) })
+        // The TF32 kernels need more shared memory than the 48 KiB a launch gets by default:
+        // opt in, or keep to FP32 where the device cannot give it (or has no TF32 tensor cores).
+        let shared = plan::Arithmetic::Tf32.shared_bytes() as i32;
+        let tensor_cores = capability.0 >= 8
+            && TENSOR_KERNELS.iter().all(|name| {
+                functions.get(name).is_some_and(|f| {
+                    f.set_attribute(
+                        cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        shared,
+                    )
+                    .is_ok()
+                })
+            });
+        let inner =
+            Inner { ordinal, device_name, ctx, stream, functions, allocator, multiprocessors, tensor_cores };
+        Ok(Cuda { inner: Arc::new(inner), precision: Precision::default() })
+    }
+
+    /// The same GPU computing convolution products in `precision` (the default is TF32, as
+    /// PyTorch's convolutions).
+    pub fn with_precision(&self, precision: Precision) -> Cuda {
+        Cuda { inner: self.inner.clone(), precision }
+    }
+
+    /// The precision of convolution products.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Whether products that allow TF32 run on tensor cores here (sm_80 and up, and the
+    /// precision is TF32).
+    pub fn uses_tensor_cores(&self) -> bool {
+        self.inner.tensor_cores && self.precision == Precision::Tf32
     }
 
     /// The GPU's name as the driver reports it.
@@ -370,8 +415,9 @@ impl Cuda {
 impl Backend for Cuda {
     type Storage = Buffer;
 
+    /// `cuda:0`, and the arithmetic of its convolutions: `cuda:0 (tf32)` or `cuda:0 (fp32)`.
     fn name(&self) -> String {
-        format!("cuda:{}", self.inner.ordinal)
+        format!("cuda:{} ({})", self.inner.ordinal, if self.uses_tensor_cores() { "tf32" } else { "fp32" })
     }
 
     fn zeros(&self, len: usize) -> Result<Buffer> {
@@ -430,8 +476,10 @@ impl Backend for Cuda {
         let (m, n, k, batch) = (int("m", g.m)?, int("n", g.n)?, int("k", g.k)?, int("batch", g.batch)?);
         let [ao, as_, bo, bs, co, cs] =
             [g.a_offset, g.a_stride, g.b_offset, g.b_stride, g.c_offset, g.c_stride].map(|v| v as i64);
-        let launch = plan::gemm(g, self.inner.multiprocessors);
-        let name = plan::gemm_kernel(g);
+        let arithmetic =
+            if g.tf32 && self.uses_tensor_cores() { plan::Arithmetic::Tf32 } else { plan::Arithmetic::Fp32 };
+        let launch = plan::gemm(g, self.inner.multiprocessors, arithmetic);
+        let name = plan::gemm_kernel(g, arithmetic);
         let (a, b, c) = (a.slice(), b.slice(), c.slice_mut());
         let (alpha, beta) = (g.alpha, g.beta);
         let splits = launch.splits as i32;

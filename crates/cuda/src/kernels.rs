@@ -10,6 +10,9 @@ pub(crate) struct Module {
     pub kernels: &'static [&'static str],
 }
 
+/// The TF32 tensor-core kernels (dynamic shared memory past 48 KiB: the backend opts them in).
+pub(crate) const TENSOR_KERNELS: [&str; 4] = ["tgemm_nn", "tgemm_nt", "tgemm_tn", "tgemm_tt"];
+
 /// The compute capability the cubins are assembled for.
 pub(crate) const CUBIN_CAPABILITY: (i32, i32) = (9, 0);
 
@@ -25,7 +28,20 @@ macro_rules! module {
 }
 
 pub(crate) const MODULES: &[Module] = &[
-    module!("gemm", ["sgemm_nn", "sgemm_nt", "sgemm_tn", "sgemm_tt", "sgemm_split_reduce"]),
+    module!(
+        "gemm",
+        [
+            "sgemm_nn",
+            "sgemm_nt",
+            "sgemm_tn",
+            "sgemm_tt",
+            "tgemm_nn",
+            "tgemm_nt",
+            "tgemm_tn",
+            "tgemm_tt",
+            "sgemm_split_reduce"
+        ]
+    ),
     module!("im2col", ["im2col", "col2im"]),
     module!("bias", ["add_bias", "bias_relu", "channel_sums", "channel_sums_reduce"]),
     module!(

@@ -11,5 +11,5 @@ mod kernels;
 pub mod model;
 pub mod plan;
 
-pub use backend::{Cuda, DeviceInfo};
+pub use backend::{Cuda, DeviceInfo, Precision};
 pub use device::probe;

@@ -12,6 +12,7 @@
 //! measured ceilings and two efficiencies that only a GPU run can calibrate: our FP32 SGEMM's
 //! share of the FP32 peak and a streaming kernel's share of the copy bandwidth.
 use crate::plan::{self, elementwise, single_block};
+use crate::Precision;
 use cudarc::driver::LaunchConfig;
 use std::sync::{Arc, Mutex};
 use tensor::cpu::CpuBuffer;
@@ -35,6 +36,8 @@ pub struct Launch {
     pub host_link: bool,
     /// The host waits for the GPU here (a download).
     pub synchronises: bool,
+    /// Its arithmetic runs on TF32 tensor cores.
+    pub tensor: bool,
 }
 
 impl Launch {
@@ -49,6 +52,7 @@ impl Launch {
             bytes,
             host_link: false,
             synchronises: false,
+            tensor: false,
         }
     }
     fn streaming(kernel: &'static str, n: usize, bytes: usize) -> Launch {
@@ -64,6 +68,7 @@ impl Launch {
             bytes: bytes as f64,
             host_link,
             synchronises,
+            tensor: false,
         }
     }
 }
@@ -87,6 +92,11 @@ pub struct Gpu {
     /// Our SGEMM's share of the FP32 peak on a full grid (a 64x64x16 tile, 4x4 per thread; an
     /// estimate until measured).
     pub sgemm_efficiency: f64,
+    /// Dense TF32 tensor-core peak, TFLOP/s.
+    pub tf32_tflops: f64,
+    /// Our TF32 kernel's share of that peak on a full grid (mma.sync with scalar fragment loads
+    /// and a TF32 rounding per element; an estimate until measured).
+    pub tgemm_efficiency: f64,
     /// A streaming kernel's share of the copy bandwidth on a full grid.
     pub stream_efficiency: f64,
 }
@@ -104,6 +114,8 @@ impl Gpu {
             launch_us: 4.0,
             sync_us: 20.0,
             sgemm_efficiency: 0.5,
+            tf32_tflops: 494.7,
+            tgemm_efficiency: 0.35,
             stream_efficiency: 0.8,
         }
     }
@@ -125,9 +137,15 @@ impl Gpu {
         let sms = self.multiprocessors as f64;
         let blocks = l.blocks as f64;
         // Blocks resident per SM and blocks per SM needed to reach the ceiling: the SGEMM holds 3
-        // (79 registers x 256 threads each) and needs 2 to hide its latencies; a streaming
-        // kernel's 256-thread blocks fit 8 and need 4 to keep enough loads in flight.
-        let (resident, saturating) = if l.flops > 0.0 { (3.0, 2.0) } else { (8.0, 4.0) };
+        // (79 registers x 256 threads each) and needs 2 to hide its latencies; the TF32 kernel
+        // holds 2 (108 KiB of shared memory each) and needs 1 (8 warps of tensor-core work, its
+        // copies in flight); a streaming kernel's 256-thread blocks fit 8 and need 4 to keep
+        // enough loads in flight.
+        let (resident, saturating) = match (l.flops > 0.0, l.tensor) {
+            (true, true) => (2.0, 1.0),
+            (true, false) => (3.0, 2.0),
+            _ => (8.0, 4.0),
+        };
         let full = resident * sms;
         let fill = if blocks <= full {
             (blocks / (saturating * sms)).min(1.0)
@@ -135,29 +153,35 @@ impl Gpu {
             // The last wave runs part-empty.
             blocks / ((blocks / full).ceil() * full)
         };
-        let compute = l.issued_flops / (self.fp32_tflops * 1e12 * self.sgemm_efficiency * fill);
+        let rate = if l.tensor {
+            self.tf32_tflops * self.tgemm_efficiency
+        } else {
+            self.fp32_tflops * self.sgemm_efficiency
+        };
+        let compute = l.issued_flops / (rate * 1e12 * fill);
         let memory = l.bytes / (self.memory_gbps * 1e9 * self.stream_efficiency * fill);
         compute.max(memory).max(self.launch_us * 1e-6)
     }
 }
 
-/// The launches of a product (`Cuda::gemm`): the SGEMM, and with split-k the reduction.
-pub fn gemm_launches(g: &Gemm, multiprocessors: usize) -> Vec<Launch> {
+/// The launches of a product (`Cuda::gemm`): the GEMM, and with split-k the reduction.
+pub fn gemm_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithmetic) -> Vec<Launch> {
     if g.batch == 0 || g.m == 0 || g.n == 0 {
         return Vec::new();
     }
-    let launch = plan::gemm(g, multiprocessors);
+    let launch = plan::gemm(g, multiprocessors, arithmetic);
     let items = |stride: usize| if stride == 0 { 1 } else { g.batch };
     let c_items = if g.c_stride == 0 { 1 } else { g.batch };
     let c_bytes = 4 * g.m * g.n * c_items * if g.beta != 0.0 { 2 } else { 1 };
     let a_bytes = 4 * g.m * g.k * items(g.a_stride);
     let b_bytes = 4 * g.k * g.n * items(g.b_stride);
     let mn = g.m * g.n;
-    let kernel = plan::gemm_kernel(g);
-    let padded = |d: usize| d.div_ceil(plan::GEMM_TILE) * plan::GEMM_TILE;
+    let kernel = plan::gemm_kernel(g, arithmetic);
+    let padded = |d: usize| d.div_ceil(arithmetic.tile()) * arithmetic.tile();
     let issued = 2.0 * padded(g.m) as f64 * padded(g.n) as f64 * g.k as f64 * g.batch as f64;
     let product = |bytes: usize| Launch {
         issued_flops: issued,
+        tensor: arithmetic == plan::Arithmetic::Tf32,
         ..Launch::kernel(kernel, launch.config(), g.flops(), bytes as f64)
     };
     if launch.splits == 1 {
@@ -171,13 +195,15 @@ pub fn gemm_launches(g: &Gemm, multiprocessors: usize) -> Vec<Launch> {
 #[derive(Clone)]
 pub struct Recorder {
     multiprocessors: usize,
+    precision: Precision,
     launches: Arc<Mutex<Vec<Launch>>>,
 }
 
 impl Recorder {
-    /// Records the launches of a GPU with `multiprocessors` SMs.
-    pub fn new(multiprocessors: usize) -> Recorder {
-        Recorder { multiprocessors, launches: Arc::default() }
+    /// Records the launches of a GPU with `multiprocessors` SMs and TF32 tensor cores, computing
+    /// convolution products in `precision`.
+    pub fn new(multiprocessors: usize, precision: Precision) -> Recorder {
+        Recorder { multiprocessors, precision, launches: Arc::default() }
     }
     /// The launches recorded so far, and forgets them.
     pub fn take(&self) -> Vec<Launch> {
@@ -250,7 +276,12 @@ impl Backend for Recorder {
     }
     fn gemm(&self, g: &Gemm, a: &CpuBuffer, b: &CpuBuffer, c: &mut CpuBuffer) -> Result<()> {
         Cpu.gemm(g, a, b, c)?;
-        self.record(gemm_launches(g, self.multiprocessors));
+        let arithmetic = if g.tf32 && self.precision == Precision::Tf32 {
+            plan::Arithmetic::Tf32
+        } else {
+            plan::Arithmetic::Fp32
+        };
+        self.record(gemm_launches(g, self.multiprocessors, arithmetic));
         Ok(())
     }
     fn im2col(
@@ -567,7 +598,7 @@ mod tests {
     fn roofline_ceilings() {
         let gpu = Gpu::h200();
         // 4096 tiles in waves of 3 x 132: the last of 11 waves is part-empty.
-        let big = &gemm_launches(&Gemm::new(false, false, 4096, 4096, 4096), 132)[0];
+        let big = &gemm_launches(&Gemm::new(false, false, 4096, 4096, 4096), 132, plan::Arithmetic::Fp32)[0];
         let t = gpu.predict(big);
         let want = big.flops / (66.9e12 * 0.5 * 4096.0 / (11.0 * 396.0));
         assert!((t / want - 1.0).abs() < 0.02, "{t} vs {want}");
@@ -578,13 +609,13 @@ mod tests {
         assert_eq!(gpu.predict(&Launch::streaming("fill", 10, 40)), 4e-6);
         let one = Launch::kernel(
             "sgemm_nn",
-            plan::gemm(&Gemm::new(false, false, 64, 64, 16), 132).config(),
+            plan::gemm(&Gemm::new(false, false, 64, 64, 16), 132, plan::Arithmetic::Fp32).config(),
             1e9,
             0.0,
         );
         assert!((gpu.predict(&one) / (1e9 / (66.9e12 * 0.5 / 264.0)) - 1.0).abs() < 1e-9);
         // A 9-wide product issues a whole 64-wide tile's work.
-        let thin = &gemm_launches(&Gemm::new(false, false, 4096, 9, 4096), 132)[0];
+        let thin = &gemm_launches(&Gemm::new(false, false, 4096, 9, 4096), 132, plan::Arithmetic::Fp32)[0];
         assert_eq!(thin.issued_flops, thin.flops * 64.0 / 9.0);
     }
 
@@ -592,7 +623,7 @@ mod tests {
     /// as two launches.
     #[test]
     fn recorder_computes_and_records() {
-        let r = Recorder::new(132);
+        let r = Recorder::new(132, Precision::Fp32);
         let g =
             Gemm { batch: 128, a_stride: 64 * 49, b_stride: 49 * 49, ..Gemm::new(false, true, 64, 49, 49) };
         let (la, lb, lc) = g.required_lengths().unwrap();

@@ -48,11 +48,44 @@ pub fn per_plane(planes: usize) -> LaunchConfig {
     }
 }
 
-/// Rows and columns of C one SGEMM block computes.
-pub const GEMM_TILE: usize = 64;
-/// k per shared-memory slice of the SGEMM (the unit a split-k part is counted in).
-pub const GEMM_SLICE: usize = 16;
-/// Threads of an SGEMM block.
+/// The arithmetic of a product on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// `sgemm_*`: FP32 FMAs, a 64 x 64 tile per 256-thread block, k in slices of 16.
+    Fp32,
+    /// `tgemm_*`: TF32 tensor cores (mma.sync m16n8k8), a 128 x 128 tile per 256-thread block,
+    /// k in slices of 32 through a 3-stage cp.async ring in dynamic shared memory.
+    Tf32,
+}
+
+impl Arithmetic {
+    /// Rows and columns of C one block computes.
+    pub fn tile(self) -> usize {
+        match self {
+            Arithmetic::Fp32 => 64,
+            Arithmetic::Tf32 => 128,
+        }
+    }
+    /// k per shared-memory slice (the unit a split-k part is counted in).
+    pub fn slice(self) -> usize {
+        match self {
+            Arithmetic::Fp32 => 16,
+            Arithmetic::Tf32 => 32,
+        }
+    }
+    /// Dynamic shared memory a block needs (`TGEMM_SHARED_BYTES` in kernels/gemm.cu: three
+    /// stages of two 128 x 36-float tiles).
+    pub fn shared_bytes(self) -> u32 {
+        match self {
+            Arithmetic::Fp32 => 0,
+            Arithmetic::Tf32 => TGEMM_SHARED_BYTES,
+        }
+    }
+}
+
+/// kernels/gemm.cu's TGEMM_SHARED_BYTES.
+pub const TGEMM_SHARED_BYTES: u32 = 3 * 2 * 128 * 36 * 4;
+/// Threads of a GEMM block (either arithmetic).
 pub const GEMM_THREADS: u32 = 256;
 /// A split part covers at least this many slices: shorter parts cost more in workspace traffic
 /// than their blocks add.
@@ -60,16 +93,22 @@ const MIN_SLICES_PER_PART: usize = 4;
 /// At most this many parts (a bound on the workspace: parts x m x n values).
 const MAX_SPLITS: usize = 512;
 
-/// One SGEMM launch: its grid, and into how many parts the sum is cut (1: no split).
+/// One GEMM launch: its arithmetic, its grid, and into how many parts the sum is cut (1: no
+/// split).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GemmLaunch {
+    pub arithmetic: Arithmetic,
     pub grid: (u32, u32, u32),
     pub splits: usize,
 }
 
 impl GemmLaunch {
     pub fn config(&self) -> LaunchConfig {
-        LaunchConfig { grid_dim: self.grid, block_dim: (GEMM_THREADS, 1, 1), shared_mem_bytes: 0 }
+        LaunchConfig {
+            grid_dim: self.grid,
+            block_dim: (GEMM_THREADS, 1, 1),
+            shared_mem_bytes: self.arithmetic.shared_bytes(),
+        }
     }
     /// Blocks in the grid.
     pub fn blocks(&self) -> usize {
@@ -77,36 +116,41 @@ impl GemmLaunch {
     }
 }
 
-/// The kernel for a product's layout.
-pub fn gemm_kernel(g: &Gemm) -> &'static str {
-    match (g.trans_a, g.trans_b) {
-        (false, false) => "sgemm_nn",
-        (false, true) => "sgemm_nt",
-        (true, false) => "sgemm_tn",
-        (true, true) => "sgemm_tt",
+/// The kernel for a product's layout and arithmetic.
+pub fn gemm_kernel(g: &Gemm, arithmetic: Arithmetic) -> &'static str {
+    match (arithmetic, g.trans_a, g.trans_b) {
+        (Arithmetic::Fp32, false, false) => "sgemm_nn",
+        (Arithmetic::Fp32, false, true) => "sgemm_nt",
+        (Arithmetic::Fp32, true, false) => "sgemm_tn",
+        (Arithmetic::Fp32, true, true) => "sgemm_tt",
+        (Arithmetic::Tf32, false, false) => "tgemm_nn",
+        (Arithmetic::Tf32, false, true) => "tgemm_nt",
+        (Arithmetic::Tf32, true, false) => "tgemm_tn",
+        (Arithmetic::Tf32, true, true) => "tgemm_tt",
     }
 }
 
-/// The launch of a product on a GPU of `multiprocessors` SMs. One block per 64 x 64 tile of C
-/// and batch item; a product whose C is shared by the whole launch (a single product, or a batch
+/// The launch of a product on a GPU of `multiprocessors` SMs. One block per tile of C and
+/// batch item; a product whose C is shared by the whole launch (a single product, or a batch
 /// summed into one C) and has fewer tiles than two per multiprocessor is split along its sum
 /// (items and k) into enough parts to give every multiprocessor two blocks, each part at least
 /// four slices long.
-pub fn gemm(g: &Gemm, multiprocessors: usize) -> GemmLaunch {
-    let tiles = (g.n.div_ceil(GEMM_TILE) as u32, g.m.div_ceil(GEMM_TILE) as u32);
+pub fn gemm(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic) -> GemmLaunch {
+    let tile = arithmetic.tile();
+    let tiles = (g.n.div_ceil(tile) as u32, g.m.div_ceil(tile) as u32);
     let summed = g.c_stride == 0 && g.batch > 1;
     let target = 2 * multiprocessors.max(1);
     let tile_count = tiles.0 as usize * tiles.1 as usize;
     if (summed || g.batch == 1) && g.k > 0 && tile_count < target {
-        let steps = if summed { g.batch } else { 1 } * g.k.div_ceil(GEMM_SLICE);
+        let steps = if summed { g.batch } else { 1 } * g.k.div_ceil(arithmetic.slice());
         let splits = target.div_ceil(tile_count).min(steps / MIN_SLICES_PER_PART).min(MAX_SPLITS);
         if splits > 1 {
-            return GemmLaunch { grid: (tiles.0, tiles.1, splits as u32), splits };
+            return GemmLaunch { arithmetic, grid: (tiles.0, tiles.1, splits as u32), splits };
         }
     }
     // The kernel walks the batch in steps of gridDim.z, so z is clamped to the hardware limit.
     let z = if summed { 1 } else { g.batch.min(65_535) as u32 };
-    GemmLaunch { grid: (tiles.0, tiles.1, z), splits: 1 }
+    GemmLaunch { arithmetic, grid: (tiles.0, tiles.1, z), splits: 1 }
 }
 
 /// Threads of a channel-sum block (`kernels/bias.cu`).
@@ -154,7 +198,7 @@ mod tests {
             ..Gemm::new(false, true, o, k, p)
         };
         for g in [wgrad(64, 49, 2304), wgrad(64, 64, 576), wgrad(96, 96, 2916), wgrad(256, 256, 676)] {
-            let l = gemm(&g, H100_SMS);
+            let l = gemm(&g, H100_SMS, Arithmetic::Fp32);
             assert!(l.splits > 1 && l.blocks() >= 2 * H100_SMS, "{g:?}: {l:?}");
         }
         // NiN conv2's forward per image: 4 x 11 tiles x 128 items, no split.
@@ -164,16 +208,19 @@ mod tests {
             c_stride: 256 * 676,
             ..Gemm::new(false, false, 256, 676, 2400)
         };
-        assert_eq!(gemm(&fwd, H100_SMS), GemmLaunch { grid: (11, 4, 128), splits: 1 });
+        assert_eq!(
+            gemm(&fwd, H100_SMS, Arithmetic::Fp32),
+            GemmLaunch { arithmetic: Arithmetic::Fp32, grid: (11, 4, 128), splits: 1 }
+        );
         // A big single product: 32 x 32 tiles, no split.
-        assert_eq!(gemm(&Gemm::new(false, false, 2048, 2048, 2048), H100_SMS).splits, 1);
+        assert_eq!(gemm(&Gemm::new(false, false, 2048, 2048, 2048), H100_SMS, Arithmetic::Fp32).splits, 1);
         // A short sum is not split into parts of less than four slices.
-        assert_eq!(gemm(&Gemm::new(false, false, 8, 8, 48), H100_SMS).splits, 1);
-        assert_eq!(gemm(&Gemm::new(false, false, 8, 8, 128), H100_SMS).splits, 2);
+        assert_eq!(gemm(&Gemm::new(false, false, 8, 8, 48), H100_SMS, Arithmetic::Fp32).splits, 1);
+        assert_eq!(gemm(&Gemm::new(false, false, 8, 8, 128), H100_SMS, Arithmetic::Fp32).splits, 2);
         // Past 65,535 items the grid's z is clamped (the kernel strides over the rest).
         let many =
             Gemm { batch: 70_000, a_stride: 4, b_stride: 4, c_stride: 4, ..Gemm::new(false, false, 2, 2, 2) };
-        assert_eq!(gemm(&many, H100_SMS).grid.2, 65_535);
+        assert_eq!(gemm(&many, H100_SMS, Arithmetic::Fp32).grid.2, 65_535);
     }
 
     /// NiN conv1's 96 channels at batch 128 get 3 parts each (288 blocks); GoogLeNet 5b's 384

@@ -27,6 +27,11 @@ pub struct Gemm {
     pub b_stride: usize,
     pub c_offset: usize,
     pub c_stride: usize,
+    /// The caller accepts TF32 tensor-core arithmetic for this product (10-bit mantissas in,
+    /// FP32 sums), where the backend offers it and its precision setting allows: a
+    /// convolution's products do, as in PyTorch (`cudnn.allow_tf32`), a linear layer's do not
+    /// (`matmul.allow_tf32`). Backends without TF32 (the CPU) compute in FP32 either way.
+    pub tf32: bool,
 }
 
 impl Gemm {
@@ -47,7 +52,12 @@ impl Gemm {
             b_stride: 0,
             c_offset: 0,
             c_stride: 0,
+            tf32: false,
         }
+    }
+    /// A convolution's product: `new`, with TF32 accepted.
+    pub fn conv(trans_a: bool, trans_b: bool, m: usize, n: usize, k: usize) -> Gemm {
+        Gemm { tf32: true, ..Gemm::new(trans_a, trans_b, m, n, k) }
     }
     pub fn flops(&self) -> f64 {
         2.0 * self.m as f64 * self.n as f64 * self.k as f64 * self.batch as f64

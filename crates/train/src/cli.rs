@@ -44,6 +44,15 @@ pub enum DeviceKind {
     Auto,
 }
 
+/// The arithmetic of convolutions on a GPU (the CPU computes in FP32 either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionKind {
+    /// TF32 tensor cores for convolutions, FP32 for the linear layer: PyTorch's default
+    Tf32,
+    /// FP32 everywhere
+    Fp32,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
     /// Directory holding the four Fashion-MNIST IDX files (.gz or raw)
@@ -55,6 +64,9 @@ pub struct DataArgs {
     /// Device to compute on
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     pub device: DeviceKind,
+    /// Arithmetic of convolutions on the GPU
+    #[arg(long, value_enum, default_value_t = PrecisionKind::Tf32)]
+    pub precision: PrecisionKind,
     /// Worker threads for the CPU backend (default: all cores)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub threads: Option<u64>,

@@ -5,7 +5,7 @@ use cuda::Cuda;
 use models::ModelKind;
 use std::process::ExitCode;
 use tensor::Cpu;
-use train::cli::{Cli, Command, DataArgs, DeviceKind};
+use train::cli::{Cli, Command, DataArgs, DeviceKind, PrecisionKind};
 use train::session;
 
 /// Applies `--threads` (CPU work: kernels and the data loader).
@@ -19,11 +19,16 @@ fn set_threads(data: &DataArgs) -> Result<()> {
 /// The GPU for `--device cuda` (an error that says why if none works), the CPU for `cpu`, and
 /// the GPU when one works for `auto`.
 fn gpu(data: &DataArgs) -> Result<Option<Cuda>> {
-    match data.device {
-        DeviceKind::Cpu => Ok(None),
-        DeviceKind::Cuda => Ok(Some(Cuda::new(0).map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?)),
-        DeviceKind::Auto => Ok(Cuda::new(0).ok()),
-    }
+    let precision = match data.precision {
+        PrecisionKind::Tf32 => cuda::Precision::Tf32,
+        PrecisionKind::Fp32 => cuda::Precision::Fp32,
+    };
+    let gpu = match data.device {
+        DeviceKind::Cpu => None,
+        DeviceKind::Cuda => Some(Cuda::new(0).map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?),
+        DeviceKind::Auto => Cuda::new(0).ok(),
+    };
+    Ok(gpu.map(|g| g.with_precision(precision)))
 }
 
 /// Runs `$body` with `$b` bound to the chosen backend (one instantiation per backend type).

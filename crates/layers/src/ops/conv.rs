@@ -374,7 +374,7 @@ fn forward<B: Backend>(
                 a_offset: at * k,
                 b_stride: k * p,
                 c_stride: o * p,
-                ..Gemm::new(false, false, o, p, k)
+                ..Gemm::conv(false, false, o, p, k)
             };
             backend.gemm(&g, w.storage(), x.storage(), y.storage_mut()?)?;
         }
@@ -387,7 +387,7 @@ fn forward<B: Backend>(
         let count = chunk.min(geo.n - first);
         // [O x count*P] = W (O x K) * cols (K x count*P), then [O][count][P] -> [count][O][P].
         backend.im2col(x.storage(), geo, first, count, &mut cols)?;
-        backend.gemm(&Gemm::new(false, false, total, count * p, k), w.storage(), &cols, &mut product)?;
+        backend.gemm(&Gemm::conv(false, false, total, count * p, k), w.storage(), &cols, &mut product)?;
         for ((y, &o), at) in ys.iter_mut().zip(outs).zip(row_offsets(outs)) {
             backend.transpose_blocks(
                 &product,
@@ -433,7 +433,7 @@ fn backward<B: Backend>(
                     a_offset: at * k,
                     b_stride: o * p,
                     c_stride: k * p,
-                    ..Gemm::new(true, false, k, p, o)
+                    ..Gemm::conv(true, false, k, p, o)
                 };
                 backend.gemm(&g, w.storage(), dy.storage(), dx.storage_mut()?)?;
             }
@@ -444,7 +444,7 @@ fn backward<B: Backend>(
                     a_stride: o * p,
                     b_stride: k * p,
                     c_offset: at * k,
-                    ..Gemm::new(false, true, o, k, p)
+                    ..Gemm::conv(false, true, o, k, p)
                 };
                 backend.gemm(&g, dy.storage(), x.storage(), dw.storage_mut()?)?;
             }
@@ -473,13 +473,13 @@ fn backward<B: Backend>(
             backend.im2col(x.storage(), geo, first, count, &mut cols)?;
             let g = Gemm {
                 beta: if first == 0 { 0.0 } else { 1.0 },
-                ..Gemm::new(false, true, total, k, count * p)
+                ..Gemm::conv(false, true, total, k, count * p)
             };
             backend.gemm(&g, &dy_chunk, &cols, dw.storage_mut()?)?;
         }
         if let Some(dx) = dx.as_mut() {
             // dcols (K x count*P) = W^T (K x O) * dy (O x count*P), folded back into images.
-            backend.gemm(&Gemm::new(true, false, k, count * p, total), w.storage(), &dy_chunk, &mut cols)?;
+            backend.gemm(&Gemm::conv(true, false, k, count * p, total), w.storage(), &dy_chunk, &mut cols)?;
             backend.col2im(&cols, geo, first, count, dx.storage_mut()?)?;
         }
     }

@@ -144,7 +144,7 @@ impl<B: Backend> Winograd<B> {
             (self.points(), self.geo.c_out * self.geo.c_in, self.geo.col_rows() / self.geo.c_in);
         let mut u = backend.uninit(pts * oc)?;
         // U (a*a x O*C) = (G (x) G) (a*a x r*r) * W^T (r*r x O*C)
-        backend.gemm(&Gemm::new(false, true, pts, oc, rr), &self.filter_t, w.storage(), &mut u)?;
+        backend.gemm(&Gemm::conv(false, true, pts, oc, rr), &self.filter_t, w.storage(), &mut u)?;
         Ok(u)
     }
 
@@ -168,7 +168,7 @@ impl<B: Backend> Winograd<B> {
                 a_stride: o * c,
                 b_stride: c * cols,
                 c_stride: o * cols,
-                ..Gemm::new(false, false, o, cols, c)
+                ..Gemm::conv(false, false, o, cols, c)
             };
             backend.gemm(&per_point, u, &buf_a, &mut products)?;
             backend.winograd_untile(&products, &self.out_tiles, first, count, &self.at, y.storage_mut()?)?;
@@ -233,7 +233,7 @@ impl<B: Backend> Winograd<B> {
                     b_stride: c * cols,
                     c_stride: o * c,
                     beta: if first == 0 { 0.0 } else { 1.0 },
-                    ..Gemm::new(false, true, o, c, cols)
+                    ..Gemm::conv(false, true, o, c, cols)
                 };
                 backend.gemm(&per_point, &dm, v, du)?;
             }
@@ -244,7 +244,7 @@ impl<B: Backend> Winograd<B> {
                     a_stride: o * c,
                     b_stride: o * cols,
                     c_stride: c * cols,
-                    ..Gemm::new(true, false, c, cols, o)
+                    ..Gemm::conv(true, false, c, cols, o)
                 };
                 backend.gemm(&per_point, u, &dm, &mut buf_a)?;
                 backend.winograd_tiles_backward(
@@ -262,7 +262,7 @@ impl<B: Backend> Winograd<B> {
                 // dW (O*C x r*r) = dU^T (O*C x a*a) * (G (x) G) (a*a x r*r)
                 let mut dw = Tensor::uninit(&backend, [o, c, kh, kw])?;
                 backend.gemm(
-                    &Gemm::new(true, false, o * c, kh * kw, pts),
+                    &Gemm::conv(true, false, o * c, kh * kw, pts),
                     &du,
                     &self.filter_t,
                     dw.storage_mut()?,
