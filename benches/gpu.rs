@@ -411,9 +411,12 @@ fn recorded_step(kind: ModelKind, resize: usize, batch: usize, precision: Precis
     opt.zero_grad();
     loss.backward().unwrap();
     opt.step().unwrap();
-    loss.value().item().unwrap();
+    // As the training loop: both values start on their way now and are collected a step later.
+    let (loss, hits) = (loss.value().read_later().unwrap(), hits.read_later().unwrap());
+    let launches = rec.take();
+    loss.item().unwrap();
     hits.item().unwrap();
-    rec.take()
+    launches
 }
 
 /// A model of PyTorch eager's step with cuDNN on the same GPU, for comparison: every
@@ -456,7 +459,7 @@ fn predict_steps() -> String {
         let torch_fp32 = pytorch_model(&layers, BATCH, gpu.fp32_tflops, 0.8);
         for precision in [Precision::Tf32, Precision::Fp32] {
             let launches = recorded_step(kind, resize, BATCH, precision);
-            let total: f64 = launches.iter().map(|l| gpu.predict(l)).sum();
+            let total = model::step_time(&gpu, &launches);
             let flops: f64 = launches.iter().map(|l| l.flops).sum();
             println!(
                 "\n{kind}@{resize}, batch {BATCH}, {precision:?}: {} launches, {:.0} GFLOP",

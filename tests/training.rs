@@ -121,4 +121,45 @@ fn tiny_cnn_learns<B: Backend>(b: &B) {
     assert!(last < first / 10.0, "loss went from {first} to {last}: not a 10x cut");
 }
 
-backend_tests!(sgd_matches_pytorch_formula, adam_matches_pytorch_formula, tiny_cnn_learns);
+/// What a training loop does with its transfers: a batch uploaded while the previous batches'
+/// kernels are queued (on a GPU, through the staging slots, which are reused every other
+/// upload), each step's values started on their way before the next step is queued and
+/// collected after, some reads dropped unfinished. Every value must be the right one.
+fn uploads_and_reads_in_flight<B: Backend>(b: &B) {
+    let mut r = rng(31);
+    // Below, at and past the size from which a GPU stages uploads, and growing past it so the
+    // slots are reallocated; the last ones smaller again (a partial last batch).
+    let lens = [5, 65_535, 65_536, 65_537, 200_003, 70_000, 300_001, 300_001, 1000, 90_000];
+    let mut pending = Vec::new();
+    for (i, &len) in lens.iter().enumerate() {
+        let data = random(&mut r, len);
+        let x = tensor(b, &[len], &data);
+        // A kernel that reads the upload, then one that writes the uploaded buffer.
+        let mut y = x.zeros_like().unwrap();
+        b.axpy(2.0, x.storage(), y.storage_mut().unwrap()).unwrap();
+        let mut z = x.clone();
+        b.scale(z.storage_mut().unwrap(), -1.0).unwrap();
+        let expected_y: Vec<f32> = data.iter().map(|v| 2.0 * v).collect();
+        pending.push((i, y.read_later().unwrap(), expected_y, x.read_later().unwrap(), data));
+        if i % 3 == 2 {
+            // Dropped before it is collected: the copy must still be waited for, not freed under.
+            drop(z.read_later().unwrap());
+        }
+    }
+    // Collected in reverse order, after everything was queued.
+    for (i, y, expected_y, x, data) in pending.into_iter().rev() {
+        assert_eq!(y.finish().unwrap(), expected_y, "upload {i}: 2 * x");
+        assert_eq!(x.finish().unwrap(), data, "upload {i}: x itself (z's scale must not touch it)");
+    }
+    let one = tensor(b, &[1], &[4.5]);
+    assert_eq!(one.read_later().unwrap().item().unwrap(), 4.5);
+    let two = tensor(b, &[2], &[1.0, 2.0]);
+    assert!(two.read_later().unwrap().item().is_err(), "item() of two values");
+}
+
+backend_tests!(
+    sgd_matches_pytorch_formula,
+    adam_matches_pytorch_formula,
+    tiny_cnn_learns,
+    uploads_and_reads_in_flight
+);

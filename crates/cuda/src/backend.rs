@@ -4,6 +4,7 @@ use crate::allocator::{Allocator, Buffer};
 use crate::device;
 use crate::kernels::{CUBIN_CAPABILITY, MODULES, TENSOR_KERNELS};
 use crate::plan::{self, elementwise, single_block};
+use crate::staging::{PendingRead, Staging, STAGED_UPLOAD_MIN};
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
@@ -17,6 +18,8 @@ struct Inner {
     stream: Arc<CudaStream>,
     functions: HashMap<&'static str, CudaFunction>,
     allocator: Arc<Allocator>,
+    /// Page-locked host buffers and the copy stream for uploads and reads that do not stall.
+    staging: Staging,
     /// Streaming multiprocessors: how many blocks a launch needs to fill the GPU.
     multiprocessors: usize,
     /// TF32 tensor cores are there (sm_80 and up) and the TF32 kernels got their shared memory.
@@ -178,8 +181,18 @@ impl Cuda {
                     .is_ok()
                 })
             });
-        let inner =
-            Inner { ordinal, device_name, ctx, stream, functions, allocator, multiprocessors, tensor_cores };
+        let staging = Staging::new(&ctx, &stream)?;
+        let inner = Inner {
+            ordinal,
+            device_name,
+            ctx,
+            stream,
+            functions,
+            allocator,
+            staging,
+            multiprocessors,
+            tensor_cores,
+        };
         Ok(Cuda { inner: Arc::new(inner), precision: Precision::default() })
     }
 
@@ -414,6 +427,7 @@ impl Cuda {
 
 impl Backend for Cuda {
     type Storage = Buffer;
+    type Reading = PendingRead;
 
     /// `cuda:0`, and the arithmetic of its convolutions: `cuda:0 (tf32)` or `cuda:0 (fp32)`.
     fn name(&self) -> String {
@@ -428,7 +442,12 @@ impl Backend for Cuda {
     fn uninit(&self, len: usize) -> Result<Buffer> {
         self.inner.allocator.take(len)
     }
+    /// Large uploads (a batch) go through page-locked memory on the copy stream and overlap the
+    /// kernels queued before them; small ones (parameters, labels) go directly.
     fn from_slice(&self, data: &[f32]) -> Result<Buffer> {
+        if data.len() >= STAGED_UPLOAD_MIN {
+            return self.inner.staging.upload(&self.inner.allocator, data);
+        }
         let mut b = self.inner.allocator.take(data.len())?;
         if !data.is_empty() {
             self.inner.stream.memcpy_htod(data, b.slice_mut()).map_err(|e| {
@@ -445,6 +464,12 @@ impl Backend for Cuda {
             .stream
             .clone_dtoh(src.slice())
             .map_err(|e| Error::Device(format!("download of {} values: {e} ({EARLIER_FAULT})", src.len())))
+    }
+    fn start_read(&self, src: &Buffer) -> Result<PendingRead> {
+        self.inner.staging.start_read(src)
+    }
+    fn finish_read(&self, reading: PendingRead) -> Result<Vec<f32>> {
+        reading.finish()
     }
     fn storage_len(&self, s: &Buffer) -> usize {
         s.len()

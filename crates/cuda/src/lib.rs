@@ -10,6 +10,8 @@ mod device;
 mod kernels;
 pub mod model;
 pub mod plan;
+mod staging;
 
 pub use backend::{Cuda, DeviceInfo, Precision};
 pub use device::probe;
+pub use staging::{PendingRead, STAGED_UPLOAD_MIN};

@@ -36,6 +36,8 @@ pub struct Launch {
     pub host_link: bool,
     /// The host waits for the GPU here (a download).
     pub synchronises: bool,
+    /// Runs on the copy stream beside the kernels (a staged upload), not in their sequence.
+    pub beside: bool,
     /// Its arithmetic runs on TF32 tensor cores.
     pub tensor: bool,
 }
@@ -52,6 +54,7 @@ impl Launch {
             bytes,
             host_link: false,
             synchronises: false,
+            beside: false,
             tensor: false,
         }
     }
@@ -68,6 +71,7 @@ impl Launch {
             bytes: bytes as f64,
             host_link,
             synchronises,
+            beside: false,
             tensor: false,
         }
     }
@@ -241,6 +245,7 @@ const fn f32s(n: usize) -> usize {
 
 impl Backend for Recorder {
     type Storage = CpuBuffer;
+    type Reading = Vec<f32>;
 
     fn name(&self) -> String {
         "cuda-model".into()
@@ -253,12 +258,30 @@ impl Backend for Recorder {
         Cpu.uninit(len)
     }
     fn from_slice(&self, data: &[f32]) -> Result<CpuBuffer> {
-        self.record([Launch::copy("upload", f32s(data.len()), true, false)]);
+        let n = data.len();
+        if n >= crate::STAGED_UPLOAD_MIN {
+            // As `Cuda::from_slice`: the link copy on the copy stream, then a device copy in
+            // the kernels' sequence.
+            self.record([
+                Launch { beside: true, ..Launch::copy("upload (copy stream)", f32s(n), true, false) },
+                Launch::copy("copy", 2 * f32s(n), false, false),
+            ]);
+        } else {
+            self.record([Launch::copy("upload", f32s(n), true, false)]);
+        }
         Cpu.from_slice(data)
     }
     fn to_vec(&self, src: &CpuBuffer) -> Result<Vec<f32>> {
         self.record([Launch::copy("download", f32s(src.len()), true, true)]);
         Cpu.to_vec(src)
+    }
+    fn start_read(&self, src: &CpuBuffer) -> Result<Vec<f32>> {
+        // Queued behind the kernels; the host collects it a step later, so it does not wait.
+        self.record([Launch::copy("download", f32s(src.len()), true, false)]);
+        Cpu.to_vec(src)
+    }
+    fn finish_read(&self, reading: Vec<f32>) -> Result<Vec<f32>> {
+        Ok(reading)
     }
     fn storage_len(&self, s: &CpuBuffer) -> usize {
         s.len()
@@ -571,6 +594,14 @@ impl Backend for Recorder {
 
 /// The predicted time of a list of launches, grouped by kernel: (kernel, launches, seconds),
 /// slowest first.
+/// The model's time for a sequence of launches, in seconds: the kernels' sequence, or the copy
+/// stream's copies beside it if they take longer.
+pub fn step_time(gpu: &Gpu, launches: &[Launch]) -> f64 {
+    let lane =
+        |beside: bool| launches.iter().filter(|l| l.beside == beside).map(|l| gpu.predict(l)).sum::<f64>();
+    lane(false).max(lane(true))
+}
+
 pub fn by_kernel(gpu: &Gpu, launches: &[Launch]) -> Vec<(&'static str, usize, f64)> {
     let mut groups: Vec<(&'static str, usize, f64)> = Vec::new();
     for l in launches {
@@ -590,6 +621,7 @@ pub fn by_kernel(gpu: &Gpu, launches: &[Launch]) -> Vec<(&'static str, usize, f6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::STAGED_UPLOAD_MIN;
 
     /// The model's ceilings: a large product is arithmetic-bound at the SGEMM's efficiency, a
     /// large copy memory-bound at the streaming efficiency, a tiny kernel costs one launch, and a
@@ -632,7 +664,38 @@ mod tests {
         r.gemm(&g, &a, &b, &mut c).unwrap();
         assert!(c.iter().all(|&v| v == 0.5 * 49.0 * 128.0));
         let kernels: Vec<&str> = r.take().iter().map(|l| l.kernel).collect();
-        assert_eq!(kernels, ["upload", "upload", "sgemm_nt", "sgemm_split_reduce"]);
+        let staged = ["upload (copy stream)", "copy"];
+        assert_eq!(kernels, [&staged[..], &staged[..], &["sgemm_nt", "sgemm_split_reduce"]].concat());
         assert!(r.take().is_empty());
+    }
+
+    /// A staged upload runs beside the kernels: the step takes the longer of the two sequences,
+    /// and a small upload stays in the kernels' sequence.
+    #[test]
+    fn staged_uploads_overlap_the_kernels() {
+        let gpu = Gpu::h200();
+        let r = Recorder::new(132, Precision::Fp32);
+        let batch = r.from_slice(&vec![1.0; STAGED_UPLOAD_MIN]).unwrap();
+        let launches = r.take();
+        assert_eq!(launches.iter().map(|l| l.beside).collect::<Vec<_>>(), [true, false]);
+        let link = gpu.predict(&launches[0]);
+        assert!((link - (4.0 * STAGED_UPLOAD_MIN as f64 / 50e9 + 4e-6)).abs() < 1e-12);
+        // Nothing else queued: the copy stream's time.
+        assert_eq!(step_time(&gpu, &launches), link);
+        // Kernels longer than the upload hide it.
+        let mut c = r.uninit(batch.len()).unwrap();
+        for _ in 0..20 {
+            r.axpy(1.0, &batch, &mut c).unwrap();
+        }
+        let mut all = launches.clone();
+        all.extend(r.take());
+        let kernels: f64 = all.iter().filter(|l| !l.beside).map(|l| gpu.predict(l)).sum();
+        assert!(kernels > link);
+        assert_eq!(step_time(&gpu, &all), kernels);
+        r.from_slice(&[1.0; 10]).unwrap();
+        assert!(r.take().iter().all(|l| !l.beside && l.kernel == "upload"));
+        // A read started behind the kernels does not make the host wait.
+        r.start_read(&batch).unwrap();
+        assert!(r.take().iter().all(|l| !l.synchronises));
     }
 }

@@ -110,6 +110,9 @@ impl AdamStep {
 pub trait Backend: Clone + Send + Sync + 'static {
     /// A buffer of f32 on the device.
     type Storage: Send + Sync + 'static;
+    /// A copy to the host that may still be in flight: [`Backend::start_read`] begins it,
+    /// [`Backend::finish_read`] waits for it. Dropping one unfinished waits for the copy.
+    type Reading: Send + 'static;
 
     /// A short name for messages and reports ("cpu", "cuda:0").
     fn name(&self) -> String;
@@ -124,6 +127,13 @@ pub trait Backend: Clone + Send + Sync + 'static {
     #[allow(clippy::wrong_self_convention)] // a device upload needs the device
     fn from_slice(&self, data: &[f32]) -> Result<Self::Storage>;
     fn to_vec(&self, src: &Self::Storage) -> Result<Vec<f32>>;
+    /// Starts copying `src` to the host after the work already queued, and returns without
+    /// waiting for it. A caller that queues more work before [`Backend::finish_read`] keeps a
+    /// device busy while the values travel; `to_vec` instead waits for the whole queue. (The CPU
+    /// has no queue: its copy is done here.)
+    fn start_read(&self, src: &Self::Storage) -> Result<Self::Reading>;
+    /// The values of a copy begun by [`Backend::start_read`], once it has arrived.
+    fn finish_read(&self, reading: Self::Reading) -> Result<Vec<f32>>;
     fn storage_len(&self, s: &Self::Storage) -> usize;
     fn copy(&self, src: &Self::Storage) -> Result<Self::Storage>;
     fn fill(&self, dst: &mut Self::Storage, value: f32) -> Result<()>;

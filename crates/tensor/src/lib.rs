@@ -15,4 +15,4 @@ pub use error::{Error, Result};
 pub use geometry::{ConvGeometry, PoolGeometry, Window, MAX_POOL_PLANE};
 pub use plan::{ConvAlgorithm, ConvPlan};
 pub use shape::Shape;
-pub use tensor::Tensor;
+pub use tensor::{Reading, Tensor};

@@ -85,6 +85,17 @@ impl<B: Backend> Tensor<B> {
         }
         Ok(self.to_vec()?[0])
     }
+    /// Starts copying the values to the host without waiting for the device (see
+    /// [`Backend::start_read`]); [`Reading::finish`] or [`Reading::item`] waits for them. A
+    /// training loop reads each step's loss this way after queueing the next step, so the GPU
+    /// never idles while the host waits.
+    pub fn read_later(&self) -> Result<Reading<B>> {
+        Ok(Reading {
+            inner: self.backend.start_read(&self.storage)?,
+            backend: self.backend.clone(),
+            shape: self.shape.clone(),
+        })
+    }
     /// The same values under another shape of equal size (no copy).
     pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Self> {
         let shape = shape.into();
@@ -120,5 +131,30 @@ impl<B: Backend> Tensor<B> {
 impl<B: Backend> std::fmt::Debug for Tensor<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Tensor({} on {})", self.shape, self.backend.name())
+    }
+}
+
+/// A tensor's values on their way to the host (from [`Tensor::read_later`]).
+pub struct Reading<B: Backend> {
+    inner: B::Reading,
+    backend: B,
+    shape: Shape,
+}
+
+impl<B: Backend> Reading<B> {
+    /// The shape of the tensor being read.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+    /// Waits for the copy and returns the values.
+    pub fn finish(self) -> Result<Vec<f32>> {
+        self.backend.finish_read(self.inner)
+    }
+    /// Waits for the copy of a one-element tensor and returns its value.
+    pub fn item(self) -> Result<f32> {
+        if self.shape.numel() != 1 {
+            bail!(Shape, "item() needs a tensor of one value, got shape {}", self.shape);
+        }
+        Ok(self.finish()?[0])
     }
 }

@@ -13,7 +13,7 @@ use models::ModelKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use tensor::{Backend, Tensor};
+use tensor::{Backend, Reading, Tensor};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const METRICS_FILE: &str = "metrics.csv";
@@ -137,12 +137,12 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         let batches = data::batches(train_set.clone(), meta.batch_size, meta.resize, shuffle, None);
         let bar = progress_bar(batches.len() as u64, epoch + 1, args.epochs);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0.0f64, 0usize);
-        // Each step's loss and correct count are read after the next step is queued, so the
-        // device never waits for the host between steps (on a GPU a read waits for the queue to
-        // drain); the divergence check is one step late for it.
-        let mut pending: Option<(Tensor<_>, Tensor<_>, usize)> = None;
+        // Each step's loss and correct count start on their way to the host as soon as the step
+        // is queued and are collected after the next step is queued, so the device never waits
+        // for the host between steps; the divergence check is one step late for it.
+        let mut pending: Option<(Reading<_>, Reading<_>, usize)> = None;
         let mut read =
-            |step: Option<(Tensor<_>, Tensor<_>, usize)>, seen: &mut usize| -> anyhow::Result<()> {
+            |step: Option<(Reading<_>, Reading<_>, usize)>, seen: &mut usize| -> anyhow::Result<()> {
                 let Some((loss, hits, len)) = step else { return Ok(()) };
                 let loss_value = loss.item()?;
                 if !loss_value.is_finite() {
@@ -179,7 +179,7 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
             optimizer.zero_grad();
             loss.backward()?;
             optimizer.step()?;
-            let step = Some((loss.value(), hits, batch.len));
+            let step = Some((loss.value().read_later()?, hits.read_later()?, batch.len));
             read(std::mem::replace(&mut pending, step), &mut seen)?;
         }
         read(pending.take(), &mut seen)?;
@@ -258,10 +258,17 @@ pub fn evaluate<B: Backend>(
     let _no_grad = NoGradGuard::new();
     let mut mode = Mode::eval();
     let mut correct = 0.0f64;
+    // Each batch's count is collected after the next batch is queued, as in training.
+    let mut pending = None;
     for batch in data::batches(set.clone(), batch_size, resize, None, None) {
         let x = Var::constant(Tensor::from_slice(backend, [batch.len, 1, resize, resize], &batch.images)?);
         let (_, hits) = ops::cross_entropy(&model.forward(&x, &mut mode)?, &batch.labels)?;
-        correct += hits.item()? as f64;
+        if let Some(previous) = pending.replace(hits.read_later()?) {
+            correct += previous.item()? as f64;
+        }
+    }
+    if let Some(last) = pending {
+        correct += last.item()? as f64;
     }
     Ok(correct / set.len().max(1) as f64)
 }

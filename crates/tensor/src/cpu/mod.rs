@@ -57,6 +57,7 @@ pub struct Cpu;
 
 impl Backend for Cpu {
     type Storage = CpuBuffer;
+    type Reading = Vec<f32>;
 
     fn name(&self) -> String {
         "cpu".into()
@@ -73,6 +74,12 @@ impl Backend for Cpu {
     }
     fn to_vec(&self, src: &CpuBuffer) -> Result<Vec<f32>> {
         Ok(src.to_vec())
+    }
+    fn start_read(&self, src: &CpuBuffer) -> Result<Vec<f32>> {
+        Ok(src.to_vec())
+    }
+    fn finish_read(&self, reading: Vec<f32>) -> Result<Vec<f32>> {
+        Ok(reading)
     }
     fn storage_len(&self, s: &CpuBuffer) -> usize {
         s.len()
