@@ -89,7 +89,7 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         bail!("the checkpoint already holds {} epochs; ask for more with --epochs", meta.epoch);
     }
 
-    let data_dir = data::locate(args.data.data.as_deref())?;
+    let data_dir = data::locate(args.data.data.as_deref(), &[Split::Train, Split::Test])?;
     let train_set = load(&data_dir, Split::Train, meta.train_limit.map(|n| n as u64))?;
     let test_set = load(&data_dir, Split::Test, args.data.test_limit)?;
 
@@ -282,7 +282,8 @@ pub fn eval<B: Backend>(backend: &B, args: &EvalArgs) -> Result<f64> {
     meta.model.check_resize(resize)?;
     let model = models::build(meta.model, backend, WeightInit::XavierUniform, 0)?;
     state::load_weights(&ckpt, &model.parameters(), backend, path)?;
-    let data_dir = data::locate(args.data.data.as_deref())?;
+    // Evaluation reads (and, if need be, downloads) the test split only.
+    let data_dir = data::locate(args.data.data.as_deref(), &[Split::Test])?;
     let test_set = load(&data_dir, Split::Test, args.data.test_limit)?;
     let started = Instant::now();
     let acc = evaluate(&model, backend, &test_set, resize, args.batch_size as usize)?;

@@ -272,25 +272,57 @@ fn search_order_and_explicit_dirs_must_be_complete() {
     let present = |d: &TempDir| Location::Present(d.0.clone());
 
     // --data wins, and is not allowed to fall through when incomplete.
-    assert_eq!(search(Some(&full.0), Some(&partial.0), &raw.0, None).unwrap(), present(&full));
+    assert_eq!(search(Some(&full.0), Some(&partial.0), &raw.0, None, &FILES).unwrap(), present(&full));
     let msg = assert_err_contains(
-        search(Some(&partial.0), Some(&full.0), &full.0, Some(&full.0)),
+        search(Some(&partial.0), Some(&full.0), &full.0, Some(&full.0), &FILES),
         &["--data", "t10k-labels-idx1-ubyte.gz"],
     );
     assert!(msg.contains(&partial.0.display().to_string()));
     // Then FASHION_MNIST_DIR, same rule; an empty value counts as unset.
-    assert_eq!(search(None, Some(&raw.0), &full.0, None).unwrap(), present(&raw));
-    assert_err_contains(search(None, Some(&partial.0), &full.0, None), &["FASHION_MNIST_DIR", "t10k-labels"]);
-    assert_eq!(search(None, Some(Path::new("")), &full.0, None).unwrap(), present(&full));
+    assert_eq!(search(None, Some(&raw.0), &full.0, None, &FILES).unwrap(), present(&raw));
+    assert_err_contains(
+        search(None, Some(&partial.0), &full.0, None, &FILES),
+        &["FASHION_MNIST_DIR", "t10k-labels"],
+    );
+    assert_eq!(search(None, Some(Path::new("")), &full.0, None, &FILES).unwrap(), present(&full));
     // Then the system (Debian) dir, then a complete cache, else download into the cache.
-    assert_eq!(search(None, None, &raw.0, Some(&full.0)).unwrap(), present(&raw));
-    assert_eq!(search(None, None, &nowhere, Some(&full.0)).unwrap(), present(&full));
-    assert_eq!(search(None, None, &partial.0, Some(&nowhere)).unwrap(), Location::Download(nowhere.clone()));
+    assert_eq!(search(None, None, &raw.0, Some(&full.0), &FILES).unwrap(), present(&raw));
+    assert_eq!(search(None, None, &nowhere, Some(&full.0), &FILES).unwrap(), present(&full));
     assert_eq!(
-        search(None, None, &nowhere, Some(&partial.0)).unwrap(),
+        search(None, None, &partial.0, Some(&nowhere), &FILES).unwrap(),
+        Location::Download(nowhere.clone())
+    );
+    assert_eq!(
+        search(None, None, &nowhere, Some(&partial.0), &FILES).unwrap(),
         Location::Download(partial.0.clone())
     );
-    assert_err_contains(search(None, None, &nowhere, None), &["XDG_CACHE_HOME", "HOME", "--data"]);
+    assert_err_contains(search(None, None, &nowhere, None, &FILES), &["XDG_CACHE_HOME", "HOME", "--data"]);
+}
+
+/// Evaluation needs the two test files only: a directory without the training files serves it,
+/// and a cache holding the test files is not downloaded into.
+#[test]
+fn evaluation_needs_only_the_test_files() {
+    let test_only = TempDir::new("loc-test-only");
+    for f in files_of(&[Split::Test]) {
+        fs::write(test_only.0.join(f), b"").unwrap();
+    }
+    assert_eq!(files_of(&[Split::Test]), [FILES[2], FILES[3]]);
+    let nowhere = test_only.0.join("absent");
+    let test = files_of(&[Split::Test]);
+    assert_eq!(
+        search(Some(&test_only.0), None, &nowhere, None, &test).unwrap(),
+        Location::Present(test_only.0.clone())
+    );
+    assert_eq!(
+        search(None, None, &nowhere, Some(&test_only.0), &test).unwrap(),
+        Location::Present(test_only.0.clone())
+    );
+    assert_err_contains(search(Some(&test_only.0), None, &nowhere, None, &FILES), &["--data", FILES[0]]);
+    assert_eq!(
+        search(None, None, &nowhere, Some(&test_only.0), &FILES).unwrap(),
+        Location::Download(test_only.0.clone())
+    );
 }
 
 // ---------------------------------------------------------------- download

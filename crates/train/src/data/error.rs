@@ -66,8 +66,8 @@ impl fmt::Display for DataError {
             ),
             Self::Missing { origin, dir, file } => write!(
                 f,
-                "{origin} directory {} has no {file} (nor {}); it must hold the four \
-                 Fashion-MNIST files",
+                "{origin} directory {} has no {file} (nor {}); it must hold the \
+                 Fashion-MNIST files (all four for training, the two t10k files for eval)",
                 dir.display(),
                 file.trim_end_matches(".gz")
             ),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use md5::{Digest, Md5};
 
-use super::idx::{find_file, FILES};
+use super::idx::{find_file, Split, FILES};
 use super::DataError;
 
 /// Zalando Research's published location (plain HTTP: an S3 website endpoint has no TLS).
@@ -34,44 +34,54 @@ pub enum Location {
     Download(PathBuf),
 }
 
-/// Finds a directory holding the four files, downloading them into the cache if needed.
-pub fn locate(cli_dir: Option<&Path>) -> Result<PathBuf, DataError> {
+/// The files of `splits` (images, then labels, of each).
+pub fn files_of(splits: &[Split]) -> Vec<&'static str> {
+    splits.iter().flat_map(|s| [s.image_file(), s.label_file()]).collect()
+}
+
+/// Finds a directory holding the files of `splits`, downloading those missing into the cache if
+/// needed (evaluation needs only the test split's two files).
+pub fn locate(cli_dir: Option<&Path>, splits: &[Split]) -> Result<PathBuf, DataError> {
     let env_dir = std::env::var_os(ENV_VAR);
     let cache = cache_dir(std::env::var_os("XDG_CACHE_HOME").as_deref(), std::env::var_os("HOME").as_deref());
-    match search(cli_dir, env_dir.as_deref().map(Path::new), Path::new(DEBIAN_DIR), cache.as_deref())? {
+    let files = files_of(splits);
+    match search(cli_dir, env_dir.as_deref().map(Path::new), Path::new(DEBIAN_DIR), cache.as_deref(), &files)?
+    {
         Location::Present(dir) => Ok(dir),
         Location::Download(dir) => {
             eprintln!("Fashion-MNIST not found locally; downloading it into {}", dir.display());
-            fetch_into(&dir, BASE_URL, &MD5_SUMS, true)?;
+            let sums: Vec<(&str, &str)> = MD5_SUMS.into_iter().filter(|(f, _)| files.contains(f)).collect();
+            fetch_into(&dir, BASE_URL, &sums, true)?;
             Ok(dir)
         }
     }
 }
 
-/// The search order of [`locate`], with the environment passed in so tests need not set it.
-/// A directory the user named explicitly must be complete: falling through to another copy
-/// would silently train on data the user did not ask for.
+/// The search order of [`locate`] for `files`, with the environment passed in so tests need not
+/// set it. A directory the user named explicitly must hold them all: falling through to another
+/// copy would silently train on data the user did not ask for.
 pub fn search(
     cli_dir: Option<&Path>,
     env_dir: Option<&Path>,
     system_dir: &Path,
     cache_dir: Option<&Path>,
+    files: &[&'static str],
 ) -> Result<Location, DataError> {
     // An empty FASHION_MNIST_DIR= is treated as unset, as shells make that easy to do by accident.
     let env_dir = env_dir.filter(|d| !d.as_os_str().is_empty());
     for (origin, dir) in [("--data", cli_dir), (ENV_VAR, env_dir)] {
         if let Some(dir) = dir {
-            return match missing_file(dir) {
+            return match missing_file(dir, files) {
                 Some(file) => Err(DataError::Missing { origin, dir: dir.into(), file }),
                 None => Ok(Location::Present(dir.into())),
             };
         }
     }
-    if missing_file(system_dir).is_none() {
+    if missing_file(system_dir, files).is_none() {
         return Ok(Location::Present(system_dir.into()));
     }
     let cache = cache_dir.ok_or(DataError::NoCacheDir)?;
-    Ok(match missing_file(cache) {
+    Ok(match missing_file(cache, files) {
         None => Location::Present(cache.into()),
         Some(_) => Location::Download(cache.into()),
     })
@@ -87,9 +97,9 @@ pub fn cache_dir(xdg_cache_home: Option<&OsStr>, home: Option<&OsStr>) -> Option
     Some(base.join("convnet").join("fashion-mnist"))
 }
 
-/// The first of the four files `dir` lacks (in either `.gz` or uncompressed form).
-fn missing_file(dir: &Path) -> Option<&'static str> {
-    FILES.into_iter().find(|f| find_file(dir, f).is_none())
+/// The first of `files` that `dir` lacks (in either `.gz` or uncompressed form).
+fn missing_file(dir: &Path, files: &[&'static str]) -> Option<&'static str> {
+    files.iter().copied().find(|f| find_file(dir, f).is_none())
 }
 
 /// Downloads each `(file name, md5 hex)` missing from `dir` from `base_url`, verifying its sum.

@@ -7,7 +7,9 @@ mod loader;
 mod resize;
 
 pub use error::{DataError, HOW_TO_GET_DATA};
-pub use fetch::{cache_dir, fetch_into, locate, search, Location, BASE_URL, DEBIAN_DIR, ENV_VAR, MD5_SUMS};
+pub use fetch::{
+    cache_dir, fetch_into, files_of, locate, search, Location, BASE_URL, DEBIAN_DIR, ENV_VAR, MD5_SUMS,
+};
 pub use idx::{
     load_split, read_images, read_labels, Dataset, Split, FILES, IMAGES_MAGIC, LABELS_MAGIC, NUM_CLASSES,
 };
