@@ -10,15 +10,14 @@
 //! directory, flushed to disk, and renamed over the old checkpoint, so a crash
 //! at any point leaves either the old or the new checkpoint, never a torn one.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
+use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors};
 
 /// Names starting with this belong to the optimizer, not the model;
 /// [`check_against`] ignores them.
@@ -178,33 +177,6 @@ impl std::error::Error for CheckpointError {
     }
 }
 
-/// Borrowed view handed to the safetensors serializer; the little-endian bytes
-/// are produced one tensor at a time while writing, so saving does not need a
-/// second full copy of the model in memory.
-struct F32View<'a> {
-    shape: &'a [usize],
-    data: &'a [f32],
-}
-
-impl View for F32View<'_> {
-    fn dtype(&self) -> Dtype {
-        Dtype::F32
-    }
-    fn shape(&self) -> &[usize] {
-        self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        let mut bytes = Vec::with_capacity(self.data.len() * 4);
-        for v in self.data {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        Cow::Owned(bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.data.len() * 4
-    }
-}
-
 /// Rejects what would produce a file that does not read back as written.
 fn validate_for_save(ckpt: &Checkpoint) -> Result<(), String> {
     let mut seen = HashSet::new();
@@ -241,20 +213,56 @@ fn validate_for_save(ckpt: &Checkpoint) -> Result<(), String> {
 pub fn save_atomic(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
     validate_for_save(ckpt)
         .map_err(|reason| CheckpointError::Invalid { path: path.to_path_buf(), reason })?;
-    let views: Vec<(&str, F32View)> =
-        ckpt.tensors.iter().map(|t| (t.name.as_str(), F32View { shape: &t.shape, data: &t.data })).collect();
-    let metadata: Option<HashMap<String, String>> = if ckpt.metadata.is_empty() {
-        None
-    } else {
-        Some(ckpt.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-    };
     write_atomic_with(path, |tmp| {
-        safetensors::serialize_to_file(views, &metadata, tmp).map_err(|e| match e {
-            SafeTensorError::IoError(e) => e,
-            other => io::Error::other(format!("safetensors serialization failed: {other:?}")),
-        })
+        let file = File::create(tmp)?;
+        let mut out = io::BufWriter::new(file);
+        write_safetensors(&mut out, ckpt)?;
+        out.flush()
     })
     .map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })
+}
+
+/// The safetensors layout, written here rather than by the `safetensors` crate (which reads the
+/// files) because the crate keeps the metadata in a hash map and writes it in a different order
+/// each run: the same weights must give the same bytes. The header lists the metadata, then the
+/// tensors by name, as the crate orders them for a single dtype; it is padded with spaces to a
+/// multiple of 8 bytes, and the data follows in the same order, little-endian.
+fn write_safetensors(out: &mut impl Write, ckpt: &Checkpoint) -> io::Result<()> {
+    let json = |s: &str| serde_json::to_string(s).expect("a string always serialises");
+    let mut order: Vec<&NamedTensor> = ckpt.tensors.iter().collect();
+    order.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut header = String::from("{");
+    let mut entries = Vec::new();
+    if !ckpt.metadata.is_empty() {
+        let pairs: Vec<String> =
+            ckpt.metadata.iter().map(|(k, v)| format!("{}:{}", json(k), json(v))).collect();
+        entries.push(format!("\"__metadata__\":{{{}}}", pairs.join(",")));
+    }
+    let mut offset = 0usize;
+    for t in &order {
+        let end = offset + 4 * t.data.len();
+        let shape: Vec<String> = t.shape.iter().map(usize::to_string).collect();
+        entries.push(format!(
+            "{}:{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{offset},{end}]}}",
+            json(&t.name),
+            shape.join(",")
+        ));
+        offset = end;
+    }
+    header.push_str(&entries.join(","));
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    out.write_all(&(header.len() as u64).to_le_bytes())?;
+    out.write_all(header.as_bytes())?;
+    let mut bytes = Vec::new();
+    for t in order {
+        bytes.clear();
+        bytes.extend(t.data.iter().flat_map(|v| v.to_le_bytes()));
+        out.write_all(&bytes)?;
+    }
+    Ok(())
 }
 
 /// Reads a checkpoint. Tensors come back sorted by name; every tensor must be F32.

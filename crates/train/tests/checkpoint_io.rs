@@ -393,3 +393,59 @@ fn failed_save_in_read_only_directory_keeps_old_checkpoint() {
     }
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The same tensors and metadata give the same bytes, whatever order they were added in, in
+/// every process (the `safetensors` crate's writer orders metadata by a randomly seeded hash):
+/// saved weights can be compared and deduplicated by their files.
+#[test]
+fn same_contents_give_the_same_bytes() {
+    let dir = test_dir("deterministic");
+    let ckpt = random_checkpoint(7);
+    let mut reordered = ckpt.clone();
+    reordered.tensors.reverse();
+    let mut metadata: Vec<(String, String)> = ckpt.metadata.clone().into_iter().collect();
+    metadata.reverse();
+    reordered.metadata = metadata.into_iter().collect();
+    let (a, b) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
+    save_atomic(&a, &ckpt).unwrap();
+    save_atomic(&b, &reordered).unwrap();
+    let bytes = fs::read(&a).unwrap();
+    assert_eq!(bytes, fs::read(&b).unwrap());
+    // A digest of the file: a change to the writer's layout shows here.
+    let mut nonempty = Checkpoint::new();
+    nonempty.push("b", vec![2], vec![1.0, 2.0]);
+    nonempty.push("a", vec![1, 1], vec![-0.0]);
+    for (k, v) in [("z", "1"), ("a", "x\"y"), ("m", "")] {
+        nonempty.metadata.insert(k.into(), v.into());
+    }
+    save_atomic(&a, &nonempty).unwrap();
+    let bytes = fs::read(&a).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    assert_eq!(n % 8, 0, "the header is padded to 8 bytes");
+    assert_eq!(
+        std::str::from_utf8(&bytes[8..8 + n]).unwrap().trim_end(),
+        "{\"__metadata__\":{\"a\":\"x\\\"y\",\"m\":\"\",\"z\":\"1\"},\
+         \"a\":{\"dtype\":\"F32\",\"shape\":[1,1],\"data_offsets\":[0,4]},\
+         \"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}"
+    );
+    // Byte for byte what the safetensors crate writes when the order is not in question (one
+    // metadata key), so every reader of the format takes it.
+    let mut one_key = nonempty.clone();
+    one_key.metadata.retain(|k, _| k == "z");
+    save_atomic(&a, &one_key).unwrap();
+    let data_b: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let data_a: Vec<u8> = (-0.0f32).to_le_bytes().to_vec();
+    let theirs = safetensors::serialize(
+        [
+            ("b", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2], &data_b).unwrap()),
+            (
+                "a",
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, 1], &data_a).unwrap(),
+            ),
+        ],
+        &Some([("z".to_string(), "1".to_string())].into_iter().collect()),
+    )
+    .unwrap();
+    assert_eq!(fs::read(&a).unwrap(), theirs);
+    fs::remove_dir_all(&dir).unwrap();
+}
