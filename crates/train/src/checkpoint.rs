@@ -410,6 +410,7 @@ pub(crate) fn write_atomic_with(path: &Path, fill: impl FnOnce(&Path) -> io::Res
     };
 
     let result = fill(&tmp)
+        .and_then(|()| injected_failure().map_or(Ok(()), Err))
         .and_then(|()| {
             // fsync acts on the inode, so a fresh handle flushes what `fill` wrote.
             File::options()
@@ -431,6 +432,18 @@ pub(crate) fn write_atomic_with(path: &Path, fill: impl FnOnce(&Path) -> io::Res
         return Err(e);
     }
     sync_dir(&dir).map_err(|e| ctx("sync directory", &dir, e))
+}
+
+/// Fault injection for tests of what a failed save leaves: with `CONVNET_FAIL_WRITE=N` the N-th
+/// atomic write of the process fails as on a full disk, after its temporary file is written.
+fn injected_failure() -> Option<io::Error> {
+    static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let at = (*AT.get_or_init(|| std::env::var("CONVNET_FAIL_WRITE").ok().and_then(|v| v.parse().ok())))?;
+    let n = WRITES.fetch_add(1, Ordering::Relaxed) + 1;
+    (n == at).then(|| {
+        io::Error::new(io::ErrorKind::StorageFull, "No space left on device (injected by CONVNET_FAIL_WRITE)")
+    })
 }
 
 /// Makes the rename itself durable. Some filesystems cannot fsync a

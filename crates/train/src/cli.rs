@@ -72,45 +72,70 @@ pub struct DataArgs {
     pub threads: Option<u64>,
 }
 
+/// Flags without a default here are the run's settings: a new run takes the value given or the
+/// default named in its help; a resumed run takes the stored value, and a flag that disagrees
+/// with it is an error (`state::Settings`).
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Passes over the training set
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub epochs: usize,
-    /// Images per step
-    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
-    pub batch_size: u64,
-    /// Learning rate
-    #[arg(long, value_name = "F", default_value_t = 0.1)]
-    pub lr: f32,
-    #[arg(long, value_enum, default_value_t = OptimizerKind::Sgd)]
-    pub optimizer: OptimizerKind,
-    /// SGD momentum (ignored by Adam)
-    #[arg(long, value_name = "F", default_value_t = 0.0)]
-    pub momentum: f32,
-    /// L2 weight decay added to the gradient (PyTorch's `weight_decay`)
-    #[arg(long, value_name = "F", default_value_t = 0.0)]
-    pub weight_decay: f32,
-    /// Side of the square input images (default: 224 for NiN, 96 for GoogLeNet)
+    /// Passes over the training set [default: 10; on --resume, the stored number]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub epochs: Option<u64>,
+    /// Images per step [default: 128]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: Option<u64>,
+    /// Learning rate [default: 0.1]
+    #[arg(long, value_name = "F")]
+    pub lr: Option<f32>,
+    /// [default: sgd]
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// SGD momentum (ignored by Adam) [default: 0]
+    #[arg(long, value_name = "F")]
+    pub momentum: Option<f32>,
+    /// L2 weight decay added to the gradient (PyTorch's `weight_decay`) [default: 0]
+    #[arg(long, value_name = "F")]
+    pub weight_decay: Option<f32>,
+    /// Side of the square input images [default: 224 for NiN, 96 for GoogLeNet]
     #[arg(long, value_name = "N")]
     pub resize: Option<usize>,
-    /// Seed for weights, shuffling and dropout
-    #[arg(long, value_name = "N", default_value_t = 42)]
-    pub seed: u64,
-    /// Use only the first N training images
+    /// Seed for weights, shuffling and dropout [default: 42]
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Use only the first N training images [default: all]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub train_limit: Option<u64>,
-    /// Output directory (default: runs/<model>-<date-time>, or the checkpoint's directory with --resume)
+    /// Output directory [default: runs/<model>-<date-time>, or the checkpoint's directory with --resume]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Continue the run saved in this checkpoint
+    /// Continue the run saved in this checkpoint (its settings are kept)
     #[arg(long, value_name = "FILE")]
     pub resume: Option<PathBuf>,
+    /// Save a checkpoint this often within an epoch as well as at its end ("10m", "90s", "1h";
+    /// "0s" after every step; "off" at epoch ends only)
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_every)]
+    pub checkpoint_every: Every,
     /// Print the model summary for the chosen resize and exit
     #[arg(long)]
     pub summary: bool,
     #[command(flatten)]
     pub data: DataArgs,
+}
+
+/// How often a run saves within an epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Every {
+    /// At epoch ends only.
+    Off,
+    After(std::time::Duration),
+}
+
+fn parse_every(s: &str) -> Result<Every, String> {
+    if s == "off" {
+        return Ok(Every::Off);
+    }
+    humantime::parse_duration(s)
+        .map(Every::After)
+        .map_err(|e| format!("{e} (examples: 10m, 90s, 1h30m, 0s, off)"))
 }
 
 #[derive(Args, Debug, Clone)]

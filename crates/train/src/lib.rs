@@ -4,5 +4,7 @@ pub mod cli;
 pub mod data;
 pub mod metrics;
 pub mod plot;
+pub mod run_dir;
 pub mod session;
 pub mod state;
+pub mod stop;

@@ -6,7 +6,7 @@ use models::ModelKind;
 use std::process::ExitCode;
 use tensor::Cpu;
 use train::cli::{Cli, Command, DataArgs, DeviceKind, PrecisionKind};
-use train::session;
+use train::{session, stop};
 
 /// Applies `--threads` (CPU work: kernels and the data loader).
 fn set_threads(data: &DataArgs) -> Result<()> {
@@ -51,9 +51,11 @@ macro_rules! on_device {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Nin(args) => {
+            stop::install()?;
             on_device!(&args.data, |b| session::train(b, ModelKind::Nin, &args).map(|_| ()))
         }
         Command::GoogLeNet(args) => {
+            stop::install()?;
             on_device!(&args.data, |b| session::train(b, ModelKind::GoogLeNet, &args).map(|_| ()))
         }
         Command::Eval(args) => on_device!(&args.data, |b| session::eval(b, &args).map(|_| ())),
@@ -63,6 +65,10 @@ fn run(cli: Cli) -> Result<()> {
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<stop::Stopped>() => {
+            eprintln!("{e}");
+            ExitCode::from(stop::EXIT_STATUS)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -1,10 +1,13 @@
 //! The training loop and evaluation, written once for every backend.
 use crate::checkpoint;
+use crate::cli::Every;
 use crate::cli::{EvalArgs, OptimizerKind, TrainArgs};
 use crate::data::{self, Dataset, Split};
 use crate::metrics::{self, EpochMetrics};
 use crate::plot;
-use crate::state::{self, RunMeta};
+use crate::run_dir::{RunDir, CHECKPOINT_FILE, METRICS_FILE, PLOT_FILE};
+use crate::state::{self, Position, RunMeta, Settings};
+use crate::stop::{self, Stopped};
 use anyhow::{bail, Context, Result};
 use autograd::{NoGradGuard, Var};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -15,10 +18,6 @@ use std::sync::Arc;
 use std::time::Instant;
 use tensor::{Backend, Reading, Tensor};
 
-pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
-pub const METRICS_FILE: &str = "metrics.csv";
-pub const PLOT_FILE: &str = "plot.svg";
-
 /// What a finished run leaves behind.
 pub struct RunReport {
     pub out_dir: PathBuf,
@@ -26,36 +25,136 @@ pub struct RunReport {
 }
 
 /// Loads one split, keeping the first `limit` images.
-fn load(dir: &Path, split: Split, limit: Option<u64>) -> Result<Arc<Dataset>> {
+fn load(dir: &Path, split: Split, limit: Option<usize>) -> Result<Arc<Dataset>> {
     let mut set = data::load_split(dir, split)?;
     if let Some(n) = limit {
-        set.truncate(n as usize);
+        set.truncate(n);
     }
     Ok(Arc::new(set))
 }
 
-fn make_optimizer<B: Backend>(meta: &RunMeta, params: Vec<(String, Var<B>)>) -> Box<dyn Optimizer<B>> {
-    match meta.optimizer {
-        OptimizerKind::Sgd => Box::new(Sgd::new(params, meta.lr, meta.momentum, meta.weight_decay)),
-        OptimizerKind::Adam => Box::new(Adam::new(params, meta.lr, meta.weight_decay)),
+fn make_optimizer<B: Backend>(s: &Settings, params: Vec<(String, Var<B>)>) -> Box<dyn Optimizer<B>> {
+    match s.optimizer {
+        OptimizerKind::Sgd => Box::new(Sgd::new(params, s.lr, s.momentum, s.weight_decay)),
+        OptimizerKind::Adam => Box::new(Adam::new(params, s.lr, s.weight_decay)),
     }
 }
 
-/// Runs (or resumes) a training run and returns its history.
+/// A new run's settings: the flags given, else the defaults their help names.
+fn new_settings(kind: ModelKind, args: &TrainArgs) -> Settings {
+    Settings {
+        model: kind,
+        resize: args.resize.unwrap_or(kind.default_resize()),
+        seed: args.seed.unwrap_or(42),
+        optimizer: args.optimizer.unwrap_or(OptimizerKind::Sgd),
+        lr: args.lr.unwrap_or(0.1),
+        momentum: args.momentum.unwrap_or(0.0),
+        weight_decay: args.weight_decay.unwrap_or(0.0),
+        batch_size: args.batch_size.unwrap_or(128) as usize,
+        train_limit: args.train_limit.map(|n| n as usize),
+        test_limit: args.data.test_limit.map(|n| n as usize),
+        epochs: args.epochs.unwrap_or(10) as usize,
+    }
+}
+
+/// A resumed run's settings: the stored ones. A flag that disagrees with them is an error naming
+/// both values; `--epochs` may change (it moves the end, not the path there), and a checkpoint
+/// of the first format, which did not store the test limit, takes the one given.
+fn resumed_settings(meta: &RunMeta, args: &TrainArgs, path: &Path) -> Result<Settings> {
+    let stored = &meta.settings;
+    let mut conflicts = Vec::new();
+    let mut check = |flag: &str, given: Option<String>, have: String| {
+        if let Some(given) = given {
+            if given != have {
+                conflicts.push(format!("{flag} {given} (the run's is {have})"));
+            }
+        }
+    };
+    let limit = |v: Option<usize>| v.map_or("all".to_string(), |n| n.to_string());
+    check("--resize", args.resize.map(|v| v.to_string()), stored.resize.to_string());
+    check("--seed", args.seed.map(|v| v.to_string()), stored.seed.to_string());
+    check(
+        "--optimizer",
+        args.optimizer.map(|v| format!("{v:?}").to_lowercase()),
+        format!("{:?}", stored.optimizer).to_lowercase(),
+    );
+    check("--lr", args.lr.map(|v| v.to_string()), stored.lr.to_string());
+    check("--momentum", args.momentum.map(|v| v.to_string()), stored.momentum.to_string());
+    check("--weight-decay", args.weight_decay.map(|v| v.to_string()), stored.weight_decay.to_string());
+    check("--batch-size", args.batch_size.map(|v| v.to_string()), stored.batch_size.to_string());
+    check("--train-limit", args.train_limit.map(|v| v.to_string()), limit(stored.train_limit));
+    let mut settings = stored.clone();
+    if meta.is_legacy() {
+        settings.test_limit = args.data.test_limit.map(|n| n as usize);
+    } else {
+        check("--test-limit", args.data.test_limit.map(|v| v.to_string()), limit(stored.test_limit));
+    }
+    if !conflicts.is_empty() {
+        bail!(
+            "{}: a resumed run keeps the settings it started with, and {} {}: {}. Leave {} out, or start a \
+             new run with another --out",
+            path.display(),
+            if conflicts.len() == 1 { "this flag" } else { "these flags" },
+            if conflicts.len() == 1 { "disagrees" } else { "disagree" },
+            conflicts.join(", "),
+            if conflicts.len() == 1 { "it" } else { "them" },
+        );
+    }
+    if let Some(epochs) = args.epochs {
+        settings.epochs = epochs as usize;
+    }
+    Ok(settings)
+}
+
+/// An epoch's running sums: loss x images, correct predictions, images.
+#[derive(Clone, Copy)]
+struct Sums {
+    loss_sum: f64,
+    correct: f64,
+    seen: usize,
+}
+
+impl Sums {
+    /// The run's position after `step` steps of epoch `epoch`, `seconds` into its training.
+    fn position<B: Backend>(
+        &self,
+        epoch: usize,
+        step: usize,
+        mode: &Mode,
+        optimizer: &dyn Optimizer<B>,
+        seconds: f64,
+    ) -> Position {
+        Position {
+            epoch,
+            step,
+            dropout_draws: mode.draws(),
+            optimizer_steps: optimizer.state().1,
+            loss_sum: self.loss_sum,
+            correct: self.correct,
+            seen: self.seen,
+            seconds,
+        }
+    }
+}
+
+/// Runs (or resumes) a training run and returns its history. A stop asked for by a signal
+/// (`stop::requested`) saves a checkpoint and returns a [`Stopped`] error.
 pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Result<RunReport> {
-    if !(args.lr.is_finite() && args.lr > 0.0) {
-        bail!("--lr must be a positive number, got {}", args.lr);
+    if let Some(lr) = args.lr {
+        if !(lr.is_finite() && lr > 0.0) {
+            bail!("--lr must be a positive number, got {lr}");
+        }
     }
     let resumed = match &args.resume {
         Some(path) => {
             let ckpt = checkpoint::load(path)?;
             let meta = RunMeta::from_checkpoint(&ckpt, path)?;
-            if meta.model != kind {
+            if meta.settings.model != kind {
                 bail!(
                     "{} holds a {} model; resume it with `train {} --resume ...`",
                     path.display(),
-                    meta.model,
-                    meta.model
+                    meta.settings.model,
+                    meta.settings.model
                 );
             }
             Some((ckpt, meta, path.clone()))
@@ -63,115 +162,152 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         None => None,
     };
     let mut meta = match &resumed {
-        Some((_, m, _)) => m.clone(),
-        None => RunMeta {
-            model: kind,
-            resize: args.resize.unwrap_or(kind.default_resize()),
-            epoch: 0,
-            seed: args.seed,
-            dropout_draws: 0,
-            optimizer: args.optimizer,
-            lr: args.lr,
-            momentum: args.momentum,
-            weight_decay: args.weight_decay,
-            optimizer_steps: 0,
-            batch_size: args.batch_size as usize,
-            train_limit: args.train_limit.map(|n| n as usize),
-        },
+        Some((_, m, path)) => {
+            let mut meta = m.clone();
+            meta.settings = resumed_settings(m, args, path)?;
+            meta
+        }
+        None => RunMeta::new(new_settings(kind, args)),
     };
-    kind.check_resize(meta.resize)?;
-    let model = models::build(kind, backend, WeightInit::XavierUniform, meta.seed)?;
+    let settings = meta.settings.clone();
+    kind.check_resize(settings.resize)?;
+    let model = models::build(kind, backend, WeightInit::XavierUniform, settings.seed)?;
     if args.summary {
-        println!("{}", models::summary(&model, backend, [1, 1, meta.resize, meta.resize])?);
+        println!("{}", models::summary(&model, backend, [1, 1, settings.resize, settings.resize])?);
         return Ok(RunReport { out_dir: PathBuf::new(), history: Vec::new() });
     }
-    if meta.epoch >= args.epochs {
-        bail!("the checkpoint already holds {} epochs; ask for more with --epochs", meta.epoch);
+    if meta.position.epoch >= settings.epochs {
+        bail!(
+            "the checkpoint already holds {} epochs of the {} asked for; ask for more with --epochs",
+            meta.position.epoch,
+            settings.epochs
+        );
     }
 
     let data_dir = data::locate(args.data.data.as_deref(), &[Split::Train, Split::Test])?;
-    let train_set = load(&data_dir, Split::Train, meta.train_limit.map(|n| n as u64))?;
-    let test_set = load(&data_dir, Split::Test, args.data.test_limit)?;
+    let train_set = load(&data_dir, Split::Train, settings.train_limit)?;
+    let test_set = load(&data_dir, Split::Test, settings.test_limit)?;
+    let steps_per_epoch = train_set.len().div_ceil(settings.batch_size);
+    if meta.position.step > steps_per_epoch {
+        bail!(
+            "the checkpoint is at step {} of epoch {}, but an epoch of {} images has {steps_per_epoch} steps",
+            meta.position.step,
+            meta.position.epoch + 1,
+            train_set.len()
+        );
+    }
 
-    let params = model.parameters();
-    let mut optimizer = make_optimizer(&meta, params.clone());
-    let out_dir = match (&args.out, &resumed) {
+    let out_path = match (&args.out, &resumed) {
         (Some(dir), _) => dir.clone(),
         (None, Some((_, _, path))) => path.parent().map(Path::to_path_buf).unwrap_or_default(),
         (None, None) => default_out_dir(kind),
     };
+    let dir = RunDir::open(&out_path)?;
+    let resuming_here = resumed.as_ref().is_some_and(|(_, _, path)| {
+        let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+        canonical(path).is_some_and(|p| Some(p) == canonical(&dir.checkpoint_path()))
+    });
+    if dir.checkpoint_path().exists() && !resuming_here {
+        bail!(
+            "{} already holds a run's checkpoint; continue it with --resume {}, or choose another --out",
+            dir.path().display(),
+            dir.checkpoint_path().display()
+        );
+    }
+
+    let params = model.parameters();
+    let mut optimizer = make_optimizer(&settings, params.clone());
     let mut history = Vec::new();
     if let Some((ckpt, _, path)) = &resumed {
         state::load_weights(ckpt, &params, backend, path)?;
-        let opt_path = state::optimizer_path(path.parent().unwrap_or(Path::new(".")), meta.epoch);
+        let opt_path = meta.optimizer_path(path.parent().unwrap_or(Path::new(".")));
         let opt_ckpt = checkpoint::load(&opt_path)
             .with_context(|| format!("resuming needs the optimizer state saved beside {}", path.display()))?;
         optimizer
-            .load_state(state::optimizer_tensors(&opt_ckpt, backend)?, meta.optimizer_steps)
+            .load_state(state::optimizer_tensors(&opt_ckpt, backend)?, meta.position.optimizer_steps)
             .with_context(|| format!("{}", opt_path.display()))?;
-        let csv = out_dir.join(METRICS_FILE);
+        let csv = path.parent().unwrap_or(Path::new(".")).join(METRICS_FILE);
         if csv.exists() {
             history = metrics::read_csv(&csv)?;
-            history.truncate(meta.epoch);
+            history.truncate(meta.position.epoch);
         }
-        println!("resuming {} from {} after epoch {}", kind, path.display(), meta.epoch);
+        let p = &meta.position;
+        if p.step > 0 {
+            println!("resuming {kind} from {} at step {} of epoch {}", path.display(), p.step, p.epoch + 1);
+        } else {
+            println!("resuming {kind} from {} after epoch {}", path.display(), p.epoch);
+        }
     }
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
+    // Saves from here on name their optimizer file by step, in this folder.
+    meta.set_current_format();
     println!(
         "training {kind} at {0}x{0} on {1}: {2} training / {3} test images, batch {4}, {5:?} lr {6}",
-        meta.resize,
+        settings.resize,
         backend.name(),
         train_set.len(),
         test_set.len(),
-        meta.batch_size,
-        meta.optimizer,
-        meta.lr
+        settings.batch_size,
+        settings.optimizer,
+        settings.lr
     );
 
-    let mut mode = Mode::train(meta.seed, meta.dropout_draws);
+    let program_args: Vec<String> = std::env::args().collect();
+    let stopped =
+        |dir: &RunDir| Stopped { resume: stop::resume_command(&program_args, &dir.checkpoint_path()) };
+    let mut mode = Mode::train(settings.seed, meta.position.dropout_draws);
     let (mut train_images, mut train_seconds) = (0usize, 0.0f64);
-    for epoch in meta.epoch..args.epochs {
+    for epoch in meta.position.epoch..settings.epochs {
+        let resumed_at = meta.position.clone();
         let started = Instant::now();
-        let shuffle = Some(data::epoch_seed(meta.seed, epoch));
-        let batches = data::batches(train_set.clone(), meta.batch_size, meta.resize, shuffle, None);
-        let bar = progress_bar(batches.len() as u64, epoch + 1, args.epochs);
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0.0f64, 0usize);
+        let shuffle = Some(data::epoch_seed(settings.seed, epoch));
+        let batches = data::batches_from(
+            train_set.clone(),
+            settings.batch_size,
+            settings.resize,
+            shuffle,
+            None,
+            resumed_at.step,
+        );
+        let bar = progress_bar(steps_per_epoch as u64, epoch + 1, settings.epochs);
+        bar.set_position(resumed_at.step as u64);
+        let mut sums =
+            Sums { loss_sum: resumed_at.loss_sum, correct: resumed_at.correct, seen: resumed_at.seen };
+        let mut step = resumed_at.step;
+        let mut last_save = Instant::now();
         // Each step's loss and correct count start on their way to the host as soon as the step
         // is queued and are collected after the next step is queued, so the device never waits
         // for the host between steps; the divergence check is one step late for it.
         let mut pending: Option<(Reading<_>, Reading<_>, usize)> = None;
-        let mut read =
-            |step: Option<(Reading<_>, Reading<_>, usize)>, seen: &mut usize| -> anyhow::Result<()> {
-                let Some((loss, hits, len)) = step else { return Ok(()) };
-                let loss_value = loss.item()?;
-                if !loss_value.is_finite() {
-                    bar.abandon();
-                    bail!(
-                        "the loss became {loss_value} at epoch {} after {} images: training diverged. \
+        let read = |step: Option<(Reading<_>, Reading<_>, usize)>, sums: &mut Sums| -> anyhow::Result<()> {
+            let Some((loss, hits, len)) = step else { return Ok(()) };
+            let loss_value = loss.item()?;
+            if !loss_value.is_finite() {
+                bar.abandon();
+                bail!(
+                    "the loss became {loss_value} at epoch {} after {} images: training diverged. \
                      Try a lower learning rate (--lr {}); the last good checkpoint is in {}",
-                        epoch + 1,
-                        *seen,
-                        meta.lr / 10.0,
-                        out_dir.display()
-                    );
-                }
-                loss_sum += loss_value as f64 * len as f64;
-                correct += hits.item()? as f64;
-                *seen += len;
-                let rate = *seen as f64 / started.elapsed().as_secs_f64();
-                bar.set_message(format!(
-                    "loss {:.4}, acc {:.3}, {rate:.1} img/s",
-                    loss_sum / *seen as f64,
-                    correct / *seen as f64
-                ));
-                bar.inc(1);
-                Ok(())
-            };
+                    epoch + 1,
+                    sums.seen,
+                    settings.lr / 10.0,
+                    dir.path().display()
+                );
+            }
+            sums.loss_sum += loss_value as f64 * len as f64;
+            sums.correct += hits.item()? as f64;
+            sums.seen += len;
+            let rate = (sums.seen - resumed_at.seen) as f64 / started.elapsed().as_secs_f64();
+            bar.set_message(format!(
+                "loss {:.4}, acc {:.3}, {rate:.1} img/s",
+                sums.loss_sum / sums.seen as f64,
+                sums.correct / sums.seen as f64
+            ));
+            bar.inc(1);
+            Ok(())
+        };
         for batch in batches {
             let x = Var::constant(Tensor::from_slice(
                 backend,
-                [batch.len, 1, meta.resize, meta.resize],
+                [batch.len, 1, settings.resize, settings.resize],
                 &batch.images,
             )?);
             let logits = model.forward(&x, &mut mode)?;
@@ -179,61 +315,87 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
             optimizer.zero_grad();
             loss.backward()?;
             optimizer.step()?;
-            let step = Some((loss.value().read_later()?, hits.read_later()?, batch.len));
-            read(std::mem::replace(&mut pending, step), &mut seen)?;
+            step += 1;
+            let queued = Some((loss.value().read_later()?, hits.read_later()?, batch.len));
+            read(std::mem::replace(&mut pending, queued), &mut sums)?;
+            let due = match args.checkpoint_every {
+                Every::Off => false,
+                Every::After(every) => last_save.elapsed() >= every,
+            };
+            if due || stop::requested() {
+                read(pending.take(), &mut sums)?;
+                meta.position = sums.position(
+                    epoch,
+                    step,
+                    &mode,
+                    &*optimizer,
+                    resumed_at.seconds + started.elapsed().as_secs_f64(),
+                );
+                dir.save(&params, &optimizer.state().0, &meta)?;
+                last_save = Instant::now();
+                if stop::requested() {
+                    bar.abandon();
+                    return Err(stopped(&dir).into());
+                }
+            }
         }
-        read(pending.take(), &mut seen)?;
-        let train_time = started.elapsed().as_secs_f64();
+        read(pending.take(), &mut sums)?;
+        let Sums { loss_sum, correct, seen } = sums;
+        let train_time = resumed_at.seconds + started.elapsed().as_secs_f64();
         bar.finish_and_clear();
-        let test_acc = evaluate(&model, backend, &test_set, meta.resize, 256)?;
+        let Some(test_acc) = evaluate_unless_stopped(&model, backend, &test_set, settings.resize, 256)?
+        else {
+            // Stopped during the evaluation: save the trained epoch; the resume evaluates it.
+            meta.position = sums.position(epoch, step, &mode, &*optimizer, train_time);
+            dir.save(&params, &optimizer.state().0, &meta)?;
+            return Err(stopped(&dir).into());
+        };
         let row = EpochMetrics {
             epoch: epoch + 1,
             train_loss: loss_sum / seen as f64,
             train_acc: correct / seen as f64,
             test_acc,
-            seconds: started.elapsed().as_secs_f64(),
+            seconds: resumed_at.seconds + started.elapsed().as_secs_f64(),
             images_per_sec: seen as f64 / train_time,
         };
         println!(
             "epoch {}, loss {:.4}, train acc {:.3}, test acc {:.3}, time {:.1} sec",
             row.epoch, row.train_loss, row.train_acc, row.test_acc, row.seconds
         );
-        train_images += seen;
-        train_seconds += train_time;
+        train_images += seen - resumed_at.seen;
+        train_seconds += train_time - resumed_at.seconds;
         history.push(row);
 
-        meta.epoch = epoch + 1;
-        meta.dropout_draws = mode.draws();
-        let (opt_state, steps) = optimizer.state();
-        meta.optimizer_steps = steps;
-        // Optimizer state first, then the weights that name its epoch, then the previous
-        // epoch's optimizer file: a run killed at any moment leaves a loadable, resumable pair.
-        checkpoint::save_atomic(
-            &state::optimizer_path(&out_dir, meta.epoch),
-            &state::optimizer_checkpoint(&opt_state, &meta)?,
-        )?;
-        checkpoint::save_atomic(&out_dir.join(CHECKPOINT_FILE), &state::weights_checkpoint(&params, &meta)?)?;
-        if meta.epoch > 0 {
-            let _ = std::fs::remove_file(state::optimizer_path(&out_dir, meta.epoch - 1));
-        }
-        metrics::write_csv(&out_dir.join(METRICS_FILE), &history)
-            .with_context(|| format!("writing {}", out_dir.join(METRICS_FILE).display()))?;
+        meta.position = Position {
+            epoch: epoch + 1,
+            dropout_draws: mode.draws(),
+            optimizer_steps: optimizer.state().1,
+            ..Position::default()
+        };
+        dir.save(&params, &optimizer.state().0, &meta)?;
+        metrics::write_csv(&dir.metrics_path(), &history)
+            .with_context(|| format!("writing {}", dir.metrics_path().display()))?;
         let title = format!(
             "{kind} on Fashion-MNIST ({0}x{0}, batch {1}, lr {2})",
-            meta.resize, meta.batch_size, meta.lr
+            settings.resize, settings.batch_size, settings.lr
         );
-        plot::write_svg(&out_dir.join(PLOT_FILE), &history, &title)
-            .with_context(|| format!("writing {}", out_dir.join(PLOT_FILE).display()))?;
+        plot::write_svg(&dir.plot_path(), &history, &title)
+            .with_context(|| format!("writing {}", dir.plot_path().display()))?;
+        if stop::requested() && epoch + 1 < settings.epochs {
+            return Err(stopped(&dir).into());
+        }
     }
     if let Some(last) = history.last() {
         println!(
             "loss {:.3}, train acc {:.3}, test acc {:.3}",
             last.train_loss, last.train_acc, last.test_acc
         );
-        println!("{:.1} examples/sec on {}", train_images as f64 / train_seconds, backend.name());
-        println!("saved {}, {}, {} in {}", CHECKPOINT_FILE, METRICS_FILE, PLOT_FILE, out_dir.display());
+        if train_seconds > 0.0 {
+            println!("{:.1} examples/sec on {}", train_images as f64 / train_seconds, backend.name());
+        }
+        println!("saved {}, {}, {} in {}", CHECKPOINT_FILE, METRICS_FILE, PLOT_FILE, dir.path().display());
     }
-    Ok(RunReport { out_dir, history })
+    Ok(RunReport { out_dir: dir.path().to_path_buf(), history })
 }
 
 fn progress_bar(len: u64, epoch: usize, epochs: usize) -> ProgressBar {
@@ -255,12 +417,37 @@ pub fn evaluate<B: Backend>(
     resize: usize,
     batch_size: usize,
 ) -> Result<f64> {
+    Ok(evaluate_until(model, backend, set, resize, batch_size, || false)?.expect("never stopped"))
+}
+
+/// [`evaluate`], or `None` if a stop is asked for (`stop::requested`) before it ends.
+fn evaluate_unless_stopped<B: Backend>(
+    model: &Sequential<B>,
+    backend: &B,
+    set: &Arc<Dataset>,
+    resize: usize,
+    batch_size: usize,
+) -> Result<Option<f64>> {
+    evaluate_until(model, backend, set, resize, batch_size, stop::requested)
+}
+
+fn evaluate_until<B: Backend>(
+    model: &Sequential<B>,
+    backend: &B,
+    set: &Arc<Dataset>,
+    resize: usize,
+    batch_size: usize,
+    stop: impl Fn() -> bool,
+) -> Result<Option<f64>> {
     let _no_grad = NoGradGuard::new();
     let mut mode = Mode::eval();
     let mut correct = 0.0f64;
     // Each batch's count is collected after the next batch is queued, as in training.
     let mut pending = None;
     for batch in data::batches(set.clone(), batch_size, resize, None, None) {
+        if stop() {
+            return Ok(None);
+        }
         let x = Var::constant(Tensor::from_slice(backend, [batch.len, 1, resize, resize], &batch.images)?);
         let (_, hits) = ops::cross_entropy(&model.forward(&x, &mut mode)?, &batch.labels)?;
         if let Some(previous) = pending.replace(hits.read_later()?) {
@@ -270,7 +457,7 @@ pub fn evaluate<B: Backend>(
     if let Some(last) = pending {
         correct += last.item()? as f64;
     }
-    Ok(correct / set.len().max(1) as f64)
+    Ok(Some(correct / set.len().max(1) as f64))
 }
 
 /// `train eval`: the model and resize come from the checkpoint's metadata.
@@ -278,19 +465,22 @@ pub fn eval<B: Backend>(backend: &B, args: &EvalArgs) -> Result<f64> {
     let path = &args.checkpoint;
     let ckpt = checkpoint::load(path)?;
     let meta = RunMeta::from_checkpoint(&ckpt, path)?;
-    let resize = args.resize.unwrap_or(meta.resize);
-    meta.model.check_resize(resize)?;
-    let model = models::build(meta.model, backend, WeightInit::XavierUniform, 0)?;
+    let resize = args.resize.unwrap_or(meta.settings.resize);
+    meta.settings.model.check_resize(resize)?;
+    let model = models::build(meta.settings.model, backend, WeightInit::XavierUniform, 0)?;
     state::load_weights(&ckpt, &model.parameters(), backend, path)?;
     // Evaluation reads (and, if need be, downloads) the test split only.
     let data_dir = data::locate(args.data.data.as_deref(), &[Split::Test])?;
-    let test_set = load(&data_dir, Split::Test, args.data.test_limit)?;
+    let test_set = load(&data_dir, Split::Test, args.data.test_limit.map(|n| n as usize))?;
     let started = Instant::now();
     let acc = evaluate(&model, backend, &test_set, resize, args.batch_size as usize)?;
     println!(
-        "{} (epoch {}) at {resize}x{resize}: test acc {acc:.4} on {} images, {:.1} sec on {}",
-        meta.model,
-        meta.epoch,
+        "{} ({}) at {resize}x{resize}: test acc {acc:.4} on {} images, {:.1} sec on {}",
+        meta.settings.model,
+        match meta.position.step {
+            0 => format!("epoch {}", meta.position.epoch),
+            step => format!("epoch {} and {step} steps", meta.position.epoch),
+        },
         test_set.len(),
         started.elapsed().as_secs_f64(),
         backend.name()

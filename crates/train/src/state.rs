@@ -1,58 +1,111 @@
 //! What a checkpoint holds beyond the weights, and the conversions between a live model and
 //! optimizer and a `Checkpoint`.
+//!
+//! A run is defined once: every setting that changes its results is stored in the checkpoint's
+//! metadata ([`Settings`]) and taken from there on resume; a flag given on resume that disagrees
+//! is an error. The metadata also holds the run's position ([`Position`]): epochs done, steps
+//! done in the current epoch, the dropout RNG's draws, the optimizer's step count and the
+//! current epoch's running sums, so that a run stopped anywhere resumes to the same weights,
+//! bit for bit. The order of each epoch's batches is a function of the seed and the epoch
+//! (`data::epoch_seed`), so the position within it is enough to rebuild it.
 use crate::checkpoint::{self, Checkpoint, OPTIMIZER_PREFIX};
 use crate::cli::OptimizerKind;
 use anyhow::{anyhow, bail, Context, Result};
 use autograd::Var;
 use models::ModelKind;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tensor::{Backend, Tensor};
 
-const FORMAT: &str = "convnet-checkpoint-1";
+/// Epoch-end checkpoints only, the optimizer file named by epoch; read for resuming old runs.
+const FORMAT_1: &str = "convnet-checkpoint-1";
+/// Checkpoints anywhere in an epoch, the optimizer file named by step.
+const FORMAT: &str = "convnet-checkpoint-2";
 
-/// The run's settings and position, stored as the checkpoint's string metadata.
+/// The settings that decide a run's results, fixed when it starts.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RunMeta {
+pub struct Settings {
     pub model: ModelKind,
     pub resize: usize,
-    /// Epochs completed.
-    pub epoch: usize,
     pub seed: u64,
-    /// Dropout seeds drawn so far (the RNG's state).
-    pub dropout_draws: u64,
     pub optimizer: OptimizerKind,
     pub lr: f32,
     pub momentum: f32,
     pub weight_decay: f32,
-    pub optimizer_steps: u64,
     pub batch_size: usize,
+    /// Training images used (the first N), or all.
     pub train_limit: Option<usize>,
+    /// Test images evaluated (the first N), or all. `None` in runs saved before it was stored.
+    pub test_limit: Option<usize>,
+    /// The epochs the run was asked for.
+    pub epochs: usize,
+}
+
+/// Where a run is: what a resume needs besides the weights and the optimizer's tensors.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Position {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Steps completed in epoch `epoch` (0 at an epoch's start). Equal to the epoch's batch
+    /// count when training is done and its evaluation is not.
+    pub step: usize,
+    /// Dropout seeds drawn so far (the RNG's state).
+    pub dropout_draws: u64,
+    pub optimizer_steps: u64,
+    /// The current epoch's sums so far: loss x images, correct predictions, images.
+    pub loss_sum: f64,
+    pub correct: f64,
+    pub seen: usize,
+    /// Seconds spent training in the current epoch (for its images/s).
+    pub seconds: f64,
+}
+
+/// A checkpoint's metadata: the run's settings and position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunMeta {
+    pub settings: Settings,
+    pub position: Position,
+    /// The optimizer file of a format-1 checkpoint (named by epoch); `None` for the current format.
+    legacy_optimizer_epoch: Option<usize>,
+}
+
+fn optimizer_name(kind: OptimizerKind) -> &'static str {
+    match kind {
+        OptimizerKind::Sgd => "sgd",
+        OptimizerKind::Adam => "adam",
+    }
 }
 
 impl RunMeta {
+    pub fn new(settings: Settings) -> RunMeta {
+        RunMeta { settings, position: Position::default(), legacy_optimizer_epoch: None }
+    }
+
     fn to_map(&self) -> BTreeMap<String, String> {
-        let optimizer = match self.optimizer {
-            OptimizerKind::Sgd => "sgd",
-            OptimizerKind::Adam => "adam",
-        };
+        let (s, p) = (&self.settings, &self.position);
         let mut m = BTreeMap::new();
         let mut put = |k: &str, v: String| m.insert(k.to_string(), v);
         put("format", FORMAT.into());
-        put("model", self.model.name().into());
-        put("resize", self.resize.to_string());
-        put("epoch", self.epoch.to_string());
-        put("seed", self.seed.to_string());
-        put("dropout_draws", self.dropout_draws.to_string());
-        put("optimizer", optimizer.into());
-        put("lr", self.lr.to_string());
-        put("momentum", self.momentum.to_string());
-        put("weight_decay", self.weight_decay.to_string());
-        put("optimizer_steps", self.optimizer_steps.to_string());
-        put("batch_size", self.batch_size.to_string());
-        if let Some(n) = self.train_limit {
-            put("train_limit", n.to_string());
-        }
+        put("model", s.model.name().into());
+        put("resize", s.resize.to_string());
+        put("seed", s.seed.to_string());
+        put("optimizer", optimizer_name(s.optimizer).into());
+        // Rust prints floats in their shortest form that parses back to the same value.
+        put("lr", s.lr.to_string());
+        put("momentum", s.momentum.to_string());
+        put("weight_decay", s.weight_decay.to_string());
+        put("batch_size", s.batch_size.to_string());
+        put("train_limit", s.train_limit.map_or("all".into(), |n| n.to_string()));
+        put("test_limit", s.test_limit.map_or("all".into(), |n| n.to_string()));
+        put("epochs", s.epochs.to_string());
+        put("epoch", p.epoch.to_string());
+        put("step", p.step.to_string());
+        put("dropout_draws", p.dropout_draws.to_string());
+        put("optimizer_steps", p.optimizer_steps.to_string());
+        put("epoch_loss_sum", p.loss_sum.to_string());
+        put("epoch_correct", p.correct.to_string());
+        put("epoch_seen", p.seen.to_string());
+        put("epoch_seconds", p.seconds.to_string());
         m
     }
 
@@ -65,29 +118,91 @@ impl RunMeta {
         fn parse<T: std::str::FromStr>(path: &Path, k: &str, v: &str) -> Result<T> {
             v.parse().map_err(|_| anyhow!("{}: metadata `{k}` = {v:?} is not valid", path.display()))
         }
-        if get("format")? != FORMAT {
-            bail!("{}: checkpoint format {:?}, expected {FORMAT:?}", path.display(), get("format")?);
-        }
+        let limit = |k: &str| -> Result<Option<usize>> {
+            match ckpt.meta(k) {
+                None | Some("all") => Ok(None),
+                Some(v) => parse(path, k, v).map(Some),
+            }
+        };
+        let format = get("format")?;
+        let legacy = match format {
+            FORMAT => false,
+            FORMAT_1 => true,
+            other => bail!("{}: checkpoint format {other:?}, expected {FORMAT:?}", path.display()),
+        };
         let optimizer = match get("optimizer")? {
             "sgd" => OptimizerKind::Sgd,
             "adam" => OptimizerKind::Adam,
             other => bail!("{}: unknown optimizer {other:?} in metadata", path.display()),
         };
-        Ok(RunMeta {
+        let epoch: usize = parse(path, "epoch", get("epoch")?)?;
+        let settings = Settings {
             model: get("model")?.parse().with_context(|| format!("{}: metadata `model`", path.display()))?,
             resize: parse(path, "resize", get("resize")?)?,
-            epoch: parse(path, "epoch", get("epoch")?)?,
             seed: parse(path, "seed", get("seed")?)?,
-            dropout_draws: parse(path, "dropout_draws", get("dropout_draws")?)?,
             optimizer,
             lr: parse(path, "lr", get("lr")?)?,
             momentum: parse(path, "momentum", get("momentum")?)?,
             weight_decay: parse(path, "weight_decay", get("weight_decay")?)?,
-            optimizer_steps: parse(path, "optimizer_steps", get("optimizer_steps")?)?,
             batch_size: parse(path, "batch_size", get("batch_size")?)?,
-            train_limit: ckpt.meta("train_limit").map(|v| parse(path, "train_limit", v)).transpose()?,
-        })
+            train_limit: limit("train_limit")?,
+            // Format 1 did not store these: the test limit is then whatever the resume asks for,
+            // and the epochs what it asks for (the old default was 10).
+            test_limit: if legacy { None } else { limit("test_limit")? },
+            epochs: if legacy { epoch.max(10) } else { parse(path, "epochs", get("epochs")?)? },
+        };
+        if settings.batch_size == 0 {
+            bail!("{}: metadata `batch_size` is 0", path.display());
+        }
+        let position = if legacy {
+            Position {
+                epoch,
+                dropout_draws: parse(path, "dropout_draws", get("dropout_draws")?)?,
+                optimizer_steps: parse(path, "optimizer_steps", get("optimizer_steps")?)?,
+                ..Position::default()
+            }
+        } else {
+            Position {
+                epoch,
+                step: parse(path, "step", get("step")?)?,
+                dropout_draws: parse(path, "dropout_draws", get("dropout_draws")?)?,
+                optimizer_steps: parse(path, "optimizer_steps", get("optimizer_steps")?)?,
+                loss_sum: parse(path, "epoch_loss_sum", get("epoch_loss_sum")?)?,
+                correct: parse(path, "epoch_correct", get("epoch_correct")?)?,
+                seen: parse(path, "epoch_seen", get("epoch_seen")?)?,
+                seconds: parse(path, "epoch_seconds", get("epoch_seconds")?)?,
+            }
+        };
+        Ok(RunMeta { settings, position, legacy_optimizer_epoch: legacy.then_some(epoch) })
     }
+
+    /// Read from a checkpoint of the first format (epoch ends only, fewer settings stored).
+    pub fn is_legacy(&self) -> bool {
+        self.legacy_optimizer_epoch.is_some()
+    }
+
+    /// From now on written in the current format (the optimizer file named by step).
+    pub fn set_current_format(&mut self) {
+        self.legacy_optimizer_epoch = None;
+    }
+
+    /// The optimizer file that goes with these weights, in the run's folder `dir`.
+    pub fn optimizer_path(&self, dir: &Path) -> PathBuf {
+        match self.legacy_optimizer_epoch {
+            Some(epoch) => dir.join(format!("optimizer-epoch{epoch}.safetensors")),
+            None => optimizer_path(dir, self.position.optimizer_steps),
+        }
+    }
+}
+
+/// The optimizer file written with the weights after `steps` optimizer steps.
+pub fn optimizer_path(dir: &Path, steps: u64) -> PathBuf {
+    dir.join(format!("optimizer-step{steps}.safetensors"))
+}
+
+/// Whether `name` is an optimizer file of either format.
+pub fn is_optimizer_file(name: &str) -> bool {
+    name.starts_with("optimizer-") && name.ends_with(".safetensors")
 }
 
 /// Weights under their state_dict names (so PyTorch's `load_state_dict` takes the file as it is),
@@ -115,11 +230,6 @@ pub fn optimizer_checkpoint<B: Backend>(
     Ok(ckpt)
 }
 
-/// The optimizer file that goes with the weights of epoch `epoch` in `dir`.
-pub fn optimizer_path(dir: &Path, epoch: usize) -> std::path::PathBuf {
-    dir.join(format!("optimizer-epoch{epoch}.safetensors"))
-}
-
 /// Checks names and shapes against the model, then copies the weights in.
 pub fn load_weights<B: Backend>(
     ckpt: &Checkpoint,
@@ -144,4 +254,65 @@ pub fn optimizer_tensors<B: Backend>(ckpt: &Checkpoint, backend: &B) -> Result<V
         .filter_map(|t| t.name.strip_prefix(OPTIMIZER_PREFIX).map(|n| (n, t)))
         .map(|(n, t)| Ok((n.to_string(), Tensor::from_slice(backend, t.shape.clone(), &t.data)?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> RunMeta {
+        RunMeta {
+            settings: Settings {
+                model: ModelKind::Nin,
+                resize: 67,
+                seed: 7,
+                optimizer: OptimizerKind::Sgd,
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: 1e-4,
+                batch_size: 16,
+                train_limit: Some(100),
+                test_limit: None,
+                epochs: 3,
+            },
+            position: Position {
+                epoch: 1,
+                step: 4,
+                dropout_draws: 9,
+                optimizer_steps: 11,
+                loss_sum: 0.1 + 0.2,
+                correct: 33.0,
+                seen: 64,
+                seconds: 1.0 / 3.0,
+            },
+            legacy_optimizer_epoch: None,
+        }
+    }
+
+    /// Every field survives the metadata exactly (floats included).
+    #[test]
+    fn metadata_round_trips() {
+        let m = meta();
+        let ckpt = Checkpoint { tensors: Vec::new(), metadata: m.to_map() };
+        assert_eq!(RunMeta::from_checkpoint(&ckpt, Path::new("c")).unwrap(), m);
+        assert_eq!(m.optimizer_path(Path::new("d")), Path::new("d/optimizer-step11.safetensors"));
+    }
+
+    /// A checkpoint of the first format (epoch ends only) still resumes, with its optimizer file
+    /// named by epoch.
+    #[test]
+    fn format_1_is_read() {
+        let mut map = meta().to_map();
+        map.insert("format".into(), FORMAT_1.into());
+        for k in
+            ["step", "epoch_loss_sum", "epoch_correct", "epoch_seen", "epoch_seconds", "epochs", "test_limit"]
+        {
+            map.remove(k);
+        }
+        let ckpt = Checkpoint { tensors: Vec::new(), metadata: map };
+        let m = RunMeta::from_checkpoint(&ckpt, Path::new("c")).unwrap();
+        assert_eq!(m.position.step, 0);
+        assert_eq!(m.settings.epochs, 10);
+        assert_eq!(m.optimizer_path(Path::new("d")), Path::new("d/optimizer-epoch1.safetensors"));
+    }
 }

@@ -188,12 +188,15 @@ fn resume_reproduces_an_uninterrupted_run_and_eval_agrees() {
         ca.tensors.iter().all(|t| !t.name.starts_with("optimizer.")),
         "weights file holds the state_dict only"
     );
-    let opt = checkpoint::load(&part.join("optimizer-epoch2.safetensors")).unwrap();
+    // 48 images in batches of 16: 6 steps in two epochs.
+    let opt = checkpoint::load(&part.join("optimizer-step6.safetensors")).unwrap();
     assert_eq!(opt.get("optimizer.momentum.0.0.weight").unwrap().shape, vec![96, 1, 11, 11]);
-    assert!(
-        !part.join("optimizer-epoch1.safetensors").exists(),
-        "the previous epoch's optimizer file is removed"
-    );
+    let optimizer_files: Vec<String> = std::fs::read_dir(&part)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("optimizer-"))
+        .collect();
+    assert_eq!(optimizer_files, ["optimizer-step6.safetensors"], "older optimizer files are removed");
     assert!(full.join("plot.svg").exists());
 
     // eval reads the model from the metadata and reproduces the last test accuracy.
@@ -287,4 +290,229 @@ fn nin_learns_real_fashion_mnist() {
     // training (without normalisation) a lot, so 0.5 leaves room for another path. At lr 0.002
     // the im2col path reached 0.78 and the Winograd one 0.48.
     assert!(acc >= 0.5, "test accuracy {acc} after 6 epochs on 5000 images (chance is 0.1)");
+}
+
+/// Small raw IDX files with `n` training images (and 16 test images).
+fn tiny_data_of(name: &str, n: usize) -> PathBuf {
+    let dir = temp_dir(name);
+    write_split(&dir, "train", n);
+    write_split(&dir, "t10k", 16);
+    dir
+}
+
+/// NiN at 67x67 with momentum (optimizer state) and dropout (RNG state): 96 images in batches of
+/// 8, 12 steps an epoch.
+fn short_run(data: &Path, out: &Path) -> Vec<String> {
+    [
+        "nin",
+        "--resize",
+        "67",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "2",
+        "--momentum",
+        "0.9",
+        "--lr",
+        "0.05",
+        "--threads",
+        "1",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn spawn(args: &[String], envs: &[(&str, &str)]) -> std::process::Child {
+    Command::new(BIN)
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn train")
+}
+
+fn signal(child: &std::process::Child, sig: libc::c_int) {
+    // SAFETY: kill(2) with the pid of a child this test spawned and has not yet waited for.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+}
+
+fn wait_for(path: &Path) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed().as_secs() < 120, "{} never appeared", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Ctrl-C (SIGINT) finishes the step, saves, prints the command that continues the run and exits
+/// with 130; that command ends with the same bytes as a run never stopped. SIGTERM does the same.
+#[test]
+fn a_signal_stops_cleanly_and_the_printed_command_resumes_exactly() {
+    let data = tiny_data_of("signal", 96);
+    let base = temp_dir("signal-out");
+    let whole = short_run(&data, &base.join("whole"));
+    let o = Command::new(BIN).args(&whole).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    for (sig, name) in [(libc::SIGINT, "int"), (libc::SIGTERM, "term")] {
+        let out = base.join(name);
+        let mut args = short_run(&data, &out);
+        args.extend(["--checkpoint-every".into(), "0s".into()]);
+        let child = spawn(&args, &[]);
+        wait_for(&out.join("checkpoint.safetensors"));
+        signal(&child, sig);
+        let o = child.wait_with_output().unwrap();
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(130), "{t}");
+        let command =
+            t.lines().skip_while(|l| !l.contains("Continue with:")).nth(1).expect(&t).trim().to_string();
+        assert!(command.contains("--resume") && command.contains("checkpoint.safetensors"), "{command}");
+        let words: Vec<&str> = command.split_whitespace().collect();
+        assert!(words[0].ends_with("train"), "{command}");
+        let o = Command::new(BIN).args(&words[1..]).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        for file in ["checkpoint.safetensors", "optimizer-step24.safetensors"] {
+            assert!(
+                std::fs::read(out.join(file)).unwrap()
+                    == std::fs::read(base.join("whole").join(file)).unwrap(),
+                "{name}: {file} differs from the uninterrupted run's"
+            );
+        }
+    }
+}
+
+/// A second interrupt exits at once, and what is on disk still loads.
+#[test]
+fn a_second_interrupt_exits_at_once() {
+    let data = tiny_data_of("twice", 96);
+    let out = temp_dir("twice-out");
+    let mut args = short_run(&data, &out);
+    args.extend(["--checkpoint-every".into(), "0s".into()]);
+    let child = spawn(&args, &[]);
+    wait_for(&out.join("checkpoint.safetensors"));
+    signal(&child, libc::SIGINT);
+    signal(&child, libc::SIGINT);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    let ckpt = checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
+    let steps = ckpt.meta("optimizer_steps").unwrap();
+    checkpoint::load(&out.join(format!("optimizer-step{steps}.safetensors"))).unwrap();
+}
+
+/// A resumed run keeps every setting that changes its results, the test limit included; a flag
+/// that disagrees is an error naming both values; --epochs may grow.
+#[test]
+fn a_run_is_defined_once() {
+    let data = tiny_data_of("settings", 48);
+    let out = temp_dir("settings-out");
+    let o = train(&[
+        "nin",
+        "--resize",
+        "67",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.01",
+        "--epochs",
+        "1",
+        "--test-limit",
+        "8",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("48 training / 8 test images"), "{}", text(&o));
+    let ckpt = out.join("checkpoint.safetensors");
+    let resume = |extra: &[&str]| {
+        let mut args = vec!["nin", "--resume", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        train(&args)
+    };
+    let o = resume(&["--epochs", "2", "--lr", "0.05", "--test-limit", "16"]);
+    assert_eq!(o.status.code(), Some(1));
+    let t = text(&o);
+    assert!(
+        t.contains("--lr 0.05 (the run's is 0.01)") && t.contains("--test-limit 16 (the run's is 8)"),
+        "{t}"
+    );
+    let o = resume(&["--epochs", "2", "--lr", "0.01", "--batch-size", "16"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("48 training / 8 test images"), "the stored test limit is kept: {}", text(&o));
+    let o = resume(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("already holds 2 epochs of the 2"), "{}", text(&o));
+}
+
+/// One run per output folder: a second run gets an error naming the folder and the holder; a
+/// new run never writes over a folder holding a checkpoint; an output path that is a file is
+/// refused.
+#[test]
+fn one_run_per_output_folder() {
+    let data = tiny_data_of("lock", 48);
+    let out = temp_dir("lock-out");
+    let args = |out: &Path| {
+        let mut a = short_run(&data, out);
+        let at = a.iter().position(|x| x == "--epochs").unwrap();
+        a[at + 1] = "1".into();
+        a
+    };
+    // Another process holds the lock.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(out.join("train.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    std::fs::write(out.join("train.lock"), "pid 4242\ncommand train nin\n").unwrap();
+    let o = Command::new(BIN).args(args(&out)).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("another run is using") && text(&o).contains("pid 4242"), "{}", text(&o));
+    drop(lock);
+    let o = Command::new(BIN).args(args(&out)).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = Command::new(BIN).args(args(&out)).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("already holds a run's checkpoint") && text(&o).contains("--resume"),
+        "{}",
+        text(&o)
+    );
+    let file = out.join("metrics.csv");
+    let o = Command::new(BIN).args(args(&file)).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("is a file"), "{}", text(&o));
+}
+
+/// A save that fails (a full disk, injected) stops the run with an error naming the file, and the
+/// previous checkpoint and its optimizer file stay whole; no temporary file is left.
+#[test]
+fn a_failed_save_keeps_the_previous_checkpoint() {
+    let data = tiny_data_of("full-disk", 96);
+    let out = temp_dir("full-disk-out");
+    let mut args = short_run(&data, &out);
+    args.extend(["--checkpoint-every".into(), "0s".into()]);
+    // Two files a save: the 7th write is the 4th save's optimizer file, the 8th its weights.
+    for at in ["7", "8"] {
+        let _ = std::fs::remove_dir_all(&out);
+        let o = spawn(&args, &[("CONVNET_FAIL_WRITE", at)]).wait_with_output().unwrap();
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(t.contains("No space left") && t.contains("intact") && t.contains("safetensors"), "{t}");
+        let ckpt = checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
+        assert_eq!(ckpt.meta("step"), Some("3"), "the third save is the last whole one");
+        checkpoint::load(&out.join("optimizer-step3.safetensors")).unwrap();
+        let names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
+    }
 }

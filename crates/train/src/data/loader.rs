@@ -40,15 +40,29 @@ pub fn batches(
     shuffle: Option<u64>,
     limit: Option<usize>,
 ) -> BatchIter {
+    batches_from(dataset, batch_size, resize, shuffle, limit, 0)
+}
+
+/// [`batches`] from batch `first` on: the same batches as the whole epoch's from there (a resumed
+/// run continues its epoch). Past the last batch, none.
+pub fn batches_from(
+    dataset: Arc<Dataset>,
+    batch_size: usize,
+    resize: usize,
+    shuffle: Option<u64>,
+    limit: Option<usize>,
+    first: usize,
+) -> BatchIter {
     assert!(batch_size > 0, "batch_size must be > 0");
     assert!(resize > 0, "resize must be > 0");
     let n = limit.map_or(dataset.len(), |l| l.min(dataset.len()));
+    let remaining = n.div_ceil(batch_size).saturating_sub(first);
     let (tx, rx) = sync_channel(PREFETCH);
     let handle = thread::Builder::new()
         .name("batch-loader".into())
-        .spawn(move || produce(&dataset, n, batch_size, resize, shuffle, &tx))
+        .spawn(move || produce(&dataset, n, batch_size, resize, shuffle, first, &tx))
         .expect("cannot spawn the batch loader thread");
-    BatchIter { rx: Some(rx), handle: Some(handle), remaining: n.div_ceil(batch_size) }
+    BatchIter { rx: Some(rx), handle: Some(handle), remaining }
 }
 
 /// A per-epoch shuffle seed: SplitMix64's finalizer over base and epoch, so nearby bases and
@@ -66,6 +80,7 @@ fn produce(
     batch_size: usize,
     size: usize,
     shuffle: Option<u64>,
+    first: usize,
     tx: &SyncSender<Batch>,
 ) {
     let mut order: Vec<usize> = (0..n).collect();
@@ -74,7 +89,7 @@ fn produce(
     }
     let resizer = Resizer::new(ds.rows, ds.cols, size, size);
     let pixels = resizer.output_len();
-    for chunk in order.chunks(batch_size) {
+    for chunk in order.chunks(batch_size).skip(first) {
         let mut images = vec![0.0f32; chunk.len() * pixels];
         for (dst, &i) in images.chunks_exact_mut(pixels).zip(chunk) {
             resizer.resize_u8_to_f32(ds.image(i), dst);
@@ -124,6 +139,28 @@ impl Drop for BatchIter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Starting at batch k gives the whole epoch's batches from k on, in the same order.
+    #[test]
+    fn batches_from_continue_the_epoch() {
+        let n = 23;
+        let ds = Arc::new(Dataset {
+            images: (0..n * 4).map(|v| v as u8).collect(),
+            labels: (0..n).map(|v| (v % 10) as u8).collect(),
+            rows: 2,
+            cols: 2,
+        });
+        let all: Vec<Batch> = batches(ds.clone(), 5, 2, Some(9), None).collect();
+        assert_eq!(all.len(), 5);
+        for first in 0..=6 {
+            let rest: Vec<Batch> = batches_from(ds.clone(), 5, 2, Some(9), None, first).collect();
+            assert_eq!(rest, all[first.min(5)..], "from batch {first}");
+            assert_eq!(
+                batches_from(ds.clone(), 5, 2, Some(9), None, first).len(),
+                5usize.saturating_sub(first)
+            );
+        }
+    }
 
     #[test]
     fn epoch_seeds_differ() {

@@ -13,5 +13,5 @@ pub use fetch::{
 pub use idx::{
     load_split, read_images, read_labels, Dataset, Split, FILES, IMAGES_MAGIC, LABELS_MAGIC, NUM_CLASSES,
 };
-pub use loader::{batches, epoch_seed, Batch, BatchIter};
+pub use loader::{batches, batches_from, epoch_seed, Batch, BatchIter};
 pub use resize::Resizer;
