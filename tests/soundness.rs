@@ -265,7 +265,20 @@ fn edge_addresses_compute_the_right_values<B: Backend>(b: &B) {
     }
 }
 
+/// A buffer the system cannot give is an error naming the size, not an abort of the process.
+fn allocations_too_large_are_errors<B: Backend>(b: &B) {
+    // 2^62 + 1 values are 4 bytes once the byte count wraps.
+    for len in [1usize << 60, (1 << 62) + 1, usize::MAX / 4] {
+        let e = match b.zeros(len) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{len} values allocated"),
+        };
+        assert!(e.contains("out of memory") || e.contains("exceeds"), "{e}");
+    }
+}
+
 backend_tests!(
+    allocations_too_large_are_errors,
     gemm_sizes_that_overflow_are_errors,
     overlapping_batched_outputs_are_errors,
     chunks_past_usize_max_are_errors,

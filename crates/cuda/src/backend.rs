@@ -483,6 +483,11 @@ impl Backend for Cuda {
         }
         Ok(b)
     }
+    /// Free device memory, plus what the allocator caches for reuse.
+    fn memory_available(&self) -> Option<usize> {
+        let (free, _) = self.inner.ctx.mem_get_info().ok()?;
+        Some(free + self.inner.allocator.cached_bytes())
+    }
     fn fill(&self, dst: &mut Buffer, value: f32) -> Result<()> {
         let n = int("len", dst.len())?;
         launch!(self, "fill", elementwise(dst.len()), dst.slice_mut(), &n, &value)

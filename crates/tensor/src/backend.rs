@@ -136,6 +136,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn finish_read(&self, reading: Self::Reading) -> Result<Vec<f32>>;
     fn storage_len(&self, s: &Self::Storage) -> usize;
     fn copy(&self, src: &Self::Storage) -> Result<Self::Storage>;
+    /// Bytes of memory this device can still give a run (what it has free, plus what this
+    /// backend caches for reuse), or `None` when it cannot tell.
+    fn memory_available(&self) -> Option<usize> {
+        None
+    }
     fn fill(&self, dst: &mut Self::Storage, value: f32) -> Result<()>;
 
     // ---- matrix products ----

@@ -2,6 +2,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod data;
+pub mod memory;
 pub mod metrics;
 pub mod plot;
 pub mod run_dir;

@@ -33,7 +33,10 @@ fn load(dir: &Path, split: Split, limit: Option<usize>) -> Result<Arc<Dataset>> 
     Ok(Arc::new(set))
 }
 
-fn make_optimizer<B: Backend>(s: &Settings, params: Vec<(String, Var<B>)>) -> Box<dyn Optimizer<B>> {
+pub(crate) fn make_optimizer<B: Backend>(
+    s: &Settings,
+    params: Vec<(String, Var<B>)>,
+) -> Box<dyn Optimizer<B>> {
     match s.optimizer {
         OptimizerKind::Sgd => Box::new(Sgd::new(params, s.lr, s.momentum, s.weight_decay)),
         OptimizerKind::Adam => Box::new(Adam::new(params, s.lr, s.weight_decay)),
@@ -174,6 +177,22 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
     let model = models::build(kind, backend, WeightInit::XavierUniform, settings.seed)?;
     if args.summary {
         println!("{}", models::summary(&model, backend, [1, 1, settings.resize, settings.resize])?);
+        // The full data set's sizes unless limited (the summary reads no data).
+        let train_len = settings.train_limit.unwrap_or(60_000).min(60_000);
+        let test_len = settings.test_limit.unwrap_or(10_000).min(10_000);
+        let e = crate::memory::estimate(backend, &settings, settings.batch_size, train_len, test_len)?;
+        let gib = |b: usize| b as f64 / (1u64 << 30) as f64;
+        println!(
+            "estimated peak memory of a run at batch {} on {}: {:.2} GiB (weights and optimizer state {:.2}, \
+             activations and work buffers {:.2}, data and program {:.2}){}",
+            settings.batch_size,
+            backend.name(),
+            gib(e.total()),
+            gib(e.persistent),
+            gib(e.transient),
+            gib(e.host),
+            backend.memory_available().map_or(String::new(), |a| format!("; {:.2} GiB available", gib(a)))
+        );
         return Ok(RunReport { out_dir: PathBuf::new(), history: Vec::new() });
     }
     if meta.position.epoch >= settings.epochs {
@@ -196,6 +215,8 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
             train_set.len()
         );
     }
+
+    crate::memory::check(backend, &settings, train_set.len(), test_set.len())?;
 
     let out_path = match (&args.out, &resumed) {
         (Some(dir), _) => dir.clone(),

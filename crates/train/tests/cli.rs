@@ -516,3 +516,33 @@ fn a_failed_save_keeps_the_previous_checkpoint() {
         assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
     }
 }
+
+/// A run that cannot fit in memory is refused before it allocates, with both figures and the
+/// largest batch that fits, instead of being killed by the kernel; --summary prints the estimate.
+#[test]
+fn a_run_too_large_for_memory_is_refused_with_the_batch_that_fits() {
+    let data = tiny_data_of("memory", 48);
+    let out = temp_dir("memory-out");
+    // NiN at 4000x4000: about 3 GB an image in training.
+    let o = train(&[
+        "nin",
+        "--resize",
+        "4000",
+        "--batch-size",
+        "48",
+        "--epochs",
+        "1",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.join("run").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let t = text(&o);
+    assert!(t.contains("needs about") && t.contains("GiB is available"), "{t}");
+    assert!(t.contains("the largest batch that fits is") || t.contains("not even a batch of 1"), "{t}");
+    assert!(!out.join("run").exists(), "nothing is created for a refused run");
+    let o = train(&["googlenet", "--summary", "--batch-size", "64"]);
+    assert!(o.status.success());
+    assert!(text(&o).contains("estimated peak memory of a run at batch 64"), "{}", text(&o));
+}

@@ -6,10 +6,12 @@ use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 
+use crate::{Error, Result};
+
 /// Buffers below this many values come from the allocator directly (its own caches are fast).
-const MIN_POOLED: usize = 1 << 12;
+pub const MIN_POOLED: usize = 1 << 12;
 /// Upper bound on the memory the pool keeps, in values (4 GiB of f32).
-const MAX_CACHED: usize = 1 << 30;
+pub const MAX_CACHED: usize = 1 << 30;
 
 /// One cache line of f32s: the unit of a buffer's memory, so that every buffer starts on a line.
 /// From `malloc`, large buffers sit 16 bytes past one, and every 64-byte vector load or store
@@ -35,40 +37,52 @@ pub struct CpuBuffer {
 
 impl CpuBuffer {
     /// `len` zeros, reusing a freed buffer of that length when there is one.
-    pub fn zeros(len: usize) -> CpuBuffer {
-        let mut b = Self::take(len);
+    pub fn zeros(len: usize) -> Result<CpuBuffer> {
+        let mut b = Self::take(len)?;
         b.fill(0.0);
-        b
+        Ok(b)
     }
     /// A copy of `data`.
-    pub fn from_slice(data: &[f32]) -> CpuBuffer {
-        let mut b = Self::take(data.len());
+    pub fn from_slice(data: &[f32]) -> Result<CpuBuffer> {
+        let mut b = Self::take(data.len())?;
         b.copy_from_slice(data);
-        b
+        Ok(b)
     }
     /// For outputs that are overwritten entirely: recycled contents when large. Small buffers
     /// (what the tests use) are filled with NaN, so a kernel that leaves any value unwritten
     /// fails its tests instead of passing on lucky zeros.
-    pub fn uninit(len: usize) -> CpuBuffer {
-        let mut b = Self::take(len);
+    pub fn uninit(len: usize) -> Result<CpuBuffer> {
+        let mut b = Self::take(len)?;
         if len < MIN_POOLED {
             b.fill(f32::NAN);
         }
-        b
+        Ok(b)
     }
-    /// A buffer of `len` values with unspecified contents (recycled or zeroed).
-    fn take(len: usize) -> CpuBuffer {
+    /// A buffer of `len` values with unspecified contents (recycled or zeroed). An allocation the
+    /// system refuses is an error, not an abort.
+    fn take(len: usize) -> Result<CpuBuffer> {
         if len >= MIN_POOLED {
             let mut guard = POOL.lock().expect("pool lock");
             if let Some(pool) = guard.as_mut() {
                 if let Some(lines) = pool.free.get_mut(&len).and_then(Vec::pop) {
                     pool.cached -= len;
-                    return CpuBuffer { lines, len };
+                    return Ok(CpuBuffer { lines, len });
                 }
             }
         }
-        CpuBuffer { lines: vec![Line([0.0; LINE]); len.div_ceil(LINE)], len }
+        let n = len.div_ceil(LINE);
+        let mut lines = Vec::new();
+        lines
+            .try_reserve_exact(n)
+            .map_err(|_| Error::OutOfMemory { bytes: n.saturating_mul(64), device: "cpu".into() })?;
+        lines.resize(n, Line([0.0; LINE]));
+        Ok(CpuBuffer { lines, len })
     }
+}
+
+/// Bytes the pool keeps for reuse.
+pub(crate) fn pooled_bytes() -> usize {
+    POOL.lock().ok().and_then(|p| p.as_ref().map(|p| 4 * p.cached)).unwrap_or(0)
 }
 
 impl Deref for CpuBuffer {

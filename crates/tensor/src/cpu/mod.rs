@@ -25,6 +25,7 @@ mod gemm;
 mod gemm_avx512;
 mod im2col;
 mod loss;
+mod memory;
 mod optim;
 mod pool;
 #[cfg(target_arch = "x86_64")]
@@ -34,7 +35,7 @@ mod winograd;
 use crate::{
     checks, AdamStep, Backend, ConvAlgorithm, ConvGeometry, ConvPlan, Gemm, PoolGeometry, Result, SgdStep,
 };
-pub use buffer::CpuBuffer;
+pub use buffer::{CpuBuffer, MAX_CACHED as POOL_MAX_CACHED, MIN_POOLED as POOL_MIN_LEN};
 
 /// The largest buffer of a convolution chunk, in values (32 MiB of f32: a chunk stays near the
 /// L3 cache, so the product reads columns the unfold just wrote from cache).
@@ -64,13 +65,13 @@ impl Backend for Cpu {
     }
 
     fn zeros(&self, len: usize) -> Result<CpuBuffer> {
-        Ok(CpuBuffer::zeros(len))
+        CpuBuffer::zeros(len)
     }
     fn uninit(&self, len: usize) -> Result<CpuBuffer> {
-        Ok(CpuBuffer::uninit(len))
+        CpuBuffer::uninit(len)
     }
     fn from_slice(&self, data: &[f32]) -> Result<CpuBuffer> {
-        Ok(CpuBuffer::from_slice(data))
+        CpuBuffer::from_slice(data)
     }
     fn to_vec(&self, src: &CpuBuffer) -> Result<Vec<f32>> {
         Ok(src.to_vec())
@@ -85,7 +86,10 @@ impl Backend for Cpu {
         s.len()
     }
     fn copy(&self, src: &CpuBuffer) -> Result<CpuBuffer> {
-        Ok(CpuBuffer::from_slice(src))
+        CpuBuffer::from_slice(src)
+    }
+    fn memory_available(&self) -> Option<usize> {
+        memory::available_bytes()
     }
     fn fill(&self, dst: &mut CpuBuffer, value: f32) -> Result<()> {
         dst.fill(value);
