@@ -26,7 +26,10 @@ impl Allocator {
         // cudarc multiplies by the element size unchecked: a wrapped byte count would allocate a
         // few bytes for a huge buffer.
         if capacity.checked_mul(4).is_none_or(|b| b > isize::MAX as usize) {
-            return Err(Error::OutOfMemory { bytes: capacity.saturating_mul(4), device: self.device.clone() });
+            return Err(Error::OutOfMemory {
+                bytes: capacity.saturating_mul(4),
+                device: self.device.clone(),
+            });
         }
         if let Some(slice) = self.free.lock().expect("allocator lock").get_mut(&capacity).and_then(Vec::pop) {
             return Ok(Buffer { slice: Some(slice), len, allocator: self.clone() });

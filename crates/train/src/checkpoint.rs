@@ -271,8 +271,13 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         path: path.to_path_buf(),
         source: io::Error::new(e.kind(), format!("cannot read: {e}")),
     })?;
+    from_bytes(&bytes, path)
+}
+
+/// [`load`] of a file's contents; `path` names it in errors.
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
     let format_err = |reason: String| CheckpointError::Format { path: path.to_path_buf(), reason };
-    let st = SafeTensors::deserialize(&bytes)
+    let st = SafeTensors::deserialize(bytes)
         .map_err(|e| format_err(format!("not a safetensors file ({})", describe(&e, bytes.len()))))?;
 
     let mut tensors = Vec::with_capacity(st.len());
@@ -292,7 +297,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
 
     // Header parsing happens twice (deserialize does not expose the metadata),
     // but it is tiny next to the tensor data.
-    let (_, header) = SafeTensors::read_metadata(&bytes)
+    let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| format_err(format!("not a safetensors file ({})", describe(&e, bytes.len()))))?;
     let metadata = header
         .metadata()

@@ -80,13 +80,23 @@ impl Split {
 
 /// Reads an IDX images file: returns (pixels, count, rows, cols).
 pub fn read_images(path: &Path) -> Result<(Vec<u8>, usize, usize, usize), DataError> {
-    let (dims, pixels) = read_idx(path, IMAGES_MAGIC, "images")?;
-    Ok((pixels, dims[0], dims[1], dims[2]))
+    images_from_bytes(read_file(path)?, path)
 }
 
 /// Reads an IDX labels file, checking every label is a valid class.
 pub fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
-    let (_, labels) = read_idx(path, LABELS_MAGIC, "labels")?;
+    labels_from_bytes(read_file(path)?, path)
+}
+
+/// [`read_images`] of a file's contents (gzip-compressed or raw); `path` names it in errors.
+pub fn images_from_bytes(raw: Vec<u8>, path: &Path) -> Result<(Vec<u8>, usize, usize, usize), DataError> {
+    let (dims, pixels) = parse_idx(decompress(raw, path)?, path, IMAGES_MAGIC, "images")?;
+    Ok((pixels, dims[0], dims[1], dims[2]))
+}
+
+/// [`read_labels`] of a file's contents (gzip-compressed or raw); `path` names it in errors.
+pub fn labels_from_bytes(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataError> {
+    let (_, labels) = parse_idx(decompress(raw, path)?, path, LABELS_MAGIC, "labels")?;
     if let Some((index, &value)) = labels.iter().enumerate().find(|&(_, &v)| usize::from(v) >= NUM_CLASSES) {
         return Err(DataError::Label { path: path.into(), index, value });
     }
@@ -116,27 +126,44 @@ pub(crate) fn find_file(dir: &Path, gz_name: &str) -> Option<PathBuf> {
     [gz_name, gz_name.trim_end_matches(".gz")].iter().map(|name| dir.join(name)).find(|p| p.is_file())
 }
 
-/// Reads the whole file, decompressing if it is gzip (by magic bytes: names are unreliable).
-fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw =
-        fs::read(path).map_err(|source| DataError::Io { path: path.into(), action: "reading", source })?;
+/// The largest decompressed file accepted (Fashion-MNIST's largest is 47 MB): a small file that
+/// inflates without bound must be an error, not the machine's memory.
+pub const MAX_DECOMPRESSED: u64 = 1 << 30;
+
+fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    fs::read(path).map_err(|source| DataError::Io { path: path.into(), action: "reading", source })
+}
+
+/// The contents, decompressed if they are gzip (by magic bytes: names are unreliable).
+fn decompress(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataError> {
+    decompress_at_most(raw, path, MAX_DECOMPRESSED)
+}
+
+fn decompress_at_most(raw: Vec<u8>, path: &Path, limit: u64) -> Result<Vec<u8>, DataError> {
     if !raw.starts_with(&[0x1f, 0x8b]) {
         return Ok(raw);
     }
     // MultiGzDecoder (not GzDecoder) so bytes after the first gzip member are parsed, not ignored:
     // garbage there becomes an error instead of silently passing.
     let mut out = Vec::new();
-    MultiGzDecoder::new(raw.as_slice()).read_to_end(&mut out).map_err(|source| DataError::Io {
-        path: path.into(),
-        action: "gzip decompression",
-        source,
-    })?;
+    let gzip_error = |source| DataError::Io { path: path.into(), action: "gzip decompression", source };
+    MultiGzDecoder::new(raw.as_slice()).take(limit + 1).read_to_end(&mut out).map_err(gzip_error)?;
+    if out.len() as u64 > limit {
+        return Err(gzip_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("decompresses to more than {limit} bytes, more than any IDX file of this data set"),
+        )));
+    }
     Ok(out)
 }
 
-/// Reads an IDX file with the given magic; returns its dimensions and exactly-sized payload.
-fn read_idx(path: &Path, magic: u32, kind: &'static str) -> Result<(Vec<usize>, Vec<u8>), DataError> {
-    let mut data = read_bytes(path)?;
+/// Parses an IDX file with the given magic; returns its dimensions and exactly-sized payload.
+fn parse_idx(
+    mut data: Vec<u8>,
+    path: &Path,
+    magic: u32,
+    kind: &'static str,
+) -> Result<(Vec<usize>, Vec<u8>), DataError> {
     let ndims = (magic & 0xff) as usize;
     let header_len = 4 + 4 * ndims;
     let header_error = |detail: String| DataError::Header { path: path.into(), detail };
@@ -191,6 +218,19 @@ mod tests {
         assert_eq!(ds.len(), 2);
         ds.truncate(0);
         assert!(ds.is_empty() && ds.images.is_empty());
+    }
+
+    /// A small file that inflates past the limit is an error, read no further than the limit.
+    #[test]
+    fn decompression_is_bounded() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![0u8; 1 << 20]).unwrap();
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 2 << 10);
+        let e = decompress_at_most(bomb.clone(), Path::new("x.gz"), 1 << 16).unwrap_err().to_string();
+        assert!(e.contains("x.gz") && e.contains("more than 65536 bytes"), "{e}");
+        assert_eq!(decompress_at_most(bomb, Path::new("x.gz"), 1 << 20).unwrap().len(), 1 << 20);
     }
 
     #[test]

@@ -11,7 +11,8 @@ pub use fetch::{
     cache_dir, fetch_into, files_of, locate, search, Location, BASE_URL, DEBIAN_DIR, ENV_VAR, MD5_SUMS,
 };
 pub use idx::{
-    load_split, read_images, read_labels, Dataset, Split, FILES, IMAGES_MAGIC, LABELS_MAGIC, NUM_CLASSES,
+    images_from_bytes, labels_from_bytes, load_split, read_images, read_labels, Dataset, Split, FILES,
+    IMAGES_MAGIC, LABELS_MAGIC, MAX_DECOMPRESSED, NUM_CLASSES,
 };
 pub use loader::{batches, batches_from, epoch_seed, Batch, BatchIter};
 pub use resize::Resizer;
