@@ -173,6 +173,55 @@ fn cross_entropy<B: Backend>(b: &B) {
     grad_check(b, &inputs, |v| Ok(ops::cross_entropy(&v[0], &labels)?.0), SMOOTH);
 }
 
+/// Label smoothing: the loss is PyTorch's `cross_entropy(..., label_smoothing=eps)` (checked
+/// against the formula in f64) and its gradient matches finite differences.
+fn cross_entropy_smoothed<B: Backend>(b: &B) {
+    let labels = [3, 0, 9, 4, 4];
+    let logits: Vec<f32> = random(&mut rng(9), 50).iter().map(|v| v * 3.0).collect();
+    for eps in [0.1f32, 0.35] {
+        let inputs = vec![(vec![5, 10], logits.clone())];
+        grad_check(b, &inputs, |v| Ok(ops::cross_entropy_smoothed(&v[0], &labels, eps)?.0), SMOOTH);
+        let x = Var::constant(tensor(b, &[5, 10], &logits));
+        let (loss, correct) = ops::cross_entropy_smoothed(&x, &labels, eps).unwrap();
+        let mut want = 0.0f64;
+        for (row, &label) in logits.chunks(10).zip(&labels) {
+            let max = row.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
+            let lse = max + row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+            let nll = |k: usize| lse - row[k] as f64;
+            want += (1.0 - eps as f64) * nll(label) + eps as f64 / 10.0 * (0..10).map(nll).sum::<f64>();
+        }
+        want /= 5.0;
+        let got = loss.value().item().unwrap() as f64;
+        assert!((got - want).abs() < 1e-5 * want.abs().max(1.0), "eps {eps}: {got} vs {want}");
+        let plain = ops::cross_entropy(&x, &labels).unwrap().1.item().unwrap();
+        assert_eq!(correct.item().unwrap(), plain, "the correct count is against the true labels");
+    }
+    assert!(ops::cross_entropy_smoothed(&Var::constant(tensor(b, &[5, 10], &logits)), &labels, 1.0).is_err());
+}
+
+/// `sum_i w_i x_i` and its gradient, on an odd shape.
+fn weighted_sum<B: Backend>(b: &B) {
+    let mut r = rng(10);
+    let inputs = vec![
+        (vec![3, 7], random(&mut r, 21)),
+        (vec![3, 7], random(&mut r, 21)),
+        (vec![3, 7], random(&mut r, 21)),
+    ];
+    grad_check(
+        b,
+        &inputs,
+        |v| {
+            let s = ops::weighted_sum(&[(0.5, &v[0]), (-2.0, &v[1]), (3.25, &v[2])])?;
+            // A non-linear head, so each input's gradient differs from its weight times a constant.
+            ops::relu(&s)
+        },
+        SMOOTH,
+    );
+    let (a, c) =
+        (Var::constant(tensor(b, &[2], &[1.0, 2.0])), Var::constant(tensor(b, &[3], &[1.0, 2.0, 3.0])));
+    assert!(ops::weighted_sum(&[(1.0, &a), (1.0, &c)]).is_err());
+}
+
 /// One value feeding several consumers: gradients from every path are summed.
 fn fan_out_accumulates<B: Backend>(b: &B) {
     let inputs = vec![(vec![2, 3, 4, 5], away_from_zero(&mut rng(8), 120))];
@@ -202,5 +251,7 @@ backend_tests!(
     flatten,
     concat_channels,
     cross_entropy,
+    cross_entropy_smoothed,
+    weighted_sum,
     fan_out_accumulates,
 );

@@ -15,6 +15,8 @@ pub trait Optimizer<B: Backend> {
     /// Restores what `state` returned; names and shapes must match.
     fn load_state(&mut self, tensors: Vec<(String, Tensor<B>)>, steps: u64) -> Result<()>;
     fn learning_rate(&self) -> f32;
+    /// Sets the learning rate of the next steps (a schedule's).
+    fn set_learning_rate(&mut self, lr: f32);
 }
 
 /// One state buffer per parameter, created lazily (zeros) at the first step.
@@ -124,6 +126,9 @@ impl<B: Backend> Optimizer<B> for Sgd<B> {
     fn learning_rate(&self) -> f32 {
         self.hp.lr
     }
+    fn set_learning_rate(&mut self, lr: f32) {
+        self.hp.lr = lr;
+    }
 }
 
 pub struct Adam<B: Backend> {
@@ -200,5 +205,8 @@ impl<B: Backend> Optimizer<B> for Adam<B> {
     }
     fn learning_rate(&self) -> f32 {
         self.lr
+    }
+    fn set_learning_rate(&mut self, lr: f32) {
+        self.lr = lr;
     }
 }

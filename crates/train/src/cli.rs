@@ -104,6 +104,22 @@ pub struct TrainArgs {
     /// Use only the first N training images [default: all]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub train_limit: Option<u64>,
+    /// How the learning rate moves over the run [default: constant, as d2l]
+    #[arg(long, value_enum)]
+    pub schedule: Option<crate::schedule::Schedule>,
+    /// Epochs of linear learning-rate warm-up (fractions allowed) [default: 0]
+    #[arg(long, value_name = "EPOCHS")]
+    pub warmup_epochs: Option<f32>,
+    /// Random crops (4-pixel padding) and horizontal flips of the training images [default: off]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub augment: Option<bool>,
+    /// Label smoothing of the loss, as PyTorch's `label_smoothing` [default: 0]
+    #[arg(long, value_name = "F")]
+    pub label_smoothing: Option<f32>,
+    /// Hold out N training images for validation: the best epoch by validation accuracy is kept in
+    /// best.safetensors and the test set is read once, at the end, for it [default: 0]
+    #[arg(long, value_name = "N")]
+    pub val_split: Option<usize>,
     /// Output directory [default: runs/<model>-<date-time>, or the checkpoint's directory with --resume]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,

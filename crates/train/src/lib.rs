@@ -6,6 +6,7 @@ pub mod memory;
 pub mod metrics;
 pub mod plot;
 pub mod run_dir;
+pub mod schedule;
 pub mod session;
 pub mod state;
 pub mod stop;

@@ -11,10 +11,14 @@ use std::path::{Path, PathBuf};
 use crate::checkpoint::write_bytes_atomic;
 
 /// The CSV header line, also the field order of [`EpochMetrics`].
-pub const CSV_HEADER: &str = "epoch,train_loss,train_acc,test_acc,seconds,images_per_sec";
+pub const CSV_HEADER: &str = "epoch,train_loss,train_acc,test_acc,seconds,images_per_sec,val_acc,lr";
+/// The header of files written before the validation accuracy and learning rate were kept.
+const CSV_HEADER_6: &str = "epoch,train_loss,train_acc,test_acc,seconds,images_per_sec";
 
-/// One epoch's summary. Accuracies are fractions in 0..=1.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+/// One epoch's summary. Accuracies are fractions in 0..=1; a value not measured (the test
+/// accuracy of a run with a validation split, the validation accuracy of one without) is NaN,
+/// an empty field in the file.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EpochMetrics {
     pub epoch: usize,
     pub train_loss: f64,
@@ -22,6 +26,33 @@ pub struct EpochMetrics {
     pub test_acc: f64,
     pub seconds: f64,
     pub images_per_sec: f64,
+    pub val_acc: f64,
+    /// The learning rate at the epoch's last step.
+    pub lr: f64,
+}
+
+impl Default for EpochMetrics {
+    fn default() -> Self {
+        EpochMetrics {
+            epoch: 0,
+            train_loss: f64::NAN,
+            train_acc: f64::NAN,
+            test_acc: f64::NAN,
+            seconds: f64::NAN,
+            images_per_sec: f64::NAN,
+            val_acc: f64::NAN,
+            lr: f64::NAN,
+        }
+    }
+}
+
+/// A value as a field: shortest round-trip form, empty when not measured.
+fn field(v: f64) -> String {
+    if v.is_nan() {
+        String::new()
+    } else {
+        v.to_string()
+    }
 }
 
 /// Writes the header and one row per epoch, atomically (temp file + rename).
@@ -32,10 +63,8 @@ pub fn write_csv(path: &Path, rows: &[EpochMetrics]) -> io::Result<()> {
     out.push_str(CSV_HEADER);
     out.push('\n');
     for r in rows {
-        out.push_str(&format!(
-            "{},{},{},{},{},{}\n",
-            r.epoch, r.train_loss, r.train_acc, r.test_acc, r.seconds, r.images_per_sec
-        ));
+        let fields = [r.train_loss, r.train_acc, r.test_acc, r.seconds, r.images_per_sec, r.val_acc, r.lr];
+        out.push_str(&format!("{},{}\n", r.epoch, fields.map(field).join(",")));
     }
     write_bytes_atomic(path, out.as_bytes())
 }
@@ -67,21 +96,21 @@ pub fn read_csv(path: &Path) -> Result<Vec<EpochMetrics>, MetricsError> {
     let err = |line: Option<usize>, message: String| MetricsError { path: path.to_path_buf(), line, message };
     let text = fs::read_to_string(path).map_err(|e| err(None, format!("cannot read: {e}")))?;
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    match lines.next() {
-        Some((_, h)) if h.trim() == CSV_HEADER => {}
+    let width = match lines.next() {
+        Some((_, h)) if h.trim() == CSV_HEADER => 8,
+        Some((_, h)) if h.trim() == CSV_HEADER_6 => 6,
         Some((i, h)) => return Err(err(Some(i + 1), format!("expected header {CSV_HEADER:?}, found {h:?}"))),
         None => return Err(err(None, "empty file, expected a header line".into())),
-    }
+    };
     let mut rows = Vec::new();
     for (i, line) in lines {
         let fields: Vec<&str> = line.trim().split(',').map(str::trim).collect();
-        if fields.len() != 6 {
-            return Err(err(Some(i + 1), format!("expected 6 fields, found {}", fields.len())));
+        if fields.len() != width {
+            return Err(err(Some(i + 1), format!("expected {width} fields, found {}", fields.len())));
         }
-        let float = |k: usize| {
-            fields[k]
-                .parse::<f64>()
-                .map_err(|e| err(Some(i + 1), format!("field {} {:?}: {e}", k + 1, fields[k])))
+        let float = |k: usize| match fields.get(k) {
+            None | Some(&"") => Ok(f64::NAN),
+            Some(f) => f.parse::<f64>().map_err(|e| err(Some(i + 1), format!("field {} {f:?}: {e}", k + 1))),
         };
         let epoch = fields[0]
             .parse::<usize>()
@@ -93,6 +122,8 @@ pub fn read_csv(path: &Path) -> Result<Vec<EpochMetrics>, MetricsError> {
             test_acc: float(3)?,
             seconds: float(4)?,
             images_per_sec: float(5)?,
+            val_acc: float(6)?,
+            lr: float(7)?,
         });
     }
     Ok(rows)
@@ -118,6 +149,8 @@ mod tests {
                 test_acc: 1.0 / 3.0,
                 seconds: 12.5,
                 images_per_sec: 4800.123456789,
+                val_acc: f64::NAN,
+                lr: 0.1,
             },
             EpochMetrics {
                 epoch: 2,
@@ -126,6 +159,8 @@ mod tests {
                 test_acc: 0.9,
                 seconds: 1e-9,
                 images_per_sec: 1.5e7,
+                val_acc: 0.925,
+                lr: 1e-5,
             },
         ]
     }
@@ -137,10 +172,18 @@ mod tests {
         write_csv(&p, &rows()).unwrap();
         let text = fs::read_to_string(&p).unwrap();
         assert!(text.starts_with(&format!("{CSV_HEADER}\n1,")), "{text}");
-        assert_eq!(read_csv(&p).unwrap(), rows());
+        let same = |a: &[EpochMetrics], b: &[EpochMetrics]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| format!("{x:?}") == format!("{y:?}"))
+        };
+        assert!(same(&read_csv(&p).unwrap(), &rows()), "{:?}", read_csv(&p).unwrap());
         // Rewriting replaces the file and leaves only it in the directory.
         write_csv(&p, &rows()[..1]).unwrap();
-        assert_eq!(read_csv(&p).unwrap(), rows()[..1]);
+        assert!(same(&read_csv(&p).unwrap(), &rows()[..1]));
+        // A file of the six-column format still reads, without the new values.
+        fs::write(&p, format!("{CSV_HEADER_6}\n1,0.5,0.25,0.75,2,100\n")).unwrap();
+        let old = read_csv(&p).unwrap();
+        assert_eq!((old[0].test_acc, old[0].images_per_sec), (0.75, 100.0));
+        assert!(old[0].val_acc.is_nan() && old[0].lr.is_nan());
         let names: Vec<_> = fs::read_dir(d.join("sub")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("metrics.csv")]);
         fs::remove_dir_all(&d).unwrap();
@@ -162,7 +205,8 @@ mod tests {
         let e = read_csv(&p).unwrap_err();
         assert!(e.to_string().contains("metrics.csv"), "{e}");
 
-        fs::write(&p, format!("{CSV_HEADER}\n1,0.5,0.5,0.5,1,100\n2,0.4,oops,0.5,1,100\n")).unwrap();
+        fs::write(&p, format!("{CSV_HEADER}\n1,0.5,0.5,0.5,1,100,,0.1\n2,0.4,oops,0.5,1,100,,0.1\n"))
+            .unwrap();
         let e = read_csv(&p).unwrap_err();
         assert_eq!(e.line, Some(3), "{e}");
         assert!(e.to_string().contains("oops"), "{e}");
@@ -170,7 +214,7 @@ mod tests {
         fs::write(&p, "a,b\n").unwrap();
         assert_eq!(read_csv(&p).unwrap_err().line, Some(1));
         fs::write(&p, format!("{CSV_HEADER}\n1,2,3\n")).unwrap();
-        assert!(read_csv(&p).unwrap_err().message.contains("6 fields"));
+        assert!(read_csv(&p).unwrap_err().message.contains("8 fields"));
         fs::remove_dir_all(&d).unwrap();
     }
 }

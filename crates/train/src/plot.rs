@@ -38,7 +38,7 @@ enum Marker {
 }
 
 // Colours and line styles follow d2l's defaults ('-', 'm--', 'g-.').
-const SERIES: [Series; 3] = [
+const SERIES: [Series; 4] = [
     Series {
         label: "train loss",
         colour: "#1f77b4",
@@ -59,6 +59,13 @@ const SERIES: [Series; 3] = [
         dash: Some("9 3 2 3"),
         marker: Marker::Triangle,
         value: |m| m.test_acc,
+    },
+    Series {
+        label: "val acc",
+        colour: "#ff7f0e",
+        dash: Some("2 3"),
+        marker: Marker::Circle,
+        value: |m| m.val_acc,
     },
 ];
 
@@ -112,11 +119,13 @@ pub fn render_svg(rows: &[EpochMetrics], title: &str) -> String {
          font-weight=\"bold\">{title_xml}</text>"
     );
     if let Some(last) = rows.last() {
+        let (held_out, acc) =
+            if last.test_acc.is_nan() { ("val", last.val_acc) } else { ("test", last.test_acc) };
         let _ = writeln!(
             s,
             "<text x=\"{mid}\" y=\"44\" text-anchor=\"middle\" fill=\"#555\">epoch {}: \
-             train loss {:.4}, train acc {:.3}, test acc {:.3}</text>",
-            last.epoch, last.train_loss, last.train_acc, last.test_acc
+             train loss {:.4}, train acc {:.3}, {held_out} acc {acc:.3}</text>",
+            last.epoch, last.train_loss, last.train_acc
         );
     }
 
@@ -161,7 +170,11 @@ pub fn render_svg(rows: &[EpochMetrics], title: &str) -> String {
     // Markers only while they do not merge into a smear.
     let spacing = if rows.len() > 1 { (RIGHT - LEFT) / (x_hi - x_lo) } else { f64::INFINITY };
     let draw_markers = spacing >= 8.0;
-    for series in &SERIES {
+    // Series with no value at all (the test accuracy of a run with a validation split) are left
+    // out, legend included.
+    let shown: Vec<&Series> =
+        SERIES.iter().filter(|se| rows.iter().any(|r| (se.value)(r).is_finite())).collect();
+    for series in &shown {
         let dash = series.dash.map(|d| format!(" stroke-dasharray=\"{d}\"")).unwrap_or_default();
         let _ = writeln!(s, "<g class=\"series\" data-label=\"{}\">", series.label);
         // One polyline per run of finite values.
@@ -203,9 +216,9 @@ pub fn render_svg(rows: &[EpochMetrics], title: &str) -> String {
         lx - 8.0,
         ly - 8.0,
         WIDTH - lx,
-        SERIES.len() as f64 * 22.0 + 6.0
+        shown.len() as f64 * 22.0 + 6.0
     );
-    for (i, series) in SERIES.iter().enumerate() {
+    for (i, series) in shown.iter().enumerate() {
         let y = ly + 8.0 + i as f64 * 22.0;
         let dash = series.dash.map(|d| format!(" stroke-dasharray=\"{d}\"")).unwrap_or_default();
         let _ = writeln!(
@@ -317,6 +330,8 @@ mod tests {
                     test_acc: 0.1 + 0.8 * t,
                     seconds: 10.0,
                     images_per_sec: 6000.0,
+                    val_acc: f64::NAN,
+                    lr: 0.1,
                 }
             })
             .collect()
@@ -355,6 +370,21 @@ mod tests {
             assert!(svg.contains(&format!(">{e}</text>")), "no tick {e}");
         }
         assert_eq!(svg.matches("<circle").count(), 10 + 1); // + legend marker
+        assert!(!svg.contains(">val acc<"), "a series without values is left out");
+    }
+
+    /// A run with a validation split draws the validation accuracy instead of the test's.
+    #[test]
+    fn validation_runs_draw_val_acc() {
+        let rows: Vec<EpochMetrics> = rows(4)
+            .into_iter()
+            .map(|r| EpochMetrics { val_acc: r.test_acc, test_acc: f64::NAN, ..r })
+            .collect();
+        let svg = render_svg(&rows, "t");
+        assert_balanced(&svg);
+        assert_eq!(svg.matches("<polyline").count(), 3);
+        assert!(svg.contains(">val acc<") && !svg.contains(">test acc<"));
+        assert!(svg.contains("val acc 0.900"), "{svg}");
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const METRICS_FILE: &str = "metrics.csv";
 pub const PLOT_FILE: &str = "plot.svg";
 pub const LOCK_FILE: &str = "train.lock";
+/// With a validation split: the weights of the epoch with the best validation accuracy.
+pub const BEST_FILE: &str = "best.safetensors";
 
 /// An output folder this process holds the lock of (released when dropped or when the process
 /// dies, however it dies: the operating system drops the lock with the file handle).
@@ -98,6 +100,12 @@ impl RunDir {
                 let _ = fs::remove_file(entry.path());
             }
         }
+    }
+
+    /// Saves the weights as the best so far (`best.safetensors`, atomically), with `meta`.
+    pub fn save_best<B: Backend>(&self, params: &[(String, Var<B>)], meta: &RunMeta) -> Result<()> {
+        checkpoint::save_atomic(&self.path.join(BEST_FILE), &state::weights_checkpoint(params, meta)?)
+            .map_err(|e| anyhow::Error::new(e).context("saving the best weights failed"))
     }
 
     /// Saves the weights, the optimizer's state and `meta` (see the module docs for the order).

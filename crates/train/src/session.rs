@@ -5,7 +5,8 @@ use crate::cli::{EvalArgs, OptimizerKind, TrainArgs};
 use crate::data::{self, Dataset, Split};
 use crate::metrics::{self, EpochMetrics};
 use crate::plot;
-use crate::run_dir::{RunDir, CHECKPOINT_FILE, METRICS_FILE, PLOT_FILE};
+use crate::run_dir::{RunDir, BEST_FILE, CHECKPOINT_FILE, METRICS_FILE, PLOT_FILE};
+use crate::schedule::{self, Schedule};
 use crate::state::{self, Position, RunMeta, Settings};
 use crate::stop::{self, Stopped};
 use anyhow::{bail, Context, Result};
@@ -22,6 +23,8 @@ use tensor::{Backend, Reading, Tensor};
 pub struct RunReport {
     pub out_dir: PathBuf,
     pub history: Vec<EpochMetrics>,
+    /// With a validation split: the best epoch's test accuracy.
+    pub final_test_acc: Option<f64>,
 }
 
 /// Loads one split, keeping the first `limit` images.
@@ -57,7 +60,29 @@ fn new_settings(kind: ModelKind, args: &TrainArgs) -> Settings {
         train_limit: args.train_limit.map(|n| n as usize),
         test_limit: args.data.test_limit.map(|n| n as usize),
         epochs: args.epochs.unwrap_or(10) as usize,
+        schedule: args.schedule.unwrap_or(Schedule::Constant),
+        warmup_epochs: args.warmup_epochs.unwrap_or(0.0),
+        augment: args.augment.unwrap_or(false),
+        label_smoothing: args.label_smoothing.unwrap_or(0.0),
+        val_split: args.val_split.unwrap_or(0),
     }
+}
+
+/// Settings no run can use, as errors naming the flag.
+fn check_settings(s: &Settings) -> Result<()> {
+    if !(s.lr.is_finite() && s.lr > 0.0) {
+        bail!("--lr must be a positive number, got {}", s.lr);
+    }
+    if !(s.warmup_epochs.is_finite() && s.warmup_epochs >= 0.0) {
+        bail!("--warmup-epochs must be 0 or more, got {}", s.warmup_epochs);
+    }
+    if s.warmup_epochs > s.epochs as f32 {
+        bail!("--warmup-epochs {} is longer than the run's {} epochs", s.warmup_epochs, s.epochs);
+    }
+    if !(0.0..1.0).contains(&s.label_smoothing) {
+        bail!("--label-smoothing must be in [0, 1), got {}", s.label_smoothing);
+    }
+    Ok(())
 }
 
 /// A resumed run's settings: the stored ones. A flag that disagrees with them is an error naming
@@ -86,6 +111,19 @@ fn resumed_settings(meta: &RunMeta, args: &TrainArgs, path: &Path) -> Result<Set
     check("--weight-decay", args.weight_decay.map(|v| v.to_string()), stored.weight_decay.to_string());
     check("--batch-size", args.batch_size.map(|v| v.to_string()), stored.batch_size.to_string());
     check("--train-limit", args.train_limit.map(|v| v.to_string()), limit(stored.train_limit));
+    check("--schedule", args.schedule.map(|v| v.name().to_string()), stored.schedule.name().to_string());
+    check("--warmup-epochs", args.warmup_epochs.map(|v| v.to_string()), stored.warmup_epochs.to_string());
+    check("--augment", args.augment.map(|v| v.to_string()), stored.augment.to_string());
+    check(
+        "--label-smoothing",
+        args.label_smoothing.map(|v| v.to_string()),
+        stored.label_smoothing.to_string(),
+    );
+    check("--val-split", args.val_split.map(|v| v.to_string()), stored.val_split.to_string());
+    // A schedule other than constant is a function of the run's length.
+    if stored.schedule != Schedule::Constant {
+        check("--epochs", args.epochs.map(|v| v.to_string()), stored.epochs.to_string());
+    }
     let mut settings = stored.clone();
     if meta.is_legacy() {
         settings.test_limit = args.data.test_limit.map(|n| n as usize);
@@ -126,8 +164,11 @@ impl Sums {
         mode: &Mode,
         optimizer: &dyn Optimizer<B>,
         seconds: f64,
+        best: &Position,
     ) -> Position {
         Position {
+            best_val_acc: best.best_val_acc,
+            best_epoch: best.best_epoch,
             epoch,
             step,
             dropout_draws: mode.draws(),
@@ -143,11 +184,6 @@ impl Sums {
 /// Runs (or resumes) a training run and returns its history. A stop asked for by a signal
 /// (`stop::requested`) saves a checkpoint and returns a [`Stopped`] error.
 pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Result<RunReport> {
-    if let Some(lr) = args.lr {
-        if !(lr.is_finite() && lr > 0.0) {
-            bail!("--lr must be a positive number, got {lr}");
-        }
-    }
     let resumed = match &args.resume {
         Some(path) => {
             let ckpt = checkpoint::load(path)?;
@@ -173,6 +209,7 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         None => RunMeta::new(new_settings(kind, args)),
     };
     let settings = meta.settings.clone();
+    check_settings(&settings)?;
     kind.check_resize(settings.resize)?;
     let model = models::build(kind, backend, WeightInit::XavierUniform, settings.seed)?;
     if args.summary {
@@ -193,9 +230,10 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
             gib(e.host),
             backend.memory_available().map_or(String::new(), |a| format!("; {:.2} GiB available", gib(a)))
         );
-        return Ok(RunReport { out_dir: PathBuf::new(), history: Vec::new() });
+        return Ok(RunReport { out_dir: PathBuf::new(), history: Vec::new(), final_test_acc: None });
     }
-    if meta.position.epoch >= settings.epochs {
+    let finished = meta.position.epoch >= settings.epochs;
+    if finished && !(settings.val_split > 0 && resumed.as_ref().is_some_and(|(_, _, p)| !tested(p))) {
         bail!(
             "the checkpoint already holds {} epochs of the {} asked for; ask for more with --epochs",
             meta.position.epoch,
@@ -205,7 +243,18 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
 
     let data_dir = data::locate(args.data.data.as_deref(), &[Split::Train, Split::Test])?;
     let train_set = load(&data_dir, Split::Train, settings.train_limit)?;
-    let test_set = load(&data_dir, Split::Test, settings.test_limit)?;
+    // With a validation split the test set is read once, at the end (`final_test`).
+    let (train_set, held_out) = match settings.val_split {
+        0 => (train_set, load(&data_dir, Split::Test, settings.test_limit)?),
+        n if n >= train_set.len() => {
+            bail!("--val-split {n} would leave no training images (the run has {})", train_set.len())
+        }
+        n => {
+            let (train, val) = train_set.split_off_random(n, settings.seed ^ VAL_SALT);
+            (Arc::new(train), Arc::new(val))
+        }
+    };
+    let held_out_name = if settings.val_split > 0 { "val" } else { "test" };
     let steps_per_epoch = train_set.len().div_ceil(settings.batch_size);
     if meta.position.step > steps_per_epoch {
         bail!(
@@ -216,7 +265,7 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         );
     }
 
-    crate::memory::check(backend, &settings, train_set.len(), test_set.len())?;
+    crate::memory::check(backend, &settings, train_set.len(), held_out.len())?;
 
     let out_path = match (&args.out, &resumed) {
         (Some(dir), _) => dir.clone(),
@@ -262,15 +311,25 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
     // Saves from here on name their optimizer file by step, in this folder.
     meta.set_current_format();
     println!(
-        "training {kind} at {0}x{0} on {1}: {2} training / {3} test images, batch {4}, {5:?} lr {6}",
+        "training {kind} at {0}x{0} on {1}: {2} training / {3} {held_out_name} images, batch {4}, {5:?} lr {6}{7}",
         settings.resize,
         backend.name(),
         train_set.len(),
-        test_set.len(),
+        held_out.len(),
         settings.batch_size,
         settings.optimizer,
-        settings.lr
+        settings.lr,
+        recipe(&settings),
     );
+    if finished {
+        // Trained to the end, but the final test of the best epoch did not run.
+        let test_acc = final_test(&model, backend, &data_dir, &settings, &dir)?;
+        return Ok(RunReport { out_dir: dir.path().to_path_buf(), history, final_test_acc: Some(test_acc) });
+    }
+    let total_steps = (settings.epochs * steps_per_epoch) as u64;
+    let warmup_steps = settings.warmup_steps(steps_per_epoch);
+    let mut global_step = meta.position.optimizer_steps;
+    let mut lr = settings.lr;
 
     let program_args: Vec<String> = std::env::args().collect();
     let stopped =
@@ -281,6 +340,7 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         let resumed_at = meta.position.clone();
         let started = Instant::now();
         let shuffle = Some(data::epoch_seed(settings.seed, epoch));
+        let augment = settings.augment.then(|| data::epoch_seed(settings.seed ^ AUGMENT_SALT, epoch));
         let batches = data::batches_from(
             train_set.clone(),
             settings.batch_size,
@@ -288,6 +348,7 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
             shuffle,
             None,
             resumed_at.step,
+            augment,
         );
         let bar = progress_bar(steps_per_epoch as u64, epoch + 1, settings.epochs);
         bar.set_position(resumed_at.step as u64);
@@ -332,10 +393,13 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
                 &batch.images,
             )?);
             let logits = model.forward(&x, &mut mode)?;
-            let (loss, hits) = ops::cross_entropy(&logits, &batch.labels)?;
+            let (loss, hits) = ops::cross_entropy_smoothed(&logits, &batch.labels, settings.label_smoothing)?;
             optimizer.zero_grad();
             loss.backward()?;
+            lr = schedule::rate(settings.schedule, settings.lr, global_step, total_steps, warmup_steps);
+            optimizer.set_learning_rate(lr);
             optimizer.step()?;
+            global_step += 1;
             step += 1;
             let queued = Some((loss.value().read_later()?, hits.read_later()?, batch.len));
             read(std::mem::replace(&mut pending, queued), &mut sums)?;
@@ -351,6 +415,7 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
                     &mode,
                     &*optimizer,
                     resumed_at.seconds + started.elapsed().as_secs_f64(),
+                    &resumed_at,
                 );
                 dir.save(&params, &optimizer.state().0, &meta)?;
                 last_save = Instant::now();
@@ -364,10 +429,11 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         let Sums { loss_sum, correct, seen } = sums;
         let train_time = resumed_at.seconds + started.elapsed().as_secs_f64();
         bar.finish_and_clear();
-        let Some(test_acc) = evaluate_unless_stopped(&model, backend, &test_set, settings.resize, 256)?
+        let Some(held_out_acc) =
+            evaluate_unless_stopped(&model, backend, &held_out, settings.resize, crate::memory::EVAL_BATCH)?
         else {
             // Stopped during the evaluation: save the trained epoch; the resume evaluates it.
-            meta.position = sums.position(epoch, step, &mode, &*optimizer, train_time);
+            meta.position = sums.position(epoch, step, &mode, &*optimizer, train_time, &resumed_at);
             dir.save(&params, &optimizer.state().0, &meta)?;
             return Err(stopped(&dir).into());
         };
@@ -375,24 +441,37 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
             epoch: epoch + 1,
             train_loss: loss_sum / seen as f64,
             train_acc: correct / seen as f64,
-            test_acc,
+            test_acc: if settings.val_split > 0 { f64::NAN } else { held_out_acc },
             seconds: resumed_at.seconds + started.elapsed().as_secs_f64(),
             images_per_sec: seen as f64 / train_time,
+            val_acc: if settings.val_split > 0 { held_out_acc } else { f64::NAN },
+            lr: lr as f64,
         };
         println!(
-            "epoch {}, loss {:.4}, train acc {:.3}, test acc {:.3}, time {:.1} sec",
-            row.epoch, row.train_loss, row.train_acc, row.test_acc, row.seconds
+            "epoch {}, loss {:.4}, train acc {:.3}, {held_out_name} acc {held_out_acc:.3}, time {:.1} sec",
+            row.epoch, row.train_loss, row.train_acc, row.seconds
         );
         train_images += seen - resumed_at.seen;
         train_seconds += train_time - resumed_at.seconds;
         history.push(row);
 
+        let (mut best_val_acc, mut best_epoch) = (resumed_at.best_val_acc, resumed_at.best_epoch);
+        if settings.val_split > 0 && (best_val_acc.is_nan() || held_out_acc > best_val_acc) {
+            (best_val_acc, best_epoch) = (held_out_acc, epoch + 1);
+        }
         meta.position = Position {
             epoch: epoch + 1,
             dropout_draws: mode.draws(),
             optimizer_steps: optimizer.state().1,
+            best_val_acc,
+            best_epoch,
             ..Position::default()
         };
+        // The best weights before the checkpoint that names their epoch: a run killed between
+        // the two redoes the epoch and writes the same file again.
+        if settings.val_split > 0 && best_epoch == epoch + 1 {
+            dir.save_best(&params, &meta)?;
+        }
         dir.save(&params, &optimizer.state().0, &meta)?;
         metrics::write_csv(&dir.metrics_path(), &history)
             .with_context(|| format!("writing {}", dir.metrics_path().display()))?;
@@ -406,17 +485,84 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
             return Err(stopped(&dir).into());
         }
     }
+    let final_test_acc = if settings.val_split > 0 {
+        Some(final_test(&model, backend, &data_dir, &settings, &dir)?)
+    } else {
+        None
+    };
     if let Some(last) = history.last() {
+        let acc = if settings.val_split > 0 { last.val_acc } else { last.test_acc };
         println!(
-            "loss {:.3}, train acc {:.3}, test acc {:.3}",
-            last.train_loss, last.train_acc, last.test_acc
+            "loss {:.3}, train acc {:.3}, {held_out_name} acc {acc:.3}",
+            last.train_loss, last.train_acc
         );
         if train_seconds > 0.0 {
             println!("{:.1} examples/sec on {}", train_images as f64 / train_seconds, backend.name());
         }
         println!("saved {}, {}, {} in {}", CHECKPOINT_FILE, METRICS_FILE, PLOT_FILE, dir.path().display());
     }
-    Ok(RunReport { out_dir: dir.path().to_path_buf(), history })
+    Ok(RunReport { out_dir: dir.path().to_path_buf(), history, final_test_acc })
+}
+
+/// Salts that keep the validation split's and the augmentation's draws apart from the shuffle's.
+const VAL_SALT: u64 = 0x76a1_5eed;
+const AUGMENT_SALT: u64 = 0xa09_3e47;
+
+/// The recipe beyond d2l's, for the start line.
+fn recipe(s: &Settings) -> String {
+    let mut parts = Vec::new();
+    if s.schedule != Schedule::Constant || s.warmup_epochs > 0.0 {
+        parts.push(format!("{} schedule, {} warm-up epochs", s.schedule.name(), s.warmup_epochs));
+    }
+    if s.augment {
+        parts.push("crops and flips".into());
+    }
+    if s.label_smoothing > 0.0 {
+        parts.push(format!("label smoothing {}", s.label_smoothing));
+    }
+    if s.momentum > 0.0 {
+        parts.push(format!("momentum {}", s.momentum));
+    }
+    if s.weight_decay > 0.0 {
+        parts.push(format!("weight decay {}", s.weight_decay));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
+/// Whether the run's best weights were tested (`best.safetensors` holds a `test_acc`).
+fn tested(checkpoint: &Path) -> bool {
+    let best = checkpoint.parent().unwrap_or(Path::new(".")).join(BEST_FILE);
+    checkpoint::load(&best).is_ok_and(|c| c.meta("test_acc").is_some())
+}
+
+/// The end of a run with a validation split: the best epoch's weights on the test set, read now
+/// for the first time; the accuracy goes into `best.safetensors`.
+fn final_test<B: Backend>(
+    model: &Sequential<B>,
+    backend: &B,
+    data_dir: &Path,
+    settings: &Settings,
+    dir: &RunDir,
+) -> Result<f64> {
+    let best_path = dir.path().join(BEST_FILE);
+    let mut best = checkpoint::load(&best_path)?;
+    state::load_weights(&best, &model.parameters(), backend, &best_path)?;
+    let test_set = load(data_dir, Split::Test, settings.test_limit)?;
+    let acc = evaluate(model, backend, &test_set, settings.resize, crate::memory::EVAL_BATCH)?;
+    best.metadata.insert("test_acc".into(), acc.to_string());
+    checkpoint::save_atomic(&best_path, &best)?;
+    println!(
+        "best epoch {} (val acc {:.4}): test acc {acc:.4} on {} images, saved in {}",
+        best.meta("best_epoch").unwrap_or("?"),
+        best.meta("best_val_acc").and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN),
+        test_set.len(),
+        best_path.display()
+    );
+    Ok(acc)
 }
 
 fn progress_bar(len: u64, epoch: usize, epochs: usize) -> ProgressBar {

@@ -10,6 +10,7 @@
 //! (`data::epoch_seed`), so the position within it is enough to rebuild it.
 use crate::checkpoint::{self, Checkpoint, OPTIMIZER_PREFIX};
 use crate::cli::OptimizerKind;
+use crate::schedule::Schedule;
 use anyhow::{anyhow, bail, Context, Result};
 use autograd::Var;
 use models::ModelKind;
@@ -39,10 +40,26 @@ pub struct Settings {
     pub test_limit: Option<usize>,
     /// The epochs the run was asked for.
     pub epochs: usize,
+    /// How the learning rate moves over the run, and its warm-up in epochs.
+    pub schedule: Schedule,
+    pub warmup_epochs: f32,
+    /// Random crops (padding 4) and horizontal flips of the training images.
+    pub augment: bool,
+    pub label_smoothing: f32,
+    /// Training images held out for validation (0: none; the test set is then evaluated every
+    /// epoch).
+    pub val_split: usize,
+}
+
+impl Settings {
+    /// The warm-up in optimizer steps.
+    pub fn warmup_steps(&self, steps_per_epoch: usize) -> u64 {
+        (self.warmup_epochs as f64 * steps_per_epoch as f64).round() as u64
+    }
 }
 
 /// Where a run is: what a resume needs besides the weights and the optimizer's tensors.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Position {
     /// Epochs completed.
     pub epoch: usize,
@@ -58,6 +75,27 @@ pub struct Position {
     pub seen: usize,
     /// Seconds spent training in the current epoch (for its images/s).
     pub seconds: f64,
+    /// With a validation split: the best validation accuracy so far (NaN before the first) and
+    /// its epoch, whose weights are in `best.safetensors`.
+    pub best_val_acc: f64,
+    pub best_epoch: usize,
+}
+
+impl Default for Position {
+    fn default() -> Self {
+        Position {
+            epoch: 0,
+            step: 0,
+            dropout_draws: 0,
+            optimizer_steps: 0,
+            loss_sum: 0.0,
+            correct: 0.0,
+            seen: 0,
+            seconds: 0.0,
+            best_val_acc: f64::NAN,
+            best_epoch: 0,
+        }
+    }
 }
 
 /// A checkpoint's metadata: the run's settings and position.
@@ -98,6 +136,13 @@ impl RunMeta {
         put("train_limit", s.train_limit.map_or("all".into(), |n| n.to_string()));
         put("test_limit", s.test_limit.map_or("all".into(), |n| n.to_string()));
         put("epochs", s.epochs.to_string());
+        put("schedule", s.schedule.name().into());
+        put("warmup_epochs", s.warmup_epochs.to_string());
+        put("augment", s.augment.to_string());
+        put("label_smoothing", s.label_smoothing.to_string());
+        put("val_split", s.val_split.to_string());
+        put("best_val_acc", p.best_val_acc.to_string());
+        put("best_epoch", p.best_epoch.to_string());
         put("epoch", p.epoch.to_string());
         put("step", p.step.to_string());
         put("dropout_draws", p.dropout_draws.to_string());
@@ -117,6 +162,10 @@ impl RunMeta {
         };
         fn parse<T: std::str::FromStr>(path: &Path, k: &str, v: &str) -> Result<T> {
             v.parse().map_err(|_| anyhow!("{}: metadata `{k}` = {v:?} is not valid", path.display()))
+        }
+        // Keys added after format 2 first shipped: absent means the default.
+        fn optional<T: std::str::FromStr>(ckpt: &Checkpoint, path: &Path, k: &str, default: T) -> Result<T> {
+            ckpt.meta(k).map_or(Ok(default), |v| parse(path, k, v))
         }
         let limit = |k: &str| -> Result<Option<usize>> {
             match ckpt.meta(k) {
@@ -150,6 +199,15 @@ impl RunMeta {
             // and the epochs what it asks for (the old default was 10).
             test_limit: if legacy { None } else { limit("test_limit")? },
             epochs: if legacy { epoch.max(10) } else { parse(path, "epochs", get("epochs")?)? },
+            schedule: match ckpt.meta("schedule") {
+                None => Schedule::Constant,
+                Some(v) => Schedule::parse(v)
+                    .ok_or_else(|| anyhow!("{}: metadata `schedule` = {v:?} is not valid", path.display()))?,
+            },
+            warmup_epochs: optional(ckpt, path, "warmup_epochs", 0.0)?,
+            augment: optional(ckpt, path, "augment", false)?,
+            label_smoothing: optional(ckpt, path, "label_smoothing", 0.0)?,
+            val_split: optional(ckpt, path, "val_split", 0)?,
         };
         if settings.batch_size == 0 {
             bail!("{}: metadata `batch_size` is 0", path.display());
@@ -171,6 +229,8 @@ impl RunMeta {
                 correct: parse(path, "epoch_correct", get("epoch_correct")?)?,
                 seen: parse(path, "epoch_seen", get("epoch_seen")?)?,
                 seconds: parse(path, "epoch_seconds", get("epoch_seconds")?)?,
+                best_val_acc: optional(ckpt, path, "best_val_acc", f64::NAN)?,
+                best_epoch: optional(ckpt, path, "best_epoch", 0)?,
             }
         };
         Ok(RunMeta { settings, position, legacy_optimizer_epoch: legacy.then_some(epoch) })
@@ -274,6 +334,11 @@ mod tests {
                 train_limit: Some(100),
                 test_limit: None,
                 epochs: 3,
+                schedule: Schedule::Cosine,
+                warmup_epochs: 0.5,
+                augment: true,
+                label_smoothing: 0.1,
+                val_split: 5000,
             },
             position: Position {
                 epoch: 1,
@@ -284,6 +349,8 @@ mod tests {
                 correct: 33.0,
                 seen: 64,
                 seconds: 1.0 / 3.0,
+                best_val_acc: 0.875,
+                best_epoch: 1,
             },
             legacy_optimizer_epoch: None,
         }

@@ -546,3 +546,85 @@ fn a_run_too_large_for_memory_is_refused_with_the_batch_that_fits() {
     assert!(o.status.success());
     assert!(text(&o).contains("estimated peak memory of a run at batch 64"), "{}", text(&o));
 }
+
+/// The better recipe's flags: a validation split keeps the best epoch in best.safetensors and
+/// tests it once at the end; the metrics hold the validation accuracy and the learning rate; a
+/// schedule ties the run to its length; bad values are errors naming the flag.
+#[test]
+fn a_run_with_a_validation_split_keeps_and_tests_its_best_epoch() {
+    let data = tiny_data_of("recipe", 48);
+    let out = temp_dir("recipe-out");
+    let base = |out: &Path| -> Vec<String> {
+        [
+            "nin",
+            "--resize",
+            "67",
+            "--batch-size",
+            "8",
+            "--lr",
+            "0.05",
+            "--schedule",
+            "onecycle",
+            "--augment",
+            "--label-smoothing",
+            "0.1",
+            "--val-split",
+            "16",
+            "--epochs",
+            "2",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let o = Command::new(BIN).args(base(&out.join("run"))).output().unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("32 training / 16 val images") && t.contains("onecycle schedule"), "{t}");
+    assert!(t.contains("best epoch") && t.contains("test acc"), "{t}");
+    let best = checkpoint::load(&out.join("run/best.safetensors")).unwrap();
+    let test_acc: f64 = best.meta("test_acc").unwrap().parse().unwrap();
+    assert!((0.0..=1.0).contains(&test_acc));
+    let rows = metrics::read_csv(&out.join("run/metrics.csv")).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.test_acc.is_nan() && (0.0..=1.0).contains(&r.val_acc)));
+    let best_epoch: usize = best.meta("best_epoch").unwrap().parse().unwrap();
+    let best_val = rows.iter().map(|r| r.val_acc).fold(f64::MIN, f64::max);
+    assert_eq!(rows[best_epoch - 1].val_acc, best_val, "the best epoch is the one with the best val acc");
+    // One-cycle ends far below its peak.
+    assert!(rows[1].lr < 0.001 && rows[0].lr > rows[1].lr, "{rows:?}");
+    // The run's length is part of a schedule: --epochs may not change on resume.
+    let ckpt = out.join("run/checkpoint.safetensors");
+    let o = train(&[
+        "nin",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("--epochs 3 (the run's is 2)"), "{}", text(&o));
+    // Values no run can use.
+    for (flag, value, needle) in [
+        ("--label-smoothing", "1.5", "--label-smoothing must be in [0, 1)"),
+        ("--warmup-epochs", "5", "longer than the run's 2 epochs"),
+        ("--val-split", "48", "would leave no training images"),
+        ("--lr", "0", "--lr must be a positive number"),
+    ] {
+        let mut args = base(&out.join(format!("bad{flag}")));
+        let at = args.iter().position(|a| a == flag);
+        match at {
+            Some(i) => args[i + 1] = value.into(),
+            None => args.extend([flag.to_string(), value.to_string()]),
+        }
+        let o = Command::new(BIN).args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{flag} {value}: {}", text(&o));
+        assert!(text(&o).contains(needle), "{flag} {value}: {}", text(&o));
+    }
+}

@@ -1,4 +1,5 @@
-//! Fused softmax cross-entropy on logits with integer labels.
+//! Fused softmax cross-entropy on logits with integer labels, and its label-smoothed form.
+use super::weighted_sum;
 use autograd::Var;
 use tensor::{bail, Backend, Result, Tensor};
 
@@ -47,4 +48,32 @@ pub fn cross_entropy<B: Backend>(logits: &Var<B>, labels: &[usize]) -> Result<(V
         }),
     );
     Ok((loss, correct))
+}
+
+/// Cross-entropy against labels smoothed by `epsilon` (PyTorch's `label_smoothing`): the target
+/// is `1 - epsilon` on the label plus `epsilon / classes` on every class, so the loss is
+/// `(1 - epsilon) CE(label) + epsilon / classes * sum_k CE(k)`, computed as exactly that sum of
+/// fused cross-entropies (their gradients sum through the autograd graph). The correct count is
+/// against the true labels.
+pub fn cross_entropy_smoothed<B: Backend>(
+    logits: &Var<B>,
+    labels: &[usize],
+    epsilon: f32,
+) -> Result<(Var<B>, Tensor<B>)> {
+    if !(0.0..1.0).contains(&epsilon) {
+        bail!(InvalidArgument, "label smoothing must be in [0, 1), got {epsilon}");
+    }
+    let (loss, correct) = cross_entropy(logits, labels)?;
+    if epsilon == 0.0 {
+        return Ok((loss, correct));
+    }
+    let [n, classes] = logits.shape().dims_n::<2>("cross_entropy logits")?;
+    let mut terms = vec![loss];
+    for k in 0..classes {
+        terms.push(cross_entropy(logits, &vec![k; n])?.0);
+    }
+    let mut weights = vec![1.0 - epsilon];
+    weights.extend(std::iter::repeat_n(epsilon / classes as f32, classes));
+    let pairs: Vec<(f32, &Var<B>)> = weights.into_iter().zip(&terms).collect();
+    Ok((weighted_sum(&pairs)?, correct))
 }

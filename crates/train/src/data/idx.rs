@@ -54,6 +54,35 @@ impl Dataset {
         self.labels.truncate(n);
         self.images.truncate(self.labels.len() * self.rows * self.cols);
     }
+
+    /// The samples at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let mut images = Vec::with_capacity(indices.len() * self.rows * self.cols);
+        for &i in indices {
+            images.extend_from_slice(self.image(i));
+        }
+        Dataset {
+            images,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
+    /// `(rest, held_out)`: `n` samples drawn at random (by `seed`) held out, the rest kept in
+    /// their order.
+    pub fn split_off_random(&self, n: usize, seed: u64) -> (Dataset, Dataset) {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        let n = n.min(self.len());
+        let mut held_out = order[..n].to_vec();
+        let mut rest = order[n..].to_vec();
+        held_out.sort_unstable();
+        rest.sort_unstable();
+        (self.subset(&rest), self.subset(&held_out))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +260,23 @@ mod tests {
         let e = decompress_at_most(bomb.clone(), Path::new("x.gz"), 1 << 16).unwrap_err().to_string();
         assert!(e.contains("x.gz") && e.contains("more than 65536 bytes"), "{e}");
         assert_eq!(decompress_at_most(bomb, Path::new("x.gz"), 1 << 20).unwrap().len(), 1 << 20);
+    }
+
+    #[test]
+    fn a_random_split_partitions_the_samples() {
+        let ds = Dataset { images: (0..40).collect(), labels: (0..10).collect(), rows: 2, cols: 2 };
+        let (rest, val) = ds.split_off_random(3, 5);
+        assert_eq!((rest.len(), val.len()), (7, 3));
+        let mut all: Vec<u8> = rest.labels.iter().chain(&val.labels).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..10).collect::<Vec<u8>>());
+        for part in [&rest, &val] {
+            for (k, &l) in part.labels.iter().enumerate() {
+                assert_eq!(part.image(k), ds.image(l as usize), "images travel with their labels");
+            }
+        }
+        assert_eq!(ds.split_off_random(3, 5), (rest, val.clone()));
+        assert_ne!(ds.split_off_random(3, 6).1, val, "the seed chooses");
     }
 
     #[test]

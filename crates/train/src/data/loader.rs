@@ -40,11 +40,13 @@ pub fn batches(
     shuffle: Option<u64>,
     limit: Option<usize>,
 ) -> BatchIter {
-    batches_from(dataset, batch_size, resize, shuffle, limit, 0)
+    batches_from(dataset, batch_size, resize, shuffle, limit, 0, None)
 }
 
 /// [`batches`] from batch `first` on: the same batches as the whole epoch's from there (a resumed
-/// run continues its epoch). Past the last batch, none.
+/// run continues its epoch). Past the last batch, none. With `augment` (a seed), each image is
+/// shifted and flipped at random first ([`augment_image`]), by draws that depend only on the
+/// seed and the image's place in the epoch.
 pub fn batches_from(
     dataset: Arc<Dataset>,
     batch_size: usize,
@@ -52,6 +54,7 @@ pub fn batches_from(
     shuffle: Option<u64>,
     limit: Option<usize>,
     first: usize,
+    augment: Option<u64>,
 ) -> BatchIter {
     assert!(batch_size > 0, "batch_size must be > 0");
     assert!(resize > 0, "resize must be > 0");
@@ -60,7 +63,7 @@ pub fn batches_from(
     let (tx, rx) = sync_channel(PREFETCH);
     let handle = thread::Builder::new()
         .name("batch-loader".into())
-        .spawn(move || produce(&dataset, n, batch_size, resize, shuffle, first, &tx))
+        .spawn(move || produce(&dataset, n, batch_size, resize, shuffle, first, augment, &tx))
         .expect("cannot spawn the batch loader thread");
     BatchIter { rx: Some(rx), handle: Some(handle), remaining }
 }
@@ -74,6 +77,7 @@ pub fn epoch_seed(base_seed: u64, epoch: usize) -> u64 {
     z ^ (z >> 31)
 }
 
+#[allow(clippy::too_many_arguments)] // the epoch's plan, all from `batches_from`
 fn produce(
     ds: &Dataset,
     n: usize,
@@ -81,6 +85,7 @@ fn produce(
     size: usize,
     shuffle: Option<u64>,
     first: usize,
+    augment: Option<u64>,
     tx: &SyncSender<Batch>,
 ) {
     let mut order: Vec<usize> = (0..n).collect();
@@ -89,15 +94,60 @@ fn produce(
     }
     let resizer = Resizer::new(ds.rows, ds.cols, size, size);
     let pixels = resizer.output_len();
-    for chunk in order.chunks(batch_size).skip(first) {
+    let mut shifted = vec![0u8; ds.rows * ds.cols];
+    for (b, chunk) in order.chunks(batch_size).enumerate().skip(first) {
         let mut images = vec![0.0f32; chunk.len() * pixels];
-        for (dst, &i) in images.chunks_exact_mut(pixels).zip(chunk) {
-            resizer.resize_u8_to_f32(ds.image(i), dst);
+        for (j, (dst, &i)) in images.chunks_exact_mut(pixels).zip(chunk).enumerate() {
+            match augment {
+                Some(seed) => {
+                    augment_image(
+                        ds.image(i),
+                        ds.rows,
+                        ds.cols,
+                        seed,
+                        (b * batch_size + j) as u64,
+                        &mut shifted,
+                    );
+                    resizer.resize_u8_to_f32(&shifted, dst);
+                }
+                None => resizer.resize_u8_to_f32(ds.image(i), dst),
+            }
         }
         let labels = chunk.iter().map(|&i| usize::from(ds.labels[i])).collect();
         // A failed send means the iterator was dropped: stop quietly.
         if tx.send(Batch { images, labels, len: chunk.len() }).is_err() {
             return;
+        }
+    }
+}
+
+/// Pixels an augmented image may move in each direction (the padding of a random crop).
+pub const SHIFT: usize = 4;
+
+/// Random crop with zero padding and horizontal flip, as torchvision's
+/// `RandomCrop(size, padding=4)` + `RandomHorizontalFlip()`: `src` (rows x cols) shifted by up to
+/// [`SHIFT`] pixels each way, flipped left-right half the time, into `dst`. The draws come from
+/// `seed` and `position` alone.
+pub fn augment_image(src: &[u8], rows: usize, cols: usize, seed: u64, position: u64, dst: &mut [u8]) {
+    let mut z = seed ^ position.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut next = || {
+        // SplitMix64.
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut x = z;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    };
+    let span = 2 * SHIFT as u64 + 1;
+    let dy = (next() % span) as isize - SHIFT as isize;
+    let dx = (next() % span) as isize - SHIFT as isize;
+    let flip = next() & 1 == 1;
+    for r in 0..rows {
+        for c in 0..cols {
+            let (sr, sc) = (r as isize + dy, c as isize + dx);
+            let inside = (0..rows as isize).contains(&sr) && (0..cols as isize).contains(&sc);
+            let out_c = if flip { cols - 1 - c } else { c };
+            dst[r * cols + out_c] = if inside { src[sr as usize * cols + sc as usize] } else { 0 };
         }
     }
 }
@@ -153,13 +203,65 @@ mod tests {
         let all: Vec<Batch> = batches(ds.clone(), 5, 2, Some(9), None).collect();
         assert_eq!(all.len(), 5);
         for first in 0..=6 {
-            let rest: Vec<Batch> = batches_from(ds.clone(), 5, 2, Some(9), None, first).collect();
+            let rest: Vec<Batch> = batches_from(ds.clone(), 5, 2, Some(9), None, first, None).collect();
             assert_eq!(rest, all[first.min(5)..], "from batch {first}");
             assert_eq!(
-                batches_from(ds.clone(), 5, 2, Some(9), None, first).len(),
+                batches_from(ds.clone(), 5, 2, Some(9), None, first, None).len(),
                 5usize.saturating_sub(first)
             );
+            // Augmented batches too are the same from any start.
+            let aug: Vec<Batch> = batches_from(ds.clone(), 5, 2, Some(9), None, 0, Some(3)).collect();
+            let rest: Vec<Batch> = batches_from(ds.clone(), 5, 2, Some(9), None, first, Some(3)).collect();
+            assert_eq!(rest, aug[first.min(5)..]);
         }
+    }
+
+    /// Each image moves by (dy, dx) in [-4, 4]^2 with zero fill and is mirrored half the time;
+    /// the draws depend on the seed and position only, and every move and both flips occur.
+    #[test]
+    fn augmentation_shifts_and_flips() {
+        // A 12x12 image of distinct values; pixel (6, 6) stays inside for every move.
+        let (rows, cols) = (12, 12);
+        let src: Vec<u8> = (1..=144).collect();
+        let mut seen = std::collections::HashSet::new();
+        for position in 0..3000 {
+            let mut a = vec![0; 144];
+            augment_image(&src, rows, cols, 11, position, &mut a);
+            let mut again = vec![0; 144];
+            augment_image(&src, rows, cols, 11, position, &mut again);
+            assert_eq!(a, again);
+            let value = |r: usize, c: usize| src[r * cols + c];
+            // Source (sr, sc) lands at (sr - dy, c') with c' = sc - dx, mirrored when flipped.
+            let at = a.iter().position(|&v| v == value(6, 6)).unwrap();
+            let right = a.iter().position(|&v| v == value(6, 7)).unwrap();
+            let flipped = right % cols + 1 == at % cols;
+            let (r, c) = (at / cols, at % cols);
+            let c = if flipped { cols - 1 - c } else { c };
+            let (dy, dx) = (6 - r as isize, 6 - c as isize);
+            assert!(dy.abs() <= 4 && dx.abs() <= 4);
+            // Every pixel is the shifted source or padding.
+            for rr in 0..rows {
+                for cc in 0..cols {
+                    let oc = if flipped { cols - 1 - cc } else { cc };
+                    let (sr, sc) = (rr as isize + dy, cc as isize + dx);
+                    let want = if (0..12).contains(&sr) && (0..12).contains(&sc) {
+                        value(sr as usize, sc as usize)
+                    } else {
+                        0
+                    };
+                    assert_eq!(a[rr * cols + oc], want);
+                }
+            }
+            seen.insert((dy, dx, flipped));
+        }
+        assert_eq!(seen.len(), 9 * 9 * 2, "every move, flipped and not");
+        let differs = (0..50).any(|p| {
+            let (mut x, mut y) = (vec![0; 144], vec![0; 144]);
+            augment_image(&src, rows, cols, 11, p, &mut x);
+            augment_image(&src, rows, cols, 12, p, &mut y);
+            x != y
+        });
+        assert!(differs, "the seed matters");
     }
 
     #[test]
