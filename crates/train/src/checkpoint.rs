@@ -168,14 +168,9 @@ impl fmt::Display for CheckpointError {
     }
 }
 
-impl std::error::Error for CheckpointError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            CheckpointError::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+/// The I/O error's message is part of this one's (`Display`), so it is not also given as the
+/// source: a chain printed with `{:#}` would say it twice.
+impl std::error::Error for CheckpointError {}
 
 /// Rejects what would produce a file that does not read back as written.
 fn validate_for_save(ckpt: &Checkpoint) -> Result<(), String> {

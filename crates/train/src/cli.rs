@@ -120,6 +120,10 @@ pub struct TrainArgs {
     /// best.safetensors and the test set is read once, at the end, for it [default: 0]
     #[arg(long, value_name = "N")]
     pub val_split: Option<usize>,
+    /// Start from these weights instead of random ones: a checkpoint of a run, or a PyTorch
+    /// state_dict saved with safetensors.torch.save_file (the optimizer starts afresh)
+    #[arg(long, value_name = "FILE")]
+    pub init_from: Option<PathBuf>,
     /// Output directory [default: runs/<model>-<date-time>, or the checkpoint's directory with --resume]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -156,10 +160,14 @@ fn parse_every(s: &str) -> Result<Every, String> {
 
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// Checkpoint written by a training run (checkpoint.safetensors)
+    /// Weights: a checkpoint of a training run, or a PyTorch state_dict saved with
+    /// safetensors.torch.save_file (its model recognised from its tensors)
     #[arg(long, value_name = "FILE")]
     pub checkpoint: PathBuf,
-    /// Side of the input images (default: the resize the checkpoint was trained at)
+    /// The model the weights are for (checked; found from the file when left out)
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<models::ModelKind>,
+    /// Side of the input images (default: the resize the checkpoint was trained at, else the model's)
     #[arg(long, value_name = "N")]
     pub resize: Option<usize>,
     /// Images per evaluation step

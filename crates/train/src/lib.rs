@@ -10,3 +10,4 @@ pub mod schedule;
 pub mod session;
 pub mod state;
 pub mod stop;
+pub mod weights;

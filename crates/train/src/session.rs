@@ -9,6 +9,7 @@ use crate::run_dir::{RunDir, BEST_FILE, CHECKPOINT_FILE, METRICS_FILE, PLOT_FILE
 use crate::schedule::{self, Schedule};
 use crate::state::{self, Position, RunMeta, Settings};
 use crate::stop::{self, Stopped};
+use crate::weights;
 use anyhow::{bail, Context, Result};
 use autograd::{NoGradGuard, Var};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -65,6 +66,7 @@ fn new_settings(kind: ModelKind, args: &TrainArgs) -> Settings {
         augment: args.augment.unwrap_or(false),
         label_smoothing: args.label_smoothing.unwrap_or(0.0),
         val_split: args.val_split.unwrap_or(0),
+        init_from: args.init_from.as_ref().map(|p| p.display().to_string()),
     }
 }
 
@@ -120,6 +122,11 @@ fn resumed_settings(meta: &RunMeta, args: &TrainArgs, path: &Path) -> Result<Set
         stored.label_smoothing.to_string(),
     );
     check("--val-split", args.val_split.map(|v| v.to_string()), stored.val_split.to_string());
+    check(
+        "--init-from",
+        args.init_from.as_ref().map(|p| p.display().to_string()),
+        stored.init_from.clone().unwrap_or_else(|| "random weights".into()),
+    );
     // A schedule other than constant is a function of the run's length.
     if stored.schedule != Schedule::Constant {
         check("--epochs", args.epochs.map(|v| v.to_string()), stored.epochs.to_string());
@@ -241,6 +248,12 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         );
     }
 
+    // Before anything is written: weights that do not fit the model are an error naming them.
+    if let (Some(path), None) = (&args.init_from, &resumed) {
+        let w = weights::load(path, Some(kind))?;
+        state::load_weights(&w.checkpoint, &model.parameters(), backend, path)?;
+        println!("starting from the weights in {}", path.display());
+    }
     let data_dir = data::locate(args.data.data.as_deref(), &[Split::Train, Split::Test])?;
     let train_set = load(&data_dir, Split::Train, settings.train_limit)?;
     // With a validation split the test set is read once, at the end (`final_test`).
@@ -630,12 +643,12 @@ fn evaluate_until<B: Backend>(
 /// `train eval`: the model and resize come from the checkpoint's metadata.
 pub fn eval<B: Backend>(backend: &B, args: &EvalArgs) -> Result<f64> {
     let path = &args.checkpoint;
-    let ckpt = checkpoint::load(path)?;
-    let meta = RunMeta::from_checkpoint(&ckpt, path)?;
-    let resize = args.resize.unwrap_or(meta.settings.resize);
-    meta.settings.model.check_resize(resize)?;
-    let model = models::build(meta.settings.model, backend, WeightInit::XavierUniform, 0)?;
-    state::load_weights(&ckpt, &model.parameters(), backend, path)?;
+    let w = weights::load(path, args.model)?;
+    let resize =
+        args.resize.or(w.meta.as_ref().map(|m| m.settings.resize)).unwrap_or(w.model.default_resize());
+    w.model.check_resize(resize)?;
+    let model = models::build(w.model, backend, WeightInit::XavierUniform, 0)?;
+    state::load_weights(&w.checkpoint, &model.parameters(), backend, path)?;
     // Evaluation reads (and, if need be, downloads) the test split only.
     let data_dir = data::locate(args.data.data.as_deref(), &[Split::Test])?;
     let test_set = load(&data_dir, Split::Test, args.data.test_limit.map(|n| n as usize))?;
@@ -643,10 +656,11 @@ pub fn eval<B: Backend>(backend: &B, args: &EvalArgs) -> Result<f64> {
     let acc = evaluate(&model, backend, &test_set, resize, args.batch_size as usize)?;
     println!(
         "{} ({}) at {resize}x{resize}: test acc {acc:.4} on {} images, {:.1} sec on {}",
-        meta.settings.model,
-        match meta.position.step {
-            0 => format!("epoch {}", meta.position.epoch),
-            step => format!("epoch {} and {step} steps", meta.position.epoch),
+        w.model,
+        match &w.meta {
+            None => "a state_dict".to_string(),
+            Some(m) if m.position.step == 0 => format!("epoch {}", m.position.epoch),
+            Some(m) => format!("epoch {} and {} steps", m.position.epoch, m.position.step),
         },
         test_set.len(),
         started.elapsed().as_secs_f64(),

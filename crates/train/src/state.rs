@@ -49,6 +49,8 @@ pub struct Settings {
     /// Training images held out for validation (0: none; the test set is then evaluated every
     /// epoch).
     pub val_split: usize,
+    /// The weights the run started from (`--init-from`), or random ones.
+    pub init_from: Option<String>,
 }
 
 impl Settings {
@@ -141,6 +143,9 @@ impl RunMeta {
         put("augment", s.augment.to_string());
         put("label_smoothing", s.label_smoothing.to_string());
         put("val_split", s.val_split.to_string());
+        if let Some(f) = &s.init_from {
+            put("init_from", f.clone());
+        }
         put("best_val_acc", p.best_val_acc.to_string());
         put("best_epoch", p.best_epoch.to_string());
         put("epoch", p.epoch.to_string());
@@ -208,6 +213,7 @@ impl RunMeta {
             augment: optional(ckpt, path, "augment", false)?,
             label_smoothing: optional(ckpt, path, "label_smoothing", 0.0)?,
             val_split: optional(ckpt, path, "val_split", 0)?,
+            init_from: ckpt.meta("init_from").map(str::to_string),
         };
         if settings.batch_size == 0 {
             bail!("{}: metadata `batch_size` is 0", path.display());
@@ -339,6 +345,7 @@ mod tests {
                 augment: true,
                 label_smoothing: 0.1,
                 val_split: 5000,
+                init_from: Some("d2l/nin.safetensors".into()),
             },
             position: Position {
                 epoch: 1,

@@ -628,3 +628,118 @@ fn a_run_with_a_validation_split_keeps_and_tests_its_best_epoch() {
         assert!(text(&o).contains(needle), "{flag} {value}: {}", text(&o));
     }
 }
+
+/// A PyTorch state_dict as `safetensors.torch.save_file(net.state_dict(), path)` writes it: the
+/// tensors, no metadata.
+fn write_state_dict(path: &Path, tensors: &[checkpoint::NamedTensor], prefix: &str) {
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), b).unwrap();
+            (format!("{prefix}{}", t.name), view)
+        })
+        .collect();
+    safetensors::serialize_to_file(views, &None, path).unwrap();
+}
+
+/// Weights both ways: a plain state_dict (no metadata, maybe under `module.`) evaluates as the
+/// checkpoint it came from, starts a run with --init-from, and one that does not fit is refused
+/// with every wrong tensor named.
+#[test]
+fn pytorch_state_dicts_evaluate_and_start_runs() {
+    let data = tiny_data_of("state-dict", 48);
+    let out = temp_dir("state-dict-out");
+    let d = data.to_str().unwrap();
+    let o = train(&[
+        "nin",
+        "--resize",
+        "67",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.05",
+        "--epochs",
+        "1",
+        "--data",
+        d,
+        "--out",
+        out.join("run").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ckpt_path = out.join("run/checkpoint.safetensors");
+    let ckpt = checkpoint::load(&ckpt_path).unwrap();
+    let accuracy = |o: &Output| {
+        let t = text(o);
+        assert!(o.status.success(), "{t}");
+        t.split("test acc ").nth(1).expect(&t).split_whitespace().next().unwrap().to_string()
+    };
+    let ours = accuracy(&train(&["eval", "--checkpoint", ckpt_path.to_str().unwrap(), "--data", d]));
+    for prefix in ["", "module."] {
+        let sd = out.join(format!("state_dict{}.safetensors", prefix.trim_end_matches('.')));
+        write_state_dict(&sd, &ckpt.tensors, prefix);
+        let o = train(&["eval", "--checkpoint", sd.to_str().unwrap(), "--resize", "67", "--data", d]);
+        assert_eq!(accuracy(&o), ours, "{prefix:?}");
+        assert!(text(&o).contains("nin (a state_dict)"), "{}", text(&o));
+    }
+    let sd = out.join("state_dict.safetensors");
+    let o = train(&["eval", "--checkpoint", sd.to_str().unwrap(), "--model", "googlenet", "--data", d]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("not a googlenet state_dict"), "{}", text(&o));
+    // A state_dict that does not fit: every problem named.
+    let mut broken = ckpt.tensors.clone();
+    let w = broken.iter_mut().find(|t| t.name == "0.0.weight").unwrap();
+    w.shape = vec![w.data.len()];
+    broken.retain(|t| t.name != "0.2.bias");
+    let bad = out.join("broken.safetensors");
+    write_state_dict(&bad, &broken, "");
+    let o = train(&["eval", "--checkpoint", bad.to_str().unwrap(), "--data", d]);
+    assert_eq!(o.status.code(), Some(1));
+    let t = text(&o);
+    assert!(
+        t.contains("broken.safetensors")
+            && t.contains("missing tensor 0.2.bias")
+            && t.contains("has shape ["),
+        "{t}"
+    );
+    // --init-from: a run that barely moves ends where the state_dict began.
+    let o = train(&[
+        "nin",
+        "--resize",
+        "67",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-30",
+        "--epochs",
+        "1",
+        "--init-from",
+        sd.to_str().unwrap(),
+        "--data",
+        d,
+        "--out",
+        out.join("init").to_str().unwrap(),
+    ]);
+    assert!(o.status.success() && text(&o).contains("starting from the weights in"), "{}", text(&o));
+    let after = checkpoint::load(&out.join("init/checkpoint.safetensors")).unwrap();
+    assert_eq!(after.meta("init_from"), Some(sd.to_str().unwrap()));
+    for t in &ckpt.tensors {
+        let a = after.get(&t.name).unwrap();
+        let worst = t.data.iter().zip(&a.data).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-6, "{}: moved {worst}", t.name);
+    }
+    let o = train(&[
+        "googlenet",
+        "--init-from",
+        sd.to_str().unwrap(),
+        "--data",
+        d,
+        "--out",
+        out.join("wrong").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("not a googlenet state_dict") && !out.join("wrong").exists(), "{}", text(&o));
+}
