@@ -28,6 +28,8 @@ pub enum Command {
     GoogLeNet(TrainArgs),
     /// Report the test accuracy of a saved checkpoint
     Eval(EvalArgs),
+    /// Name the classes a checkpoint sees in image files (PNG, JPEG) or test-set images
+    Predict(PredictArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -173,6 +175,45 @@ pub struct EvalArgs {
     /// Images per evaluation step
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: u64,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+/// Whether `predict` inverts a picture's grey levels (Fashion-MNIST is light on black).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Invert {
+    /// When the picture's border is light
+    Auto,
+    Yes,
+    No,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PredictArgs {
+    /// Weights: a checkpoint of a training run, or a PyTorch state_dict in safetensors
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// PNG or JPEG files, any size, grey or colour
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// Test-set images to predict: N, or N..M (M excluded)
+    #[arg(long, value_name = "N..M", value_parser = crate::predict::parse_range)]
+    pub test_index: Option<std::ops::Range<usize>>,
+    /// Classes to show for each image
+    #[arg(long, value_name = "K", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=10))]
+    pub top: u64,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Invert the grey levels of image files
+    #[arg(long, value_enum, default_value_t = Invert::Auto)]
+    pub invert: Invert,
+    /// The model the weights are for (found from the file when left out)
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<models::ModelKind>,
+    /// Side of the model's input (default: the checkpoint's resize, else the model's)
+    #[arg(long, value_name = "N")]
+    pub resize: Option<usize>,
     #[command(flatten)]
     pub data: DataArgs,
 }

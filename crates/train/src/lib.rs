@@ -5,6 +5,7 @@ pub mod data;
 pub mod memory;
 pub mod metrics;
 pub mod plot;
+pub mod predict;
 pub mod run_dir;
 pub mod schedule;
 pub mod session;

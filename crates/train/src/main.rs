@@ -6,7 +6,7 @@ use models::ModelKind;
 use std::process::ExitCode;
 use tensor::Cpu;
 use train::cli::{Cli, Command, DataArgs, DeviceKind, PrecisionKind};
-use train::{session, stop};
+use train::{predict, session, stop};
 
 /// Applies `--threads` (CPU work: kernels and the data loader).
 fn set_threads(data: &DataArgs) -> Result<()> {
@@ -59,6 +59,19 @@ fn run(cli: Cli) -> Result<()> {
             on_device!(&args.data, |b| session::train(b, ModelKind::GoogLeNet, &args).map(|_| ()))
         }
         Command::Eval(args) => on_device!(&args.data, |b| session::eval(b, &args).map(|_| ())),
+        Command::Predict(args) => on_device!(&args.data, |b| {
+            let predictions = predict::predict(b, &args)?;
+            let k = args.top as usize;
+            print!(
+                "{}",
+                if args.json {
+                    predict::format_json(&predictions, k)
+                } else {
+                    predict::format_text(&predictions, k)
+                }
+            );
+            Ok(())
+        }),
     }
 }
 

@@ -743,3 +743,89 @@ fn pytorch_state_dicts_evaluate_and_start_runs() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("not a googlenet state_dict") && !out.join("wrong").exists(), "{}", text(&o));
 }
+
+/// `train predict`: test images exported as PNG get exactly the predictions of --test-index; a
+/// colour JPEG or PNG of another size, dark on light, is read and inverted; bad inputs are errors
+/// naming them.
+#[test]
+fn predict_reads_images_as_training_did() {
+    let data = tiny_data_of("predict", 48);
+    let out = temp_dir("predict-out");
+    let d = data.to_str().unwrap();
+    let o = train(&[
+        "nin",
+        "--resize",
+        "67",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.05",
+        "--epochs",
+        "1",
+        "--data",
+        d,
+        "--out",
+        out.join("run").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ckpt = out.join("run/checkpoint.safetensors");
+    let c = ckpt.to_str().unwrap();
+    // The test images as the IDX file holds them (raw: 16-byte header, then 28x28 bytes each).
+    let raw = std::fs::read(data.join("t10k-images-idx3-ubyte")).unwrap();
+    let image = |i: usize| raw[16 + i * 784..16 + (i + 1) * 784].to_vec();
+    let mut files = Vec::new();
+    for i in 0..4 {
+        let f = out.join(format!("test{i}.png"));
+        image::GrayImage::from_raw(28, 28, image(i)).unwrap().save(&f).unwrap();
+        files.push(f);
+    }
+    let o = train(&["predict", "--checkpoint", c, "--test-index", "0..4", "--top", "10", "--data", d]);
+    assert!(o.status.success(), "{}", text(&o));
+    let from_index: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.split_once(": ").unwrap().1.split(" (true").next().unwrap().to_string())
+        .collect();
+    assert_eq!(from_index.len(), 4);
+    let mut args = vec!["predict", "--checkpoint", c, "--top", "10"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let o = train(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let from_files: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.split_once(": ").unwrap().1.to_string())
+        .collect();
+    assert_eq!(from_files, from_index, "a PNG of a test image is predicted as the test image");
+    // Colour, three times the size, dark on light: inverted automatically.
+    let big = image::imageops::resize(
+        &image::GrayImage::from_raw(28, 28, image(0).iter().map(|v| 255 - v).collect()).unwrap(),
+        84,
+        84,
+        image::imageops::FilterType::Nearest,
+    );
+    let rgb = image::DynamicImage::ImageLuma8(big).to_rgb8();
+    for name in ["photo.png", "photo.jpg"] {
+        rgb.save(out.join(name)).unwrap();
+        let f = out.join(name);
+        let o = train(&["predict", "--checkpoint", c, "--json", f.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", text(&o));
+        let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let top = json[0]["top"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        let p: Vec<f64> = top.iter().map(|t| t["probability"].as_f64().unwrap()).collect();
+        assert!(p.windows(2).all(|w| w[0] >= w[1]) && p.iter().all(|v| (0.0..=1.0).contains(v)), "{p:?}");
+        let not_inverted =
+            train(&["predict", "--checkpoint", c, "--json", "--invert", "no", f.to_str().unwrap()]);
+        assert_ne!(not_inverted.stdout, o.stdout, "{name}: auto inverts a light background");
+    }
+    for (bad, needle) in [(out.join("missing.png"), "cannot open"), (ckpt.clone(), "not a PNG or JPEG")] {
+        let o = train(&["predict", "--checkpoint", c, bad.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(text(&o).contains(needle) && text(&o).contains(bad.to_str().unwrap()), "{}", text(&o));
+    }
+    let o = train(&["predict", "--checkpoint", c, "--test-index", "10..20", "--data", d]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("the test set has 16 images"), "{}", text(&o));
+    let o = train(&["predict", "--checkpoint", c]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("nothing to predict"), "{}", text(&o));
+}
