@@ -1,26 +1,25 @@
 use crate::is_grad_enabled;
-use std::cell::{Ref, RefCell};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use tensor::{bail, Backend, Result, Shape, Tensor};
 
 /// Maps the gradient of an op's output to the gradients of its parents. `needs[i]` says whether
 /// parent `i` wants one (so, e.g., a first convolution skips its input gradient); return `None`
 /// where it does not.
-pub type BackwardFn<B> = Box<dyn FnOnce(&Tensor<B>, &[bool]) -> Result<Vec<Option<Tensor<B>>>>>;
+pub type BackwardFn<B> = Box<dyn FnOnce(&Tensor<B>, &[bool]) -> Result<Vec<Option<Tensor<B>>>> + Send>;
 
 /// `BackwardFn` for an op with several outputs: the gradient of each (`None` where nothing
 /// downstream used it) to the gradients of its parents.
 pub type MultiBackwardFn<B> =
-    Box<dyn FnOnce(&[Option<Tensor<B>>], &[bool]) -> Result<Vec<Option<Tensor<B>>>>>;
+    Box<dyn FnOnce(&[Option<Tensor<B>>], &[bool]) -> Result<Vec<Option<Tensor<B>>>> + Send>;
 
 /// How a node's gradient goes back to its parents.
 enum Step<B: Backend> {
     /// Taken when backward runs, which frees the tensors it saved.
-    Op(RefCell<Option<BackwardFn<B>>>),
+    Op(Mutex<Option<BackwardFn<B>>>),
     /// The hidden node behind a several-output op: runs once every output's gradient is in.
-    Group { outputs: usize, backward: RefCell<Option<MultiBackwardFn<B>>> },
+    Group { outputs: usize, backward: Mutex<Option<MultiBackwardFn<B>>> },
     /// Output `i` of a group (its only parent): hands its gradient over unchanged.
     Output(usize),
 }
@@ -31,16 +30,20 @@ struct Origin<B: Backend> {
     step: Step<B>,
 }
 
+/// Locks rather than cells, so that a graph, its parameters and the models holding them can move
+/// to, and be shared with, other threads; uncontended, each costs a few nanoseconds an access,
+/// against the microseconds of the kernel behind it.
 struct Node<B: Backend> {
-    value: RefCell<Tensor<B>>,
+    value: RwLock<Tensor<B>>,
     /// Accumulated gradient of a leaf that requires one (a parameter).
-    grad: RefCell<Option<Tensor<B>>>,
+    grad: Mutex<Option<Tensor<B>>>,
     requires_grad: bool,
     origin: Option<Origin<B>>,
 }
 
-/// A node of the graph; cloning shares it.
-pub struct Var<B: Backend>(Rc<Node<B>>);
+/// A node of the graph; cloning shares it. `Send` and `Sync`: a model can be built on one thread
+/// and trained or served on another.
+pub struct Var<B: Backend>(Arc<Node<B>>);
 
 impl<B: Backend> Clone for Var<B> {
     fn clone(&self) -> Self {
@@ -50,12 +53,7 @@ impl<B: Backend> Clone for Var<B> {
 
 impl<B: Backend> Var<B> {
     fn leaf(value: Tensor<B>, requires_grad: bool) -> Self {
-        Var(Rc::new(Node {
-            value: RefCell::new(value),
-            grad: RefCell::new(None),
-            requires_grad,
-            origin: None,
-        }))
+        Var(Arc::new(Node { value: RwLock::new(value), grad: Mutex::new(None), requires_grad, origin: None }))
     }
     /// A trainable leaf: backward accumulates into its `grad()`.
     pub fn parameter(value: Tensor<B>) -> Self {
@@ -75,7 +73,7 @@ impl<B: Backend> Var<B> {
         let origin = Origin {
             op,
             parents: parents.iter().map(|&p| p.clone()).collect(),
-            step: Step::Op(RefCell::new(Some(backward))),
+            step: Step::Op(Mutex::new(Some(backward))),
         };
         Self::with_origin(value, origin)
     }
@@ -93,7 +91,7 @@ impl<B: Backend> Var<B> {
             return Ok(values.into_iter().map(Self::constant).collect());
         }
         let Some(first) = values.first() else { bail!(Graph, "`{op}` made no outputs") };
-        let step = Step::Group { outputs: values.len(), backward: RefCell::new(Some(backward)) };
+        let step = Step::Group { outputs: values.len(), backward: Mutex::new(Some(backward)) };
         // The group's own value is never read: an empty tensor stands in.
         let group = Self::with_origin(
             Tensor::uninit(first.backend(), [0])?,
@@ -109,9 +107,9 @@ impl<B: Backend> Var<B> {
     }
 
     fn with_origin(value: Tensor<B>, origin: Origin<B>) -> Self {
-        Var(Rc::new(Node {
-            value: RefCell::new(value),
-            grad: RefCell::new(None),
+        Var(Arc::new(Node {
+            value: RwLock::new(value),
+            grad: Mutex::new(None),
             requires_grad: true,
             origin: Some(origin),
         }))
@@ -129,21 +127,26 @@ impl<B: Backend> Var<B> {
     }
     /// The value (cheap: the storage is shared).
     pub fn value(&self) -> Tensor<B> {
-        self.0.value.borrow().clone()
+        self.read().clone()
     }
     /// Borrows the value without cloning it.
-    pub fn value_ref(&self) -> Ref<'_, Tensor<B>> {
-        self.0.value.borrow()
+    pub fn value_ref(&self) -> RwLockReadGuard<'_, Tensor<B>> {
+        self.read()
     }
     pub fn shape(&self) -> Shape {
-        self.0.value.borrow().shape().clone()
+        self.read().shape().clone()
+    }
+    /// A poisoned lock (a panic while another thread held it) still holds a whole tensor: the
+    /// value is replaced, never modified in place.
+    fn read(&self) -> RwLockReadGuard<'_, Tensor<B>> {
+        self.0.value.read().unwrap_or_else(|e| e.into_inner())
     }
     pub fn backend(&self) -> B {
-        self.0.value.borrow().backend().clone()
+        self.read().backend().clone()
     }
     /// Replaces a leaf's value (loading a checkpoint); the shape must stay the same.
     pub fn set_value(&self, value: Tensor<B>) -> Result<()> {
-        let mut current = self.0.value.borrow_mut();
+        let mut current = self.0.value.write().unwrap_or_else(|e| e.into_inner());
         if current.shape() != value.shape() {
             bail!(
                 Shape,
@@ -157,18 +160,18 @@ impl<B: Backend> Var<B> {
     }
     /// Runs `f` on the value in place (optimizer updates). Copies first if the storage is shared.
     pub fn update<T>(&self, f: impl FnOnce(&mut Tensor<B>) -> Result<T>) -> Result<T> {
-        f(&mut self.0.value.borrow_mut())
+        f(&mut self.0.value.write().unwrap_or_else(|e| e.into_inner()))
     }
     /// The accumulated gradient of a parameter.
     pub fn grad(&self) -> Option<Tensor<B>> {
-        self.0.grad.borrow().clone()
+        self.0.grad.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
     pub fn zero_grad(&self) {
-        *self.0.grad.borrow_mut() = None;
+        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     fn key(&self) -> *const Node<B> {
-        Rc::as_ptr(&self.0)
+        Arc::as_ptr(&self.0)
     }
 
     /// Back-propagates from this one-value output (a loss) with seed gradient 1.
@@ -202,7 +205,7 @@ impl<B: Backend> Var<B> {
         for var in order.iter().rev() {
             let Some(origin) = &var.0.origin else {
                 if let Some(g) = pending.remove(&var.key()) {
-                    accumulate_into(&mut var.0.grad.borrow_mut(), g)?;
+                    accumulate_into(&mut var.0.grad.lock().unwrap_or_else(|e| e.into_inner()), g)?;
                 }
                 continue;
             };
@@ -285,8 +288,8 @@ impl<B: Backend> Var<B> {
 }
 
 /// An op's backward, which runs at most once (it frees what the forward pass saved).
-fn take_once<F>(slot: &RefCell<Option<F>>, op: &str) -> Result<F> {
-    slot.borrow_mut().take().ok_or_else(|| {
+fn take_once<F>(slot: &Mutex<Option<F>>, op: &str) -> Result<F> {
+    slot.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or_else(|| {
         tensor::Error::Graph(format!(
             "the graph through `{op}` was already used by a backward pass; run the forward pass again"
         ))

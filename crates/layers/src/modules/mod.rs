@@ -47,7 +47,8 @@ impl Mode {
     }
 }
 
-pub trait Module<B: Backend> {
+/// `Send + Sync`, as their parameters: a model can move to, and be shared with, other threads.
+pub trait Module<B: Backend>: Send + Sync {
     fn forward(&self, x: &Var<B>, mode: &mut Mode) -> Result<Var<B>>;
     /// Parameters with their `state_dict()` names relative to this module.
     fn parameters(&self) -> Vec<(String, Var<B>)> {
