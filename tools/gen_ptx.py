@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Compiles kernels/*.cu to kernels/ptx/<family>.ptx with NVRTC 12.4 and assembles each into
-kernels/cubin/<family>.sm_90.cubin with ptxas 12.4, and checks the result.
+"""Compiles kernels/*.cu to crates/cuda/ptx/<family>.ptx with NVRTC 12.4 and assembles each into
+crates/cuda/cubin/<family>.sm_90.cubin with ptxas 12.4, and checks the result.
 
-    python3 tools/gen_ptx.py                 # regenerate kernels/ptx/*.ptx and kernels/cubin/*.cubin
+    python3 tools/gen_ptx.py                 # regenerate crates/cuda/ptx/*.ptx and crates/cuda/cubin/*.cubin
     python3 tools/gen_ptx.py --check         # regenerate into a temp dir, compare with the committed files
-    python3 tools/gen_ptx.py --cubin-check   # assemble kernels/ptx/*.ptx for sm_90: no errors, no spills
+    python3 tools/gen_ptx.py --cubin-check   # assemble crates/cuda/ptx/*.ptx for sm_90: no errors, no spills
 
 NVRTC comes from the PyPI wheel nvidia-cuda-nvrtc-cu12==12.4.127 and ptxas from
 nvidia-cuda-nvcc-cu12==12.4.131 (found under site-packages/nvidia/...; override with the
@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"
-PTX_DIR = KERNELS / "ptx"
+PTX_DIR = ROOT / "crates" / "cuda" / "ptx"
 
 # NVRTC 12.4 emits PTX ISA 8.4, which only drivers from R550 load; the kernels use nothing newer
 # than ISA 7.0 (the first with sm_80 targets), so the version line is rewritten to 7.0 and ptxas
@@ -35,7 +35,7 @@ PTXAS_RELEASE = "12.4"
 PTX_ISA = "8.4"
 TARGET_ISA = "7.0"
 # Devices of this architecture load the committed cubin and skip the driver's JIT at start.
-CUBIN_DIR = KERNELS / "cubin"
+CUBIN_DIR = ROOT / "crates" / "cuda" / "cubin"
 CUBIN_ARCH = "sm_90"
 OPTIONS = [
     "--gpu-architecture=compute_80",
@@ -239,7 +239,7 @@ def compare(fresh_dir, committed_dir, pattern, what):
 
 
 def check():
-    """Regenerates into a temp dir and compares with the committed kernels/ptx and kernels/cubin."""
+    """Regenerates into a temp dir and compares with the committed crates/cuda/ptx and crates/cuda/cubin."""
     with tempfile.TemporaryDirectory(prefix="gen_ptx_") as tmp:
         fresh_ptx, fresh_cubin = Path(tmp) / "ptx", Path(tmp) / "cubin"
         assemble(generate(fresh_ptx), fresh_cubin)
@@ -250,16 +250,16 @@ def check():
             for p in problems:
                 print(f"gen_ptx --check: {p}", file=sys.stderr)
             fail("committed PTX or cubins are out of date: run `python3 tools/gen_ptx.py` and commit "
-                 "kernels/ptx/ and kernels/cubin/")
+                 "crates/cuda/ptx/ and crates/cuda/cubin/")
     print(f"gen_ptx --check: all {n_ptx} PTX files and {n_cubin} cubins match their sources")
 
 
 def cubin_check():
-    """Assembles each kernels/ptx/*.ptx for sm_90 with ptxas 12.4, failing on errors or spills."""
+    """Assembles each crates/cuda/ptx/*.ptx for sm_90 with ptxas 12.4, failing on errors or spills."""
     ptxas = find_ptxas()
     ptx_files = sorted(PTX_DIR.glob("*.ptx"))
     if not ptx_files:
-        fail("no kernels/ptx/*.ptx to assemble: run `python3 tools/gen_ptx.py` first")
+        fail("no crates/cuda/ptx/*.ptx to assemble: run `python3 tools/gen_ptx.py` first")
     print(f"gen_ptx --cubin-check: ptxas {PTXAS_RELEASE} from {ptxas}, -arch={SM_CHECK}")
     failures, rows = [], []
     with tempfile.TemporaryDirectory(prefix="gen_ptx_cubin_") as tmp:
@@ -313,9 +313,9 @@ def parse_ptxas(file, out, failures):
 
 
 def main():
-    ap = argparse.ArgumentParser(description="Compile kernels/*.cu to kernels/ptx/*.ptx with NVRTC 12.4.")
-    ap.add_argument("--check", action="store_true", help="regenerate into a temp dir and compare with kernels/ptx")
-    ap.add_argument("--cubin-check", action="store_true", help="assemble kernels/ptx/*.ptx for sm_90; fail on errors or spills")
+    ap = argparse.ArgumentParser(description="Compile kernels/*.cu to crates/cuda/ptx/*.ptx with NVRTC 12.4.")
+    ap.add_argument("--check", action="store_true", help="regenerate into a temp dir and compare with crates/cuda/ptx")
+    ap.add_argument("--cubin-check", action="store_true", help="assemble crates/cuda/ptx/*.ptx for sm_90; fail on errors or spills")
     args = ap.parse_args()
     if args.check:
         check()

@@ -150,11 +150,12 @@ impl Cuda {
         for m in MODULES {
             let module = if capability == CUBIN_CAPABILITY {
                 ctx.load_module(Ptx::from_binary(m.sm_90.to_vec())).map_err(|e| {
-                    Error::Device(format!("loading kernels/cubin/{}.sm_90.cubin failed: {e}", m.family))
+                    Error::Device(format!("loading crates/cuda/cubin/{}.sm_90.cubin failed: {e}", m.family))
                 })?
             } else {
-                ctx.load_module(Ptx::from_src(m.ptx))
-                    .map_err(|e| Error::Device(format!("loading kernels/ptx/{}.ptx failed: {e}", m.family)))?
+                ctx.load_module(Ptx::from_src(m.ptx)).map_err(|e| {
+                    Error::Device(format!("loading crates/cuda/ptx/{}.ptx failed: {e}", m.family))
+                })?
             };
             for name in m.kernels {
                 let f = module

@@ -20,8 +20,8 @@ macro_rules! module {
     ($family:literal, [$($kernel:literal),* $(,)?]) => {
         Module {
             family: $family,
-            ptx: include_str!(concat!("../../../kernels/ptx/", $family, ".ptx")),
-            sm_90: include_bytes!(concat!("../../../kernels/cubin/", $family, ".sm_90.cubin")),
+            ptx: include_str!(concat!("../ptx/", $family, ".ptx")),
+            sm_90: include_bytes!(concat!("../cubin/", $family, ".sm_90.cubin")),
             kernels: &[$($kernel),*],
         }
     };

@@ -1,5 +1,6 @@
 //! GoogLeNet and its Inception block: d2l's shapes at 96, PyTorch's names and count.
 mod common;
+extern crate convnet_models as models;
 use autograd::Var;
 use common::*;
 use layers::{ops, Mode, Module, WeightInit};

@@ -1,5 +1,6 @@
 //! One training step's backward reaches every parameter of both networks with a usable gradient.
 mod common;
+extern crate convnet_models as models;
 use autograd::Var;
 use common::*;
 use layers::{ops, Mode, Module};

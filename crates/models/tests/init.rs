@@ -1,5 +1,6 @@
 //! d2l's initialization: Xavier-uniform weights, PyTorch-default biases, reproducible by seed.
 mod common;
+extern crate convnet_models as models;
 use common::*;
 use layers::{init::fans, Module};
 use models::ModelKind;

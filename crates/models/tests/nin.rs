@@ -1,5 +1,6 @@
 //! NiN: d2l's shapes at 224, PyTorch's parameter names and count, the smallest input it takes.
 mod common;
+extern crate convnet_models as models;
 use common::*;
 use models::{summary, ModelKind};
 use tensor::{Cpu, Error};

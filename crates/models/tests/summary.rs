@@ -1,5 +1,6 @@
 //! The printed summary and `ModelKind`'s names.
 mod common;
+extern crate convnet_models as models;
 use common::*;
 use models::{summary, ModelKind};
 use std::time::Instant;

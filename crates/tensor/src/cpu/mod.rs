@@ -8,13 +8,13 @@
 //! The unchecked kernels are not reachable from outside (they were once public and safe):
 //!
 //! ```compile_fail
-//! use tensor::cpu::gemm::gemm;
+//! use convnet_tensor::cpu::gemm::gemm;
 //! ```
 //! ```compile_fail
-//! use tensor::cpu::winograd::tiles_backward;
+//! use convnet_tensor::cpu::winograd::tiles_backward;
 //! ```
 //! ```compile_fail
-//! use tensor::cpu::pool::max_pool2d_forward;
+//! use convnet_tensor::cpu::pool::max_pool2d_forward;
 //! ```
 mod activation;
 mod bias;
