@@ -23,7 +23,8 @@ fn main() -> anyhow::Result<()> {
     let b = Cpu;
     let net = convnet::models::build(w.model, &b, WeightInit::XavierUniform, 0)?;
     state::load_weights(&w.checkpoint, &net.parameters(), &b, &file)?;
-    let side = w.model.default_resize();
+    // A `train` checkpoint knows the size it was trained at; a PyTorch file gets d2l's.
+    let side = w.meta.as_ref().map_or(w.model.default_resize(), |m| m.settings.resize);
     println!("{} weights from {}, inputs of {side}x{side}", w.model, file.display());
 
     // 28x28 grey images, light on black as Fashion-MNIST's: pictures prepared, or test images.

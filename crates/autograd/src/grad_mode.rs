@@ -5,6 +5,9 @@ thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
 }
 
+/// Whether ops on this thread record their backward: true unless a [`NoGradGuard`] lives on
+/// this thread. The mode is per thread, so inference on one thread leaves training on another
+/// unaffected.
 pub fn is_grad_enabled() -> bool {
     GRAD_ENABLED.with(|g| g.get())
 }
@@ -15,6 +18,7 @@ pub struct NoGradGuard {
 }
 
 impl NoGradGuard {
+    /// Disables recording on this thread until the guard is dropped.
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         NoGradGuard { previous: GRAD_ENABLED.with(|g| g.replace(false)) }

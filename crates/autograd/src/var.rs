@@ -115,9 +115,13 @@ impl<B: Backend> Var<B> {
         }))
     }
 
+    /// Whether gradients flow to this value: true for parameters and recorded op results, false
+    /// for constants (including op results made while recording was off or from constants only).
     pub fn requires_grad(&self) -> bool {
         self.0.requires_grad
     }
+    /// Whether no recorded op made this value: true for parameters and constants (an op result
+    /// that was not recorded is a constant), false for recorded op results.
     pub fn is_leaf(&self) -> bool {
         self.0.origin.is_none()
     }
@@ -133,6 +137,7 @@ impl<B: Backend> Var<B> {
     pub fn value_ref(&self) -> RwLockReadGuard<'_, Tensor<B>> {
         self.read()
     }
+    /// The value's shape.
     pub fn shape(&self) -> Shape {
         self.read().shape().clone()
     }
@@ -141,6 +146,7 @@ impl<B: Backend> Var<B> {
     fn read(&self) -> RwLockReadGuard<'_, Tensor<B>> {
         self.0.value.read().unwrap_or_else(|e| e.into_inner())
     }
+    /// The backend the value lives on.
     pub fn backend(&self) -> B {
         self.read().backend().clone()
     }
@@ -166,6 +172,8 @@ impl<B: Backend> Var<B> {
     pub fn grad(&self) -> Option<Tensor<B>> {
         self.0.grad.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+    /// Drops the accumulated gradient: `grad()` is `None` until the next backward pass reaches
+    /// this value.
     pub fn zero_grad(&self) {
         *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }

@@ -40,12 +40,15 @@ pub enum Precision {
 /// A device's name and the figures that bound its speed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeviceInfo {
+    /// The name the driver reports, e.g. `NVIDIA H200`.
     pub name: String,
     /// (major, minor): (9, 0) for an H100 or H200.
     pub compute_capability: (i32, i32),
+    /// Streaming multiprocessors (SMs).
     pub multiprocessors: usize,
     /// The highest SM clock the driver reports.
     pub clock_mhz: usize,
+    /// Total device memory, in bytes.
     pub memory_bytes: usize,
     /// The CUDA version the driver supports, as 1000 * major + 10 * minor.
     pub driver_cuda_version: i32,

@@ -23,7 +23,9 @@ use tensor::{AdamStep, Backend, ConvGeometry, ConvPlan, Cpu, Gemm, PoolGeometry,
 pub struct Launch {
     /// The kernel's name, or `upload`, `download`, `copy` for copies.
     pub kernel: &'static str,
+    /// Blocks in the grid (all three dimensions); 0 for a copy.
     pub blocks: usize,
+    /// Threads per block; 0 for a copy.
     pub threads: u32,
     /// Floating-point operations (multiply-adds count 2); 0 for memory-bound kernels.
     pub flops: f64,
@@ -80,7 +82,9 @@ impl Launch {
 /// A GPU's ceilings and the model's efficiencies.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gpu {
+    /// A label for reports.
     pub name: String,
+    /// Streaming multiprocessors (SMs): how many blocks fill the GPU.
     pub multiprocessors: usize,
     /// FP32 fused-multiply-add peak, TFLOP/s.
     pub fp32_tflops: f64,
@@ -592,8 +596,6 @@ impl Backend for Recorder {
     }
 }
 
-/// The predicted time of a list of launches, grouped by kernel: (kernel, launches, seconds),
-/// slowest first.
 /// The model's time for a sequence of launches, in seconds: the kernels' sequence, or the copy
 /// stream's copies beside it if they take longer.
 pub fn step_time(gpu: &Gpu, launches: &[Launch]) -> f64 {
@@ -602,6 +604,8 @@ pub fn step_time(gpu: &Gpu, launches: &[Launch]) -> f64 {
     lane(false).max(lane(true))
 }
 
+/// The predicted time of a list of launches, grouped by kernel: (kernel, launches, seconds),
+/// slowest first.
 pub fn by_kernel(gpu: &Gpu, launches: &[Launch]) -> Vec<(&'static str, usize, f64)> {
     let mut groups: Vec<(&'static str, usize, f64)> = Vec::new();
     for l in launches {

@@ -97,12 +97,19 @@ const MAX_SPLITS: usize = 512;
 /// split).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GemmLaunch {
+    /// The kernel family: FP32 or TF32 tensor cores.
     pub arithmetic: Arithmetic,
+    /// (column tiles of C, row tiles of C, z): z is the split parts, or the batch items (at
+    /// most 65,535; the kernel strides over the rest), or 1 for a batch summed into one C.
     pub grid: (u32, u32, u32),
+    /// Parts the sum over k (and over the batch, when it is summed into one C) is cut into; with
+    /// more than one, a reduction launch adds the parts.
     pub splits: usize,
 }
 
 impl GemmLaunch {
+    /// The launch configuration: this grid, [`GEMM_THREADS`] threads a block, the arithmetic's
+    /// dynamic shared memory.
     pub fn config(&self) -> LaunchConfig {
         LaunchConfig {
             grid_dim: self.grid,
@@ -159,11 +166,15 @@ pub const CHANNEL_THREADS: u32 = 256;
 /// A per-channel reduction's launch: one block per (channel, part).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChannelSums {
+    /// Channels summed: the grid's x dimension (clamped to 65,535).
     pub channels: usize,
+    /// Ranges of the outer dimension each channel's sum is cut into (the grid's y dimension);
+    /// with more than one, `channel_sums_reduce` adds the parts in a second launch.
     pub parts: usize,
 }
 
 impl ChannelSums {
+    /// The launch configuration: channels x parts blocks of [`CHANNEL_THREADS`] threads.
     pub fn config(&self) -> LaunchConfig {
         LaunchConfig {
             grid_dim: (self.channels.min(65_535) as u32, self.parts as u32, 1),

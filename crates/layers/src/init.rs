@@ -1,6 +1,8 @@
 //! Weight initializers: PyTorch's defaults for conv and linear layers, and Xavier-uniform.
 use rand::Rng;
 
+/// How a layer's weights are drawn. Biases do not follow it: they always take PyTorch's default
+/// ([`bias`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightInit {
     /// PyTorch's default: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
@@ -17,11 +19,13 @@ pub fn fans(shape: &[usize]) -> (usize, usize) {
     (fan_in, fan_out)
 }
 
+/// `len` values drawn independently and uniformly from [-bound, bound].
 pub fn uniform(rng: &mut impl Rng, len: usize, bound: f32) -> Vec<f32> {
     (0..len).map(|_| rng.gen_range(-bound..=bound)).collect()
 }
 
-/// Values for a weight of `shape`.
+/// Values for a weight of `shape` ([out, in, k...], row-major), drawn from `rng` with the bound
+/// that `init` gives for the weight's fans.
 pub fn weight(init: WeightInit, shape: &[usize], rng: &mut impl Rng) -> Vec<f32> {
     let (fan_in, fan_out) = fans(shape);
     let bound = match init {

@@ -3,17 +3,28 @@
 use autograd::Var;
 use tensor::{bail, AdamStep, Backend, Result, SgdStep, Tensor};
 
+/// Updates a fixed list of named parameters from their accumulated gradients, PyTorch's
+/// `torch.optim.Optimizer`. A training step is `zero_grad()`, `loss.backward()`, `step()`.
 pub trait Optimizer<B: Backend> {
     /// Applies one update from the accumulated gradients (parameters without one are skipped).
     fn step(&mut self) -> Result<()>;
+    /// The parameters it updates, with the names it was given (a model's `parameters()`); the
+    /// names key the state tensors.
     fn parameters(&self) -> &[(String, Var<B>)];
+    /// Clears every parameter's gradient (sets it to none), so that the next backward pass does
+    /// not add to the last one's.
     fn zero_grad(&self) {
         self.parameters().iter().for_each(|(_, p)| p.zero_grad());
     }
-    /// Named state tensors (for checkpoints) and the step count.
+    /// Named state tensors (for checkpoints) and the step count. Each name is the state's kind and
+    /// the parameter's name, e.g. `momentum.0.weight` or `exp_avg_sq.5.bias`; buffers not created
+    /// yet (before the first step, or for a parameter that never had a gradient) are left out.
     fn state(&self) -> (Vec<(String, Tensor<B>)>, u64);
-    /// Restores what `state` returned; names and shapes must match.
+    /// Restores what `state` returned; names and shapes must match. A parameter whose state is
+    /// absent starts again from zeros; a shape mismatch is a `Shape` error and a tensor that
+    /// belongs to no parameter an `InvalidArgument` one.
     fn load_state(&mut self, tensors: Vec<(String, Tensor<B>)>, steps: u64) -> Result<()>;
+    /// The learning rate the next step uses.
     fn learning_rate(&self) -> f32;
     /// Sets the learning rate of the next steps (a schedule's).
     fn set_learning_rate(&mut self, lr: f32);
@@ -72,14 +83,21 @@ fn reject_leftovers<B: Backend>(tensors: &[(String, Tensor<B>)]) -> Result<()> {
     Ok(())
 }
 
+/// Stochastic gradient descent with momentum and L2 weight decay, PyTorch's `torch.optim.SGD`
+/// (no dampening, no Nesterov): `g = grad + weight_decay * p; v = momentum * v + g;
+/// p -= lr * v`, with `v` starting at zero, so the first step is `p -= lr * g`. Without momentum
+/// no velocity is kept. Its state tensors are named `momentum.<parameter>`.
 pub struct Sgd<B: Backend> {
     params: Vec<(String, Var<B>)>,
+    /// The learning rate, momentum and weight decay of the next steps.
     pub hp: SgdStep,
     velocity: Slots<B>,
     steps: u64,
 }
 
 impl<B: Backend> Sgd<B> {
+    /// SGD over `params` (e.g. a model's `parameters()`); PyTorch's defaults for the last two
+    /// are 0.
     pub fn new(params: Vec<(String, Var<B>)>, lr: f32, momentum: f32, weight_decay: f32) -> Self {
         let n = params.len();
         Sgd {
@@ -131,11 +149,22 @@ impl<B: Backend> Optimizer<B> for Sgd<B> {
     }
 }
 
+/// Adam with L2 weight decay added to the gradient, PyTorch's `torch.optim.Adam` (not AdamW, no
+/// AMSGrad): at step t, `g = grad + weight_decay * p; m = beta1 * m + (1 - beta1) * g;
+/// v = beta2 * v + (1 - beta2) * g^2; p -= lr / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + eps)`.
+/// Its state tensors are named `exp_avg.<parameter>` (m) and `exp_avg_sq.<parameter>` (v).
+///
+/// One step count serves every parameter (PyTorch counts per parameter; the two agree as long
+/// as every parameter has a gradient at every step).
 pub struct Adam<B: Backend> {
     params: Vec<(String, Var<B>)>,
+    /// Learning rate.
     pub lr: f32,
+    /// Decay rates of the first and second moment averages, (beta1, beta2).
     pub betas: (f32, f32),
+    /// Added to the denominator for numerical stability.
     pub eps: f32,
+    /// L2 penalty: `weight_decay * p` is added to each gradient.
     pub weight_decay: f32,
     m: Slots<B>,
     v: Slots<B>,
@@ -143,7 +172,8 @@ pub struct Adam<B: Backend> {
 }
 
 impl<B: Backend> Adam<B> {
-    /// PyTorch's defaults are betas (0.9, 0.999) and eps 1e-8.
+    /// Adam over `params` (e.g. a model's `parameters()`) with PyTorch's defaults for the rest:
+    /// betas (0.9, 0.999) and eps 1e-8 (public fields, which may be changed).
     pub fn new(params: Vec<(String, Var<B>)>, lr: f32, weight_decay: f32) -> Self {
         let n = params.len();
         Adam {

@@ -7,13 +7,23 @@ use tensor::{Backend, Result, Window};
 
 /// Four parallel branches joined on channels: 1x1; 1x1 -> 3x3; 1x1 -> 5x5; 3x3 max pool -> 1x1.
 /// Every branch keeps the spatial size, so only the channel count changes.
+///
+/// The fields carry d2l's names, which prefix the parameters' names (`p2_2.weight`, ...). Each
+/// convolution is followed by a ReLU, which `forward` applies fused (the fields hold no `Relu`).
 pub struct Inception<B: Backend> {
+    /// Branch 1: 1x1 convolution, in_channels -> c1.
     pub p1_1: Conv2d<B>,
+    /// Branch 2, first: 1x1 convolution, in_channels -> c2.0.
     pub p2_1: Conv2d<B>,
+    /// Branch 2, second: 3x3 convolution with padding 1, c2.0 -> c2.1.
     pub p2_2: Conv2d<B>,
+    /// Branch 3, first: 1x1 convolution, in_channels -> c3.0.
     pub p3_1: Conv2d<B>,
+    /// Branch 3, second: 5x5 convolution with padding 2, c3.0 -> c3.1.
     pub p3_2: Conv2d<B>,
+    /// Branch 4, first: 3x3 max pool, stride 1, padding 1.
     pub p4_1: MaxPool2d,
+    /// Branch 4, second: 1x1 convolution, in_channels -> c4.
     pub p4_2: Conv2d<B>,
     /// The constructor's arguments, for `describe()`.
     spec: (usize, usize, (usize, usize), (usize, usize), usize),
@@ -44,10 +54,11 @@ impl<B: Backend> Inception<B> {
             spec: (in_channels, c1, c2, c3, c4),
         })
     }
+    /// The channels the block takes.
     pub fn in_channels(&self) -> usize {
         self.spec.0
     }
-    /// c1 + c2.1 + c3.1 + c4.
+    /// The channels the block outputs: c1 + c2.1 + c3.1 + c4.
     pub fn out_channels(&self) -> usize {
         let (_, c1, c2, c3, c4) = self.spec;
         c1 + c2.1 + c3.1 + c4

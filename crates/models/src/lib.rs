@@ -1,5 +1,38 @@
 //! The networks of d2l's chapter 8 (NiN, GoogLeNet), built from `layers` modules with parameter
 //! names equal to PyTorch's `state_dict()` of d2l's code, and a Keras-style summary.
+//!
+//! Each network is a [`layers::Sequential`] of blocks, so it runs on any `tensor::Backend` and
+//! its parameters carry the names (`0.0.weight`, `2.0.p1_1.bias`, ...) and shapes of the PyTorch
+//! model, which lets checkpoints move between the two. [`nin`] and [`googlenet`] build one for a
+//! given class count; [`build`] builds one by [`ModelKind`] for Fashion-MNIST (one channel, ten
+//! classes) from a seed. [`Inception`] is GoogLeNet's block, a [`layers::Module`] of its own.
+//! [`summary()`] runs one forward pass on zeros and tabulates every layer's output shape and
+//! parameter count; [`parameter_count`] adds up a parameter list.
+//!
+//! Building GoogLeNet on the CPU and checking it against d2l's figures:
+//!
+//! ```rust
+//! use convnet_models::{build, parameter_count, summary, ModelKind};
+//! use layers::{Module, WeightInit};
+//! use tensor::Cpu;
+//!
+//! # fn main() -> tensor::Result<()> {
+//! let kind = ModelKind::GoogLeNet;
+//! let model = build(kind, &Cpu, WeightInit::XavierUniform, 0)?;
+//! assert_eq!(parameter_count(&model.parameters()), 5_977_530);
+//!
+//! // One 96x96 grey image, d2l's input size for GoogLeNet.
+//! let size = kind.default_resize();
+//! let s = summary(&model, &Cpu, [1, 1, size, size])?;
+//! let blocks: Vec<Vec<usize>> = s.top_level().map(|row| row.output.clone()).collect();
+//! assert_eq!(blocks[0], [64, 24, 24]);
+//! assert_eq!(s.output, [10]);
+//! assert_eq!(s.total_params, 5_977_530);
+//! println!("{s}");
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
 mod googlenet;
 mod inception;
 mod nin;
@@ -18,19 +51,26 @@ use std::fmt;
 use std::str::FromStr;
 use tensor::{bail, Backend, Error, Result};
 
-/// Fashion-MNIST: one grey channel, ten classes.
+/// Fashion-MNIST: one grey channel, ten classes. The input channels of every network here.
 pub const IN_CHANNELS: usize = 1;
+/// The classes [`build`]'s networks output scores for: Fashion-MNIST's ten.
 pub const CLASSES: usize = 10;
 
+/// The networks this crate builds, by name (`"nin"`, `"googlenet"`: its `Display` and
+/// `FromStr`, which ignores case and surrounding spaces).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ModelKind {
+    /// Network in Network, d2l section 8.3 ([`nin`]).
     Nin,
+    /// GoogLeNet, d2l section 8.4 ([`googlenet`]).
     GoogLeNet,
 }
 
 impl ModelKind {
+    /// Every kind, in a fixed order.
     pub const ALL: [ModelKind; 2] = [ModelKind::Nin, ModelKind::GoogLeNet];
 
+    /// The lower-case name that `Display` prints and `FromStr` parses.
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Nin => "nin",

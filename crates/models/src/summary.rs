@@ -19,20 +19,26 @@ pub struct Row {
     pub output: Vec<usize>,
     /// Parameters of this module, its descendants' included.
     pub params: usize,
+    /// Whether the module has children (then its rows follow this one, one level deeper).
     pub is_container: bool,
 }
 
+/// What [`summary`] found: one [`Row`] per module in forward order, and the totals. Its
+/// `Display` prints the table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Summary {
     /// The input shape as given (NCHW); the forward ran at batch 1.
     pub input: [usize; 4],
+    /// Every module, depth first: a container, then its children.
     pub rows: Vec<Row>,
     /// The model's output shape without the batch dimension.
     pub output: Vec<usize>,
+    /// The number of scalars in the model's parameters ([`parameter_count`]).
     pub total_params: usize,
 }
 
 impl Summary {
+    /// The row of the module with `state_dict` prefix `name` (e.g. `2.0`), if any.
     pub fn row(&self, name: &str) -> Option<&Row> {
         self.rows.iter().find(|r| r.name == name)
     }

@@ -13,19 +13,33 @@ use crate::{ConvGeometry, ConvPlan, PoolGeometry, Result};
 /// otherwise the outputs must not overlap (`c_stride >= m * n`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Gemm {
+    /// `op(A) = A^T`: each A is stored `k x m` rather than `m x k`.
     pub trans_a: bool,
+    /// `op(B) = B^T`: each B is stored `n x k` rather than `k x n`.
     pub trans_b: bool,
+    /// Rows of `op(A)` and of C.
     pub m: usize,
+    /// Columns of `op(B)` and of C.
     pub n: usize,
+    /// The shared dimension: columns of `op(A)`, rows of `op(B)`.
     pub k: usize,
+    /// Scale of the product.
     pub alpha: f32,
+    /// Scale of C's previous values; with 0, C is overwritten (the CPU does not read it then).
     pub beta: f32,
+    /// Number of products (1 for a single one; 0 does nothing).
     pub batch: usize,
+    /// Index of `A_0`'s first value in A's storage.
     pub a_offset: usize,
+    /// Values from one `A_i` to the next (0: every product reads the same A).
     pub a_stride: usize,
+    /// Index of `B_0`'s first value in B's storage.
     pub b_offset: usize,
+    /// Values from one `B_i` to the next (0: every product reads the same B).
     pub b_stride: usize,
+    /// Index of `C_0`'s first value in C's storage.
     pub c_offset: usize,
+    /// Values from one `C_i` to the next: at least `m * n`, or 0 to sum the batch into one C.
     pub c_stride: usize,
     /// The caller accepts TF32 tensor-core arithmetic for this product (10-bit mantissas in,
     /// FP32 sums), where the backend offers it and its precision setting allows: a
@@ -59,6 +73,8 @@ impl Gemm {
     pub fn conv(trans_a: bool, trans_b: bool, m: usize, n: usize, k: usize) -> Gemm {
         Gemm { tf32: true, ..Gemm::new(trans_a, trans_b, m, n, k) }
     }
+    /// Floating-point operations of the whole batch, a multiply-add counted as two
+    /// (`2 m n k batch`).
     pub fn flops(&self) -> f64 {
         2.0 * self.m as f64 * self.n as f64 * self.k as f64 * self.batch as f64
     }
@@ -80,19 +96,29 @@ impl Gemm {
 /// PyTorch's SGD: `g = grad + weight_decay * p; v = momentum * v + g; p -= lr * v`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SgdStep {
+    /// Learning rate.
     pub lr: f32,
+    /// Decay of the velocity; 0 is plain SGD, which needs no velocity buffer.
     pub momentum: f32,
+    /// L2 penalty: `weight_decay * p` is added to the gradient.
     pub weight_decay: f32,
 }
 
 /// PyTorch's Adam (L2 weight decay added to the gradient), at 1-based step `step`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamStep {
+    /// Learning rate.
     pub lr: f32,
+    /// Decay of the running mean of the gradient (first moment, `m`).
     pub beta1: f32,
+    /// Decay of the running mean of the squared gradient (second moment, `v`).
     pub beta2: f32,
+    /// Added to the bias-corrected `sqrt(v)` in the denominator, so that it is never zero.
     pub eps: f32,
+    /// L2 penalty: `weight_decay * p` is added to the gradient (not decoupled as in AdamW).
     pub weight_decay: f32,
+    /// The step being taken, counted from 1 (0 is an error: the bias corrections divide by
+    /// `1 - beta^step`).
     pub step: u64,
 }
 
@@ -107,6 +133,15 @@ impl AdamStep {
     }
 }
 
+/// A compute device: its buffer type and the kernels the engine runs on it. Implemented by
+/// [`Cpu`](crate::Cpu), by [`Meter`](crate::Meter) (which only counts memory) and by the CUDA
+/// backend of the `cuda` crate.
+///
+/// A backend value is a cheap handle: every [`Tensor`](crate::Tensor) holds a clone. Kernels
+/// take storages and sizes and write into buffers the caller allocated; the CPU and CUDA
+/// backends check every length and size with [`checks`](crate::checks) and return an `Err`
+/// rather than read or write out of bounds. A device with a queue (a GPU) may return from a
+/// kernel before it has run; the values become visible through `to_vec` or `start_read`.
 pub trait Backend: Clone + Send + Sync + 'static {
     /// A buffer of f32 on the device.
     type Storage: Send + Sync + 'static;
@@ -118,6 +153,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn name(&self) -> String;
 
     // ---- memory ----
+    /// A buffer of `len` zeros; an [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the
+    /// device cannot allocate it.
     fn zeros(&self, len: usize) -> Result<Self::Storage>;
     /// A buffer for an output the caller overwrites entirely: its contents are unspecified
     /// (recycled memory), which saves zeroing it.
@@ -125,7 +162,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
         self.zeros(len)
     }
     #[allow(clippy::wrong_self_convention)] // a device upload needs the device
+    /// A buffer holding a copy of `data` (an upload, on a GPU).
     fn from_slice(&self, data: &[f32]) -> Result<Self::Storage>;
+    /// The values of `src` on the host, once all work queued before the call has finished.
     fn to_vec(&self, src: &Self::Storage) -> Result<Vec<f32>>;
     /// Starts copying `src` to the host after the work already queued, and returns without
     /// waiting for it. A caller that queues more work before [`Backend::finish_read`] keeps a
@@ -134,16 +173,22 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn start_read(&self, src: &Self::Storage) -> Result<Self::Reading>;
     /// The values of a copy begun by [`Backend::start_read`], once it has arrived.
     fn finish_read(&self, reading: Self::Reading) -> Result<Vec<f32>>;
+    /// The number of f32 values `s` holds.
     fn storage_len(&self, s: &Self::Storage) -> usize;
+    /// A new buffer holding the values of `src`.
     fn copy(&self, src: &Self::Storage) -> Result<Self::Storage>;
     /// Bytes of memory this device can still give a run (what it has free, plus what this
     /// backend caches for reuse), or `None` when it cannot tell.
     fn memory_available(&self) -> Option<usize> {
         None
     }
+    /// Sets every value of `dst` to `value`.
     fn fill(&self, dst: &mut Self::Storage, value: f32) -> Result<()>;
 
     // ---- matrix products ----
+    /// The product or batch of products `g` describes, reading `a` and `b` and writing `c`; an
+    /// error when a buffer is shorter than [`Gemm::required_lengths`] or, with `c_stride != 0`,
+    /// the batch's outputs overlap.
     fn gemm(&self, g: &Gemm, a: &Self::Storage, b: &Self::Storage, c: &mut Self::Storage) -> Result<()>;
 
     // ---- convolution helpers ----
@@ -174,7 +219,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
         dx: &mut Self::Storage,
     ) -> Result<()>;
     /// Reads `src` from `src_offset` as a `rows x cols` matrix of `block`-long blocks and writes
-    /// its transpose (`cols x rows` blocks) to `dst` from `dst_offset`: [O][N][P] <-> [N][O][P],
+    /// its transpose (`cols x rows` blocks) to `dst` from `dst_offset`: `[O][N][P] <-> [N][O][P]`,
     /// between a chunk's matrix-product layout and NCHW.
     #[allow(clippy::too_many_arguments)]
     fn transpose_blocks(
@@ -319,6 +364,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
     ) -> Result<()>;
     /// Mean over each window, padded cells counted in the divisor (PyTorch's default).
     fn avg_pool2d_forward(&self, x: &Self::Storage, geo: &PoolGeometry, y: &mut Self::Storage) -> Result<()>;
+    /// The adjoint of `avg_pool2d_forward`: each `dy` spread evenly over the input cells of its
+    /// window (divided by the kernel area), overwriting `dx`.
     fn avg_pool2d_backward(
         &self,
         dy: &Self::Storage,
@@ -333,6 +380,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
         plane_len: usize,
         y: &mut Self::Storage,
     ) -> Result<()>;
+    /// The adjoint of `global_avg_pool_forward`: every value of plane `i` of `dx` set to
+    /// `dy[i] / plane_len`.
     fn global_avg_pool_backward(
         &self,
         dy: &Self::Storage,
@@ -342,6 +391,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
     ) -> Result<()>;
 
     // ---- activation and regularisation ----
+    /// `y = max(x, 0)` element-wise.
     fn relu_forward(&self, x: &Self::Storage, y: &mut Self::Storage) -> Result<()>;
     /// `dx = dy where y > 0, else 0` (uses the output, so the input need not be kept).
     fn relu_backward(&self, y: &Self::Storage, dy: &Self::Storage, dx: &mut Self::Storage) -> Result<()>;
@@ -418,6 +468,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
         velocity: Option<&mut Self::Storage>,
         hp: &SgdStep,
     ) -> Result<()>;
+    /// One Adam step on `param`, updating the moment buffers `m` and `v` in place (each as long
+    /// as `param`, zeros before the first step); an error when a buffer is short or `hp.step`
+    /// is 0.
     fn adam_step(
         &self,
         param: &mut Self::Storage,

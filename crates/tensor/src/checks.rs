@@ -37,6 +37,8 @@ fn need_extent(op: &str, what: &str, have: usize, terms: &[&[usize]]) -> Result<
     need(op, what, have, extent(op, what, terms)?)
 }
 
+/// A dropout probability lies in [0, 1): 1 would drop everything and scale by infinity. NaN is
+/// refused too.
 pub fn dropout_probability(p: f32) -> Result<()> {
     if !(0.0..1.0).contains(&p) {
         bail!(InvalidArgument, "dropout probability must be in [0, 1), got {p}");
@@ -163,6 +165,8 @@ pub fn unfold(
     need_extent(op, "cols", cols, &[&[count, geo.col_rows(), geo.col_cols()]])
 }
 
+/// `Backend::transpose_blocks`: `src` and `dst` each hold `rows x cols` blocks of `block` values
+/// from their offsets.
 pub fn transpose_blocks(
     src: usize,
     src_offset: usize,
@@ -235,6 +239,8 @@ pub fn softmax_cross_entropy(
     scalars.iter().try_for_each(|&len| need(op, "scalar", len, 1))
 }
 
+/// `Backend::copy_channels`: the channel ranges lie inside both tensors (`channel_ranges`), and
+/// `src` and `dst` hold `n` images of `src_channels` and `dst_channels` planes of `plane_len`.
 #[allow(clippy::too_many_arguments)]
 pub fn copy_channels(
     src: usize,

@@ -2,6 +2,8 @@
 //! kernel reaches the binary unchanged. Messages carry the values involved.
 use std::fmt;
 
+/// Every failure the engine reports: its kind, and a message that names the values involved.
+/// `Display` prefixes the kind ("shape error: ...").
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// Shapes that do not fit together (the message names both).
@@ -11,11 +13,17 @@ pub enum Error {
     /// The device failed or is missing.
     Device(String),
     /// A device allocation failed.
-    OutOfMemory { bytes: usize, device: String },
+    OutOfMemory {
+        /// The size of the refused allocation, in bytes.
+        bytes: usize,
+        /// The device that refused it: "cpu", or a GPU's ordinal and name.
+        device: String,
+    },
     /// Misuse of the autograd graph (backward twice, backward from a non-scalar...).
     Graph(String),
 }
 
+/// `std::result::Result` with the engine's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl fmt::Display for Error {

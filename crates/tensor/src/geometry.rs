@@ -4,15 +4,21 @@ use crate::{bail, checks::extent, Result};
 /// Kernel size, stride and padding of a 2-D window, each as (height, width).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
+    /// Window size in input cells.
     pub kernel: (usize, usize),
+    /// Step between consecutive windows.
     pub stride: (usize, usize),
+    /// Cells added on each side of the input (top and bottom, left and right): zeros for
+    /// convolution and average pooling; max pooling never picks them.
     pub padding: (usize, usize),
 }
 
 impl Window {
+    /// A window from (height, width) pairs; nothing is checked until a geometry is built on it.
     pub fn new(kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize)) -> Window {
         Window { kernel, stride, padding }
     }
+    /// A window with the same kernel, stride and padding along both axes.
     pub fn square(kernel: usize, stride: usize, padding: usize) -> Window {
         Window::new((kernel, kernel), (stride, stride), (padding, padding))
     }
@@ -49,13 +55,21 @@ impl Window {
 /// A convolution of `n` images of `c_in x h x w` with `c_out` filters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
+    /// Images in the batch.
     pub n: usize,
+    /// Input channels.
     pub c_in: usize,
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// Output channels (filters).
     pub c_out: usize,
+    /// Kernel, stride and padding.
     pub window: Window,
+    /// Output height, derived from the input and the window.
     pub out_h: usize,
+    /// Output width, derived from the input and the window.
     pub out_w: usize,
 }
 
@@ -83,6 +97,8 @@ impl ConvGeometry {
     pub fn is_pointwise(&self) -> bool {
         self.window == Window::square(1, 1, 0)
     }
+    /// Floating-point operations of the forward pass, counting a multiply-add as two (bias
+    /// excluded).
     pub fn flops(&self) -> f64 {
         2.0 * self.n as f64 * self.c_out as f64 * self.col_cols() as f64 * self.col_rows() as f64
     }
@@ -91,12 +107,19 @@ impl ConvGeometry {
 /// A pooling of `n x c` planes of `h x w`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolGeometry {
+    /// Images in the batch.
     pub n: usize,
+    /// Channels per image.
     pub c: usize,
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// Kernel, stride and padding.
     pub window: Window,
+    /// Output height, derived from the input and the window.
     pub out_h: usize,
+    /// Output width, derived from the input and the window.
     pub out_w: usize,
 }
 
@@ -104,6 +127,10 @@ pub struct PoolGeometry {
 pub const MAX_POOL_PLANE: usize = 1 << 24;
 
 impl PoolGeometry {
+    /// The geometry (output size in floor mode, as PyTorch), or an error when the padding
+    /// exceeds half the kernel, a plane is empty or holds more than [`MAX_POOL_PLANE`] values,
+    /// the kernel or stride is zero, the kernel is larger than the padded input, or the input or
+    /// output size overflows a `usize`.
     pub fn new(n: usize, c: usize, h: usize, w: usize, window: Window) -> Result<Self> {
         let (kh, kw) = window.kernel;
         let (ph, pw) = window.padding;
@@ -128,6 +155,7 @@ impl PoolGeometry {
         extent("pool2d", "the output", &[&[n, c, out_h, out_w]])?;
         Ok(PoolGeometry { n, c, h, w, window, out_h, out_w })
     }
+    /// The number of planes pooled: `n * c`.
     pub fn planes(&self) -> usize {
         self.n * self.c
     }

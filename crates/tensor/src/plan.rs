@@ -10,12 +10,16 @@ pub enum ConvAlgorithm {
     /// The input unfolded a chunk of images at a time (im2col), one product per chunk.
     Im2col,
     /// Winograd's F(tile x tile, r x r) (`tensor::winograd::output_tile` says where it applies).
-    Winograd { tile: usize },
+    Winograd {
+        /// The output tile side m: each tile yields m x m outputs.
+        tile: usize,
+    },
 }
 
 /// A backend's plan for one convolution geometry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvPlan {
+    /// How the convolution is computed.
     pub algorithm: ConvAlgorithm,
     /// The most values one chunk's largest buffer may hold (im2col's column matrix, Winograd's
     /// transformed tiles): the images per chunk follow from it (at least one).

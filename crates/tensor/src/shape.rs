@@ -2,25 +2,35 @@
 use crate::{bail, Result};
 use std::fmt;
 
+/// The dimensions of a tensor, outermost first; values are laid out row-major (the last
+/// dimension varies fastest). The empty shape is a scalar of one value. `Display` and `Debug`
+/// print `[2, 3]`.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct Shape(Vec<usize>);
 
 impl Shape {
+    /// A shape of the given dimensions, outermost first.
     pub fn new(dims: impl Into<Vec<usize>>) -> Shape {
         Shape(dims.into())
     }
+    /// The rank-0 shape: no dimensions, one value.
     pub fn scalar() -> Shape {
         Shape(Vec::new())
     }
+    /// The dimensions, outermost first.
     pub fn dims(&self) -> &[usize] {
         &self.0
     }
+    /// The number of dimensions (0 for a scalar).
     pub fn rank(&self) -> usize {
         self.0.len()
     }
+    /// The number of values: the product of the dimensions (1 for a scalar, 0 when any
+    /// dimension is 0).
     pub fn numel(&self) -> usize {
         self.0.iter().product()
     }
+    /// Dimension `i`; panics when `i >= rank()`.
     pub fn dim(&self, i: usize) -> usize {
         self.0[i]
     }

@@ -17,6 +17,8 @@ impl<B: Backend> Clone for Tensor<B> {
 }
 
 impl<B: Backend> Tensor<B> {
+    /// Wraps `storage` as a tensor of `shape`; an [`Error::Shape`](crate::Error::Shape) unless
+    /// the storage holds exactly `shape.numel()` values.
     pub fn from_storage(backend: &B, shape: impl Into<Shape>, storage: B::Storage) -> Result<Self> {
         let shape = shape.into();
         let len = backend.storage_len(&storage);
@@ -25,6 +27,7 @@ impl<B: Backend> Tensor<B> {
         }
         Ok(Tensor { backend: backend.clone(), shape, storage: Arc::new(storage) })
     }
+    /// A tensor of zeros (an allocation the device refuses is an error).
     pub fn zeros(backend: &B, shape: impl Into<Shape>) -> Result<Self> {
         let shape = shape.into();
         let storage = backend.zeros(shape.numel())?;
@@ -36,11 +39,14 @@ impl<B: Backend> Tensor<B> {
         let storage = backend.uninit(shape.numel())?;
         Self::from_storage(backend, shape, storage)
     }
+    /// A tensor whose every value is `value`.
     pub fn full(backend: &B, shape: impl Into<Shape>, value: f32) -> Result<Self> {
         let mut t = Self::zeros(backend, shape)?;
         backend.fill(t.storage_mut()?, value)?;
         Ok(t)
     }
+    /// A tensor holding a copy of `data`, read in row-major order; an
+    /// [`Error::Shape`](crate::Error::Shape) unless `data` has exactly `shape.numel()` values.
     pub fn from_slice(backend: &B, shape: impl Into<Shape>, data: &[f32]) -> Result<Self> {
         let shape = shape.into();
         if data.len() != shape.numel() {
@@ -49,22 +55,28 @@ impl<B: Backend> Tensor<B> {
         let storage = backend.from_slice(data)?;
         Self::from_storage(backend, shape, storage)
     }
+    /// A rank-0 tensor holding `value`.
     pub fn scalar(backend: &B, value: f32) -> Result<Self> {
         Self::from_slice(backend, Shape::scalar(), &[value])
     }
 
+    /// The backend the storage lives on.
     pub fn backend(&self) -> &B {
         &self.backend
     }
+    /// The tensor's shape.
     pub fn shape(&self) -> &Shape {
         &self.shape
     }
+    /// The dimensions of the shape, outermost first.
     pub fn dims(&self) -> &[usize] {
         self.shape.dims()
     }
+    /// The number of values.
     pub fn numel(&self) -> usize {
         self.shape.numel()
     }
+    /// The backend buffer holding the values (row-major), possibly shared with other tensors.
     pub fn storage(&self) -> &B::Storage {
         &self.storage
     }
@@ -75,6 +87,7 @@ impl<B: Backend> Tensor<B> {
         }
         Ok(Arc::get_mut(&mut self.storage).expect("storage is unique after the copy"))
     }
+    /// Copies the values to the host, in row-major order, waiting for the device's queued work.
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         self.backend.to_vec(&self.storage)
     }

@@ -26,12 +26,16 @@ pub const OPTIMIZER_PREFIX: &str = "optimizer.";
 /// One tensor of a checkpoint: row-major `f32` data of the given shape.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NamedTensor {
+    /// The tensor's name in the file, e.g. the state_dict name `0.0.weight`.
     pub name: String,
+    /// Dimensions, outermost first (empty for a scalar).
     pub shape: Vec<usize>,
+    /// The elements, row-major: as many as the shape's product ([`save_atomic`] checks).
     pub data: Vec<f32>,
 }
 
 impl NamedTensor {
+    /// A tensor called `name` of the given shape and data (not checked against each other here).
     pub fn new(name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> Self {
         NamedTensor { name: name.into(), shape, data }
     }
@@ -49,11 +53,14 @@ impl NamedTensor {
 /// does not matter, the file format does not keep it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Checkpoint {
+    /// The tensors, in any order; [`save_atomic`] refuses duplicate names.
     pub tensors: Vec<NamedTensor>,
+    /// The metadata, kept sorted by key so that a save writes it in the same order every time.
     pub metadata: BTreeMap<String, String>,
 }
 
 impl Checkpoint {
+    /// An empty checkpoint: no tensors, no metadata.
     pub fn new() -> Self {
         Self::default()
     }
@@ -82,8 +89,18 @@ impl Checkpoint {
 /// One way a checkpoint's tensors disagree with what the model expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TensorMismatch {
-    WrongShape { name: String, found: Vec<usize>, expected: Vec<usize> },
+    /// A tensor the model has, with another shape in the checkpoint.
+    WrongShape {
+        /// The tensor's name.
+        name: String,
+        /// Its shape in the checkpoint.
+        found: Vec<usize>,
+        /// The shape the model expects.
+        expected: Vec<usize>,
+    },
+    /// The name of a tensor the model expects and the checkpoint lacks.
     Missing(String),
+    /// The name of a model tensor in the checkpoint that the model does not have.
     Unexpected(String),
 }
 
@@ -104,16 +121,36 @@ impl fmt::Display for TensorMismatch {
 #[derive(Debug)]
 pub enum CheckpointError {
     /// Reading, writing, renaming or syncing failed.
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
     /// The file exists but is not a valid safetensors file, or holds a tensor
     /// this engine cannot use (e.g. not F32).
-    Format { path: PathBuf, reason: String },
+    Format {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it, in words.
+        reason: String,
+    },
     /// The checkpoint given to [`save_atomic`] is inconsistent (data length
     /// does not match the shape, duplicate or reserved names); nothing was written.
-    Invalid { path: PathBuf, reason: String },
+    Invalid {
+        /// Where the checkpoint was to be written.
+        path: PathBuf,
+        /// What is inconsistent, in words.
+        reason: String,
+    },
     /// Tensors disagree with the model ([`check_against`]). `path` is `None`
     /// when the checkpoint was not tied to a file; see [`CheckpointError::at`].
-    Mismatch { path: Option<PathBuf>, problems: Vec<TensorMismatch> },
+    Mismatch {
+        /// The checkpoint file, when known.
+        path: Option<PathBuf>,
+        /// Every disagreement found, in the order [`check_against`] gives.
+        problems: Vec<TensorMismatch>,
+    },
 }
 
 impl CheckpointError {

@@ -1,7 +1,11 @@
-//! The command line: `train <nin|googlenet> [options]` and `train eval --checkpoint FILE`.
+//! The command line: `train <nin|googlenet> [options]`, `train eval --checkpoint FILE` and
+//! `train predict --checkpoint FILE [IMAGE...]`.
+//!
+//! The `///` comments on the options and values below are the program's `--help` text.
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// The whole command line (its help text is set in the `command` attribute).
 #[derive(Parser, Debug)]
 #[command(
     name = "train",
@@ -15,10 +19,12 @@ use std::path::PathBuf;
                   per-user cache; otherwise it is downloaded there, checksums verified."
 )]
 pub struct Cli {
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands; the comment on each is its help.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train d2l's Network in Network (input 1x224x224 by default)
@@ -32,15 +38,21 @@ pub enum Command {
     Predict(PredictArgs),
 }
 
+/// The optimizer (`--optimizer`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OptimizerKind {
+    /// Stochastic gradient descent (with --momentum, if given)
     Sgd,
+    /// Adam with PyTorch's default betas (0.9, 0.999) and eps (1e-8); ignores --momentum
     Adam,
 }
 
+/// Where to compute (`--device`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DeviceKind {
+    /// The CPU (see --threads)
     Cpu,
+    /// The first CUDA GPU (device 0); an error if it cannot be used
     Cuda,
     /// The GPU when one works, else the CPU
     Auto,
@@ -55,6 +67,7 @@ pub enum PrecisionKind {
     Fp32,
 }
 
+/// The options every subcommand shares: where the data is and what to compute on.
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
     /// Directory holding the four Fashion-MNIST IDX files (.gz or raw)
@@ -126,6 +139,8 @@ pub struct TrainArgs {
     /// state_dict saved with safetensors.torch.save_file (the optimizer starts afresh)
     #[arg(long, value_name = "FILE")]
     pub init_from: Option<PathBuf>,
+    // The angle brackets are for --help, which shows this text as written.
+    #[allow(rustdoc::invalid_html_tags)]
     /// Output directory [default: runs/<model>-<date-time>, or the checkpoint's directory with --resume]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -139,6 +154,7 @@ pub struct TrainArgs {
     /// Print the model summary for the chosen resize and exit
     #[arg(long)]
     pub summary: bool,
+    /// Data and device options.
     #[command(flatten)]
     pub data: DataArgs,
 }
@@ -148,6 +164,7 @@ pub struct TrainArgs {
 pub enum Every {
     /// At epoch ends only.
     Off,
+    /// Whenever this much time has passed since the last save (zero: after every step).
     After(std::time::Duration),
 }
 
@@ -160,6 +177,7 @@ fn parse_every(s: &str) -> Result<Every, String> {
         .map_err(|e| format!("{e} (examples: 10m, 90s, 1h30m, 0s, off)"))
 }
 
+/// The options of `train eval`.
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
     /// Weights: a checkpoint of a training run, or a PyTorch state_dict saved with
@@ -175,6 +193,7 @@ pub struct EvalArgs {
     /// Images per evaluation step
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: u64,
+    /// Data and device options.
     #[command(flatten)]
     pub data: DataArgs,
 }
@@ -184,10 +203,13 @@ pub struct EvalArgs {
 pub enum Invert {
     /// When the picture's border is light
     Auto,
+    /// Always
     Yes,
+    /// Never
     No,
 }
 
+/// The options of `train predict`.
 #[derive(Args, Debug, Clone)]
 pub struct PredictArgs {
     /// Weights: a checkpoint of a training run, or a PyTorch state_dict in safetensors
@@ -214,6 +236,7 @@ pub struct PredictArgs {
     /// Side of the model's input (default: the checkpoint's resize, else the model's)
     #[arg(long, value_name = "N")]
     pub resize: Option<usize>,
+    /// Data and device options.
     #[command(flatten)]
     pub data: DataArgs,
 }

@@ -23,7 +23,7 @@ pub const EVAL_BATCH: usize = 256;
 /// Batches the loader prepares ahead, plus the one in use.
 const LOADER_BATCHES: usize = 4;
 
-/// A run's estimated peak, and where it comes from.
+/// A run's estimated peak, and where it comes from, in bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Estimate {
     /// Weights, gradients and optimizer state.
@@ -35,6 +35,7 @@ pub struct Estimate {
 }
 
 impl Estimate {
+    /// The estimated peak: the three parts together, in bytes.
     pub fn total(&self) -> usize {
         self.persistent + self.transient + self.host
     }

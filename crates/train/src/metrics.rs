@@ -20,12 +20,21 @@ const CSV_HEADER_6: &str = "epoch,train_loss,train_acc,test_acc,seconds,images_p
 /// an empty field in the file.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EpochMetrics {
+    /// The epoch, counting from 1.
     pub epoch: usize,
+    /// Mean loss per training image over the epoch: the loss minimised, label smoothing
+    /// included.
     pub train_loss: f64,
+    /// Accuracy on the epoch's training images as they were trained on (dropout on; augmented
+    /// with `--augment`).
     pub train_acc: f64,
+    /// Accuracy on the test set after the epoch.
     pub test_acc: f64,
+    /// Seconds the epoch took, its evaluation included.
     pub seconds: f64,
+    /// Training images per second of the epoch's training time (evaluation excluded).
     pub images_per_sec: f64,
+    /// Accuracy on the validation images held out of the training set, after the epoch.
     pub val_acc: f64,
     /// The learning rate at the epoch's last step.
     pub lr: f64,
@@ -72,9 +81,11 @@ pub fn write_csv(path: &Path, rows: &[EpochMetrics]) -> io::Result<()> {
 /// Why a metrics file could not be read; names the file and line.
 #[derive(Debug)]
 pub struct MetricsError {
+    /// The metrics file.
     pub path: PathBuf,
     /// 1-based line number, when the problem is on a particular line.
     pub line: Option<usize>,
+    /// What is wrong, in words.
     pub message: String,
 }
 
@@ -89,8 +100,9 @@ impl fmt::Display for MetricsError {
 
 impl std::error::Error for MetricsError {}
 
-/// Reads a file written by [`write_csv`]. Blank lines (e.g. a trailing one)
-/// are skipped; anything else that is not a 6-field row is an error rather
+/// Reads a file written by [`write_csv`], or by a version that wrote the first six columns
+/// only (their validation accuracy and learning rate read as NaN). Blank lines (e.g. a trailing
+/// one) are skipped; anything else that is not a row as wide as the header is an error rather
 /// than silently dropped, since the rows feed the resumed run's history.
 pub fn read_csv(path: &Path) -> Result<Vec<EpochMetrics>, MetricsError> {
     let err = |line: Option<usize>, message: String| MetricsError { path: path.to_path_buf(), line, message };

@@ -1,5 +1,5 @@
 //! A self-contained SVG training chart in the style of d2l's `Animator`:
-//! train loss, train accuracy and test accuracy against the epoch.
+//! train loss, train accuracy and test (or validation) accuracy against the epoch.
 //!
 //! Hand-written SVG keeps the crate free of plotting dependencies; the file
 //! opens in any browser.

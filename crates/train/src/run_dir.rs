@@ -16,9 +16,13 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use tensor::{Backend, Tensor};
 
+/// The latest checkpoint: the weights, with the run's settings and position in the metadata.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// One row of metrics per epoch ([`crate::metrics`]).
 pub const METRICS_FILE: &str = "metrics.csv";
+/// The chart of the metrics ([`crate::plot`]).
 pub const PLOT_FILE: &str = "plot.svg";
+/// The file locked while a run uses the folder; it names the process and command that hold it.
 pub const LOCK_FILE: &str = "train.lock";
 /// With a validation split: the weights of the epoch with the best validation accuracy.
 pub const BEST_FILE: &str = "best.safetensors";
@@ -31,7 +35,9 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates `path` if needed and takes its lock, or says which run holds it.
+    /// Creates `path` if needed and takes its lock, or says which run holds it. Temporary files
+    /// that interrupted saves left in it are then removed. An error if `path` is a file, cannot
+    /// be created or locked, or another run holds the lock.
     pub fn open(path: &Path) -> Result<RunDir> {
         if path.exists() && !path.is_dir() {
             bail!("the output folder {} is a file; choose another --out", path.display());
@@ -76,15 +82,19 @@ impl RunDir {
         Ok(dir)
     }
 
+    /// The folder.
     pub fn path(&self) -> &Path {
         &self.path
     }
+    /// The folder's [`CHECKPOINT_FILE`].
     pub fn checkpoint_path(&self) -> PathBuf {
         self.path.join(CHECKPOINT_FILE)
     }
+    /// The folder's [`METRICS_FILE`].
     pub fn metrics_path(&self) -> PathBuf {
         self.path.join(METRICS_FILE)
     }
+    /// The folder's [`PLOT_FILE`].
     pub fn plot_path(&self) -> PathBuf {
         self.path.join(PLOT_FILE)
     }

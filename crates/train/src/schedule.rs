@@ -2,6 +2,7 @@
 //! the same rate as one never stopped.
 use clap::ValueEnum;
 
+/// How the learning rate moves over a run (`--schedule`); [`rate`] gives each step's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Schedule {
     /// The learning rate throughout (d2l's recipe), after any warm-up
@@ -16,6 +17,7 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// The schedule's name on the command line and in a checkpoint's metadata.
     pub fn name(self) -> &'static str {
         match self {
             Schedule::Constant => "constant",
@@ -24,6 +26,7 @@ impl Schedule {
             Schedule::Step => "step",
         }
     }
+    /// The schedule whose [`Schedule::name`] is `s`, if any.
     pub fn parse(s: &str) -> Option<Schedule> {
         [Schedule::Constant, Schedule::Cosine, Schedule::Onecycle, Schedule::Step]
             .into_iter()

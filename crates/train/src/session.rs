@@ -22,7 +22,10 @@ use tensor::{Backend, Reading, Tensor};
 
 /// What a finished run leaves behind.
 pub struct RunReport {
+    /// The run's output folder (empty after `--summary`, which trains nothing).
     pub out_dir: PathBuf,
+    /// One row per epoch since the run began (on a resume, the earlier rows are those read back
+    /// from `metrics.csv`).
     pub history: Vec<EpochMetrics>,
     /// With a validation split: the best epoch's test accuracy.
     pub final_test_acc: Option<f64>,

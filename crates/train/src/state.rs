@@ -26,13 +26,22 @@ const FORMAT: &str = "convnet-checkpoint-2";
 /// The settings that decide a run's results, fixed when it starts.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
+    /// The network trained (the subcommand: `nin` or `googlenet`).
     pub model: ModelKind,
+    /// Side of the square input images, in pixels (`--resize`).
     pub resize: usize,
+    /// Seed of the initial weights, the shuffles, dropout, the validation split and the
+    /// augmentation (`--seed`).
     pub seed: u64,
+    /// SGD or Adam (`--optimizer`).
     pub optimizer: OptimizerKind,
+    /// The peak learning rate, from which the schedule sets each step's (`--lr`).
     pub lr: f32,
+    /// SGD's momentum; Adam ignores it (`--momentum`).
     pub momentum: f32,
+    /// L2 weight decay added to the gradient (`--weight-decay`).
     pub weight_decay: f32,
+    /// Images per training step (`--batch-size`).
     pub batch_size: usize,
     /// Training images used (the first N), or all.
     pub train_limit: Option<usize>,
@@ -40,11 +49,13 @@ pub struct Settings {
     pub test_limit: Option<usize>,
     /// The epochs the run was asked for.
     pub epochs: usize,
-    /// How the learning rate moves over the run, and its warm-up in epochs.
+    /// How the learning rate moves over the run (`--schedule`).
     pub schedule: Schedule,
+    /// The learning rate's warm-up, in epochs, fractions allowed (`--warmup-epochs`).
     pub warmup_epochs: f32,
     /// Random crops (padding 4) and horizontal flips of the training images.
     pub augment: bool,
+    /// Label smoothing of the cross-entropy loss, in [0, 1) (`--label-smoothing`).
     pub label_smoothing: f32,
     /// Training images held out for validation (0: none; the test set is then evaluated every
     /// epoch).
@@ -70,16 +81,20 @@ pub struct Position {
     pub step: usize,
     /// Dropout seeds drawn so far (the RNG's state).
     pub dropout_draws: u64,
+    /// Optimizer steps taken since the run began: the step the learning-rate schedule is at.
     pub optimizer_steps: u64,
-    /// The current epoch's sums so far: loss x images, correct predictions, images.
+    /// The current epoch's sum so far of loss x images (each batch's mean loss times its size).
     pub loss_sum: f64,
+    /// The current epoch's correct predictions so far.
     pub correct: f64,
+    /// The current epoch's images trained on so far.
     pub seen: usize,
     /// Seconds spent training in the current epoch (for its images/s).
     pub seconds: f64,
     /// With a validation split: the best validation accuracy so far (NaN before the first) and
     /// its epoch, whose weights are in `best.safetensors`.
     pub best_val_acc: f64,
+    /// The epoch (from 1) of [`Position::best_val_acc`]; 0 before the first.
     pub best_epoch: usize,
 }
 
@@ -103,7 +118,9 @@ impl Default for Position {
 /// A checkpoint's metadata: the run's settings and position.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunMeta {
+    /// What the run is: fixed when it starts.
     pub settings: Settings,
+    /// Where the run is.
     pub position: Position,
     /// The optimizer file of a format-1 checkpoint (named by epoch); `None` for the current format.
     legacy_optimizer_epoch: Option<usize>,
@@ -117,6 +134,7 @@ fn optimizer_name(kind: OptimizerKind) -> &'static str {
 }
 
 impl RunMeta {
+    /// A new run of `settings`, at its start ([`Position::default`]), in the current format.
     pub fn new(settings: Settings) -> RunMeta {
         RunMeta { settings, position: Position::default(), legacy_optimizer_epoch: None }
     }
@@ -159,6 +177,10 @@ impl RunMeta {
         m
     }
 
+    /// Reads the settings and position from `ckpt`'s metadata (`path` names the file in errors).
+    /// Checkpoints of the first format are read too; keys added since a format first shipped
+    /// take their defaults when absent. An unknown format, a missing key, a value that does not
+    /// parse or a batch size of 0 is an error.
     pub fn from_checkpoint(ckpt: &Checkpoint, path: &Path) -> Result<RunMeta> {
         let get = |k: &str| {
             ckpt.meta(k).ok_or_else(|| {

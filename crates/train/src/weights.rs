@@ -18,7 +18,9 @@ pub fn model_shapes(kind: ModelKind) -> Vec<(String, Vec<usize>)> {
 
 /// Loaded weights and what is known of them.
 pub struct Weights {
+    /// The file's tensors and metadata (a `module.` prefix on every name removed).
     pub checkpoint: Checkpoint,
+    /// The model the weights are for.
     pub model: ModelKind,
     /// The run's settings and position, for this program's checkpoints.
     pub meta: Option<RunMeta>,

@@ -5,10 +5,17 @@ use autograd::Var;
 use rand::Rng;
 use tensor::{Backend, Result, Tensor};
 
+/// A 2-D convolution with a bias over NCHW inputs, PyTorch's `nn.Conv2d` (no dilation, no
+/// groups): [N, C_in, H, W] -> [N, C_out, H_out, W_out]. Its parameters are named `weight` and
+/// `bias`.
 pub struct Conv2d<B: Backend> {
+    /// The filters, [C_out, C_in, kh, kw] (PyTorch's layout).
     pub weight: Var<B>,
+    /// One value per output channel, `[C_out]`.
     pub bias: Var<B>,
+    /// Steps between windows, (vertical, horizontal).
     pub stride: (usize, usize),
+    /// Zeros added on each side of the input, (rows above and below, columns left and right).
     pub padding: (usize, usize),
 }
 
@@ -27,6 +34,8 @@ impl<B: Backend> Conv2d<B> {
     ) -> Result<Self> {
         Self::rect(backend, c_in, c_out, (kernel, kernel), (stride, stride), (padding, padding), init, rng)
     }
+    /// A convolution with a kernel, stride and padding each given as (height, width); weights
+    /// from `init`, bias from PyTorch's default (both drawn from `rng`, weights first).
     #[allow(clippy::too_many_arguments)]
     pub fn rect(
         backend: &B,

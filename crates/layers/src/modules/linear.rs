@@ -5,12 +5,18 @@ use autograd::Var;
 use rand::Rng;
 use tensor::{Backend, Result, Tensor};
 
+/// A fully connected layer `y = x W^T + b`, PyTorch's `nn.Linear`: [N, in] -> [N, out]. Its
+/// parameters are named `weight` and `bias`.
 pub struct Linear<B: Backend> {
+    /// [out, in] (PyTorch's layout).
     pub weight: Var<B>,
+    /// `[out]`.
     pub bias: Var<B>,
 }
 
 impl<B: Backend> Linear<B> {
+    /// A layer from `inputs` to `outputs` features, weights from `init`, bias from PyTorch's
+    /// default (both drawn from `rng`, weights first).
     pub fn new(
         backend: &B,
         inputs: usize,
@@ -40,6 +46,8 @@ impl<B: Backend> Module<B> for Linear<B> {
     }
 }
 
+/// Flattens each sample: [N, d1, d2, ...] -> [N, d1 * d2 * ...], PyTorch's `nn.Flatten()`
+/// (see [`ops::flatten`]). No parameters.
 pub struct Flatten;
 
 impl<B: Backend> Module<B> for Flatten {

@@ -24,15 +24,20 @@ pub struct Mode {
 }
 
 impl Mode {
+    /// Training mode: dropout is active, its seeds derived from `seed` and the count of seeds
+    /// already drawn (`draws`: 0 for a fresh run, the saved [`Mode::draws`] to resume one).
     pub fn train(seed: u64, draws: u64) -> Mode {
         Mode { train: true, seed, draws }
     }
+    /// Evaluation mode: dropout is the identity and no seeds are drawn.
     pub fn eval() -> Mode {
         Mode { train: false, seed: 0, draws: 0 }
     }
+    /// Whether this is training mode.
     pub fn is_train(&self) -> bool {
         self.train
     }
+    /// The base seed that every drawn seed is derived from.
     pub fn seed(&self) -> u64 {
         self.seed
     }
@@ -47,8 +52,14 @@ impl Mode {
     }
 }
 
+/// A layer or a network of layers on backend `B`: a forward pass over [`Var`]s, the parameters it
+/// owns with their `state_dict()` names, and a description for summaries (PyTorch's `nn.Module`).
+///
 /// `Send + Sync`, as their parameters: a model can move to, and be shared with, other threads.
 pub trait Module<B: Backend>: Send + Sync {
+    /// The output for input `x`, recorded in the autograd graph when gradients are enabled.
+    /// `mode` says train or eval and hands out dropout seeds. Errors when `x` does not fit the
+    /// layer (its rank, channels or spatial size).
     fn forward(&self, x: &Var<B>, mode: &mut Mode) -> Result<Var<B>>;
     /// Parameters with their `state_dict()` names relative to this module.
     fn parameters(&self) -> Vec<(String, Var<B>)> {

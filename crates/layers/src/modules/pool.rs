@@ -3,9 +3,13 @@ use crate::ops;
 use autograd::Var;
 use tensor::{Backend, Result, Window};
 
+/// Max pooling over each plane of an NCHW input with the given window, PyTorch's `nn.MaxPool2d`
+/// (floor mode; see [`ops::max_pool2d`]). No parameters.
 pub struct MaxPool2d(pub Window);
+/// Average pooling over each plane of an NCHW input with the given window, PyTorch's
+/// `nn.AvgPool2d` with `count_include_pad=True` (see [`ops::avg_pool2d`]). No parameters.
 pub struct AvgPool2d(pub Window);
-/// PyTorch's `AdaptiveAvgPool2d((1, 1))`.
+/// PyTorch's `AdaptiveAvgPool2d((1, 1))`: [N, C, H, W] -> [N, C, 1, 1], the mean of each plane.
 pub struct GlobalAvgPool2d;
 
 fn describe_window(name: &str, w: &Window) -> String {

@@ -3,6 +3,8 @@ use crate::ops;
 use autograd::Var;
 use tensor::{Backend, Result};
 
+/// `max(x, 0)` element-wise, PyTorch's `nn.ReLU`. No parameters; in a [`Sequential`], the layer
+/// before it may run fused with it ([`Module::forward_relu`]).
 pub struct Relu;
 
 impl<B: Backend> Module<B> for Relu {
@@ -29,6 +31,7 @@ impl<B: Backend> Default for Sequential<B> {
 }
 
 impl<B: Backend> Sequential<B> {
+    /// An empty network (its forward is the identity).
     pub fn new() -> Self {
         Self::default()
     }
@@ -38,9 +41,11 @@ impl<B: Backend> Sequential<B> {
         self.layers.push(Box::new(layer));
         self
     }
+    /// The number of direct layers (a nested `Sequential` counts as one).
     pub fn len(&self) -> usize {
         self.layers.len()
     }
+    /// Whether there are no layers.
     pub fn is_empty(&self) -> bool {
         self.layers.is_empty()
     }

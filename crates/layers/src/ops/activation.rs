@@ -2,6 +2,8 @@
 use autograd::Var;
 use tensor::{Backend, Result, Tensor};
 
+/// `max(x, 0)` element-wise, any shape; the backward passes the gradient where the output is
+/// positive and zero elsewhere.
 pub fn relu<B: Backend>(x: &Var<B>) -> Result<Var<B>> {
     let xv = x.value();
     let backend = xv.backend().clone();

@@ -13,6 +13,8 @@ use autograd::Var;
 use tensor::winograd::output_tile;
 use tensor::{bail, Backend, ConvAlgorithm, ConvGeometry, Gemm, Result, Tensor, Window};
 
+/// Which algorithm computes a convolution ([`conv2d_with`]). All compute the same function, up
+/// to rounding; the explicit choices exist for tests and benchmarks that compare them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvAlgo {
     /// Whatever the backend plans for the geometry (`Backend::conv_plan`).
@@ -78,7 +80,11 @@ impl<B: Backend> Plan<B> {
     }
 }
 
-/// `y = conv(x, weight) + bias` for x [N, C, H, W], weight [O, C, kh, kw], bias [O].
+/// `y = conv(x, weight) + bias` for x `[N, C, H, W]`, weight `[O, C, kh, kw]`, bias `[O]`: y is
+/// [N, O, H_out, W_out] with `H_out = (H + 2 * padding.0 - kh) / stride.0 + 1` (floor) and
+/// likewise W_out. As PyTorch's `F.conv2d`, this is a cross-correlation (the kernel is not
+/// flipped). The backend picks the algorithm ([`ConvAlgo::Auto`]). A `Shape` error when the
+/// ranks, channels or bias do not match or the kernel exceeds the padded input.
 pub fn conv2d<B: Backend>(
     x: &Var<B>,
     weight: &Var<B>,
@@ -89,6 +95,8 @@ pub fn conv2d<B: Backend>(
     conv2d_with(x, weight, bias, stride, padding, ConvAlgo::Auto)
 }
 
+/// [`conv2d`] computed with `algo`: an `InvalidArgument` error when that algorithm does not apply
+/// to the geometry (see [`ConvAlgo`]).
 pub fn conv2d_with<B: Backend>(
     x: &Var<B>,
     weight: &Var<B>,

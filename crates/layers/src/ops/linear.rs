@@ -2,7 +2,7 @@
 use autograd::Var;
 use tensor::{bail, Backend, Gemm, Result, Tensor};
 
-/// x [N, in], weight [out, in] (PyTorch's layout), bias [out].
+/// x `[N, in]`, weight `[out, in]` (PyTorch's layout), bias `[out]`.
 pub fn linear<B: Backend>(x: &Var<B>, weight: &Var<B>, bias: Option<&Var<B>>) -> Result<Var<B>> {
     let (xs, ws) = (x.shape(), weight.shape());
     let [n, inp] = xs.dims_n::<2>("linear input")?;

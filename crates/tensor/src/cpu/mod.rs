@@ -53,6 +53,10 @@ fn winograd_off() -> bool {
     *OFF.get_or_init(|| std::env::var("CONVNET_WINOGRAD").is_ok_and(|v| v == "0"))
 }
 
+/// The CPU backend: storages are [`CpuBuffer`]s, kernels run on rayon's thread pool (with
+/// AVX-512 GEMM and max-pooling kernels where the processor has them), and every call checks
+/// its arguments before touching memory. A unit struct: all its state (the buffer pool) is
+/// process-wide.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cpu;
 

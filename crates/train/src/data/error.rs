@@ -10,32 +10,118 @@ pub const HOW_TO_GET_DATA: &str = "to use a copy you already have, pass --data D
 FASHION_MNIST_DIR=DIR (a directory holding the four Fashion-MNIST .gz files), \
 or install Debian's copy with `apt-get install dataset-fashion-mnist`";
 
+/// Why the data could not be found, downloaded or read: the error of every function in
+/// [`crate::data`] that can fail. Its message (`Display`) names the file or URL at fault; those a
+/// user must act on also say how to get the data another way ([`HOW_TO_GET_DATA`]).
 #[derive(Debug)]
 pub enum DataError {
     /// An I/O operation (`action`, e.g. "reading") on `path` failed.
-    Io { path: PathBuf, action: &'static str, source: io::Error },
+    Io {
+        /// The file operated on.
+        path: PathBuf,
+        /// What was being done: "reading", "gzip decompression", "writing the download"...
+        action: &'static str,
+        /// The underlying error.
+        source: io::Error,
+    },
     /// The file starts with the wrong IDX magic number.
-    Magic { path: PathBuf, found: u32, expected: u32, kind: &'static str },
+    Magic {
+        /// The file read.
+        path: PathBuf,
+        /// The magic number the file starts with.
+        found: u32,
+        /// The magic number of the file expected ([`IMAGES_MAGIC`](super::IMAGES_MAGIC) or
+        /// [`LABELS_MAGIC`](super::LABELS_MAGIC)).
+        expected: u32,
+        /// The kind of file expected: "images" or "labels".
+        kind: &'static str,
+    },
     /// The header is too short or holds an unusable dimension.
-    Header { path: PathBuf, detail: String },
+    Header {
+        /// The file read.
+        path: PathBuf,
+        /// What is wrong with the header.
+        detail: String,
+    },
     /// The payload length disagrees with the header (truncated or trailing bytes).
-    Payload { path: PathBuf, actual: usize, expected: usize, layout: String },
+    Payload {
+        /// The file read.
+        path: PathBuf,
+        /// Payload bytes in the file (after the header, once decompressed).
+        actual: usize,
+        /// Payload bytes the header's dimensions call for.
+        expected: usize,
+        /// The header's dimensions in words, e.g. "60000 images of 28x28".
+        layout: String,
+    },
     /// A label outside 0..=9.
-    Label { path: PathBuf, index: usize, value: u8 },
+    Label {
+        /// The labels file.
+        path: PathBuf,
+        /// The label's position in the file, from 0.
+        index: usize,
+        /// The label found there.
+        value: u8,
+    },
     /// The images and labels files of one split hold different counts.
-    CountMismatch { images: PathBuf, labels: PathBuf, n_images: usize, n_labels: usize },
+    CountMismatch {
+        /// The images file.
+        images: PathBuf,
+        /// The labels file.
+        labels: PathBuf,
+        /// Images its header announces.
+        n_images: usize,
+        /// Labels its header announces.
+        n_labels: usize,
+    },
     /// A directory the user pointed at (`origin`) lacks one of the four files.
-    Missing { origin: &'static str, dir: PathBuf, file: &'static str },
+    Missing {
+        /// Who named the directory: "--data", "FASHION_MNIST_DIR", or "data" when
+        /// [`load_split`](super::load_split) reads it.
+        origin: &'static str,
+        /// The directory.
+        dir: PathBuf,
+        /// The file it lacks, under its `.gz` name (the uncompressed one is looked for too).
+        file: &'static str,
+    },
     /// Neither XDG_CACHE_HOME nor HOME says where to download to.
     NoCacheDir,
     /// The download directory could not be created.
-    CreateDir { path: PathBuf, source: io::Error },
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
     /// The HTTP request failed (offline, refused, non-200 status, read error).
-    Http { url: String, reason: String },
+    Http {
+        /// The URL requested.
+        url: String,
+        /// What went wrong, in words.
+        reason: String,
+    },
     /// The body ended before Content-Length bytes (`expected` is None when the length is unknown).
-    Truncated { url: String, file: String, expected: Option<u64>, actual: u64 },
+    Truncated {
+        /// The URL requested.
+        url: String,
+        /// The file being downloaded.
+        file: String,
+        /// The Content-Length the server announced, in bytes, if it did.
+        expected: Option<u64>,
+        /// Bytes received.
+        actual: u64,
+    },
     /// The downloaded bytes do not have the published MD5 sum.
-    Checksum { url: String, file: String, expected: String, actual: String },
+    Checksum {
+        /// The URL requested.
+        url: String,
+        /// The file downloaded.
+        file: String,
+        /// The published MD5 sum, in hex.
+        expected: String,
+        /// The MD5 sum of the bytes received, in hex.
+        actual: String,
+    },
 }
 
 impl fmt::Display for DataError {

@@ -30,7 +30,10 @@ pub const MD5_SUMS: [(&str, &str); 4] = [
 /// Outcome of the search: the files are already in a directory, or must be downloaded into one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
+    /// This directory holds every file asked for.
     Present(PathBuf),
+    /// No directory searched holds them all: the missing ones are to be downloaded into this one
+    /// (the per-user cache).
     Download(PathBuf),
 }
 

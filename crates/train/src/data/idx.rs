@@ -28,17 +28,23 @@ pub const FILES: [&str; 4] = [
 /// One split held in memory: images row-major, `rows * cols` bytes each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dataset {
+    /// Every image's pixels (0 black to 255 white), image after image.
     pub images: Vec<u8>,
+    /// Every image's class, 0..[`NUM_CLASSES`] (see [`CLASSES`](crate::predict::CLASSES)).
     pub labels: Vec<u8>,
+    /// Height of every image, in pixels.
     pub rows: usize,
+    /// Width of every image, in pixels.
     pub cols: usize,
 }
 
 impl Dataset {
+    /// Number of samples (labelled images).
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether there are no samples.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -85,13 +91,17 @@ impl Dataset {
     }
 }
 
+/// One of Fashion-MNIST's two published parts, each an images file and a labels file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
+    /// The 60,000 training images (the `train-*` files).
     Train,
+    /// The 10,000 test images (the `t10k-*` files).
     Test,
 }
 
 impl Split {
+    /// The split's images file, under its `.gz` name (one of [`FILES`]).
     pub fn image_file(self) -> &'static str {
         match self {
             Split::Train => FILES[0],
@@ -99,6 +109,7 @@ impl Split {
         }
     }
 
+    /// The split's labels file, under its `.gz` name (one of [`FILES`]).
     pub fn label_file(self) -> &'static str {
         match self {
             Split::Train => FILES[1],

@@ -18,8 +18,11 @@ const PREFETCH: usize = 3;
 /// One mini-batch: `len` images of 1 x size x size (NCHW, values in [0, 1]) and their classes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
+    /// `len * size * size` values: the images one after another, each row-major.
     pub images: Vec<f32>,
+    /// The class of each image, in the same order.
     pub labels: Vec<usize>,
+    /// Images in the batch (the batch size, or fewer in an epoch's last batch).
     pub len: usize,
 }
 

@@ -46,6 +46,8 @@ pub struct Resizer {
 }
 
 impl Resizer {
+    /// A resizer from `in_h x in_w` to `out_h x out_w` images (rows x columns), its
+    /// interpolation weights computed here once for every image it resizes.
     /// Panics if any size is 0 (a caller bug, not a data error).
     pub fn new(in_h: usize, in_w: usize, out_h: usize, out_w: usize) -> Self {
         assert!(in_h > 0 && in_w > 0 && out_h > 0 && out_w > 0, "Resizer sizes must be > 0");
@@ -56,6 +58,8 @@ impl Resizer {
         Self { in_h, in_w, out_h, out_w, rows: taps(in_h, out_h), cols: taps(in_w, out_w), lut }
     }
 
+    /// Values in one output image (`out_h * out_w`): the length of `dst` in
+    /// [`Resizer::resize_u8_to_f32`].
     pub fn output_len(&self) -> usize {
         self.out_h * self.out_w
     }
