@@ -51,13 +51,8 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(correct)
         })?;
-        let tested = limit.unwrap_or(test.len()).min(test.len());
-        println!(
-            "epoch {}: loss {:.4}, test acc {:.4}",
-            epoch + 1,
-            loss_sum / seen as f64,
-            correct / tested as f64
-        );
+        let acc = correct / limit.unwrap_or(test.len()).min(test.len()) as f64;
+        println!("epoch {}: loss {:.4}, test acc {acc:.4}", epoch + 1, loss_sum / seen as f64);
     }
     Ok(())
 }
