@@ -1,6 +1,8 @@
-//! Matrix products on the CPU through our AVX-512 GEMM (`gemm_avx512.rs`) or, on CPUs
-//! without it, `matrixmultiply`; parallelised one level at a time:
+//! Matrix products on the CPU through our AVX-512 or AVX2 GEMM (`gemm_avx512.rs`,
+//! `gemm_avx2.rs`) or, on other CPUs, `matrixmultiply`; parallelised one level at a time:
 //! over the batch when it has enough items, otherwise over row or column blocks of one product.
+#[cfg(target_arch = "x86_64")]
+use super::isa::{isa, Isa};
 use crate::Gemm;
 use rayon::prelude::*;
 
@@ -88,36 +90,28 @@ unsafe fn sgemm_part(
     let a = a.offset(r0 as isize * rsa + d0 as isize * csa);
     let b = b.offset(c0 as isize * csb + d0 as isize * rsb);
     #[cfg(target_arch = "x86_64")]
-    if use_avx512() {
-        super::gemm_avx512::sgemm(
-            r1 - r0,
-            c1 - c0,
-            k,
-            g.alpha,
-            a,
-            rsa,
-            csa,
-            b,
-            rsb,
-            csb,
-            beta,
-            c,
-            ldc as isize,
-        );
+    if let Some(ours) = our_gemm() {
+        let sgemm = match ours {
+            Isa::Avx512 => super::gemm_avx512::sgemm,
+            _ => super::gemm_avx2::sgemm,
+        };
+        // SAFETY: the caller's contract describes these operands; our_gemm() picks a kernel
+        // only for a path isa() found on this CPU.
+        sgemm(r1 - r0, c1 - c0, k, g.alpha, a, rsa, csa, b, rsb, csb, beta, c, ldc as isize);
         return;
     }
     matrixmultiply::sgemm(r1 - r0, k, c1 - c0, g.alpha, a, rsa, csa, b, rsb, csb, beta, c, ldc as isize, 1);
 }
 
-/// Our AVX-512 kernel wherever the CPU has AVX-512F (it beats `matrixmultiply` on most of
-/// NiN's and GoogLeNet's shapes, BENCHMARKS.md); `CONVNET_GEMM=matrixmultiply` keeps the
-/// library, which is also the fallback on other CPUs and the reference in tests.
+/// Our kernel for the process's path (`isa()`: AVX-512 or AVX2; it beats `matrixmultiply` on
+/// most of NiN's and GoogLeNet's shapes, BENCHMARKS.md); `None` on the portable path or with
+/// `CONVNET_GEMM=matrixmultiply`, which keeps the library (also the reference in tests).
 #[cfg(target_arch = "x86_64")]
-fn use_avx512() -> bool {
-    static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+fn our_gemm() -> Option<Isa> {
+    static CHOICE: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
     *CHOICE.get_or_init(|| {
-        super::gemm_avx512::available()
-            && std::env::var("CONVNET_GEMM").map_or(true, |v| v != "matrixmultiply")
+        let library = std::env::var("CONVNET_GEMM").is_ok_and(|v| v == "matrixmultiply");
+        Some(isa()).filter(|&i| i != Isa::Portable && !library)
     })
 }
 

@@ -22,8 +22,11 @@ mod buffer;
 mod elementwise;
 mod gemm;
 #[cfg(target_arch = "x86_64")]
+mod gemm_avx2;
+#[cfg(target_arch = "x86_64")]
 mod gemm_avx512;
 mod im2col;
+mod isa;
 mod loss;
 mod memory;
 mod optim;
@@ -36,6 +39,7 @@ use crate::{
     checks, AdamStep, Backend, ConvAlgorithm, ConvGeometry, ConvPlan, Gemm, PoolGeometry, Result, SgdStep,
 };
 pub use buffer::{CpuBuffer, MAX_CACHED as POOL_MAX_CACHED, MIN_POOLED as POOL_MIN_LEN};
+pub use isa::{isa, Isa};
 
 /// The largest buffer of a convolution chunk, in values (32 MiB of f32: a chunk stays near the
 /// L3 cache, so the product reads columns the unfold just wrote from cache).
@@ -53,8 +57,8 @@ fn winograd_off() -> bool {
     *OFF.get_or_init(|| std::env::var("CONVNET_WINOGRAD").is_ok_and(|v| v == "0"))
 }
 
-/// The CPU backend: storages are [`CpuBuffer`]s, kernels run on rayon's thread pool (with
-/// AVX-512 GEMM and max-pooling kernels where the processor has them), and every call checks
+/// The CPU backend: storages are [`CpuBuffer`]s, kernels run on rayon's thread pool (with our
+/// AVX-512 or AVX2 kernels where the processor has them, see [`isa`]), and every call checks
 /// its arguments before touching memory. A unit struct: all its state (the buffer pool) is
 /// process-wide.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -29,15 +29,15 @@ fn windows(g: &PoolGeometry) -> (Spans, Spans) {
 /// on a strictly greater value (the same winner as a scan of each window). Other strides are
 /// separable: each input row's first maximum under every window column, then the earliest row
 /// holding the greatest of those. Planes under `SMALL_PLANE_WIDTH` wide take a table (below).
-/// CPUs with AVX-512 run `pool_avx512.rs` instead, which these kernels are tested against.
+/// On the AVX-512 path (`isa()`) `pool_avx512.rs` runs instead, tested against these kernels.
 ///
 /// # Safety
 /// `checks::pool` must have accepted `g` with `x.len()` as the input and `y.len()`,
 /// `argmax.len()` as outputs (the AVX-512 kernels write through raw pointers).
 pub(crate) unsafe fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if super::pool_avx512::available() {
-        // SAFETY: the CPU has AVX-512F (just tested), and the caller's checks are this
+    if super::isa() == super::Isa::Avx512 {
+        // SAFETY: the CPU has AVX-512F (isa() found it), and the caller's checks are this
         // function's contract too.
         return unsafe { super::pool_avx512::max_pool2d_forward(x, g, y, argmax) };
     }

@@ -14,6 +14,7 @@ use crate::PoolGeometry;
 use rayon::prelude::*;
 use std::arch::x86_64::*;
 
+#[cfg(test)]
 pub(crate) fn available() -> bool {
     std::is_x86_feature_detected!("avx512f")
 }

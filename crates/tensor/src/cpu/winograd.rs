@@ -6,6 +6,7 @@
 // Index loops over tile cells and lanes read more plainly than zipped iterators here.
 #![allow(clippy::needless_range_loop)]
 use super::gemm::SendPtr;
+use super::isa::Isa;
 use crate::ConvGeometry;
 use rayon::prelude::*;
 
@@ -144,7 +145,7 @@ fn sandwich_any(l: &[f32], rows: usize, r: &[f32], cols: usize, n: usize, input:
 fn sandwich(l: &[f32], rows: usize, r: &[f32], cols: usize, n: usize, input: &Block, out: &mut Block) {
     #[cfg(target_arch = "x86_64")]
     if wide() {
-        // SAFETY: wide() found AVX-512F on this CPU.
+        // SAFETY: wide() means the AVX-512 path, which isa() takes only where the CPU has it.
         return unsafe { sandwich_avx512(l, rows, r, cols, n, input, out) };
     }
     sandwich_any(l, rows, r, cols, n, input, out)
@@ -229,24 +230,22 @@ fn transposed(p: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     (0..cols * rows).map(|i| p[(i % rows) * cols + i / rows]).collect()
 }
 
-/// Whether the lane loops may use AVX-512 (16-wide vectors); else they run as compiled for the
-/// baseline target.
+/// Whether the lane loops may use AVX-512 (16-wide vectors): on the AVX-512 path of `isa()`.
+#[cfg(target_arch = "x86_64")]
 fn wide() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::is_x86_feature_detected!("avx512f");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    super::isa() == Isa::Avx512
 }
 
-/// Declares `$name` (the kernel's per-channel work, compiled for the baseline) and `$wide` (the
-/// same code compiled with AVX-512), and `$pick` which calls the one this CPU can run.
+/// Declares `$name` (the kernel's per-channel work, compiled for the baseline), `$wide` and
+/// `$avx2` (the same code compiled with AVX-512, and with AVX2 and FMA: the lane loops become
+/// 16- or 8-wide vector code), and `$pick` which calls the one for the given path.
 ///
-/// Each body writes channel `c` (or `o`) of its output through `out`. Safety, for all three: the
+/// Each body writes channel `c` (or `o`) of its output through `out`. Safety, for all four: the
 /// Backend method's checks accepted the geometry and the buffers (`out` is the output buffer's
-/// start), `c < geo.c_in`, and no other thread works on the same channel; `$wide` and `$pick`
-/// with `wide` also need AVX-512F.
+/// start), `c < geo.c_in`, and no other thread works on the same channel; `$wide` and `$avx2`
+/// also need their instruction sets, and `$pick` a path this CPU has (`isa()`).
 macro_rules! per_channel {
-    ($pick:ident, $wide:ident, $name:ident, ($($arg:ident: $ty:ty),*) $body:block) => {
+    ($pick:ident, $wide:ident, $avx2:ident, $name:ident, ($($arg:ident: $ty:ty),*) $body:block) => {
         /// # Safety
         /// See `per_channel!`.
         #[inline(always)]
@@ -262,22 +261,34 @@ macro_rules! per_channel {
             unsafe { $name($($arg),*) }
         }
         /// # Safety
-        /// See `per_channel!`; `wide` only where the CPU supports AVX-512F.
+        /// See `per_channel!`; the CPU must support AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn $pick(wide: bool, $($arg: $ty),*) {
+        unsafe fn $avx2($($arg: $ty),*) {
+            // SAFETY: the same contract as this function's.
+            unsafe { $name($($arg),*) }
+        }
+        /// # Safety
+        /// See `per_channel!`; `path` must be one this CPU has.
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $pick(path: Isa, $($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
-            if wide {
-                // SAFETY: the caller's contract, and `wide` says AVX-512F is there.
-                return unsafe { $wide($($arg),*) };
+            match path {
+                // SAFETY: the caller's contract, and `path` says the CPU has the instructions.
+                Isa::Avx512 => return unsafe { $wide($($arg),*) },
+                // SAFETY: as above.
+                Isa::Avx2 => return unsafe { $avx2($($arg),*) },
+                Isa::Portable => {}
             }
-            let _ = wide;
+            let _ = path;
             // SAFETY: the caller's contract.
             unsafe { $name($($arg),*) }
         }
     };
 }
 
-per_channel!(tiles_pick, tiles_wide, tiles_channel, (c: usize, x: &[f32], geo: &ConvGeometry, first: usize, count: usize, bt: &[f32], out: SendPtr) {
+per_channel!(tiles_pick, tiles_wide, tiles_avx2, tiles_channel, (c: usize, x: &[f32], geo: &ConvGeometry, first: usize, count: usize, bt: &[f32], out: SendPtr) {
     let a = geo.window.kernel.0;
     let (m, (ph, pw)) = (geo.window.stride.0, geo.window.padding);
     let (tiles, tiles_w, plane, channels) = (geo.col_cols(), geo.out_w, geo.h * geo.w, geo.c_in);
@@ -315,7 +326,7 @@ per_channel!(tiles_pick, tiles_wide, tiles_channel, (c: usize, x: &[f32], geo: &
     }
 });
 
-per_channel!(tiles_backward_pick, tiles_backward_wide, tiles_backward_channel, (c: usize, dv: &[f32], geo: &ConvGeometry, first: usize, count: usize, btt: &[f32], out: SendPtr) {
+per_channel!(tiles_backward_pick, tiles_backward_wide, tiles_backward_avx2, tiles_backward_channel, (c: usize, dv: &[f32], geo: &ConvGeometry, first: usize, count: usize, btt: &[f32], out: SendPtr) {
     let a = geo.window.kernel.0;
     let (m, (ph, pw)) = (geo.window.stride.0, geo.window.padding);
     let (tiles, tiles_w, plane, channels) = (geo.col_cols(), geo.out_w, geo.h * geo.w, geo.c_in);
@@ -347,7 +358,7 @@ per_channel!(tiles_backward_pick, tiles_backward_wide, tiles_backward_channel, (
     }
 });
 
-per_channel!(untile_pick, untile_wide, untile_channel, (o: usize, points: &[f32], geo: &ConvGeometry, first: usize, count: usize, at: &[f32], out: SendPtr) {
+per_channel!(untile_pick, untile_wide, untile_avx2, untile_channel, (o: usize, points: &[f32], geo: &ConvGeometry, first: usize, count: usize, at: &[f32], out: SendPtr) {
     let m = geo.window.kernel.0;
     let a = at.len() / m;
     let (tiles, tiles_w, plane, channels) = (geo.col_cols(), geo.out_w, geo.h * geo.w, geo.c_in);
@@ -372,7 +383,7 @@ per_channel!(untile_pick, untile_wide, untile_channel, (o: usize, points: &[f32]
     }
 });
 
-per_channel!(untile_backward_pick, untile_backward_wide, untile_backward_channel, (o: usize, dy: &[f32], geo: &ConvGeometry, first: usize, count: usize, att: &[f32], out: SendPtr) {
+per_channel!(untile_backward_pick, untile_backward_wide, untile_backward_avx2, untile_backward_channel, (o: usize, dy: &[f32], geo: &ConvGeometry, first: usize, count: usize, att: &[f32], out: SendPtr) {
     let m = geo.window.kernel.0;
     let a = att.len() / m;
     let (tiles, tiles_w, plane, channels) = (geo.col_cols(), geo.out_w, geo.h * geo.w, geo.c_in);
@@ -410,10 +421,10 @@ pub(crate) unsafe fn tiles(
     bt: &[f32],
     v: &mut [f32],
 ) {
-    let (out, wide) = (SendPtr(v.as_mut_ptr()), wide());
-    // SAFETY: the caller's checks; each task writes its own channel c < c_in; wide() is the
-    // CPU's answer.
-    (0..geo.c_in).into_par_iter().for_each(|c| unsafe { tiles_pick(wide, c, x, geo, first, count, bt, out) });
+    let (out, path) = (SendPtr(v.as_mut_ptr()), super::isa());
+    // SAFETY: the caller's checks; each task writes its own channel c < c_in; isa() is a path
+    // this CPU has.
+    (0..geo.c_in).into_par_iter().for_each(|c| unsafe { tiles_pick(path, c, x, geo, first, count, bt, out) });
 }
 
 /// `Backend::winograd_tiles_backward`: `bt^T dV bt` of each tile summed into the dx planes.
@@ -429,11 +440,11 @@ pub(crate) unsafe fn tiles_backward(
     dx: &mut [f32],
 ) {
     let a = geo.window.kernel.0;
-    let (btt, out, wide) = (transposed(bt, a, a), SendPtr(dx.as_mut_ptr()), wide());
+    let (btt, out, path) = (transposed(bt, a, a), SendPtr(dx.as_mut_ptr()), super::isa());
     // SAFETY: the caller's checks; each task writes its own channel's planes.
     (0..geo.c_in)
         .into_par_iter()
-        .for_each(|c| unsafe { tiles_backward_pick(wide, c, dv, geo, first, count, &btt, out) });
+        .for_each(|c| unsafe { tiles_backward_pick(path, c, dv, geo, first, count, &btt, out) });
 }
 
 /// `Backend::winograd_untile`: `at M at^T` of each point-domain tile written to its m x m tile.
@@ -449,11 +460,11 @@ pub(crate) unsafe fn untile(
     at: &[f32],
     y: &mut [f32],
 ) {
-    let (out, wide) = (SendPtr(y.as_mut_ptr()), wide());
+    let (out, path) = (SendPtr(y.as_mut_ptr()), super::isa());
     // SAFETY: the caller's checks; each task writes its own channel's planes.
     (0..geo.c_in)
         .into_par_iter()
-        .for_each(|o| unsafe { untile_pick(wide, o, points, geo, first, count, at, out) });
+        .for_each(|o| unsafe { untile_pick(path, o, points, geo, first, count, at, out) });
 }
 
 /// `Backend::winograd_untile_backward`: `dM = at^T dY at` for each m x m tile of dy.
@@ -469,11 +480,11 @@ pub(crate) unsafe fn untile_backward(
     dm: &mut [f32],
 ) {
     let m = geo.window.kernel.0;
-    let (att, out, wide) = (transposed(at, m, at.len() / m), SendPtr(dm.as_mut_ptr()), wide());
+    let (att, out, path) = (transposed(at, m, at.len() / m), SendPtr(dm.as_mut_ptr()), super::isa());
     // SAFETY: the caller's checks; each task writes its own channel's points.
     (0..geo.c_in)
         .into_par_iter()
-        .for_each(|o| unsafe { untile_backward_pick(wide, o, dy, geo, first, count, &att, out) });
+        .for_each(|o| unsafe { untile_backward_pick(path, o, dy, geo, first, count, &att, out) });
 }
 
 #[cfg(test)]
