@@ -50,6 +50,12 @@ impl Allocator {
         Ok(Buffer { slice: Some(slice), len, allocator: self.clone() })
     }
 
+    /// Frees every cached buffer; the bytes released.
+    pub(crate) fn release(&self) -> usize {
+        let freed = std::mem::take(&mut *self.free.lock().expect("allocator lock"));
+        freed.iter().map(|(len, v)| len * 4 * v.len()).sum()
+    }
+
     /// Bytes held in free lists (for reports).
     pub(crate) fn cached_bytes(&self) -> usize {
         self.free.lock().expect("allocator lock").iter().map(|(len, v)| len * 4 * v.len()).sum()

@@ -492,6 +492,9 @@ impl Backend for Cuda {
         let (free, _) = self.inner.ctx.mem_get_info().ok()?;
         Some(free + self.inner.allocator.cached_bytes())
     }
+    fn release_cached(&self) -> usize {
+        self.inner.allocator.release()
+    }
     fn fill(&self, dst: &mut Buffer, value: f32) -> Result<()> {
         let n = int("len", dst.len())?;
         launch!(self, "fill", elementwise(dst.len()), dst.slice_mut(), &n, &value)

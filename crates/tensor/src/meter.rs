@@ -145,6 +145,12 @@ impl<B: Backend> Backend for Meter<B> {
     fn memory_available(&self) -> Option<usize> {
         self.plans.memory_available()
     }
+    fn release_cached(&self) -> usize {
+        let Some(pool) = &self.counter.pool else { return 0 };
+        let mut p = pool.lock().expect("meter lock");
+        p.free.clear();
+        std::mem::take(&mut p.cached)
+    }
     fn fill(&self, _: &mut S, _: f32) -> Result<()> {
         Ok(())
     }

@@ -4,10 +4,12 @@
 //! the figures and the largest batch that fits, instead of the kernel killing the process.
 //!
 //! The phases of a run hold different buffers: a full training step, the smaller last step of an
-//! epoch, an evaluation batch, the smaller last one. The CPU keeps every freed buffer of a phase
-//! (up to 4 GiB) for the next step of the same sizes, so on the CPU the phases' buffers pile up;
-//! the GPU's allocator gives its cache back before it would fail, so there the largest phase
-//! counts.
+//! epoch, an evaluation batch, the smaller last one. The CPU keeps every freed buffer (up to
+//! 4 GiB) for the next request of the same size, so within a phase the buffers of its two batch
+//! sizes pile up; a run gives the cache back when it switches between training and evaluation
+//! (`Backend::release_cached`), and evaluates at the training batch size, so the largest phase is
+//! the training step. The GPU's allocator gives its cache back before it would fail, so there
+//! too the largest phase counts.
 use crate::session::make_optimizer;
 use crate::state::Settings;
 use anyhow::{bail, Result};
@@ -18,8 +20,6 @@ use tensor::{Backend, Meter, Tensor};
 /// The program itself: code, threads' stacks, the allocator's own overhead (measured at about
 /// 60 MiB for a small run).
 const BASE_BYTES: usize = 96 << 20;
-/// Evaluation batch size (`session::evaluate`'s).
-pub const EVAL_BATCH: usize = 256;
 /// Batches the loader prepares ahead, plus the one in use.
 const LOADER_BATCHES: usize = 4;
 
@@ -87,7 +87,10 @@ pub fn estimate<B: Backend>(
         let _ = ops::cross_entropy(&model.forward(&x, &mut Mode::eval())?, &vec![0; n])?;
         Ok(meter.peak_bytes() - persistent)
     };
-    let eval_batch = EVAL_BATCH.min(test_len.max(1));
+    // Evaluation starts with the cache given back, and runs at the training batch size, as
+    // `session::evaluate` does.
+    meter.release_cached();
+    let eval_batch = batch.min(test_len.max(1));
     peaks.push(eval_step(eval_batch)?);
     let last = test_len % eval_batch;
     if last > 0 && test_len > eval_batch {
@@ -96,12 +99,28 @@ pub fn estimate<B: Backend>(
     let transient = peaks.into_iter().max().unwrap_or(0);
     let host = if keeps_every_size(backend) {
         let images = (train_len + test_len) * (28 * 28 + 1);
-        let batches = LOADER_BATCHES * (batch + EVAL_BATCH) * r * r * 4;
+        let batches = LOADER_BATCHES * 2 * batch * r * r * 4;
         images + batches + BASE_BYTES
     } else {
         0
     };
     Ok(Estimate { persistent, transient, host })
+}
+
+/// The most memory this process has had resident (Linux's `VmHWM`), in bytes; `None` elsewhere.
+pub fn peak_resident_bytes() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_hwm(&status)
+}
+
+fn parse_vm_hwm(status: &str) -> Option<usize> {
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().strip_suffix("kB")?;
+    kib.trim().parse::<usize>().ok().map(|k| k * 1024)
+}
+
+/// The line a run ends with: its peak resident memory, when the system says.
+pub fn peak_line() -> Option<String> {
+    peak_resident_bytes().map(|b| format!("peak resident memory {:.2} GiB", b as f64 / (1u64 << 30) as f64))
 }
 
 /// Refuses a run whose estimated peak exceeds what `backend` says it has, naming both figures and
@@ -148,4 +167,18 @@ pub fn check<B: Backend>(
         host = gib(need.host),
         available = gib(available),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_high_water_mark() {
+        let status = "Name:\ttrain\nVmPeak:\t 9000 kB\nVmHWM:\t    2048 kB\nVmRSS:\t 1024 kB\n";
+        assert_eq!(parse_vm_hwm(status), Some(2048 * 1024));
+        assert_eq!(parse_vm_hwm("VmRSS: 5 kB\n"), None);
+        assert_eq!(parse_vm_hwm("VmHWM: lots kB\n"), None);
+        assert!(peak_resident_bytes().is_some_and(|b| b > 0) || !cfg!(target_os = "linux"));
+    }
 }

@@ -446,7 +446,7 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         let train_time = resumed_at.seconds + started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         let Some(held_out_acc) =
-            evaluate_unless_stopped(&model, backend, &held_out, settings.resize, crate::memory::EVAL_BATCH)?
+            evaluate_unless_stopped(&model, backend, &held_out, settings.resize, settings.batch_size)?
         else {
             // Stopped during the evaluation: save the trained epoch; the resume evaluates it.
             meta.position = sums.position(epoch, step, &mode, &*optimizer, train_time, &resumed_at);
@@ -515,6 +515,9 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         if train_seconds > 0.0 {
             println!("{:.1} examples/sec on {}", train_images as f64 / train_seconds, backend.name());
         }
+        if let Some(line) = crate::memory::peak_line() {
+            println!("{line}");
+        }
         println!("saved {}, {}, {} in {}", CHECKPOINT_FILE, METRICS_FILE, PLOT_FILE, dir.path().display());
     }
     Ok(RunReport { out_dir: dir.path().to_path_buf(), history, final_test_acc })
@@ -568,7 +571,7 @@ fn final_test<B: Backend>(
     let mut best = checkpoint::load(&best_path)?;
     state::load_weights(&best, &model.parameters(), backend, &best_path)?;
     let test_set = load(data_dir, Split::Test, settings.test_limit)?;
-    let acc = evaluate(model, backend, &test_set, settings.resize, crate::memory::EVAL_BATCH)?;
+    let acc = evaluate(model, backend, &test_set, settings.resize, settings.batch_size)?;
     best.metadata.insert("test_acc".into(), acc.to_string());
     checkpoint::save_atomic(&best_path, &best)?;
     println!(
@@ -615,6 +618,23 @@ fn evaluate_unless_stopped<B: Backend>(
 }
 
 fn evaluate_until<B: Backend>(
+    model: &Sequential<B>,
+    backend: &B,
+    set: &Arc<Dataset>,
+    resize: usize,
+    batch_size: usize,
+    stop: impl Fn() -> bool,
+) -> Result<Option<f64>> {
+    // Whatever the two phases share, each also has buffers of its own sizes: giving the cache
+    // back at both ends keeps a run from holding training's and evaluation's side by side (it
+    // costs the first step after each switch its page faults, well under a second).
+    backend.release_cached();
+    let result = evaluate_batches(model, backend, set, resize, batch_size, stop);
+    backend.release_cached();
+    result
+}
+
+fn evaluate_batches<B: Backend>(
     model: &Sequential<B>,
     backend: &B,
     set: &Arc<Dataset>,
@@ -669,6 +689,9 @@ pub fn eval<B: Backend>(backend: &B, args: &EvalArgs) -> Result<f64> {
         started.elapsed().as_secs_f64(),
         backend.name()
     );
+    if let Some(line) = crate::memory::peak_line() {
+        println!("{line}");
+    }
     Ok(acc)
 }
 

@@ -80,6 +80,13 @@ impl CpuBuffer {
     }
 }
 
+/// Empties the pool, returning its memory to the system; the bytes released.
+pub(crate) fn release_pooled() -> usize {
+    // Taken out under the lock, dropped after it: freeing gigabytes can take a while.
+    let released = POOL.lock().ok().and_then(|mut p| p.take());
+    released.map_or(0, |p| 4 * p.cached)
+}
+
 /// Bytes the pool keeps for reuse.
 pub(crate) fn pooled_bytes() -> usize {
     POOL.lock().ok().and_then(|p| p.as_ref().map(|p| 4 * p.cached)).unwrap_or(0)
@@ -125,5 +132,21 @@ impl Drop for CpuBuffer {
             pool.cached += len;
             pool.free.entry(len).or_default().push(std::mem::take(&mut self.lines));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_empties_the_pool() {
+        // A length no other test uses, so nothing else takes this buffer from the pool meanwhile.
+        let len = (1 << 20) + 7;
+        drop(CpuBuffer::zeros(len).unwrap());
+        assert!(pooled_bytes() >= 4 * len);
+        assert!(release_pooled() >= 4 * len);
+        let again = CpuBuffer::zeros(len).unwrap();
+        assert!(again.iter().all(|&v| v == 0.0));
     }
 }

@@ -99,6 +99,9 @@ impl Backend for Cpu {
     fn memory_available(&self) -> Option<usize> {
         memory::available_bytes()
     }
+    fn release_cached(&self) -> usize {
+        buffer::release_pooled()
+    }
     fn fill(&self, dst: &mut CpuBuffer, value: f32) -> Result<()> {
         dst.fill(value);
         Ok(())
