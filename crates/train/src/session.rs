@@ -483,12 +483,12 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
             best_epoch,
             ..Position::default()
         };
-        // The best weights before the checkpoint that names their epoch: a run killed between
-        // the two redoes the epoch and writes the same file again.
+        // The best weights, the metrics and the plot before the checkpoint that names their
+        // epoch: a run killed between them redoes the epoch and writes the same files again,
+        // while a checkpoint saved first could leave a finished run without its last row.
         if settings.val_split > 0 && best_epoch == epoch + 1 {
             dir.save_best(&params, &meta)?;
         }
-        dir.save(&params, &optimizer.state().0, &meta)?;
         metrics::write_csv(&dir.metrics_path(), &history)
             .with_context(|| format!("writing {}", dir.metrics_path().display()))?;
         let title = format!(
@@ -497,6 +497,7 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         );
         plot::write_svg(&dir.plot_path(), &history, &title)
             .with_context(|| format!("writing {}", dir.plot_path().display()))?;
+        dir.save(&params, &optimizer.state().0, &meta)?;
         if stop::requested() && epoch + 1 < settings.epochs {
             return Err(stopped(&dir).into());
         }
