@@ -243,3 +243,73 @@ pub fn global_avg_pool_backward(dy: &[f32], planes: usize, plane_len: usize, dx:
         .zip(dy.par_iter())
         .for_each(|(dst, &g)| dst.fill(g * inv));
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{PoolGeometry, Window};
+
+    /// Each window scanned in row-major order, the first of the greatest values winning.
+    fn naive(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<f32>) {
+        let (mut y, mut arg) = (Vec::new(), Vec::new());
+        let ((kh, kw), (sh, sw), (ph, pw)) = (g.window.kernel, g.window.stride, g.window.padding);
+        for p in 0..g.planes() {
+            let src = &x[p * g.h * g.w..][..g.h * g.w];
+            for oy in 0..g.out_h {
+                for ox in 0..g.out_w {
+                    let mut best: Option<(f32, usize)> = None;
+                    for i in 0..kh {
+                        for j in 0..kw {
+                            let (iy, ix) =
+                                ((oy * sh + i) as isize - ph as isize, (ox * sw + j) as isize - pw as isize);
+                            if iy < 0 || ix < 0 || iy as usize >= g.h || ix as usize >= g.w {
+                                continue;
+                            }
+                            let at = iy as usize * g.w + ix as usize;
+                            if best.is_none_or(|(b, _)| src[at] > b) {
+                                best = Some((src[at], at));
+                            }
+                        }
+                    }
+                    let (b, at) = best.expect("every window holds a cell");
+                    y.push(b);
+                    arg.push(at as f32);
+                }
+            }
+        }
+        (y, arg)
+    }
+
+    /// The portable kernels (which the AVX-512 ones are tested against) against the naive scan,
+    /// on inputs full of ties at or below zero (a padded cell read as 0 would win): the row path
+    /// (planes 8 or more outputs wide, stride 1 and not) and the table path for small planes.
+    #[test]
+    fn portable_kernels_match_a_naive_scan() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut level = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 4) as f32 - 3.0
+        };
+        for &(n, c, h, w, win) in &[
+            (2, 3, 7, 9, Window::square(3, 2, 1)),
+            (1, 5, 6, 6, Window::square(3, 1, 1)),
+            (3, 7, 3, 3, Window::square(3, 1, 1)),
+            (2, 3, 12, 12, Window::square(3, 2, 1)),
+            (1, 2, 8, 6, Window::new((2, 3), (1, 2), (1, 1))),
+            (2, 9, 13, 11, Window::square(3, 2, 0)),
+            (1, 3, 20, 19, Window::square(3, 1, 1)),
+            (2, 2, 26, 26, Window::square(3, 2, 0)),
+            (1, 2, 9, 35, Window::new((2, 3), (3, 2), (1, 1))),
+            (1, 1, 17, 33, Window::new((3, 5), (1, 1), (1, 2))),
+        ] {
+            let g = PoolGeometry::new(n, c, h, w, win).unwrap();
+            let x: Vec<f32> = (0..n * c * h * w).map(|_| level()).collect();
+            let (want_y, want_arg) = naive(&x, &g);
+            let out = want_y.len();
+            let (mut y, mut arg) = (vec![-7.0; out], vec![-7.0; out]);
+            super::max_pool2d_forward_scalar(&x, &g, &mut y, &mut arg);
+            assert_eq!((&y, &arg), (&want_y, &want_arg), "portable, {n}x{c}x{h}x{w} {win:?}");
+        }
+    }
+}
