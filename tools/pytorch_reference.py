@@ -17,6 +17,7 @@ import time
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def nin_block(cin, cout, kernel, stride, padding):
@@ -35,15 +36,24 @@ def nin():
 
 
 class Inception(nn.Module):
+    """d2l's Inception block as d2l writes it: one attribute per layer, hence d2l's state_dict names."""
+
     def __init__(self, cin, c1, c2, c3, c4):
         super().__init__()
-        self.p1 = nn.Sequential(nn.Conv2d(cin, c1, 1), nn.ReLU())
-        self.p2 = nn.Sequential(nn.Conv2d(cin, c2[0], 1), nn.ReLU(), nn.Conv2d(c2[0], c2[1], 3, padding=1), nn.ReLU())
-        self.p3 = nn.Sequential(nn.Conv2d(cin, c3[0], 1), nn.ReLU(), nn.Conv2d(c3[0], c3[1], 5, padding=2), nn.ReLU())
-        self.p4 = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(cin, c4, 1), nn.ReLU())
+        self.p1_1 = nn.Conv2d(cin, c1, 1)
+        self.p2_1 = nn.Conv2d(cin, c2[0], 1)
+        self.p2_2 = nn.Conv2d(c2[0], c2[1], 3, padding=1)
+        self.p3_1 = nn.Conv2d(cin, c3[0], 1)
+        self.p3_2 = nn.Conv2d(c3[0], c3[1], 5, padding=2)
+        self.p4_1 = nn.MaxPool2d(3, 1, 1)
+        self.p4_2 = nn.Conv2d(cin, c4, 1)
 
     def forward(self, x):
-        return torch.cat((self.p1(x), self.p2(x), self.p3(x), self.p4(x)), dim=1)
+        p1 = F.relu(self.p1_1(x))
+        p2 = F.relu(self.p2_2(F.relu(self.p2_1(x))))
+        p3 = F.relu(self.p3_2(F.relu(self.p3_1(x))))
+        p4 = F.relu(self.p4_2(self.p4_1(x)))
+        return torch.cat((p1, p2, p3, p4), dim=1)
 
 
 def googlenet():

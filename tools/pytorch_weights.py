@@ -24,43 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pytorch_reference import nin  # noqa: E402  (d2l's NiN, with d2l's names)
-
-
-class Inception(nn.Module):
-    """d2l's Inception block as d2l writes it: one attribute per layer, hence d2l's names."""
-
-    def __init__(self, cin, c1, c2, c3, c4):
-        super().__init__()
-        self.p1_1 = nn.Conv2d(cin, c1, 1)
-        self.p2_1 = nn.Conv2d(cin, c2[0], 1)
-        self.p2_2 = nn.Conv2d(c2[0], c2[1], 3, padding=1)
-        self.p3_1 = nn.Conv2d(cin, c3[0], 1)
-        self.p3_2 = nn.Conv2d(c3[0], c3[1], 5, padding=2)
-        self.p4_1 = nn.MaxPool2d(3, 1, 1)
-        self.p4_2 = nn.Conv2d(cin, c4, 1)
-
-    def forward(self, x):
-        p1 = F.relu(self.p1_1(x))
-        p2 = F.relu(self.p2_2(F.relu(self.p2_1(x))))
-        p3 = F.relu(self.p3_2(F.relu(self.p3_1(x))))
-        p4 = F.relu(self.p4_2(self.p4_1(x)))
-        return torch.cat((p1, p2, p3, p4), dim=1)
-
-
-def googlenet():
-    halve = lambda: nn.MaxPool2d(3, 2, 1)  # noqa: E731
-    b1 = nn.Sequential(nn.Conv2d(1, 64, 7, 2, 3), nn.ReLU(), halve())
-    b2 = nn.Sequential(nn.Conv2d(64, 64, 1), nn.ReLU(), nn.Conv2d(64, 192, 3, padding=1), nn.ReLU(), halve())
-    b3 = nn.Sequential(Inception(192, 64, (96, 128), (16, 32), 32), Inception(256, 128, (128, 192), (32, 96), 64), halve())
-    b4 = nn.Sequential(
-        Inception(480, 192, (96, 208), (16, 48), 64), Inception(512, 160, (112, 224), (24, 64), 64),
-        Inception(512, 128, (128, 256), (24, 64), 64), Inception(512, 112, (144, 288), (32, 64), 64),
-        Inception(528, 256, (160, 320), (32, 128), 128), halve())
-    b5 = nn.Sequential(
-        Inception(832, 256, (160, 320), (32, 128), 128), Inception(832, 384, (192, 384), (48, 128), 128),
-        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
-    return nn.Sequential(b1, b2, b3, b4, b5, nn.Linear(1024, 10))
+from pytorch_reference import googlenet, nin  # noqa: E402  (d2l's networks, with d2l's names)
 
 
 def read_idx(path):
