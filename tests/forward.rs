@@ -330,6 +330,69 @@ fn conv2d_relu_shared_matches_separate_convs<B: Backend>(b: &B) {
     }
 }
 
+/// The GPU's plan keeps the forward's column matrices for the weight gradient
+/// (`ConvPlan::keep_columns`). Through the cost model's recorder (the CPU's arithmetic, the
+/// GPU's plans: 3 of 4 images a chunk here, so two chunks, the second short) a convolution's
+/// output and gradients match the CPU's, whose plan unfolds again; the input is unfolded once
+/// per chunk, not twice; and the stacked 1x1 convolutions of `conv2d_relu_shared` take the kept
+/// columns too.
+#[test]
+fn kept_columns_match_a_second_unfolding() {
+    let rec = ::cuda::model::Recorder::new(132, ::cuda::Precision::Fp32);
+    let (n, c, h, w, o) = (4, 8, 512, 512, 4);
+    let mut r = rng(5);
+    let (xs, ws, bs) = (random(&mut r, n * c * h * w), random(&mut r, o * c * 9), random(&mut r, o));
+    let dy = random(&mut r, n * o * h * w);
+    fn run<B: Backend>(b: &B, shape: [usize; 4], o: usize, data: [&[f32]; 4]) -> Vec<Vec<f32>> {
+        let [n, c, h, w] = shape;
+        let x = param(b, &[n, c, h, w], data[0]);
+        let wt = param(b, &[o, c, 3, 3], data[1]);
+        let bias = param(b, &[o], data[2]);
+        let y = ops::conv2d_with(&x, &wt, Some(&bias), (1, 1), (1, 1), ConvAlgo::Im2col).unwrap();
+        y.backward_with(tensor(b, &[n, o, h, w], data[3])).unwrap();
+        [y.value(), x.grad().unwrap(), wt.grad().unwrap(), bias.grad().unwrap()]
+            .iter()
+            .map(|t| t.to_vec().unwrap())
+            .collect()
+    }
+    let data = [&xs[..], &ws[..], &bs[..], &dy[..]];
+    let kept = run(&rec, [n, c, h, w], o, data);
+    let unfolds = rec.take().iter().filter(|l| l.kernel == "im2col").count();
+    assert_eq!(unfolds, 2, "one unfolding per chunk, in the forward only");
+    let cpu = run(&tensor::Cpu, [n, c, h, w], o, data);
+    for (got, want) in kept.iter().zip(&cpu) {
+        let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-5 * scale, "kept columns differ by {worst} (scale {scale})");
+    }
+
+    // Inception's case: two 1x1 convolutions of a 6x6 input, one product on kept columns.
+    shared_1x1_on_kept_columns(&rec, &random(&mut r, 2 * 5 * 36), &random(&mut r, 7 * 5));
+}
+
+/// `conv2d_relu_shared` of a [2, 5, 6, 6] input into 3 + 4 channels through the recorder, against
+/// the CPU: every output and gradient, and one unfolding.
+fn shared_1x1_on_kept_columns(rec: &::cuda::model::Recorder, xs: &[f32], ws: &[f32]) {
+    fn run<B: Backend>(b: &B, xs: &[f32], ws: &[f32]) -> Vec<Vec<f32>> {
+        let x = param(b, &[2, 5, 6, 6], xs);
+        let w1 = param(b, &[3, 5, 1, 1], &ws[..15]);
+        let w2 = param(b, &[4, 5, 1, 1], &ws[15..]);
+        let ys = ops::conv2d_relu_shared(&x, &[(&w1, None), (&w2, None)], (1, 1), (0, 0)).unwrap();
+        let joined = ops::concat_channels(&[&ys[0], &ys[1]]).unwrap();
+        let dy = random(&mut rng(6), joined.shape().numel());
+        joined.backward_with(tensor(b, joined.shape().dims(), &dy)).unwrap();
+        [joined.value(), x.grad().unwrap(), w1.grad().unwrap(), w2.grad().unwrap()]
+            .iter()
+            .map(|t| t.to_vec().unwrap())
+            .collect()
+    }
+    let got = run(rec, xs, ws);
+    assert_eq!(rec.take().iter().filter(|l| l.kernel == "im2col").count(), 1);
+    for (got, want) in got.iter().zip(&run(&tensor::Cpu, xs, ws)) {
+        assert_close(got, want, 1e-5);
+    }
+}
+
 fn expect_err<T>(r: tensor::Result<T>, needles: &[&str]) -> Error {
     let Err(e) = r else { panic!("expected an error mentioning {needles:?}") };
     let msg = e.to_string();

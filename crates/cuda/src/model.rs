@@ -150,9 +150,9 @@ impl Gpu {
         // copies in flight); a streaming kernel's 256-thread blocks fit 8 and need 4 to keep
         // enough loads in flight.
         let (resident, saturating) = match (l.flops > 0.0, l.tensor) {
-            (true, true) => (2.0, 1.0),
-            (true, false) => (3.0, 2.0),
-            _ => (8.0, 4.0),
+            (true, true) => (plan::Arithmetic::Tf32.resident_blocks() as f64, 1.0),
+            (true, false) => (plan::Arithmetic::Fp32.resident_blocks() as f64, 2.0),
+            _ => (plan::STREAM_RESIDENT_BLOCKS as f64, 4.0),
         };
         let full = resident * sms;
         let fill = if blocks <= full {

@@ -14,8 +14,15 @@ const CHUNK_VALUES: usize = 64 << 20;
 /// tile per item, and the unfolded chunk (a transpose for a 1x1 kernel) makes one wide product.
 const DIRECT_MIN_PLANE: usize = 256;
 
+/// The forward keeps a batch's column matrices for the backward when they hold at most this many
+/// values (1 GiB): NiN@224's largest at batch 128 holds 207 Mi values (830 MB).
+const KEEP_COLUMNS_MAX: usize = 256 << 20;
+
 /// A convolution on the GPU: the direct per-image products for 1x1 kernels on large planes (a
-/// product per image fills the GPU through the batch), im2col in large chunks otherwise.
+/// product per image fills the GPU through the batch), im2col in large chunks otherwise, its
+/// columns kept from the forward for the weight gradient when they fit [`KEEP_COLUMNS_MAX`] (a
+/// second unfolding is a full pass over the column matrix, about as long as a product's
+/// memory traffic; the memory is there on a GPU).
 /// Winograd is not planned: its transforms would be extra passes over memory on top of products
 /// that the FP32 kernel already spends its time on (the CPU, bound by arithmetic, gains from it).
 pub fn conv(geo: &ConvGeometry) -> ConvPlan {
@@ -24,7 +31,9 @@ pub fn conv(geo: &ConvGeometry) -> ConvPlan {
     } else {
         ConvAlgorithm::Im2col
     };
-    ConvPlan { algorithm, chunk_values: CHUNK_VALUES }
+    let columns = geo.n.saturating_mul(geo.col_rows()).saturating_mul(geo.col_cols());
+    let keep_columns = algorithm == ConvAlgorithm::Im2col && columns <= KEEP_COLUMNS_MAX;
+    ConvPlan { algorithm, chunk_values: CHUNK_VALUES, keep_columns }
 }
 
 /// Grid-stride launch for `n` elements: 256 threads a block, at most 65,535 blocks (the kernels
@@ -71,6 +80,15 @@ impl Arithmetic {
         match self {
             Arithmetic::Fp32 => 16,
             Arithmetic::Tf32 => 32,
+        }
+    }
+    /// Blocks of this arithmetic one SM holds at once: the SGEMM 3 (79 registers x 256 threads
+    /// each), the TF32 kernel 2 (108 KiB of shared memory each). A grid of more than this many per
+    /// SM runs in waves, the last one part-empty.
+    pub fn resident_blocks(self) -> usize {
+        match self {
+            Arithmetic::Fp32 => 3,
+            Arithmetic::Tf32 => 2,
         }
     }
     /// Dynamic shared memory a block needs (`TGEMM_SHARED_BYTES` in kernels/gemm.cu: three
@@ -140,17 +158,20 @@ pub fn gemm_kernel(g: &Gemm, arithmetic: Arithmetic) -> &'static str {
 /// The launch of a product on a GPU of `multiprocessors` SMs. One block per tile of C and
 /// batch item; a product whose C is shared by the whole launch (a single product, or a batch
 /// summed into one C) and has fewer tiles than two per multiprocessor is split along its sum
-/// (items and k) into enough parts to give every multiprocessor two blocks, each part at least
-/// four slices long.
+/// (items and k) into as many parts as one wave of resident blocks holds (a part more would
+/// start a second, nearly empty wave: 38 tiles in 7 parts are 266 blocks, two more than the 264
+/// TF32 blocks an H200 holds, and would take twice as long as 6 parts), each part at least four
+/// slices long.
 pub fn gemm(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic) -> GemmLaunch {
     let tile = arithmetic.tile();
     let tiles = (g.n.div_ceil(tile) as u32, g.m.div_ceil(tile) as u32);
     let summed = g.c_stride == 0 && g.batch > 1;
     let target = 2 * multiprocessors.max(1);
+    let wave = arithmetic.resident_blocks().max(2) * multiprocessors.max(1);
     let tile_count = tiles.0 as usize * tiles.1 as usize;
     if (summed || g.batch == 1) && g.k > 0 && tile_count < target {
         let steps = if summed { g.batch } else { 1 } * g.k.div_ceil(arithmetic.slice());
-        let splits = target.div_ceil(tile_count).min(steps / MIN_SLICES_PER_PART).min(MAX_SPLITS);
+        let splits = (wave / tile_count).min(steps / MIN_SLICES_PER_PART).min(MAX_SPLITS);
         if splits > 1 {
             return GemmLaunch { arithmetic, grid: (tiles.0, tiles.1, splits as u32), splits };
         }
@@ -184,10 +205,17 @@ impl ChannelSums {
     }
 }
 
-/// Each channel's sum cut into enough parts (ranges of the outer dimension) that channels x parts
-/// gives every multiprocessor two blocks; at most one part per item.
+/// Blocks of [`CHANNEL_THREADS`] threads one SM holds at once (2,048 threads).
+pub const STREAM_RESIDENT_BLOCKS: usize = 8;
+
+/// Each channel's sum cut into as many parts (ranges of the outer dimension) as keep
+/// channels x parts within one wave of resident blocks (eight per SM: one load in flight per
+/// thread needs every thread an SM can hold to cover the memory's latency); at most one part per
+/// item. NiN conv1's 96 channels at batch 128 take 11 parts (1,056 blocks on an H200), not the 3
+/// that two blocks per SM would give.
 pub fn channel_sums(outer: usize, channels: usize, multiprocessors: usize) -> ChannelSums {
-    let parts = (2 * multiprocessors.max(1)).div_ceil(channels.max(1)).min(outer).clamp(1, 65_535);
+    let wave = STREAM_RESIDENT_BLOCKS * multiprocessors.max(1);
+    let parts = (wave / channels.max(1)).min(outer).clamp(1, 65_535);
     ChannelSums { channels, parts }
 }
 
@@ -211,7 +239,12 @@ mod tests {
         for g in [wgrad(64, 49, 2304), wgrad(64, 64, 576), wgrad(96, 96, 2916), wgrad(256, 256, 676)] {
             let l = gemm(&g, H100_SMS, Arithmetic::Fp32);
             assert!(l.splits > 1 && l.blocks() >= 2 * H100_SMS, "{g:?}: {l:?}");
+            assert!(l.blocks() <= 3 * H100_SMS, "{g:?}: {l:?} is more than one wave");
         }
+        // NiN conv2's weight gradient in TF32: 2 x 19 tiles of 128; 7 parts would be 266 blocks,
+        // two past the 264 an H200 holds, so 6 parts (228 blocks) in one wave.
+        let conv2 = gemm(&wgrad(256, 2400, 676), H100_SMS, Arithmetic::Tf32);
+        assert_eq!((conv2.grid, conv2.splits), ((19, 2, 6), 6));
         // NiN conv2's forward per image: 4 x 11 tiles x 128 items, no split.
         let fwd = Gemm {
             batch: 128,
@@ -234,12 +267,14 @@ mod tests {
         assert_eq!(gemm(&many, H100_SMS, Arithmetic::Fp32).grid.2, 65_535);
     }
 
-    /// NiN conv1's 96 channels at batch 128 get 3 parts each (288 blocks); GoogLeNet 5b's 384
-    /// channels one; a batch of 1 cannot be cut.
+    /// NiN conv1's 96 channels at batch 128 get 11 parts each (1,056 blocks, one full wave);
+    /// 384 channels 2 (768: 3 would be 1,152, a second wave of 96); 2,000 channels one; a batch
+    /// of 1 cannot be cut.
     #[test]
     fn channel_sums_fill_the_gpu() {
-        assert_eq!(channel_sums(128, 96, H100_SMS).parts, 3);
-        assert_eq!(channel_sums(128, 384, H100_SMS).parts, 1);
+        assert_eq!(channel_sums(128, 96, H100_SMS).parts, 11);
+        assert_eq!(channel_sums(128, 384, H100_SMS).parts, 2);
+        assert_eq!(channel_sums(128, 2000, H100_SMS).parts, 1);
         assert_eq!(channel_sums(1, 10, H100_SMS).parts, 1);
         assert_eq!(channel_sums(0, 10, H100_SMS).parts, 1);
     }
@@ -256,5 +291,9 @@ mod tests {
         let plan = conv(&conv2);
         assert_eq!(plan.algorithm, ConvAlgorithm::Im2col);
         assert_eq!(plan.chunk_values / (conv2.col_rows() * conv2.col_cols()), 41);
+        assert!(plan.keep_columns);
+        // 128 x 2304 x 90,000 columns (3x3 on 256 channels at 300x300) would be 100 GiB: unfolded again.
+        assert!(!conv(&geo(256, 300, 64, 3, 1, 1)).keep_columns);
+        assert!(!conv(&geo(96, 54, 96, 1, 1, 0)).keep_columns);
     }
 }

@@ -24,4 +24,10 @@ pub struct ConvPlan {
     /// The most values one chunk's largest buffer may hold (im2col's column matrix, Winograd's
     /// transformed tiles): the images per chunk follow from it (at least one).
     pub chunk_values: usize,
+    /// im2col only: the forward pass keeps every chunk's column matrix (the whole batch's:
+    /// `n * col_rows() * col_cols()` values, held until the backward pass ends) and the weight
+    /// gradient's products read them, instead of unfolding the input a second time. A trade of
+    /// memory for a pass over it: a GPU with memory to spare takes it, a CPU (whose chunks are
+    /// sized to stay in its cache) does not.
+    pub keep_columns: bool,
 }

@@ -11,7 +11,7 @@ use super::winograd::Winograd;
 use super::ConvGrads;
 use autograd::Var;
 use tensor::winograd::output_tile;
-use tensor::{bail, Backend, ConvAlgorithm, ConvGeometry, Gemm, Result, Tensor, Window};
+use tensor::{bail, Backend, ConvAlgorithm, ConvGeometry, ConvPlan, Gemm, Result, Tensor, Window};
 
 /// Which algorithm computes a convolution ([`conv2d_with`]). All compute the same function, up
 /// to rounding; the explicit choices exist for tests and benchmarks that compare them.
@@ -28,11 +28,27 @@ pub enum ConvAlgo {
     Winograd,
 }
 
-/// How one convolution is computed; the im2col path in chunks of at most this many column values.
+/// How one convolution is computed: the direct path, im2col (its [`Unfolding`]), or Winograd.
 enum Plan<B: Backend> {
     Direct,
-    Im2col(usize),
+    Im2col(Unfolding),
     Winograd(Box<Winograd<B>>),
+}
+
+/// How `forward` and `backward` multiply: the direct products over NCHW, or im2col in chunks of
+/// at most `chunk_values` column values, the forward's columns kept for the backward or not
+/// (`ConvPlan::keep_columns`).
+#[derive(Clone, Copy)]
+struct Unfolding {
+    direct: bool,
+    chunk_values: usize,
+    keep_columns: bool,
+}
+
+impl Unfolding {
+    fn im2col(plan: &ConvPlan) -> Unfolding {
+        Unfolding { direct: false, chunk_values: plan.chunk_values, keep_columns: plan.keep_columns }
+    }
 }
 
 impl<B: Backend> Plan<B> {
@@ -41,7 +57,7 @@ impl<B: Backend> Plan<B> {
         let chunk_values = planned.chunk_values;
         let winograd = |m| Ok(Plan::Winograd(Box::new(Winograd::new(backend, geo, m, chunk_values)?)));
         match algo {
-            ConvAlgo::Im2col => Ok(Plan::Im2col(chunk_values)),
+            ConvAlgo::Im2col => Ok(Plan::Im2col(Unfolding::im2col(&planned))),
             ConvAlgo::Direct if geo.is_pointwise() => Ok(Plan::Direct),
             ConvAlgo::Direct => bail!(
                 InvalidArgument,
@@ -65,16 +81,16 @@ impl<B: Backend> Plan<B> {
             ConvAlgo::Auto => match planned.algorithm {
                 ConvAlgorithm::Direct if geo.is_pointwise() => Ok(Plan::Direct),
                 ConvAlgorithm::Winograd { tile } if output_tile(geo).is_some() => winograd(tile),
-                _ => Ok(Plan::Im2col(chunk_values)),
+                _ => Ok(Plan::Im2col(Unfolding::im2col(&planned))),
             },
         }
     }
 
-    /// The direct path, or im2col's chunk budget (not asked of a Winograd plan).
-    fn unfolding(&self) -> (bool, usize) {
+    /// The direct path, or im2col's (not asked of a Winograd plan).
+    fn unfolding(&self) -> Unfolding {
         match self {
-            Plan::Direct => (true, 0),
-            Plan::Im2col(chunk_values) => (false, *chunk_values),
+            Plan::Direct => Unfolding { direct: true, chunk_values: 0, keep_columns: false },
+            Plan::Im2col(unfolding) => *unfolding,
             Plan::Winograd(_) => unreachable!("the Winograd path does not unfold"),
         }
     }
@@ -146,14 +162,17 @@ fn conv2d_impl<B: Backend>(
     let (xv, wv) = (x.value(), weight.value());
     let plan = Plan::choose(xv.backend(), &geo, algo)?;
     // Winograd keeps its transformed weights (and, batch permitting, input tiles) for the
-    // backward pass.
-    let (mut y, filter) = match &plan {
+    // backward pass; im2col its columns if the plan says so.
+    let (mut y, filter, columns) = match &plan {
         Plan::Winograd(wino) => {
             let u = wino.filter(&wv)?;
             let (y, kept) = wino.forward(&xv, &u)?;
-            (y, Some((u, kept)))
+            (y, Some((u, kept)), None)
         }
-        _ => (forward(&xv, &wv, &[o], &geo, plan.unfolding())?.remove(0), None),
+        _ => {
+            let (mut ys, columns) = forward(&xv, &wv, &[o], &geo, plan.unfolding())?;
+            (ys.remove(0), None, columns)
+        }
     };
     let backend = xv.backend().clone();
     if relu {
@@ -198,6 +217,7 @@ fn conv2d_impl<B: Backend>(
                     &[geo.c_out],
                     &geo,
                     plan.unfolding(),
+                    columns.as_deref(),
                     needs[0],
                     needs[1],
                 )?,
@@ -269,7 +289,7 @@ pub fn conv2d_relu_shared<B: Backend>(
     // The backend's plan for the stacked convolution; Winograd (never planned for 1x1 kernels,
     // Inception's case) falls back to im2col here.
     let unfolding = match Plan::choose(&x.backend(), &geo, ConvAlgo::Auto)? {
-        Plan::Winograd(_) => (false, x.backend().conv_plan(&geo).chunk_values),
+        Plan::Winograd(_) => Unfolding::im2col(&x.backend().conv_plan(&geo)),
         plan => plan.unfolding(),
     };
     let (xv, backend) = (x.value(), x.backend());
@@ -288,7 +308,7 @@ pub fn conv2d_relu_shared<B: Backend>(
             k,
         )?;
     }
-    let mut ys = forward(&xv, &stacked, &outs, &geo, unfolding)?;
+    let (mut ys, columns) = forward(&xv, &stacked, &outs, &geo, unfolding)?;
     for (y, (&o, (_, bias))) in ys.iter_mut().zip(outs.iter().zip(convs)) {
         let bias_value = bias.map(|b| b.value_ref());
         backend.bias_relu(
@@ -331,7 +351,8 @@ pub fn conv2d_relu_shared<B: Backend>(
                 }
             }
             let want_dw = slots.iter().any(|&(s, _)| needs[s]);
-            let (dx, dw) = backward(&xv, &stacked, &dzs, &outs, &geo, unfolding, needs[0], want_dw)?;
+            let (dx, dw) =
+                backward(&xv, &stacked, &dzs, &outs, &geo, unfolding, columns.as_deref(), needs[0], want_dw)?;
             grads[0] = dx;
             if let Some(dw) = dw {
                 for (&(s, _), (&o, at)) in slots.iter().zip(outs.iter().zip(row_offsets(&outs))) {
@@ -357,24 +378,28 @@ fn row_offsets(outs: &[usize]) -> Vec<usize> {
     outs.iter().scan(0, |at, &o| Some(std::mem::replace(at, *at + o))).collect()
 }
 
+/// `forward`'s outputs, and the column matrices it kept (one per chunk).
+type Outputs<B> = (Vec<Tensor<B>>, Option<Vec<<B as Backend>::Storage>>);
+
 /// Products of one input with weights stacked on output channels (`w` [sum of outs, C, kh,
 /// kw], `geo.c_out` their sum): output `i` takes `outs[i]` of the rows. One output is a plain
-/// convolution; several share the input's unfolding and one product. `(direct, chunk_values)`:
-/// the direct path, or im2col in chunks of at most that many column values.
+/// convolution; several share the input's unfolding and one product. With
+/// `unfolding.keep_columns` (im2col only) every chunk's column matrix is returned too, for
+/// `backward`.
 fn forward<B: Backend>(
     x: &Tensor<B>,
     w: &Tensor<B>,
     outs: &[usize],
     geo: &ConvGeometry,
-    (direct, chunk_values): (bool, usize),
-) -> Result<Vec<Tensor<B>>> {
+    unfolding: Unfolding,
+) -> Result<Outputs<B>> {
     let backend = x.backend().clone();
     let (k, p, total) = (geo.col_rows(), geo.col_cols(), geo.c_out);
     let mut ys = outs
         .iter()
         .map(|&o| Tensor::uninit(&backend, [geo.n, o, geo.out_h, geo.out_w]))
         .collect::<Result<Vec<_>>>()?;
-    if direct {
+    if unfolding.direct {
         for ((y, &o), at) in ys.iter_mut().zip(outs).zip(row_offsets(outs)) {
             // y_i (O x P) = W (O x C) * x_i (C x P)
             let g = Gemm {
@@ -386,13 +411,19 @@ fn forward<B: Backend>(
             };
             backend.gemm(&g, w.storage(), x.storage(), y.storage_mut()?)?;
         }
-        return Ok(ys);
+        return Ok((ys, None));
     }
-    let chunk = chunk_images(geo, chunk_values);
-    let mut cols = backend.uninit(chunk * k * p)?;
+    let chunk = chunk_images(geo, unfolding.chunk_values);
+    let mut kept = unfolding.keep_columns.then(Vec::new);
+    let mut scratch = None;
     let mut product = backend.uninit(chunk * total * p)?;
     for first in (0..geo.n).step_by(chunk) {
         let count = chunk.min(geo.n - first);
+        // The first chunk is the largest: its buffer serves every later one when not kept.
+        let mut cols = match scratch.take() {
+            Some(cols) => cols,
+            None => backend.uninit(count * k * p)?,
+        };
         // [O x count*P] = W (O x K) * cols (K x count*P), then [O][count][P] -> [count][O][P].
         backend.im2col(x.storage(), geo, first, count, &mut cols)?;
         backend.gemm(&Gemm::conv(false, false, total, count * p, k), w.storage(), &cols, &mut product)?;
@@ -407,12 +438,17 @@ fn forward<B: Backend>(
                 first * o * p,
             )?;
         }
+        match kept.as_mut() {
+            Some(kept) => kept.push(cols),
+            None => scratch = Some(cols),
+        }
     }
-    Ok(ys)
+    Ok((ys, kept))
 }
 
 /// Gradients of the input and of the stacked weight (as `forward`), each only if wanted, from
-/// every output's gradient; a chunk's columns and its gathered output gradients serve both.
+/// every output's gradient; a chunk's gathered output gradients serve both. `columns`: the
+/// forward's column matrices, one per chunk (`keep_columns`), or None to unfold again.
 #[allow(clippy::too_many_arguments)]
 fn backward<B: Backend>(
     x: &Tensor<B>,
@@ -420,7 +456,8 @@ fn backward<B: Backend>(
     dys: &[Tensor<B>],
     outs: &[usize],
     geo: &ConvGeometry,
-    (direct, chunk_values): (bool, usize),
+    unfolding: Unfolding,
+    columns: Option<&[B::Storage]>,
     want_dx: bool,
     want_dw: bool,
 ) -> Result<ConvGrads<B>> {
@@ -430,7 +467,7 @@ fn backward<B: Backend>(
     let mut dx =
         if want_dx { Some(Tensor::uninit(&backend, [geo.n, geo.c_in, geo.h, geo.w])?) } else { None };
     let mut dw = if want_dw { Some(Tensor::uninit(&backend, [total, geo.c_in, kh, kw])?) } else { None };
-    if direct {
+    if unfolding.direct {
         for (i, ((dy, &o), at)) in dys.iter().zip(outs).zip(row_offsets(outs)).enumerate() {
             if let Some(dx) = dx.as_mut() {
                 // dx_i (C x P) (+)= W^T (C x O) * dy_i (O x P), summed over the outputs
@@ -459,10 +496,21 @@ fn backward<B: Backend>(
         }
         return Ok((dx, dw));
     }
-    let chunk = chunk_images(geo, chunk_values);
-    let mut cols = backend.uninit(chunk * k * p)?;
+    let chunk = chunk_images(geo, unfolding.chunk_values);
+    let chunks = geo.n.div_ceil(chunk);
+    if let Some(columns) = columns {
+        if columns.len() != chunks {
+            bail!(
+                InvalidArgument,
+                "conv2d backward: {} kept column matrices for {chunks} chunks",
+                columns.len()
+            );
+        }
+    }
+    // Unfolded columns (without kept ones) and the input gradient's columns.
+    let mut cols = if columns.is_none() || want_dx { Some(backend.uninit(chunk * k * p)?) } else { None };
     let mut dy_chunk = backend.uninit(chunk * total * p)?;
-    for first in (0..geo.n).step_by(chunk) {
+    for (index, first) in (0..geo.n).step_by(chunk).enumerate() {
         let count = chunk.min(geo.n - first);
         // The outputs' gradients for the chunk as one [O x count*P] matrix.
         for ((dy, &o), at) in dys.iter().zip(outs).zip(row_offsets(outs)) {
@@ -478,17 +526,24 @@ fn backward<B: Backend>(
         }
         if let Some(dw) = dw.as_mut() {
             // dW (O x K) += dy (O x count*P) * cols^T (count*P x K)
-            backend.im2col(x.storage(), geo, first, count, &mut cols)?;
+            let chunk_cols = match (columns, cols.as_mut()) {
+                (Some(columns), _) => &columns[index],
+                (None, Some(cols)) => {
+                    backend.im2col(x.storage(), geo, first, count, cols)?;
+                    &*cols
+                }
+                (None, None) => unreachable!("columns are allocated when none were kept"),
+            };
             let g = Gemm {
                 beta: if first == 0 { 0.0 } else { 1.0 },
                 ..Gemm::conv(false, true, total, k, count * p)
             };
-            backend.gemm(&g, &dy_chunk, &cols, dw.storage_mut()?)?;
+            backend.gemm(&g, &dy_chunk, chunk_cols, dw.storage_mut()?)?;
         }
-        if let Some(dx) = dx.as_mut() {
+        if let (Some(dx), Some(cols)) = (dx.as_mut(), cols.as_mut()) {
             // dcols (K x count*P) = W^T (K x O) * dy (O x count*P), folded back into images.
-            backend.gemm(&Gemm::conv(true, false, k, count * p, total), w.storage(), &dy_chunk, &mut cols)?;
-            backend.col2im(&cols, geo, first, count, dx.storage_mut()?)?;
+            backend.gemm(&Gemm::conv(true, false, k, count * p, total), w.storage(), &dy_chunk, cols)?;
+            backend.col2im(cols, geo, first, count, dx.storage_mut()?)?;
         }
     }
     Ok((dx, dw))

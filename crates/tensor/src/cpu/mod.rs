@@ -120,7 +120,8 @@ impl Backend for Cpu {
                 _ => ConvAlgorithm::Im2col,
             }
         };
-        ConvPlan { algorithm, chunk_values: CHUNK_VALUES }
+        // Unfolding a chunk again costs less than holding every chunk's columns in memory.
+        ConvPlan { algorithm, chunk_values: CHUNK_VALUES, keep_columns: false }
     }
 
     fn gemm(&self, g: &Gemm, a: &CpuBuffer, b: &CpuBuffer, c: &mut CpuBuffer) -> Result<()> {
