@@ -470,13 +470,16 @@ fn predict_steps() -> String {
             for (kernel, count, t) in model::by_kernel(&gpu, &launches) {
                 println!("{kernel:<32} {count:>9} {:>12.3} {:>6.1}%", t * 1e3, 100.0 * t / total);
             }
+            // What fills an SM in the model: two FP32 blocks, one TF32 block (8 warps of mma;
+            // two fit, so a split product stops at one wave of two rather than start a second).
+            let fills = |l: &model::Launch| if l.tensor { 1 } else { 2 } * gpu.multiprocessors;
             let thin: Vec<String> = launches
                 .iter()
-                .filter(|l| l.flops > 0.0 && l.blocks < 2 * gpu.multiprocessors)
+                .filter(|l| l.flops > 0.0 && l.blocks < fills(l))
                 .map(|l| format!("{} of {} blocks ({:.2} GFLOP)", l.kernel, l.blocks, l.flops / 1e9))
                 .collect();
             println!(
-                "products with fewer than two blocks per SM: {}{}",
+                "products too small to fill the GPU (fewer than two FP32 or one TF32 block per SM): {}{}",
                 thin.len(),
                 if thin.is_empty() { String::new() } else { format!(": {}", thin.join(", ")) }
             );

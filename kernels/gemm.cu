@@ -15,6 +15,10 @@
 // sgemm_split_reduce adds the parts in order 0, 1, ... and applies alpha and beta. The order is
 // fixed, so the result is the same on every run.
 //
+// Epilogue: the *_epilogue kernels (NN only, a convolution's forward) also add a bias per row,
+// apply ReLU and can store C's columns in blocks (NCHW from a chunk's product), so the output
+// is written once, finished (see Epilogue below). With split-k the reduction applies it.
+//
 // Shared memory holds both operands k-major (S[kk][row or column]) so the inner product reads
 // one float4 of A and one float4 of B per k. How a slice gets there depends on which dimension
 // is contiguous in global memory (see fetch_tile / store_tile). Rows kk >= 8 of a slice store
@@ -141,13 +145,50 @@ __device__ __forceinline__ Operands operands(int item, int m, int n, int k, cons
     return op;
 }
 
+// A convolution's output stage, fused into the product's store (Backend::gemm_epilogue): after
+// alpha * acc + beta * C, row i (an output channel) adds bias[i] (bias may be null) and, with
+// relu, takes max(v, 0); with block > 0 element (i, j) of C lives at
+// (j / block) * m * block + i * block + j % block: a chunk's [O][count * P] product written
+// straight to NCHW, no transpose pass. The zero value (null, 0, 0) is a plain product.
+struct Epilogue {
+    const float* bias;
+    int relu;
+    int block;
+};
+
+// Where element (row, col) of an m x n C lives (see Epilogue). Without EPI (the plain kernels)
+// C is row-major and the epilogue's arguments are not read: its addressing and registers stay
+// out of the kernels that do not need them.
+template <bool EPI>
+__device__ __forceinline__ long long out_index(int row, int col, int m, int n, int block)
+{
+    if (!EPI || block == 0) {
+        return (long long)row * n + col;
+    }
+    const int q = col / block;
+    return ((long long)q * m + row) * block + (col - q * block);
+}
+
+// The bias and ReLU of row `row` applied to v (nothing without EPI).
+template <bool EPI>
+__device__ __forceinline__ float finish(float v, int row, const Epilogue& e)
+{
+    if (!EPI) {
+        return v;
+    }
+    if (e.bias != nullptr) {
+        v += e.bias[row];
+    }
+    return e.relu ? fmaxf(v, 0.0f) : v;
+}
+
 // One 64 x 64 tile of C: the steps s_begin..s_end-1 of the sequence of (item, k slice) pairs
-// (item = s / k_tiles, slice s % k_tiles), all accumulated, then written to `c` (m x n, row
-// stride n) as alpha * acc + beta * c.
-template <bool TA, bool TB>
+// (item = s / k_tiles, slice s % k_tiles), all accumulated, then written to `c` (m x n) as
+// alpha * acc + beta * c through the epilogue `e`.
+template <bool TA, bool TB, bool EPI>
 __device__ __forceinline__ void sgemm_tile(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride,
                                            const float* B, long long b_off, long long b_stride, float beta, float* c,
-                                           long long s_begin, long long s_end)
+                                           long long s_begin, long long s_end, const Epilogue& e)
 {
     // A is K_CONTIG when not transposed; B is K_CONTIG when transposed.
     constexpr bool A_KC = !TA;
@@ -222,17 +263,27 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, float alpha, con
     }
 
     // Epilogue. beta == 0 must not read C (it may hold NaN); k == 0 leaves acc at 0: C = beta * C.
+    // A thread's 4 columns start at a multiple of 4; with 4 | block they lie in one block,
+    // contiguous and 16-byte aligned, so one float4 store still holds.
+    // C's element (row, col) is at row * row_step + col_at(col) (out_index): the column part
+    // once per thread, not per element.
     const int col = n0 + tx * TN;
-    const bool c_vec = (n % 4 == 0) && aligned16(c) && col + TN <= n;
+    const bool blocked = EPI && e.block != 0;
+    const long long row_step = blocked ? e.block : n;
+    const bool c_vec = (row_step % 4 == 0) && aligned16(c) && col + TN <= n;
+    long long col_at[TN];
+#pragma unroll
+    for (int j = 0; j < TN; ++j) {
+        col_at[j] = out_index<EPI>(0, col + j, m, n, e.block);
+    }
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
         const int row = m0 + ty * TM + i;
         if (row >= m) {
             continue;
         }
-        float* crow = c + (long long)row * n;
         if (c_vec) {
-            float4* p = reinterpret_cast<float4*>(crow + col);
+            float4* p = reinterpret_cast<float4*>(c + row * row_step + col_at[0]);
             float4 v = make_float4(alpha * acc[i][0], alpha * acc[i][1], alpha * acc[i][2], alpha * acc[i][3]);
             if (beta != 0.0f) {
                 const float4 old = *p;
@@ -241,16 +292,17 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, float alpha, con
                 v.z += beta * old.z;
                 v.w += beta * old.w;
             }
-            *p = v;
+            *p = make_float4(finish<EPI>(v.x, row, e), finish<EPI>(v.y, row, e), finish<EPI>(v.z, row, e), finish<EPI>(v.w, row, e));
         } else {
 #pragma unroll
             for (int j = 0; j < TN; ++j) {
                 if (col + j < n) {
+                    float* p = c + row * row_step + col_at[j];
                     float v = alpha * acc[i][j];
                     if (beta != 0.0f) {
-                        v += beta * crow[col + j];
+                        v += beta * *p;
                     }
-                    crow[col + j] = v;
+                    *p = finish<EPI>(v, row, e);
                 }
             }
         }
@@ -340,12 +392,14 @@ enum : int {
     TTHREADS = 256,  // 8 warps: 2 along m (64 rows each) x 4 along n (32 columns each)
     KC_LD = TBK + 4, // row length of a K-contiguous tile: 144 bytes, 16-aligned; banks 4g + t
     MN_LD = TBM + 8, // row length of an M/N-contiguous tile: 544 bytes; banks 8t + g
+    OUT_LD = TBN + 8, // row length of the epilogue's C tile (8-byte stores; 16-aligned rows)
     TILE_FLOATS = TBM * KC_LD,       // the larger of the two layouts (4608 >= 32 * 136)
     STAGE_FLOATS = 2 * TILE_FLOATS,  // A's tile, then B's
     TGEMM_SHARED_BYTES = TSTAGES * STAGE_FLOATS * 4,
 };
 
 static_assert(TBN == TBM && TBK * MN_LD <= TILE_FLOATS, "both operands' tiles fit one tile slot");
+static_assert(TBM * OUT_LD <= TSTAGES * STAGE_FLOATS, "the epilogue's C tile fits the ring");
 // crates/cuda/src/plan.rs launches with this much dynamic shared memory.
 static_assert(TGEMM_SHARED_BYTES == 110592, "plan::TGEMM_SHARED_BYTES");
 
@@ -394,10 +448,10 @@ __device__ __forceinline__ unsigned tile_tf32(const float* S, int o, int kk)
 
 // One 128 x 128 tile of C from the steps s_begin..s_end-1 of the (item, k slice) sequence, as
 // sgemm_tile, through the cp.async ring in `smem`.
-template <bool TA, bool TB>
+template <bool TA, bool TB, bool EPI>
 __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride,
                                            const float* B, long long b_off, long long b_stride, float beta, float* c,
-                                           long long s_begin, long long s_end, float* smem)
+                                           long long s_begin, long long s_end, float* smem, const Epilogue& e)
 {
     constexpr bool A_KC = !TA;
     constexpr bool B_KC = TB;
@@ -486,87 +540,146 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
         }
     }
     cp_async_wait<0>();
-    // The next tile of this block (another batch item) refills the ring.
+    // Every warp is done with the ring: the epilogue reuses it.
     __syncthreads();
 
-    // Epilogue: accumulator r of fragment (i, j) is C[row g (+8 for r >= 2)][column 2t (+1 for
-    // odd r)] of its m16n8 tile. beta == 0 does not read C.
+    if (!EPI) {
+        // Accumulator r of fragment (i, j) is C[row g (+8 for r >= 2)][column 2t (+1 for odd r)]
+        // of its m16n8 tile. beta == 0 does not read C.
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < 4; ++i) {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
+            for (int j = 0; j < 4; ++j) {
 #pragma unroll
-            for (int r = 0; r < 4; ++r) {
-                const int row = m_block + wm + i * 16 + g + (r >= 2 ? 8 : 0);
-                const int col = n_block + wn + j * 8 + 2 * t + (r & 1);
-                if (row < m && col < n) {
-                    float* p = c + (long long)row * n + col;
-                    float v = alpha * acc[i][j][r];
+                for (int r = 0; r < 4; ++r) {
+                    const int row = m_block + wm + i * 16 + g + (r >= 2 ? 8 : 0);
+                    const int col = n_block + wn + j * 8 + 2 * t + (r & 1);
+                    if (row < m && col < n) {
+                        float* p = c + (long long)row * n + col;
+                        float v = alpha * acc[i][j][r];
+                        if (beta != 0.0f) {
+                            v += beta * *p;
+                        }
+                        *p = v;
+                    }
+                }
+            }
+        }
+    } else {
+        // The epilogue's addressing would not fit beside the fragments (128 registers are the
+        // limit for two blocks an SM), so the warps first put their accumulators in a
+        // 128 x OUT_LD tile of the idle ring (r and r + 1 of fragment (i, j) are row g, +8 for
+        // r = 2, columns 2t and 2t + 1), then each thread stores one column of C's tile, every
+        // other row, through `e`: consecutive threads write consecutive columns.
+        float* T = smem;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int r = wm + i * 16 + g + 8 * h;
+                    *reinterpret_cast<float2*>(T + r * OUT_LD + wn + j * 8 + 2 * t) =
+                        make_float2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+                }
+            }
+        }
+        __syncthreads();
+        const int tc = threadIdx.x % TBN;
+        const int col = n_block + tc;
+        if (col < n) {
+            // C's element (row, col) is at row * row_step + col_at (out_index).
+            const long long row_step = e.block == 0 ? n : e.block;
+            const long long col_at = out_index<true>(0, col, m, n, e.block);
+#pragma unroll 4
+            for (int tr = threadIdx.x / TBN; tr < TBM; tr += TTHREADS / TBN) {
+                const int row = m_block + tr;
+                if (row < m) {
+                    float* p = c + row * row_step + col_at;
+                    float v = alpha * T[tr * OUT_LD + tc];
                     if (beta != 0.0f) {
                         v += beta * *p;
                     }
-                    *p = v;
+                    *p = finish<true>(v, row, e);
                 }
             }
         }
     }
+    // The next tile of this block (another batch item) refills the ring.
+    __syncthreads();
 }
 
 // The batching and split-k of both kernel families: per item, summed, or cut into parts (see
 // the top of the file). TENSOR picks the tile: sgemm_tile's 64 x 64 FP32 or tgemm_tile's
-// 128 x 128 TF32 (which uses `smem`).
-template <bool TA, bool TB, bool TENSOR>
+// 128 x 128 TF32 (which uses `smem`). The epilogue `e` applies to C (with split-k, in
+// sgemm_split_reduce: the parts are raw sums).
+template <bool TA, bool TB, bool TENSOR, bool EPI>
 __device__ __forceinline__ void gemm(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride,
                                      const float* B, long long b_off, long long b_stride, float beta, float* C, long long c_off,
-                                     long long c_stride, int batch, int sum_batch, int splits, float* W, float* smem)
+                                     long long c_stride, int batch, int sum_batch, int splits, float* W, const Epilogue& e,
+                                     float* smem)
 {
     const int slice = TENSOR ? (int)TBK : (int)BK;
     const long long k_tiles = (k + slice - 1) / slice;
-    auto tile = [&](float a, float b, float* c, long long s0, long long s1) {
+    auto tile = [&](float a, float b, float* c, long long s0, long long s1, const Epilogue& out) {
         if constexpr (TENSOR) {
-            tgemm_tile<TA, TB>(m, n, k, a, A, a_off, a_stride, B, b_off, b_stride, b, c, s0, s1, smem);
+            tgemm_tile<TA, TB, EPI>(m, n, k, a, A, a_off, a_stride, B, b_off, b_stride, b, c, s0, s1, smem, out);
         } else {
-            sgemm_tile<TA, TB>(m, n, k, a, A, a_off, a_stride, B, b_off, b_stride, b, c, s0, s1);
+            sgemm_tile<TA, TB, EPI>(m, n, k, a, A, a_off, a_stride, B, b_off, b_stride, b, c, s0, s1, out);
         }
     };
     if (splits > 1) {
         // Part z of the (summed, or single) product's steps into W[z]: raw sums, alpha 1, beta 0.
         const long long total = (sum_batch ? (long long)batch : 1LL) * k_tiles;
         const long long per = (total + splits - 1) / splits;
+        const Epilogue raw = {nullptr, 0, 0};
         for (int z = blockIdx.z; z < splits; z += gridDim.z) {
             const long long s0 = min((long long)z * per, total);
-            tile(1.0f, 0.0f, W + (long long)z * m * n, s0, min(s0 + per, total));
+            tile(1.0f, 0.0f, W + (long long)z * m * n, s0, min(s0 + per, total), raw);
         }
         return;
     }
     if (sum_batch) {
         // blockIdx.z is 0 here; one pass over all items into the single C.
         if (blockIdx.z == 0 && batch > 0) {
-            tile(alpha, beta, C + c_off, 0, (long long)batch * k_tiles);
+            tile(alpha, beta, C + c_off, 0, (long long)batch * k_tiles, e);
         }
         return;
     }
     for (int z = blockIdx.z; z < batch; z += gridDim.z) {
-        tile(alpha, beta, C + c_off + (long long)z * c_stride, z * k_tiles, (z + 1) * k_tiles);
+        tile(alpha, beta, C + c_off + (long long)z * c_stride, z * k_tiles, (z + 1) * k_tiles, e);
     }
 }
 
 // Thin entry points, one per transpose combination: first letter A, second B ('t' = transposed).
-// W is only read with splits > 1 (then it holds splits * m * n values).
+// W is only read with splits > 1 (then it holds splits * m * n values). The *_epilogue entries
+// (the NN layout only: a convolution's forward products) take the Epilogue's bias, relu and
+// c_block as well; the plain ones store C row-major.
 #define SGEMM_ENTRY(NAME, TA, TB)                                                                                          \
     extern "C" __global__ void __launch_bounds__(THREADS)                                                                  \
         NAME(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride, const float* B,       \
              long long b_off, long long b_stride, float beta, float* C, long long c_off, long long c_stride, int batch,    \
              int sum_batch, int splits, float* W)                                                                          \
     {                                                                                                                      \
-        gemm<TA, TB, false>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride, batch,       \
-                            sum_batch, splits, W, nullptr);                                                                \
+        const Epilogue e = {nullptr, 0, 0};                                                                                \
+        gemm<TA, TB, false, false>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride,       \
+                                   batch, sum_batch, splits, W, e, nullptr);                                               \
     }
 
 SGEMM_ENTRY(sgemm_nn, false, false)
 SGEMM_ENTRY(sgemm_nt, false, true)
 SGEMM_ENTRY(sgemm_tn, true, false)
 SGEMM_ENTRY(sgemm_tt, true, true)
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+    sgemm_nn_epilogue(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride, const float* B,
+                      long long b_off, long long b_stride, float beta, float* C, long long c_off, long long c_stride, int batch,
+                      int sum_batch, int splits, float* W, const float* bias, int relu, int c_block)
+{
+    const Epilogue e = {bias, relu, c_block};
+    gemm<false, false, false, true>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride, batch,
+                                    sum_batch, splits, W, e, nullptr);
+}
 
 // The TF32 entry points, same arguments; launched with TGEMM_SHARED_BYTES of dynamic shared
 // memory. Two blocks fit an SM's shared memory, so registers are budgeted for two.
@@ -577,8 +690,9 @@ SGEMM_ENTRY(sgemm_tt, true, true)
              int sum_batch, int splits, float* W)                                                                          \
     {                                                                                                                      \
         DYNAMIC_SHARED(smem);                                                                                              \
-        gemm<TA, TB, true>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride, batch,        \
-                           sum_batch, splits, W, smem);                                                                    \
+        const Epilogue e = {nullptr, 0, 0};                                                                                \
+        gemm<TA, TB, true, false>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride, batch, \
+                                  sum_batch, splits, W, e, smem);                                                          \
     }
 
 TGEMM_ENTRY(tgemm_nn, false, false)
@@ -586,31 +700,48 @@ TGEMM_ENTRY(tgemm_nt, false, true)
 TGEMM_ENTRY(tgemm_tn, true, false)
 TGEMM_ENTRY(tgemm_tt, true, true)
 
-// C = alpha * (W[0] + W[1] + ... + W[splits - 1]) + beta * C over the m * n outputs of a split
-// product, the parts added in that order (deterministic). beta == 0 does not read C. One thread
-// per output, grid-stride; 32-bit indices when they fit.
-template <typename I>
-__device__ __forceinline__ void split_reduce(const float* W, int splits, I mn, float alpha, float beta, float* C)
+extern "C" __global__ void __launch_bounds__(TTHREADS, 2)
+    tgemm_nn_epilogue(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride, const float* B,
+                      long long b_off, long long b_stride, float beta, float* C, long long c_off, long long c_stride, int batch,
+                      int sum_batch, int splits, float* W, const float* bias, int relu, int c_block)
 {
+    DYNAMIC_SHARED(smem);
+    const Epilogue e = {bias, relu, c_block};
+    gemm<false, false, true, true>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride, batch,
+                                   sum_batch, splits, W, e, smem);
+}
+
+// C = alpha * (W[0] + W[1] + ... + W[splits - 1]) + beta * C over the m x n outputs of a split
+// product, the parts added in that order (deterministic), through the epilogue. beta == 0 does
+// not read C. One thread per output (W's row-major order), grid-stride; 32-bit indices when
+// they fit.
+template <typename I>
+__device__ __forceinline__ void split_reduce(const float* W, int splits, int m, int n, float alpha, float beta, float* C,
+                                             const Epilogue& e)
+{
+    const I mn = (I)m * n;
     for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < mn; i += (I)gridDim.x * blockDim.x) {
         float s = W[i];
         for (int z = 1; z < splits; ++z) {
             s += W[(long long)z * mn + i];
         }
+        const int row = (int)(i / n);
+        float* p = C + out_index<true>(row, (int)(i - (I)row * n), m, n, e.block);
         float v = alpha * s;
         if (beta != 0.0f) {
-            v += beta * C[i];
+            v += beta * *p;
         }
-        C[i] = v;
+        *p = finish<true>(v, row, e);
     }
 }
 
-extern "C" __global__ void sgemm_split_reduce(const float* W, int splits, long long mn, float alpha, float beta, float* C,
-                                              long long c_off)
+extern "C" __global__ void sgemm_split_reduce(const float* W, int splits, int m, int n, float alpha, float beta, float* C,
+                                              long long c_off, const float* bias, int relu, int c_block)
 {
-    if (mn <= 0x7fffffffLL) {
-        split_reduce<int>(W, splits, (int)mn, alpha, beta, C + c_off);
+    const Epilogue e = {bias, relu, c_block};
+    if ((long long)m * n <= 0x7fffffffLL) {
+        split_reduce<int>(W, splits, m, n, alpha, beta, C + c_off, e);
     } else {
-        split_reduce<long long>(W, splits, mn, alpha, beta, C + c_off);
+        split_reduce<long long>(W, splits, m, n, alpha, beta, C + c_off, e);
     }
 }

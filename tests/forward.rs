@@ -334,8 +334,9 @@ fn conv2d_relu_shared_matches_separate_convs<B: Backend>(b: &B) {
 /// (`ConvPlan::keep_columns`). Through the cost model's recorder (the CPU's arithmetic, the
 /// GPU's plans: 3 of 4 images a chunk here, so two chunks, the second short) a convolution's
 /// output and gradients match the CPU's, whose plan unfolds again; the input is unfolded once
-/// per chunk, not twice; and the stacked 1x1 convolutions of `conv2d_relu_shared` take the kept
-/// columns too.
+/// per chunk, not twice; the products store the output with its bias as the GPU would (the
+/// `*_epilogue` kernel, no bias or transpose pass); and the stacked 1x1 convolutions of
+/// `conv2d_relu_shared` take the kept columns too.
 #[test]
 fn kept_columns_match_a_second_unfolding() {
     let rec = ::cuda::model::Recorder::new(132, ::cuda::Precision::Fp32);
@@ -357,8 +358,13 @@ fn kept_columns_match_a_second_unfolding() {
     }
     let data = [&xs[..], &ws[..], &bs[..], &dy[..]];
     let kept = run(&rec, [n, c, h, w], o, data);
-    let unfolds = rec.take().iter().filter(|l| l.kernel == "im2col").count();
-    assert_eq!(unfolds, 2, "one unfolding per chunk, in the forward only");
+    let launches = rec.take();
+    let count = |kernel: &str| launches.iter().filter(|l| l.kernel == kernel).count();
+    assert_eq!(count("im2col"), 2, "one unfolding per chunk, in the forward only");
+    // Each chunk's product stores NCHW with the bias (Backend::gemm_epilogue): no pass of its
+    // own for the bias, and the transposes are the backward's, one per chunk.
+    assert_eq!(count("sgemm_nn_epilogue"), 2);
+    assert_eq!((count("add_bias"), count("transpose_blocks")), (0, 2));
     let cpu = run(&tensor::Cpu, [n, c, h, w], o, data);
     for (got, want) in kept.iter().zip(&cpu) {
         let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));

@@ -81,6 +81,66 @@ fn gemm_every_transpose_batch_and_sum() {
     });
 }
 
+/// `gemm_epilogue` on the GPU's `*_epilogue` kernels (and the composed path for a transposed
+/// layout) against the CPU's composition: chunk products stored as NCHW with bias and ReLU, one
+/// long enough to be split, per-image products with a bias, in both precisions.
+#[test]
+fn gemm_epilogue_bias_relu_and_layout() {
+    with_gpu("gemm_epilogue_bias_relu_and_layout", |p| {
+        let mut r = rng(41);
+        for precision in [cuda::Precision::Fp32, cuda::Precision::Tf32] {
+            let gpu = p.gpu.clone().with_precision(precision);
+            // (transposed A, m, n, k, batch, block, relu, bias)
+            for &(ta, m, n, k, batch, block, relu, with_bias) in &[
+                (false, 96, 4 * 676, 2400, 1, 676, true, true),
+                (false, 10, 3 * 25, 3456, 1, 25, true, true),
+                (false, 64, 2 * 36, 20, 1, 36, false, true),
+                (false, 96, 2916, 96, 3, 0, true, true),
+                (false, 33, 45, 17, 2, 0, false, true),
+                (false, 7, 9, 5, 1, 0, true, false),
+                (true, 12, 2 * 9, 30, 1, 9, true, true),
+            ] {
+                let g = Gemm {
+                    batch,
+                    b_stride: if batch > 1 { k * n } else { 0 },
+                    c_offset: if block > 0 { 3 * m * block } else { 0 },
+                    c_stride: if batch > 1 { m * n } else { 0 },
+                    ..Gemm::conv(ta, false, m, n, k)
+                };
+                let (la, lb, lc) = g.required_lengths().unwrap();
+                let (a, ga) = p.up(&random(&mut r, la));
+                let (b, gb) = p.up(&random(&mut r, lb));
+                let (bias, gbias) = p.up(&random(&mut r, m));
+                let (mut c, mut gc) = p.up(&random(&mut r, lc));
+                let cpu_epi = tensor::Epilogue { bias: with_bias.then_some(&bias), relu, block };
+                let gpu_epi = tensor::Epilogue { bias: with_bias.then_some(&gbias), relu, block };
+                Cpu.gemm_epilogue(&g, &a, &b, &mut c, &cpu_epi).unwrap();
+                gpu.gemm_epilogue(&g, &ga, &gb, &mut gc, &gpu_epi).unwrap();
+                let what =
+                    format!("gemm_epilogue {precision:?} ta {ta} {m}x{n}x{k} batch {batch} block {block}");
+                let got = p.down(&gc);
+                if precision == cuda::Precision::Fp32 {
+                    close(&what, &c, &got, GEMM_TOL);
+                } else {
+                    // TF32 operands (10-bit mantissas): within 1e-3 of the output's norm
+                    // (tests/parity_large.rs), and the values outside C untouched.
+                    let (mut diff2, mut norm2) = (0.0f64, 0.0f64);
+                    for (x, y) in c.iter().zip(&got) {
+                        diff2 += ((x - y) as f64).powi(2);
+                        norm2 += (*x as f64).powi(2);
+                    }
+                    assert!(
+                        (diff2 / norm2).sqrt() <= 1e-3,
+                        "{what}: error {:.2e} of the norm",
+                        (diff2 / norm2).sqrt()
+                    );
+                    close(&what, &c[..g.c_offset], &got[..g.c_offset], 0.0);
+                }
+            }
+        }
+    });
+}
+
 #[test]
 fn im2col_and_col2im() {
     with_gpu("im2col_and_col2im", |p| {

@@ -1,8 +1,9 @@
 // Host-emulated checks of kernels/gemm.cu against a double-precision reference: all four
 // transpose variants, ragged m/n/k (incl. k = 0), unaligned offsets and strides (scalar path) and
 // aligned ones (float4 path), batched and summed (sum_batch) products, split-k (parts written to
-// a workspace, then sgemm_split_reduce), beta = 0 over NaN garbage, and nothing written outside
-// the C matrices.
+// a workspace, then sgemm_split_reduce), beta = 0 over NaN garbage, nothing written outside
+// the C matrices, and the convolution epilogue (bias per row, ReLU, C's columns stored in
+// blocks: NCHW from a chunk's product) on every path that stores C.
 #include "cuda_shim.h"
 #include "../gemm.cu"
 #include <cstdint>
@@ -14,7 +15,13 @@ static double as_tf32(float x) { unsigned u = to_tf32(x); float v; std::memcpy(&
 // With `tensor`, the TF32 kernels (tgemm_*, 128 x 128 tiles), checked against the product of the
 // TF32-rounded operands with the same bound: a fragment or copy in the wrong place, or an operand
 // not rounded, is far outside it.
-void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha, float beta, long long ao, long long bo, long long co, int astr_extra, int bstr_extra, int cstr_extra, int zcap = 65535, int splits = 1, bool tensor = false) {
+// The epilogue of a test: a random bias per row or none, ReLU, the block length of C's columns.
+struct Epi {
+    bool bias;
+    int relu;
+    int block;
+};
+void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha, float beta, long long ao, long long bo, long long co, int astr_extra, int bstr_extra, int cstr_extra, int zcap = 65535, int splits = 1, bool tensor = false, Epi epi = {false, 0, 0}) {
     long long as = batch > 1 ? (long long)m * k + astr_extra : 0, bs = batch > 1 ? (long long)k * n + bstr_extra : 0;
     long long cs = (batch > 1 && !sum) ? (long long)m * n + cstr_extra : 0;
     std::vector<float> A(ao + (batch - 1) * as + m * k + 1), B(bo + (batch - 1) * bs + k * n + 1), C(co + (batch - 1) * cs + m * n + 1);
@@ -22,20 +29,34 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
     for (auto& v : B) v = rnd();
     for (auto& v : C) v = beta == 0 ? NAN : rnd();
     std::vector<float> C0 = C;
-    auto kern = tensor ? (ta ? (tb ? tgemm_tt : tgemm_tn) : (tb ? tgemm_nt : tgemm_nn))
-                       : (ta ? (tb ? sgemm_tt : sgemm_tn) : (tb ? sgemm_nt : sgemm_nn));
+    std::vector<float> bias(m);
+    for (auto& v : bias) v = rnd();
+    const float* bp = epi.bias ? bias.data() : nullptr;
     const unsigned tile = tensor ? 128 : 64;
     unsigned z = splits > 1 ? (unsigned)std::min(splits, zcap) : (unsigned)(sum ? 1 : std::min(batch, zcap));
     dim3 grid{(unsigned)((n + tile - 1) / tile), (unsigned)((m + tile - 1) / tile), z};
+    auto plain = tensor ? (ta ? (tb ? tgemm_tt : tgemm_tn) : (tb ? tgemm_nt : tgemm_nn))
+                        : (ta ? (tb ? sgemm_tt : sgemm_tn) : (tb ? sgemm_nt : sgemm_nn));
+    // A test with an epilogue runs the NN *_epilogue kernel (the only layout that has one).
+    const bool with_epi = epi.bias || epi.relu || epi.block;
+    if (with_epi && (ta || tb)) { ++fails; printf("FAIL: the epilogue kernels are NN only\n"); return; }
+    auto epi_kern = tensor ? tgemm_nn_epilogue : sgemm_nn_epilogue;
+    auto kern = [&](float* c, float* w) {
+        if (with_epi) {
+            launch(grid, dim3{256, 1, 1}, epi_kern, m, n, k, alpha, (const float*)A.data(), ao, as, (const float*)B.data(), bo, bs, beta, c, co, cs, batch, sum, splits, w, bp, epi.relu, epi.block);
+        } else {
+            launch(grid, dim3{256, 1, 1}, plain, m, n, k, alpha, (const float*)A.data(), ao, as, (const float*)B.data(), bo, bs, beta, c, co, cs, batch, sum, splits, w);
+        }
+    };
     std::vector<float> W(splits > 1 ? (size_t)splits * m * n : 1, NAN);
-    launch(grid, dim3{256, 1, 1}, kern, m, n, k, alpha, (const float*)A.data(), ao, as, (const float*)B.data(), bo, bs, beta, C.data(), co, cs, batch, sum, splits, W.data());
+    kern(C.data(), W.data());
     if (splits > 1) {
-        launch(dim3{3, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W.data(), splits, (long long)m * n, alpha, beta, C.data(), co);
+        launch(dim3{3, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W.data(), splits, m, n, alpha, beta, C.data(), co, bp, epi.relu, epi.block);
         // The same split product again: bit for bit the same result (a fixed order of parts).
         std::vector<float> again = C0;
         std::vector<float> W2(W.size(), NAN);
-        launch(grid, dim3{256, 1, 1}, kern, m, n, k, alpha, (const float*)A.data(), ao, as, (const float*)B.data(), bo, bs, beta, again.data(), co, cs, batch, sum, splits, W2.data());
-        launch(dim3{2, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W2.data(), splits, (long long)m * n, alpha, beta, again.data(), co);
+        kern(again.data(), W2.data());
+        launch(dim3{2, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W2.data(), splits, m, n, alpha, beta, again.data(), co, bp, epi.relu, epi.block);
         if (std::memcmp(again.data(), C.data(), C.size() * 4) != 0) { ++fails; printf("FAIL split product not deterministic\n"); }
     }
     ++runs;
@@ -56,11 +77,13 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
                         acc += a * b;
                         mag += std::fabs(a * b);
                     }
-                long long ci = co + z * cs + (long long)i * n + j;
-                double ref = alpha * acc + (beta == 0 ? 0.0 : beta * C0[ci]);
+                long long at = epi.block == 0 ? (long long)i * n + j : ((long long)(j / epi.block) * m + i) * epi.block + j % epi.block;
+                long long ci = co + z * cs + at;
+                double ref = alpha * acc + (beta == 0 ? 0.0 : beta * C0[ci]) + (epi.bias ? bias[i] : 0.0);
+                if (epi.relu) ref = std::max(ref, 0.0);
                 // f32 rounding: a few units of 2^-24 of the sum of |terms| (tests/parity_large.rs
                 // uses the same bound against the CPU); a wrong or missing term is far outside.
-                double bound = 32.0 / 16777216.0 * (std::fabs(alpha) * mag + (beta == 0 ? 0.0 : std::fabs(beta * C0[ci])));
+                double bound = 32.0 / 16777216.0 * (std::fabs(alpha) * mag + (beta == 0 ? 0.0 : std::fabs(beta * C0[ci])) + (epi.bias ? std::fabs(bias[i]) : 0.0));
                 double err = std::fabs(C[ci] - ref) / (bound + 1e-30);
                 if (!(err <= 1)) maxerr = std::isnan(err) ? 1e9 : std::max(maxerr, err);
             }
@@ -73,7 +96,7 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
     }
     if (maxerr > 1 || outside) {
         ++fails;
-        printf("FAIL ta=%d tb=%d m=%d n=%d k=%d batch=%d sum=%d alpha=%g beta=%g ao=%lld bo=%lld co=%lld: error %g x the bound, %d written outside\n", ta, tb, m, n, k, batch, sum, alpha, beta, ao, bo, co, maxerr, outside);
+        printf("FAIL ta=%d tb=%d m=%d n=%d k=%d batch=%d sum=%d alpha=%g beta=%g ao=%lld bo=%lld co=%lld bias=%d relu=%d block=%d: error %g x the bound, %d written outside\n", ta, tb, m, n, k, batch, sum, alpha, beta, ao, bo, co, epi.bias, epi.relu, epi.block, maxerr, outside);
     }
 }
 int main() {
@@ -117,6 +140,19 @@ int main() {
     }
     test(false, false, 8, 8, 0, 1, 0, 1.0f, 0.5f, 0, 0, 0, 0, 0, 0, 65535, 1, true);
     test(false, true, 12, 20, 36, 5, 1, 1.0f, 0.0f, 1, 2, 3, 1, 1, 0, 2, 4, true);
+    // The convolution epilogue on both families: a chunk's product stored as NCHW (blocks of P =
+    // 12, float4 stores; P = 9 and 5, scalar; a tile spanning several blocks) with bias and ReLU,
+    // per-image products (the direct path) with bias only or ReLU only, and through split-k.
+    for (int tensor = 0; tensor < 2; ++tensor) {
+        test(false, false, 20, 36, 40, 1, 0, 1.0f, 0.0f, 0, 0, 8, 0, 0, 0, 65535, 1, tensor, {true, 1, 12});
+        test(false, false, 67, 45, 33, 1, 0, 1.0f, 0.0f, 1, 3, 5, 0, 0, 0, 65535, 1, tensor, {true, 1, 9});
+        test(false, false, 5, 130, 17, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 1, tensor, {false, 1, 5});
+        test(false, false, 9, 64, 24, 3, 0, 1.0f, 0.0f, 4, 4, 0, 4, 4, 0, 65535, 1, tensor, {true, 0, 0});
+        test(false, false, 11, 50, 30, 2, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 1, tensor, {false, 1, 0});
+        test(false, false, 130, 140, 20, 1, 0, 0.5f, 1.0f, 0, 0, 0, 0, 0, 0, 65535, 1, tensor, {true, 1, 0});
+        test(false, false, 10, 36, 300, 1, 0, 1.0f, 0.0f, 0, 0, 4, 0, 0, 0, 65535, 5, tensor, {true, 1, 12});
+        test(false, false, 7, 27, 200, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 3, tensor, {true, 0, 9});
+    }
     printf("gemm: %d runs, %d failures\n", runs, fails);
     return fails != 0;
 }

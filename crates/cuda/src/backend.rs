@@ -9,7 +9,9 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKe
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tensor::{checks, AdamStep, Backend, ConvGeometry, ConvPlan, Error, Gemm, PoolGeometry, Result, SgdStep};
+use tensor::{
+    checks, AdamStep, Backend, ConvGeometry, ConvPlan, Epilogue, Error, Gemm, PoolGeometry, Result, SgdStep,
+};
 
 struct Inner {
     ordinal: usize,
@@ -267,6 +269,86 @@ impl Cuda {
         self.inner.allocator.cached_bytes()
     }
 
+    /// A product on kernels/gemm.cu's kernels (checked by the caller), with a convolution's
+    /// epilogue on the NN `*_epilogue` kernels when `epi` is given. Split-k (see gemm.cu's top):
+    /// the parts' raw sums into a workspace, then one pass adds them in order into C, through
+    /// the epilogue.
+    fn product(
+        &self,
+        g: &Gemm,
+        a: &Buffer,
+        b: &Buffer,
+        c: &mut Buffer,
+        epi: Option<&Epilogue<'_, Buffer>>,
+    ) -> Result<()> {
+        if g.batch == 0 || g.m == 0 || g.n == 0 {
+            return Ok(());
+        }
+        let sum_batch = (g.c_stride == 0 && g.batch > 1) as i32;
+        let (m, n, k, batch) = (int("m", g.m)?, int("n", g.n)?, int("k", g.k)?, int("batch", g.batch)?);
+        let [ao, as_, bo, bs, co, cs] =
+            [g.a_offset, g.a_stride, g.b_offset, g.b_stride, g.c_offset, g.c_stride].map(|v| v as i64);
+        let arithmetic =
+            if g.tf32 && self.uses_tensor_cores() { plan::Arithmetic::Tf32 } else { plan::Arithmetic::Fp32 };
+        let launch = plan::gemm(g, self.inner.multiprocessors, arithmetic);
+        let name = match epi {
+            Some(_) => plan::gemm_epilogue_kernel(arithmetic),
+            None => plan::gemm_kernel(g, arithmetic),
+        };
+        let (alpha, beta) = (g.alpha, g.beta);
+        let splits = launch.splits as i32;
+        let relu = epi.is_some_and(|e| e.relu) as i32;
+        let block = int("block", epi.map_or(0, |e| e.block))?;
+        let bias = epi.and_then(|e| e.bias).map(|b| b.slice());
+        // A null pointer where there is no workspace (no split) or no bias.
+        let null = 0u64;
+        let mut w = if launch.splits > 1 { Some(self.uninit(launch.splits * g.m * g.n)?) } else { None };
+        let cfg = launch.config();
+        let mut builder = self.inner.stream.launch_builder(self.function(name)?);
+        builder.arg(&m).arg(&n).arg(&k).arg(&alpha).arg(a.slice()).arg(&ao).arg(&as_).arg(b.slice());
+        builder.arg(&bo).arg(&bs).arg(&beta).arg(c.slice_mut()).arg(&co).arg(&cs).arg(&batch);
+        builder.arg(&sum_batch).arg(&splits);
+        match w.as_mut() {
+            Some(w) => builder.arg(w.slice_mut()),
+            None => builder.arg(&null),
+        };
+        if epi.is_some() {
+            match bias {
+                Some(bias) => builder.arg(bias),
+                None => builder.arg(&null),
+            };
+            builder.arg(&relu).arg(&block);
+        }
+        // SAFETY: the arguments match the kernel's parameters in order and type (the *_epilogue
+        // kernels take bias, relu and c_block after W), and the caller's checks bound every index
+        // it forms within its buffers: A, B and C hold `required_lengths`, a blocked C covers the
+        // same m * n values from c_offset (n a multiple of block), bias has m values, and W has
+        // splits * m * n.
+        let launched = unsafe { builder.launch(cfg) };
+        self.launched(name, &cfg, launched)?;
+        let Some(w) = w else { return Ok(()) };
+        let cfg = elementwise(g.m * g.n);
+        let mut builder = self.inner.stream.launch_builder(self.function("sgemm_split_reduce")?);
+        builder
+            .arg(w.slice())
+            .arg(&splits)
+            .arg(&m)
+            .arg(&n)
+            .arg(&alpha)
+            .arg(&beta)
+            .arg(c.slice_mut())
+            .arg(&co);
+        match bias {
+            Some(bias) => builder.arg(bias),
+            None => builder.arg(&null),
+        };
+        builder.arg(&relu).arg(&block);
+        // SAFETY: as above: W holds the splits * m * n partial sums, C the m * n outputs from
+        // c_offset (in the epilogue's layout), bias m values or null.
+        let launched = unsafe { builder.launch(cfg) };
+        self.launched("sgemm_split_reduce", &cfg, launched)
+    }
+
     fn function(&self, name: &'static str) -> Result<&CudaFunction> {
         self.inner.functions.get(name).ok_or_else(|| Error::Device(format!("kernel {name} is not loaded")))
     }
@@ -506,85 +588,25 @@ impl Backend for Cuda {
 
     fn gemm(&self, g: &Gemm, a: &Buffer, b: &Buffer, c: &mut Buffer) -> Result<()> {
         checks::gemm(g, a.len(), b.len(), c.len())?;
-        if g.batch == 0 || g.m == 0 || g.n == 0 {
-            return Ok(());
+        self.product(g, a, b, c, None)
+    }
+
+    /// The NN layout (a convolution's forward products) stores through the `*_epilogue`
+    /// kernels; the others (no caller yet) are composed.
+    fn gemm_epilogue(
+        &self,
+        g: &Gemm,
+        a: &Buffer,
+        b: &Buffer,
+        c: &mut Buffer,
+        epi: &Epilogue<'_, Buffer>,
+    ) -> Result<()> {
+        let bias = epi.bias.map(|b| b.len());
+        checks::gemm_epilogue(g, (a.len(), b.len(), c.len()), bias, epi.relu, epi.block)?;
+        if g.trans_a || g.trans_b {
+            return tensor::compose_epilogue(self, g, a, b, c, epi);
         }
-        let sum_batch = (g.c_stride == 0 && g.batch > 1) as i32;
-        let (m, n, k, batch) = (int("m", g.m)?, int("n", g.n)?, int("k", g.k)?, int("batch", g.batch)?);
-        let [ao, as_, bo, bs, co, cs] =
-            [g.a_offset, g.a_stride, g.b_offset, g.b_stride, g.c_offset, g.c_stride].map(|v| v as i64);
-        let arithmetic =
-            if g.tf32 && self.uses_tensor_cores() { plan::Arithmetic::Tf32 } else { plan::Arithmetic::Fp32 };
-        let launch = plan::gemm(g, self.inner.multiprocessors, arithmetic);
-        let name = plan::gemm_kernel(g, arithmetic);
-        let (a, b, c) = (a.slice(), b.slice(), c.slice_mut());
-        let (alpha, beta) = (g.alpha, g.beta);
-        let splits = launch.splits as i32;
-        if launch.splits == 1 {
-            // The kernel reads no workspace then: a null pointer in its place.
-            return launch!(
-                self,
-                name,
-                launch.config(),
-                &m,
-                &n,
-                &k,
-                &alpha,
-                a,
-                &ao,
-                &as_,
-                b,
-                &bo,
-                &bs,
-                &beta,
-                c,
-                &co,
-                &cs,
-                &batch,
-                &sum_batch,
-                &splits,
-                &0u64
-            );
-        }
-        // Split-k: the parts' raw sums into a workspace, then one pass adds them in order into C.
-        let mn = g.m * g.n;
-        let mut w = self.uninit(launch.splits * mn)?;
-        launch!(
-            self,
-            name,
-            launch.config(),
-            &m,
-            &n,
-            &k,
-            &alpha,
-            a,
-            &ao,
-            &as_,
-            b,
-            &bo,
-            &bs,
-            &beta,
-            &mut *c,
-            &co,
-            &cs,
-            &batch,
-            &sum_batch,
-            &splits,
-            w.slice_mut()
-        )?;
-        let mn = mn as i64;
-        launch!(
-            self,
-            "sgemm_split_reduce",
-            elementwise(g.m * g.n),
-            w.slice(),
-            &splits,
-            &mn,
-            &alpha,
-            &beta,
-            c,
-            &co
-        )
+        self.product(g, a, b, c, Some(epi))
     }
 
     fn im2col(

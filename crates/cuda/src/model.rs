@@ -16,7 +16,7 @@ use crate::Precision;
 use cudarc::driver::LaunchConfig;
 use std::sync::{Arc, Mutex};
 use tensor::cpu::CpuBuffer;
-use tensor::{AdamStep, Backend, ConvGeometry, ConvPlan, Cpu, Gemm, PoolGeometry, Result, SgdStep};
+use tensor::{AdamStep, Backend, ConvGeometry, ConvPlan, Cpu, Epilogue, Gemm, PoolGeometry, Result, SgdStep};
 
 /// One launch (or copy) as the model sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -199,6 +199,18 @@ pub fn gemm_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithme
     vec![product(a_bytes + b_bytes + w), Launch::streaming("sgemm_split_reduce", mn, w + c_bytes)]
 }
 
+/// The launches of a product with a convolution's epilogue (`Cuda::gemm_epilogue`, NN): those
+/// of the product, on the `*_epilogue` kernel, which also reads the bias; bias, ReLU and layout
+/// cost no pass of their own.
+pub fn epilogue_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithmetic) -> Vec<Launch> {
+    let mut launches = gemm_launches(g, multiprocessors, arithmetic);
+    if let Some(product) = launches.first_mut() {
+        product.kernel = plan::gemm_epilogue_kernel(arithmetic);
+        product.bytes += f32s(g.m) as f64;
+    }
+    launches
+}
+
 /// A `Backend` that computes on the CPU and records what `Cuda` would launch for each call.
 #[derive(Clone)]
 pub struct Recorder {
@@ -216,6 +228,15 @@ impl Recorder {
     /// The launches recorded so far, and forgets them.
     pub fn take(&self) -> Vec<Launch> {
         std::mem::take(&mut *self.launches.lock().expect("recorder lock"))
+    }
+    /// The arithmetic `Cuda` computes `g` in: TF32 where the product accepts it and the
+    /// precision allows.
+    fn arithmetic(&self, g: &Gemm) -> plan::Arithmetic {
+        if g.tf32 && self.precision == Precision::Tf32 {
+            plan::Arithmetic::Tf32
+        } else {
+            plan::Arithmetic::Fp32
+        }
     }
     fn record(&self, launches: impl IntoIterator<Item = Launch>) {
         self.launches.lock().expect("recorder lock").extend(launches);
@@ -303,12 +324,23 @@ impl Backend for Recorder {
     }
     fn gemm(&self, g: &Gemm, a: &CpuBuffer, b: &CpuBuffer, c: &mut CpuBuffer) -> Result<()> {
         Cpu.gemm(g, a, b, c)?;
-        let arithmetic = if g.tf32 && self.precision == Precision::Tf32 {
-            plan::Arithmetic::Tf32
-        } else {
-            plan::Arithmetic::Fp32
-        };
-        self.record(gemm_launches(g, self.multiprocessors, arithmetic));
+        self.record(gemm_launches(g, self.multiprocessors, self.arithmetic(g)));
+        Ok(())
+    }
+    fn gemm_epilogue(
+        &self,
+        g: &Gemm,
+        a: &CpuBuffer,
+        b: &CpuBuffer,
+        c: &mut CpuBuffer,
+        epi: &Epilogue<'_, CpuBuffer>,
+    ) -> Result<()> {
+        if g.trans_a || g.trans_b {
+            // As `Cuda`: composed of the other kernels, each recorded.
+            return tensor::compose_epilogue(self, g, a, b, c, epi);
+        }
+        Cpu.gemm_epilogue(g, a, b, c, epi)?;
+        self.record(epilogue_launches(g, self.multiprocessors, self.arithmetic(g)));
         Ok(())
     }
     fn im2col(

@@ -155,6 +155,15 @@ pub fn gemm_kernel(g: &Gemm, arithmetic: Arithmetic) -> &'static str {
     }
 }
 
+/// The kernel of a product with a convolution's epilogue (`Backend::gemm_epilogue`): the NN
+/// layout's, the only one built with it (a convolution's forward products are NN).
+pub fn gemm_epilogue_kernel(arithmetic: Arithmetic) -> &'static str {
+    match arithmetic {
+        Arithmetic::Fp32 => "sgemm_nn_epilogue",
+        Arithmetic::Tf32 => "tgemm_nn_epilogue",
+    }
+}
+
 /// The launch of a product on a GPU of `multiprocessors` SMs. One block per tile of C and
 /// batch item; a product whose C is shared by the whole launch (a single product, or a batch
 /// summed into one C) and has fewer tiles than two per multiprocessor is split along its sum

@@ -93,6 +93,65 @@ impl Gemm {
     }
 }
 
+/// A convolution's output stage applied as its forward product is stored
+/// ([`Backend::gemm_epilogue`]): a bias per row of C (an output channel), then ReLU, and C's
+/// columns written in blocks (NCHW straight from a chunk's product, no transpose pass).
+#[derive(Debug)]
+pub struct Epilogue<'a, S> {
+    /// Added to row `i` of every product: `m` values (a convolution's bias).
+    pub bias: Option<&'a S>,
+    /// Then `max(v, 0)`.
+    pub relu: bool,
+    /// 0: C is stored as the plain product stores it. Otherwise the product is a single one
+    /// whose `n` columns are `n / block` blocks of `block` (a chunk's images, `block` output
+    /// positions each), and C's element `(i, j)` is stored at
+    /// `c_offset + (j / block) * m * block + i * block + j % block`: the chunk's
+    /// `[O][count][P]` product as the `[count][O][P]` (NCHW) slice of the output.
+    pub block: usize,
+}
+
+impl<S> Epilogue<'_, S> {
+    /// Does nothing: no bias, no ReLU, C as `gemm` stores it.
+    pub fn is_identity(&self) -> bool {
+        self.bias.is_none() && !self.relu && self.block == 0
+    }
+}
+
+/// `Backend::gemm_epilogue` composed of the backend's other kernels: the product, then
+/// `bias_relu` or `add_bias` over it, then (with `block`) `transpose_blocks` into place. The
+/// trait's default, and the fallback of backends whose fused kernels cover only some cases.
+pub fn compose_epilogue<B: Backend>(
+    backend: &B,
+    g: &Gemm,
+    a: &B::Storage,
+    b: &B::Storage,
+    c: &mut B::Storage,
+    epi: &Epilogue<'_, B::Storage>,
+) -> Result<()> {
+    let lens = (backend.storage_len(a), backend.storage_len(b), backend.storage_len(c));
+    crate::checks::gemm_epilogue(g, lens, epi.bias.map(|s| backend.storage_len(s)), epi.relu, epi.block)?;
+    let finish = |y: &mut B::Storage, outer: usize| match (epi.relu, epi.bias) {
+        (true, bias) => backend.bias_relu(y, bias, outer, g.m, g.n),
+        (false, Some(bias)) => backend.add_bias(y, bias, outer, g.m, g.n),
+        (false, None) => Ok(()),
+    };
+    match g.n.checked_div(epi.block) {
+        None => {
+            backend.gemm(g, a, b, c)?;
+            if epi.is_identity() {
+                return Ok(());
+            }
+            finish(c, if g.c_stride == 0 { 1 } else { g.batch })
+        }
+        Some(blocks) => {
+            let mut product = backend.uninit(g.m * g.n)?;
+            backend.gemm(&Gemm { c_offset: 0, ..*g }, a, b, &mut product)?;
+            finish(&mut product, 1)?;
+            backend.transpose_blocks(&product, 0, g.m, blocks, epi.block, c, g.c_offset)
+        }
+    }
+}
+
 /// PyTorch's SGD: `g = grad + weight_decay * p; v = momentum * v + g; p -= lr * v`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SgdStep {
@@ -197,6 +256,22 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// error when a buffer is shorter than [`Gemm::required_lengths`] or, with `c_stride != 0`,
     /// the batch's outputs overlap.
     fn gemm(&self, g: &Gemm, a: &Self::Storage, b: &Self::Storage, c: &mut Self::Storage) -> Result<()>;
+    /// `gemm` followed by a convolution's output stage ([`Epilogue`]), in the product's own
+    /// store where the backend can (the CUDA kernels), saving a pass over the output for the
+    /// bias and ReLU and one for the layout. Limits, so that every backend can compose it
+    /// ([`compose_epilogue`], the default): `beta` 0; with `block`, a single product
+    /// (`batch` 1) and `n` a multiple of `block`; without it, a bias or ReLU needs C to be the
+    /// whole output (`c_offset` 0, items `m * n` apart, nothing past them). An error otherwise.
+    fn gemm_epilogue(
+        &self,
+        g: &Gemm,
+        a: &Self::Storage,
+        b: &Self::Storage,
+        c: &mut Self::Storage,
+        epi: &Epilogue<'_, Self::Storage>,
+    ) -> Result<()> {
+        compose_epilogue(self, g, a, b, c, epi)
+    }
 
     // ---- convolution helpers ----
     /// How this device computes a convolution of `geo` when the caller leaves the choice to it

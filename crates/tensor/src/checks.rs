@@ -111,6 +111,55 @@ pub fn gemm(g: &Gemm, a: usize, b: usize, c: usize) -> Result<()> {
     Ok(())
 }
 
+/// `gemm_epilogue`'s arguments: the product's (`gemm`), `beta` 0, a bias of `m` values, and
+/// the layouts every backend can compose (see `Backend::gemm_epilogue`). `lens`: A, B, C.
+pub fn gemm_epilogue(
+    g: &Gemm,
+    lens: (usize, usize, usize),
+    bias: Option<usize>,
+    relu: bool,
+    block: usize,
+) -> Result<()> {
+    let (a, b, c) = lens;
+    gemm(g, a, b, c)?;
+    if g.beta != 0.0 {
+        bail!(
+            InvalidArgument,
+            "gemm_epilogue: beta must be 0 (the epilogue follows a fresh product), got {}",
+            g.beta
+        );
+    }
+    if let Some(len) = bias {
+        if len != g.m {
+            bail!(InvalidArgument, "gemm_epilogue: the bias has {len} values for {} rows", g.m);
+        }
+    }
+    if block > 0 {
+        if g.batch != 1 || !g.n.is_multiple_of(block) {
+            bail!(
+                InvalidArgument,
+                "gemm_epilogue: blocks of {block} columns need a single product whose {} columns they divide (batch {})",
+                g.n,
+                g.batch
+            );
+        }
+    } else if bias.is_some() || relu {
+        let items = if g.c_stride == 0 { 1 } else { g.batch };
+        let whole = g.c_offset == 0 && (items == 1 || g.c_stride == g.m * g.n) && c == items * g.m * g.n;
+        if !whole {
+            bail!(
+                InvalidArgument,
+                "gemm_epilogue: a bias or ReLU needs C to be the {items} outputs of {}x{} alone (C holds {c} values, offset {}, stride {})",
+                g.m,
+                g.n,
+                g.c_offset,
+                g.c_stride
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `geo` is what `ConvGeometry::new` makes of its inputs (sizes that fit, the output size that
 /// follows from the window).
 pub fn conv_geometry(op: &str, geo: &ConvGeometry) -> Result<()> {

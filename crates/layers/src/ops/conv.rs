@@ -11,7 +11,7 @@ use super::winograd::Winograd;
 use super::ConvGrads;
 use autograd::Var;
 use tensor::winograd::output_tile;
-use tensor::{bail, Backend, ConvAlgorithm, ConvGeometry, ConvPlan, Gemm, Result, Tensor, Window};
+use tensor::{bail, Backend, ConvAlgorithm, ConvGeometry, ConvPlan, Epilogue, Gemm, Result, Tensor, Window};
 
 /// Which algorithm computes a convolution ([`conv2d_with`]). All compute the same function, up
 /// to rounding; the explicit choices exist for tests and benchmarks that compare them.
@@ -160,6 +160,7 @@ fn conv2d_impl<B: Backend>(
     }
     let geo = ConvGeometry::new(n, c, h, w, o, Window::new((kh, kw), stride, padding))?;
     let (xv, wv) = (x.value(), weight.value());
+    let bias_value = bias.map(|b| b.value_ref());
     let plan = Plan::choose(xv.backend(), &geo, algo)?;
     // Winograd keeps its transformed weights (and, batch permitting, input tiles) for the
     // backward pass; im2col its columns if the plan says so.
@@ -170,23 +171,17 @@ fn conv2d_impl<B: Backend>(
             (y, Some((u, kept)), None)
         }
         _ => {
-            let (mut ys, columns) = forward(&xv, &wv, &[o], &geo, plan.unfolding())?;
+            let stage = Stage { bias: bias_value.as_ref().map(|b| b.storage()), relu };
+            let (mut ys, columns) = forward(&xv, &wv, &[o], &[stage], &geo, plan.unfolding())?;
             (ys.remove(0), None, columns)
         }
     };
     let backend = xv.backend().clone();
-    if relu {
-        let bias_value = bias.map(|b| b.value_ref());
-        backend.bias_relu(
-            y.storage_mut()?,
-            bias_value.as_ref().map(|b| b.storage()),
-            n,
-            o,
-            geo.col_cols(),
-        )?;
-    } else if let Some(b) = bias {
-        backend.add_bias(y.storage_mut()?, b.value_ref().storage(), n, o, geo.col_cols())?;
+    if filter.is_some() {
+        // Winograd's output gets its bias and ReLU in a pass of their own.
+        Stage { bias: bias_value.as_ref().map(|b| b.storage()), relu }.apply(&backend, &mut y)?;
     }
+    drop(bias_value);
     let activated = relu.then(|| y.clone());
     let mut parents = vec![x, weight];
     parents.extend(bias);
@@ -308,17 +303,12 @@ pub fn conv2d_relu_shared<B: Backend>(
             k,
         )?;
     }
-    let (mut ys, columns) = forward(&xv, &stacked, &outs, &geo, unfolding)?;
-    for (y, (&o, (_, bias))) in ys.iter_mut().zip(outs.iter().zip(convs)) {
-        let bias_value = bias.map(|b| b.value_ref());
-        backend.bias_relu(
-            y.storage_mut()?,
-            bias_value.as_ref().map(|b| b.storage()),
-            n,
-            o,
-            geo.col_cols(),
-        )?;
-    }
+    let bias_values: Vec<_> = convs.iter().map(|(_, bias)| bias.map(|b| b.value_ref())).collect();
+    let stages: Vec<Stage<'_, B>> =
+        bias_values.iter().map(|b| Stage { bias: b.as_ref().map(|b| b.storage()), relu: true }).collect();
+    let (ys, columns) = forward(&xv, &stacked, &outs, &stages, &geo, unfolding)?;
+    drop(stages);
+    drop(bias_values);
     let activated = ys.clone();
     // Each convolution's slots among the parents: its weight, then its bias if it has one.
     let mut parents = vec![x];
@@ -390,6 +380,7 @@ fn forward<B: Backend>(
     x: &Tensor<B>,
     w: &Tensor<B>,
     outs: &[usize],
+    stages: &[Stage<'_, B>],
     geo: &ConvGeometry,
     unfolding: Unfolding,
 ) -> Result<Outputs<B>> {
@@ -400,8 +391,8 @@ fn forward<B: Backend>(
         .map(|&o| Tensor::uninit(&backend, [geo.n, o, geo.out_h, geo.out_w]))
         .collect::<Result<Vec<_>>>()?;
     if unfolding.direct {
-        for ((y, &o), at) in ys.iter_mut().zip(outs).zip(row_offsets(outs)) {
-            // y_i (O x P) = W (O x C) * x_i (C x P)
+        for (((y, &o), at), stage) in ys.iter_mut().zip(outs).zip(row_offsets(outs)).zip(stages) {
+            // y_i (O x P) = W (O x C) * x_i (C x P), then the bias and ReLU as it is stored
             let g = Gemm {
                 batch: geo.n,
                 a_offset: at * k,
@@ -409,14 +400,15 @@ fn forward<B: Backend>(
                 c_stride: o * p,
                 ..Gemm::conv(false, false, o, p, k)
             };
-            backend.gemm(&g, w.storage(), x.storage(), y.storage_mut()?)?;
+            backend.gemm_epilogue(&g, w.storage(), x.storage(), y.storage_mut()?, &stage.epilogue(0))?;
         }
         return Ok((ys, None));
     }
     let chunk = chunk_images(geo, unfolding.chunk_values);
     let mut kept = unfolding.keep_columns.then(Vec::new);
     let mut scratch = None;
-    let mut product = backend.uninit(chunk * total * p)?;
+    // Several outputs share one product, moved to each output and finished there.
+    let mut product = if outs.len() > 1 { Some(backend.uninit(chunk * total * p)?) } else { None };
     for first in (0..geo.n).step_by(chunk) {
         let count = chunk.min(geo.n - first);
         // The first chunk is the largest: its buffer serves every later one when not kept.
@@ -424,26 +416,66 @@ fn forward<B: Backend>(
             Some(cols) => cols,
             None => backend.uninit(count * k * p)?,
         };
-        // [O x count*P] = W (O x K) * cols (K x count*P), then [O][count][P] -> [count][O][P].
         backend.im2col(x.storage(), geo, first, count, &mut cols)?;
-        backend.gemm(&Gemm::conv(false, false, total, count * p, k), w.storage(), &cols, &mut product)?;
-        for ((y, &o), at) in ys.iter_mut().zip(outs).zip(row_offsets(outs)) {
-            backend.transpose_blocks(
-                &product,
-                at * count * p,
-                o,
-                count,
-                p,
-                y.storage_mut()?,
-                first * o * p,
-            )?;
+        let g = Gemm::conv(false, false, total, count * p, k);
+        match product.as_mut() {
+            // [O x count*P] = W (O x K) * cols (K x count*P), stored as [count][O][P] (NCHW)
+            // with the bias and ReLU applied.
+            None => {
+                let g = Gemm { c_offset: first * total * p, ..g };
+                let epi = stages[0].epilogue(p);
+                backend.gemm_epilogue(&g, w.storage(), &cols, ys[0].storage_mut()?, &epi)?;
+            }
+            Some(product) => {
+                backend.gemm(&g, w.storage(), &cols, product)?;
+                for ((y, &o), at) in ys.iter_mut().zip(outs).zip(row_offsets(outs)) {
+                    backend.transpose_blocks(
+                        product,
+                        at * count * p,
+                        o,
+                        count,
+                        p,
+                        y.storage_mut()?,
+                        first * o * p,
+                    )?;
+                }
+            }
         }
         match kept.as_mut() {
             Some(kept) => kept.push(cols),
             None => scratch = Some(cols),
         }
     }
+    if product.is_some() {
+        for (y, stage) in ys.iter_mut().zip(stages) {
+            stage.apply(&backend, y)?;
+        }
+    }
     Ok((ys, kept))
+}
+
+/// What follows an output's product: its bias, if any, then ReLU or not.
+struct Stage<'a, B: Backend> {
+    bias: Option<&'a B::Storage>,
+    relu: bool,
+}
+
+impl<B: Backend> Stage<'_, B> {
+    /// As a product's epilogue, C's columns in blocks of `block` (0: as the product stores
+    /// them).
+    fn epilogue(&self, block: usize) -> Epilogue<'_, B::Storage> {
+        Epilogue { bias: self.bias, relu: self.relu, block }
+    }
+
+    /// As a pass over a finished output `y` ([N, O, H, W]).
+    fn apply(&self, backend: &B, y: &mut Tensor<B>) -> Result<()> {
+        let [n, o, h, w] = y.shape().nchw("conv2d output")?;
+        match (self.relu, self.bias) {
+            (true, bias) => backend.bias_relu(y.storage_mut()?, bias, n, o, h * w),
+            (false, Some(bias)) => backend.add_bias(y.storage_mut()?, bias, n, o, h * w),
+            (false, None) => Ok(()),
+        }
+    }
 }
 
 /// Gradients of the input and of the stacked weight (as `forward`), each only if wanted, from

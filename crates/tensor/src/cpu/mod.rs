@@ -527,7 +527,63 @@ fn tile_sides_fit(op: &str, m: usize, a: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Window;
+    use crate::{Epilogue, Window};
+
+    /// `gemm_epilogue` (the composed default) against loops: a chunk's product stored as NCHW
+    /// at an offset with bias and ReLU, per-item products with a bias alone, and the argument
+    /// limits every backend shares.
+    #[test]
+    fn gemm_epilogue_composes_bias_relu_and_layout() {
+        let (m, k, count, p) = (3, 5, 2, 4);
+        let n = count * p;
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5 - 1.0).collect();
+        let bias = vec![0.5, -2.0, 1.0];
+        let product = |i: usize, j: usize| (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum::<f32>();
+        // Blocked: image q's output (i, pos) at offset + (q * m + i) * p + pos.
+        let offset = 7;
+        let mut c = vec![9.0; offset + m * n + 3];
+        let g = Gemm { c_offset: offset, ..Gemm::new(false, false, m, n, k) };
+        let (a_buf, b_buf, bias_buf) =
+            (Cpu.from_slice(&a).unwrap(), Cpu.from_slice(&b).unwrap(), Cpu.from_slice(&bias).unwrap());
+        let mut c_buf = Cpu.from_slice(&c).unwrap();
+        let epi_buf = Epilogue { bias: Some(&bias_buf), relu: true, block: p };
+        Cpu.gemm_epilogue(&g, &a_buf, &b_buf, &mut c_buf, &epi_buf).unwrap();
+        for i in 0..m {
+            for j in 0..n {
+                c[offset + (j / p * m + i) * p + j % p] = (product(i, j) + bias[i]).max(0.0);
+            }
+        }
+        assert_eq!(c_buf.to_vec(), c);
+        assert!(c.contains(&0.0), "the ReLU should cut something");
+        // Two items, bias only, C the whole output.
+        let g = Gemm { batch: 2, b_stride: 0, c_stride: m * n, ..Gemm::new(false, false, m, n, k) };
+        let mut c_buf = Cpu.uninit(2 * m * n).unwrap();
+        let epi_buf = Epilogue { bias: Some(&bias_buf), relu: false, block: 0 };
+        Cpu.gemm_epilogue(&g, &a_buf, &b_buf, &mut c_buf, &epi_buf).unwrap();
+        let want: Vec<f32> = (0..2 * m * n).map(|x| product(x / n % m, x % n) + bias[x / n % m]).collect();
+        assert_eq!(c_buf.to_vec(), want);
+        // The limits.
+        let err = |g: Gemm, block: usize, c_len: usize| {
+            let mut c = Cpu.uninit(c_len).unwrap();
+            let epi = Epilogue { bias: Some(&bias_buf), relu: true, block };
+            Cpu.gemm_epilogue(&g, &a_buf, &b_buf, &mut c, &epi).unwrap_err().to_string()
+        };
+        let single = Gemm::new(false, false, m, n, k);
+        assert!(err(Gemm { beta: 1.0, ..single }, 0, m * n).contains("beta"));
+        assert!(err(single, 3, m * n).contains("blocks of 3"));
+        assert!(err(Gemm { batch: 2, c_stride: m * n, ..single }, p, 2 * m * n).contains("single product"));
+        assert!(err(Gemm { c_offset: 1, ..single }, 0, m * n + 1).contains("offset 1"));
+        assert!(err(single, 0, m * n + 1).contains("C holds 25"));
+        let short = Cpu.from_slice(&bias[..2]).unwrap();
+        let mut c = Cpu.uninit(m * n).unwrap();
+        let epi = Epilogue { bias: Some(&short), relu: false, block: 0 };
+        assert!(Cpu
+            .gemm_epilogue(&single, &a_buf, &b_buf, &mut c, &epi)
+            .unwrap_err()
+            .to_string()
+            .contains("2 values for 3 rows"));
+    }
 
     /// What the CPU plans for NiN's and GoogLeNet's layers.
     #[test]
