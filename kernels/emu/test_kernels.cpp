@@ -127,7 +127,8 @@ int main() {
     test_conv(1, 2, 11, 11, 11, 11, 4, 4, 0, 0, 0, 1);
     test_conv(2, 2, 5, 5, 2, 2, 3, 3, 2, 2, 0, 2);
     // bias
-    for (auto [o, c, in] : std::vector<std::tuple<int, int, int>>{{3, 5, 7}, {300, 10, 1}, {2, 3, 1000}, {1, 1, 0}, {0, 2, 3}}) {
+    // Planes of 7 and 1 (a float at a time), 1000, 36 and 4 (float4 loads and stores), 0.
+    for (auto [o, c, in] : std::vector<std::tuple<int, int, int>>{{3, 5, 7}, {300, 10, 1}, {2, 3, 1000}, {5, 4, 36}, {70, 3, 4}, {1, 1, 0}, {0, 2, 3}}) {
         auto y = rv((size_t)o * c * in), b = rv(c), yr = y;
         auto y0 = y;
         launch(egrid(y.size(), 2), B256, add_bias, y.data(), (const float*)b.data(), o, c, in);
@@ -150,6 +151,14 @@ int main() {
             launch(dim3{blocks, (unsigned)parts, 1}, B256, channel_sums, (const float*)nullptr, (const float*)dy.data(), (float*)nullptr, partial.data(), o, c, in, parts);
             launch(dim3{1, 1, 1}, dim3{64, 1, 1}, channel_sums_reduce, (const float*)partial.data(), parts, c, db.data());
             same("bias_grad (channel_sums)", db, dbr, 1e-6);
+        }
+        // dy 4 bytes past 16-byte alignment: the float-at-a-time path, whatever the plane.
+        {
+            std::vector<float> shifted(dy.size() + 1), partial((size_t)c * 2 + 1, NAN), db(c, NAN);
+            std::copy(dy.begin(), dy.end(), shifted.begin() + 1);
+            launch(dim3{(unsigned)std::max(c, 1), 2, 1}, B256, channel_sums, (const float*)nullptr, (const float*)shifted.data() + 1, (float*)nullptr, partial.data(), o, c, in, 2);
+            launch(dim3{1, 1, 1}, dim3{64, 1, 1}, channel_sums_reduce, (const float*)partial.data(), 2, c, db.data());
+            same("bias_grad (channel_sums, unaligned)", db, dbr, 1e-6);
         }
         // The backward of bias + ReLU: the mask and the masked sums in one pass.
         std::vector<float> dz(y.size(), NAN), dzr(y.size()), db(c, NAN), dbm(c), partial((size_t)c * 2, NAN);
