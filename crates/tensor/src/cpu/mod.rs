@@ -32,7 +32,11 @@ mod memory;
 mod optim;
 mod pool;
 #[cfg(target_arch = "x86_64")]
+mod pool_avx2;
+#[cfg(target_arch = "x86_64")]
 mod pool_avx512;
+#[cfg(target_arch = "x86_64")]
+mod pool_simd;
 mod winograd;
 
 use crate::{

@@ -29,19 +29,36 @@ fn windows(g: &PoolGeometry) -> (Spans, Spans) {
 /// on a strictly greater value (the same winner as a scan of each window). Other strides are
 /// separable: each input row's first maximum under every window column, then the earliest row
 /// holding the greatest of those. Planes under `SMALL_PLANE_WIDTH` wide take a table (below).
-/// On the AVX-512 path (`isa()`) `pool_avx512.rs` runs instead, tested against these kernels.
+/// On the AVX-512 and AVX2 paths (`isa()`) `pool_avx512.rs` and `pool_avx2.rs` run instead,
+/// tested against these kernels.
 ///
 /// # Safety
 /// `checks::pool` must have accepted `g` with `x.len()` as the input and `y.len()`,
-/// `argmax.len()` as outputs (the AVX-512 kernels write through raw pointers).
+/// `argmax.len()` as outputs (the SIMD kernels write through raw pointers).
 pub(crate) unsafe fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if super::isa() == super::Isa::Avx512 {
+    match super::isa() {
         // SAFETY: the CPU has AVX-512F (isa() found it), and the caller's checks are this
         // function's contract too.
-        return unsafe { super::pool_avx512::max_pool2d_forward(x, g, y, argmax) };
+        super::Isa::Avx512 => return unsafe { super::pool_avx512::max_pool2d_forward(x, g, y, argmax) },
+        // SAFETY: as above, with AVX2 (and FMA) found.
+        super::Isa::Avx2 => return unsafe { super::pool_avx2::max_pool2d_forward(x, g, y, argmax) },
+        super::Isa::Portable => {}
     }
     max_pool2d_forward_scalar(x, g, y, argmax)
+}
+
+/// Pooling tests' inputs: four levels, -3 to 0, from an xorshift stream (many ties, and all at
+/// or below zero, so that a padded cell read as 0 would win).
+#[cfg(test)]
+pub(crate) fn tie_levels(seed: u64) -> impl FnMut() -> f32 {
+    let mut state = seed;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 4) as f32 - 3.0
+    }
 }
 
 pub(crate) fn max_pool2d_forward_scalar(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &mut [f32]) {
@@ -284,13 +301,7 @@ mod tests {
     /// (planes 8 or more outputs wide, stride 1 and not) and the table path for small planes.
     #[test]
     fn portable_kernels_match_a_naive_scan() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut level = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 4) as f32 - 3.0
-        };
+        let mut level = super::tie_levels(0x9e37_79b9_7f4a_7c15);
         for &(n, c, h, w, win) in &[
             (2, 3, 7, 9, Window::square(3, 2, 1)),
             (1, 5, 6, 6, Window::square(3, 1, 1)),

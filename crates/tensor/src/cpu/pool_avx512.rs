@@ -9,68 +9,13 @@
 //! gathers cost about a cycle per value on Zen 4. Windows 3 wide with stride 2 along rows of 12
 //! or more outputs (NiN's and GoogLeNet's halving pools) split loaded rows into even and odd
 //! columns with permutes instead (3x faster than the gathers).
-use super::gemm::SendPtr;
+use super::pool_simd::{forward, Kernels, Taps};
 use crate::PoolGeometry;
-use rayon::prelude::*;
 use std::arch::x86_64::*;
 
 #[cfg(test)]
 pub(crate) fn available() -> bool {
     std::is_x86_feature_detected!("avx512f")
-}
-
-/// Each output's window cells for a group of planes.
-struct Taps {
-    /// Planes per group: their outputs are a multiple of 16.
-    planes: usize,
-    /// Outputs per group.
-    outputs: usize,
-    /// `cell[t * outputs + q]`: tap `t` of output `q`'s window, as an index into its plane, or -1.
-    cell: Vec<i32>,
-    /// Where output `q`'s plane starts in the group's input.
-    plane_start: Vec<i32>,
-    /// For stride-1 windows that keep the plane's size, tap `t` of output `q` is input `q +
-    /// shift[t]` (when inside): a masked load of 16 neighbours replaces the gather.
-    shift: Option<Vec<isize>>,
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
-/// The tap tables of a geometry. Indices are i32 (what the gathers take): a plane holds at most
-/// `MAX_POOL_PLANE` = 2^24 values and a group at most 16 planes, so every index is below 2^28.
-fn taps(g: &PoolGeometry) -> Taps {
-    let (plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    let planes = 16 / gcd(out_plane, 16);
-    let outputs = planes * out_plane;
-    let (kh, kw) = g.window.kernel;
-    let ((sh, sw), (ph, pw)) = (g.window.stride, g.window.padding);
-    let mut cell = vec![-1i32; kh * kw * outputs];
-    let mut plane_start = Vec::with_capacity(outputs);
-    for q in 0..outputs {
-        let (p, r) = (q / out_plane, q % out_plane);
-        let (oy, ox) = (r / g.out_w, r % g.out_w);
-        plane_start.push((p * plane) as i32);
-        for ki in 0..kh {
-            for kj in 0..kw {
-                let (iy, ix) = ((oy * sh + ki) as isize - ph as isize, (ox * sw + kj) as isize - pw as isize);
-                if (0..g.h as isize).contains(&iy) && (0..g.w as isize).contains(&ix) {
-                    cell[(ki * kw + kj) * outputs + q] = (iy as usize * g.w + ix as usize) as i32;
-                }
-            }
-        }
-    }
-    let same = g.window.stride == (1, 1) && (g.out_h, g.out_w) == (g.h, g.w);
-    let shift = same.then(|| {
-        let taps = (0..kh).flat_map(|ki| (0..kw).map(move |kj| (ki, kj)));
-        taps.map(|(ki, kj)| (ki as isize - ph as isize) * g.w as isize + kj as isize - pw as isize).collect()
-    });
-    Taps { planes, outputs, cell, plane_start, shift }
 }
 
 /// Same contract as `pool::max_pool2d_forward`: each window's first maximum in row-major order,
@@ -81,48 +26,9 @@ fn taps(g: &PoolGeometry) -> Taps {
 /// geometry as `PoolGeometry::new` makes it, so planes are within `MAX_POOL_PLANE`) with
 /// `x.len()` as the input and `y.len()`, `argmax.len()` as outputs.
 pub(crate) unsafe fn max_pool2d_forward(x: &[f32], g: &PoolGeometry, y: &mut [f32], argmax: &mut [f32]) {
-    let (plane, out_plane) = (g.h * g.w, g.out_h * g.out_w);
-    if g.window.kernel.1 == 3
-        && g.window.stride.1 == 2
-        && g.window.padding.1 <= 1
-        && g.out_w >= HALVING_MIN_OUT_W
-    {
-        // Whole planes per task, about 4096 outputs each.
-        let per_task = (4096 / out_plane).max(1);
-        let (yp, ap) = (SendPtr(y.as_mut_ptr()), SendPtr(argmax.as_mut_ptr()));
-        x[..g.planes() * plane].par_chunks(per_task * plane).enumerate().for_each(|(i, src)| {
-            for (k, one) in src.chunks(plane).enumerate() {
-                let at = (i * per_task + k) * out_plane;
-                // SAFETY: `one` is a whole input plane, and plane i * per_task + k's outputs
-                // lie inside y and argmax (checked lengths), written by this task only.
-                unsafe { halving_plane(g, one.as_ptr(), yp.get().add(at), ap.get().add(at)) };
-            }
-        });
-        return;
-    }
-    let n = g.planes() * out_plane;
-    let t = taps(g);
-    // Whole groups per task, about 4096 outputs each.
-    let groups = (4096 / t.outputs).max(1);
-    let (out_chunk, in_chunk) = (groups * t.outputs, groups * t.planes * plane);
-    let yp = SendPtr(y.as_mut_ptr());
-    let ap = SendPtr(argmax.as_mut_ptr());
-    x[..g.planes() * plane].par_chunks(in_chunk).enumerate().for_each(|(i, src)| {
-        let first = i * out_chunk;
-        let len = out_chunk.min(n - first);
-        for (k, group) in src.chunks(t.planes * plane).enumerate() {
-            let q0 = k * t.outputs;
-            if q0 >= len {
-                break;
-            }
-            let count = t.outputs.min(len - q0);
-            // SAFETY: `group` holds the planes of these `count` outputs, which lie inside y and
-            // argmax (checked lengths) and are written by this task only.
-            unsafe {
-                group_max(&t, group.as_ptr(), count, yp.get().add(first + q0), ap.get().add(first + q0))
-            };
-        }
-    });
+    let kernels = Kernels { halving: Some((HALVING_MIN_OUT_W, halving_plane)), group_max };
+    // SAFETY: the caller guarantees AVX-512F, what these kernels are built for, and the checks.
+    unsafe { forward(x, g, y, argmax, &kernels) }
 }
 
 /// Output rows at least this wide take `halving_plane` (narrower ones would leave most lanes
@@ -235,57 +141,13 @@ unsafe fn group_max(t: &Taps, src: *const f32, count: usize, y: *mut f32, argmax
 
 #[cfg(test)]
 mod tests {
-    use crate::{PoolGeometry, Window};
-
-    /// Against the scalar kernels on inputs full of ties (four levels, all at or below zero, so
-    /// that a padded cell read as 0 would win), with
-    /// planes that do and do not fill whole vectors and a last group cut short.
+    /// Against the scalar kernels (`pool_simd::check_against_scalar`).
     #[test]
     fn matches_scalar_kernels() {
         if !super::available() {
             eprintln!("skipped: this CPU has no AVX-512F");
             return;
         }
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut level = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 4) as f32 - 3.0
-        };
-        for &(n, c, h, w, win) in &[
-            (2, 3, 7, 9, Window::square(3, 2, 1)),
-            (1, 5, 6, 6, Window::square(3, 1, 1)),
-            (3, 7, 3, 3, Window::square(3, 1, 1)),
-            (1, 7, 3, 3, Window::square(3, 1, 1)),
-            (2, 3, 12, 12, Window::square(3, 2, 1)),
-            (1, 2, 8, 6, Window::new((2, 3), (1, 2), (1, 1))),
-            (1, 1, 5, 13, Window::new((3, 1), (2, 1), (1, 0))),
-            (2, 9, 13, 11, Window::square(3, 2, 0)),
-            (1, 3, 1, 1, Window::square(1, 1, 0)),
-            (1, 600, 6, 6, Window::square(3, 1, 1)),
-            // 3-wide stride-2 windows on rows of 12+ outputs: the permute path, padded or not,
-            // odd and even widths, rows that are not whole vectors.
-            (2, 3, 48, 48, Window::square(3, 2, 1)),
-            (1, 4, 24, 25, Window::square(3, 2, 1)),
-            (1, 3, 27, 54, Window::square(3, 2, 0)),
-            (2, 2, 26, 26, Window::square(3, 2, 0)),
-            (1, 2, 9, 35, Window::new((2, 3), (3, 2), (1, 1))),
-            (1, 2, 7, 23, Window::new((3, 3), (2, 2), (0, 1))),
-        ] {
-            let g = PoolGeometry::new(n, c, h, w, win).unwrap();
-            let x: Vec<f32> = (0..n * c * h * w).map(|_| level()).collect();
-            let out = n * c * g.out_h * g.out_w;
-            // One spare value past the end: it must stay untouched.
-            let (mut y, mut arg) = (vec![-7.0; out + 1], vec![-7.0; out + 1]);
-            let (mut want_y, mut want_arg) = (vec![-7.0; out + 1], vec![-7.0; out + 1]);
-            crate::checks::pool("test", &g, &[x.len()], &[y.len(), arg.len()]).unwrap();
-            // SAFETY: the test returned early without AVX-512F; checks::pool accepted g and the
-            // buffers just above.
-            unsafe { super::max_pool2d_forward(&x, &g, &mut y, &mut arg) };
-            super::super::pool::max_pool2d_forward_scalar(&x, &g, &mut want_y, &mut want_arg);
-            assert_eq!(y, want_y, "values, {n}x{c}x{h}x{w} {win:?}");
-            assert_eq!(arg, want_arg, "arg-max indices, {n}x{c}x{h}x{w} {win:?}");
-        }
+        super::super::pool_simd::check_against_scalar(super::max_pool2d_forward);
     }
 }
