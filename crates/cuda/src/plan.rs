@@ -20,7 +20,7 @@ const KEEP_COLUMNS_MAX: usize = 256 << 20;
 
 /// A convolution on the GPU: the direct per-image products for 1x1 kernels on large planes (a
 /// product per image fills the GPU through the batch), im2col in large chunks otherwise, its
-/// columns kept from the forward for the weight gradient when they fit [`KEEP_COLUMNS_MAX`] (a
+/// columns kept from the forward for the weight gradient when they fit in 1 GiB (a
 /// second unfolding is a full pass over the column matrix, about as long as a product's
 /// memory traffic; the memory is there on a GPU).
 /// Winograd is not planned: its transforms would be extra passes over memory on top of products
