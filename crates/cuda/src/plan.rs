@@ -176,7 +176,7 @@ pub fn gemm(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic) -> GemmLau
     let tiles = (g.n.div_ceil(tile) as u32, g.m.div_ceil(tile) as u32);
     let summed = g.c_stride == 0 && g.batch > 1;
     let target = 2 * multiprocessors.max(1);
-    let wave = arithmetic.resident_blocks().max(2) * multiprocessors.max(1);
+    let wave = arithmetic.resident_blocks() * multiprocessors.max(1);
     let tile_count = tiles.0 as usize * tiles.1 as usize;
     if (summed || g.batch == 1) && g.k > 0 && tile_count < target {
         let steps = if summed { g.batch } else { 1 } * g.k.div_ceil(arithmetic.slice());

@@ -110,10 +110,36 @@ pub struct Epilogue<'a, S> {
     pub block: usize,
 }
 
+// Only a reference and two values: copyable whatever S is (a derive would ask S: Copy).
+impl<S> Clone for Epilogue<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<S> Copy for Epilogue<'_, S> {}
+
 impl<S> Epilogue<'_, S> {
     /// Does nothing: no bias, no ReLU, C as `gemm` stores it.
     pub fn is_identity(&self) -> bool {
         self.bias.is_none() && !self.relu && self.block == 0
+    }
+
+    /// The bias and ReLU (not the layout) as a pass of their own over `y`, an `outer x
+    /// channels x inner` output whose channels are the product's rows: `bias_relu`, or
+    /// `add_bias` without the ReLU, or nothing.
+    pub fn apply<B: Backend<Storage = S>>(
+        &self,
+        backend: &B,
+        y: &mut S,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()> {
+        match (self.relu, self.bias) {
+            (true, bias) => backend.bias_relu(y, bias, outer, channels, inner),
+            (false, Some(bias)) => backend.add_bias(y, bias, outer, channels, inner),
+            (false, None) => Ok(()),
+        }
     }
 }
 
@@ -130,23 +156,18 @@ pub fn compose_epilogue<B: Backend>(
 ) -> Result<()> {
     let lens = (backend.storage_len(a), backend.storage_len(b), backend.storage_len(c));
     crate::checks::gemm_epilogue(g, lens, epi.bias.map(|s| backend.storage_len(s)), epi.relu, epi.block)?;
-    let finish = |y: &mut B::Storage, outer: usize| match (epi.relu, epi.bias) {
-        (true, bias) => backend.bias_relu(y, bias, outer, g.m, g.n),
-        (false, Some(bias)) => backend.add_bias(y, bias, outer, g.m, g.n),
-        (false, None) => Ok(()),
-    };
     match g.n.checked_div(epi.block) {
         None => {
             backend.gemm(g, a, b, c)?;
             if epi.is_identity() {
                 return Ok(());
             }
-            finish(c, if g.c_stride == 0 { 1 } else { g.batch })
+            epi.apply(backend, c, if g.c_stride == 0 { 1 } else { g.batch }, g.m, g.n)
         }
         Some(blocks) => {
             let mut product = backend.uninit(g.m * g.n)?;
             backend.gemm(&Gemm { c_offset: 0, ..*g }, a, b, &mut product)?;
-            finish(&mut product, 1)?;
+            epi.apply(backend, &mut product, 1, g.m, g.n)?;
             backend.transpose_blocks(&product, 0, g.m, blocks, epi.block, c, g.c_offset)
         }
     }

@@ -161,6 +161,8 @@ fn conv2d_impl<B: Backend>(
     let geo = ConvGeometry::new(n, c, h, w, o, Window::new((kh, kw), stride, padding))?;
     let (xv, wv) = (x.value(), weight.value());
     let bias_value = bias.map(|b| b.value_ref());
+    // The output's bias and ReLU: in the product's store, or a pass after Winograd.
+    let stage = Epilogue { bias: bias_value.as_ref().map(|b| b.storage()), relu, block: 0 };
     let plan = Plan::choose(xv.backend(), &geo, algo)?;
     // Winograd keeps its transformed weights (and, batch permitting, input tiles) for the
     // backward pass; im2col its columns if the plan says so.
@@ -171,7 +173,6 @@ fn conv2d_impl<B: Backend>(
             (y, Some((u, kept)), None)
         }
         _ => {
-            let stage = Stage { bias: bias_value.as_ref().map(|b| b.storage()), relu };
             let (mut ys, columns) = forward(&xv, &wv, &[o], &[stage], &geo, plan.unfolding())?;
             (ys.remove(0), None, columns)
         }
@@ -179,7 +180,7 @@ fn conv2d_impl<B: Backend>(
     let backend = xv.backend().clone();
     if filter.is_some() {
         // Winograd's output gets its bias and ReLU in a pass of their own.
-        Stage { bias: bias_value.as_ref().map(|b| b.storage()), relu }.apply(&backend, &mut y)?;
+        stage.apply(&backend, y.storage_mut()?, n, o, geo.col_cols())?;
     }
     drop(bias_value);
     let activated = relu.then(|| y.clone());
@@ -304,8 +305,10 @@ pub fn conv2d_relu_shared<B: Backend>(
         )?;
     }
     let bias_values: Vec<_> = convs.iter().map(|(_, bias)| bias.map(|b| b.value_ref())).collect();
-    let stages: Vec<Stage<'_, B>> =
-        bias_values.iter().map(|b| Stage { bias: b.as_ref().map(|b| b.storage()), relu: true }).collect();
+    let stages: Vec<Epilogue<'_, B::Storage>> = bias_values
+        .iter()
+        .map(|b| Epilogue { bias: b.as_ref().map(|b| b.storage()), relu: true, block: 0 })
+        .collect();
     let (ys, columns) = forward(&xv, &stacked, &outs, &stages, &geo, unfolding)?;
     drop(stages);
     drop(bias_values);
@@ -373,14 +376,15 @@ type Outputs<B> = (Vec<Tensor<B>>, Option<Vec<<B as Backend>::Storage>>);
 
 /// Products of one input with weights stacked on output channels (`w` [sum of outs, C, kh,
 /// kw], `geo.c_out` their sum): output `i` takes `outs[i]` of the rows. One output is a plain
-/// convolution; several share the input's unfolding and one product. With
+/// convolution; several share the input's unfolding and one product. Output `i` leaves with
+/// `stages[i]`'s bias and ReLU applied (the `block` of each is ignored). With
 /// `unfolding.keep_columns` (im2col only) every chunk's column matrix is returned too, for
 /// `backward`.
 fn forward<B: Backend>(
     x: &Tensor<B>,
     w: &Tensor<B>,
     outs: &[usize],
-    stages: &[Stage<'_, B>],
+    stages: &[Epilogue<'_, B::Storage>],
     geo: &ConvGeometry,
     unfolding: Unfolding,
 ) -> Result<Outputs<B>> {
@@ -400,7 +404,7 @@ fn forward<B: Backend>(
                 c_stride: o * p,
                 ..Gemm::conv(false, false, o, p, k)
             };
-            backend.gemm_epilogue(&g, w.storage(), x.storage(), y.storage_mut()?, &stage.epilogue(0))?;
+            backend.gemm_epilogue(&g, w.storage(), x.storage(), y.storage_mut()?, stage)?;
         }
         return Ok((ys, None));
     }
@@ -423,7 +427,7 @@ fn forward<B: Backend>(
             // with the bias and ReLU applied.
             None => {
                 let g = Gemm { c_offset: first * total * p, ..g };
-                let epi = stages[0].epilogue(p);
+                let epi = Epilogue { block: p, ..stages[0] };
                 backend.gemm_epilogue(&g, w.storage(), &cols, ys[0].storage_mut()?, &epi)?;
             }
             Some(product) => {
@@ -447,35 +451,11 @@ fn forward<B: Backend>(
         }
     }
     if product.is_some() {
-        for (y, stage) in ys.iter_mut().zip(stages) {
-            stage.apply(&backend, y)?;
+        for (y, (stage, &o)) in ys.iter_mut().zip(stages.iter().zip(outs)) {
+            stage.apply(&backend, y.storage_mut()?, geo.n, o, p)?;
         }
     }
     Ok((ys, kept))
-}
-
-/// What follows an output's product: its bias, if any, then ReLU or not.
-struct Stage<'a, B: Backend> {
-    bias: Option<&'a B::Storage>,
-    relu: bool,
-}
-
-impl<B: Backend> Stage<'_, B> {
-    /// As a product's epilogue, C's columns in blocks of `block` (0: as the product stores
-    /// them).
-    fn epilogue(&self, block: usize) -> Epilogue<'_, B::Storage> {
-        Epilogue { bias: self.bias, relu: self.relu, block }
-    }
-
-    /// As a pass over a finished output `y` ([N, O, H, W]).
-    fn apply(&self, backend: &B, y: &mut Tensor<B>) -> Result<()> {
-        let [n, o, h, w] = y.shape().nchw("conv2d output")?;
-        match (self.relu, self.bias) {
-            (true, bias) => backend.bias_relu(y.storage_mut()?, bias, n, o, h * w),
-            (false, Some(bias)) => backend.add_bias(y.storage_mut()?, bias, n, o, h * w),
-            (false, None) => Ok(()),
-        }
-    }
 }
 
 /// Gradients of the input and of the stacked weight (as `forward`), each only if wanted, from
