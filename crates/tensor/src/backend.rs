@@ -262,10 +262,10 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn memory_available(&self) -> Option<usize> {
         None
     }
-    /// Gives back to the system the memory this backend keeps for reuse (freed buffers waiting
-    /// for a request of their size) and returns its bytes. A run calls it where its working set
-    /// changes (from training steps to evaluation and back), so that the two phases' buffers
-    /// are not held side by side.
+    /// Gives back to the system the memory this backend keeps for reuse (freed buffers, or
+    /// the CPU pool's segments that no buffer uses) and returns its bytes. A run calls it where
+    /// its working set changes (from training steps to evaluation and back), so that the two
+    /// phases' buffers are not held side by side.
     fn release_cached(&self) -> usize {
         0
     }

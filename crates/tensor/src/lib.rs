@@ -44,6 +44,7 @@
 //! # }
 //! ```
 #![deny(missing_docs)]
+pub mod arena;
 mod backend;
 pub mod checks;
 pub mod cpu;

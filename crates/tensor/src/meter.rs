@@ -3,8 +3,9 @@
 //! at any batch size and in microseconds, with the algorithm choices (`conv_plan`) of the
 //! backend it stands in for, so that a run can be refused before it allocates what the machine
 //! does not have.
+use crate::arena::{Arena, Place};
+use crate::cpu::POOL_LINE as LINE;
 use crate::{AdamStep, Backend, ConvGeometry, ConvPlan, Error, Gemm, PoolGeometry, Result, SgdStep};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,21 +17,24 @@ struct Counter {
     pool: Option<Mutex<PoolModel>>,
 }
 
-/// Freed buffers kept by exact length for reuse, as `tensor::cpu::CpuBuffer`'s pool: memory the
-/// process holds though no buffer uses it.
+/// The CPU buffer pool's books (`tensor::cpu::CpuBuffer`): the same arena, making the same
+/// decisions on the same lengths, without the memory.
 struct PoolModel {
-    free: HashMap<usize, usize>,
-    cached: usize,
-    /// Buffers below this many values bypass the pool.
-    min_len: usize,
-    /// Bytes the pool keeps at most.
-    cap: usize,
+    arena: Arena,
+    /// Bytes of the live buffers that came from the pool (counted by the segments instead).
+    pooled_live: usize,
 }
 
 impl Counter {
     /// Bytes the process holds: live buffers and the pool's.
     fn held(&self, live: usize) -> usize {
-        live + self.pool.as_ref().map_or(0, |p| p.lock().expect("meter lock").cached)
+        match &self.pool {
+            Some(p) => {
+                let p = p.lock().expect("meter lock");
+                live - p.pooled_live + 4 * LINE * p.arena.touched_units()
+            }
+            None => live,
+        }
     }
 }
 
@@ -44,6 +48,7 @@ pub struct Meter<B: Backend> {
 /// A buffer of the meter: its length, counted while it lives.
 pub struct Metered {
     len: usize,
+    place: Option<Place>,
     counter: Arc<Counter>,
 }
 
@@ -51,12 +56,10 @@ impl Drop for Metered {
     fn drop(&mut self) {
         let bytes = 4 * self.len;
         self.counter.live.fetch_sub(bytes, Ordering::Relaxed);
-        if let Some(pool) = &self.counter.pool {
+        if let (Some(pool), Some(place)) = (&self.counter.pool, self.place) {
             let mut p = pool.lock().expect("meter lock");
-            if self.len >= p.min_len && p.cached + bytes <= p.cap {
-                p.cached += bytes;
-                *p.free.entry(self.len).or_default() += 1;
-            }
+            p.arena.give_back(place);
+            p.pooled_live -= bytes;
         }
     }
 }
@@ -67,15 +70,11 @@ impl<B: Backend> Meter<B> {
     pub fn new(backend: &B) -> Meter<B> {
         Meter { plans: backend.clone(), counter: Arc::new(Counter::default()) }
     }
-    /// A meter that also counts what the CPU backend's buffer pool keeps (`cpu::buffer`): freed
-    /// buffers of 4096 values or more, by length, up to 4 GiB.
+    /// A meter that counts what the CPU backend's buffer pool holds (`cpu::buffer`) instead of
+    /// the live buffers of 4096 values or more: the written part of its segments, free blocks
+    /// included.
     pub fn with_cpu_pool(backend: &B) -> Meter<B> {
-        let pool = PoolModel {
-            free: HashMap::new(),
-            cached: 0,
-            min_len: crate::cpu::POOL_MIN_LEN,
-            cap: 4 * crate::cpu::POOL_MAX_CACHED,
-        };
+        let pool = PoolModel { arena: Arena::new(), pooled_live: 0 };
         Meter {
             plans: backend.clone(),
             counter: Arc::new(Counter { pool: Some(Mutex::new(pool)), ..Counter::default() }),
@@ -98,16 +97,22 @@ impl<B: Backend> Meter<B> {
         let bytes = len
             .checked_mul(4)
             .ok_or_else(|| Error::InvalidArgument(format!("a buffer of {len} values overflows")))?;
+        let mut place = None;
         if let Some(pool) = &self.counter.pool {
-            let mut p = pool.lock().expect("meter lock");
-            if let Some(n) = p.free.get_mut(&len).filter(|n| **n > 0) {
-                *n -= 1;
-                p.cached -= bytes;
+            if len >= crate::cpu::POOL_MIN_LEN {
+                let mut p = pool.lock().expect("meter lock");
+                let units = crate::cpu::pool_units(len);
+                p.pooled_live += bytes;
+                // As `CpuBuffer::take`, with every segment granted at its full size.
+                place = Some(match p.arena.take(units) {
+                    Some(place) => place,
+                    None => p.arena.add_segment(crate::cpu::pool_segment_units(units), units),
+                });
             }
         }
         let live = self.counter.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.counter.peak.fetch_max(self.counter.held(live), Ordering::Relaxed);
-        Ok(Metered { len, counter: self.counter.clone() })
+        Ok(Metered { len, place, counter: self.counter.clone() })
     }
 }
 
@@ -148,8 +153,9 @@ impl<B: Backend> Backend for Meter<B> {
     fn release_cached(&self) -> usize {
         let Some(pool) = &self.counter.pool else { return 0 };
         let mut p = pool.lock().expect("meter lock");
-        p.free.clear();
-        std::mem::take(&mut p.cached)
+        let before = p.arena.touched_units();
+        p.arena.release_free_segments();
+        4 * LINE * (before - p.arena.touched_units())
     }
     fn fill(&self, _: &mut S, _: f32) -> Result<()> {
         Ok(())
@@ -351,24 +357,35 @@ mod tests {
         assert!(Tensor::zeros(&m, [usize::MAX / 2]).is_err());
     }
 
-    /// With the CPU's pool, freed buffers stay held until a buffer of the same length takes them.
+    /// With the CPU's pool, what counts is how far blocks have reached into the pool's segments:
+    /// a freed block serves a later request of another length that fits it.
     #[test]
-    fn counts_what_the_cpu_pool_keeps() {
+    fn counts_what_the_cpu_pool_holds() {
         let m = Meter::with_cpu_pool(&Cpu);
-        let big = crate::cpu::POOL_MIN_LEN;
-        drop(Tensor::zeros(&m, [big]).unwrap());
-        assert_eq!((m.live_bytes(), m.peak_bytes()), (0, 4 * big));
-        // Another length cannot reuse it: both are held.
-        let other = Tensor::zeros(&m, [big + 1]).unwrap();
-        assert_eq!(m.peak_bytes(), 4 * (2 * big + 1));
-        // The same length reuses it.
-        let same = Tensor::zeros(&m, [big]).unwrap();
-        assert_eq!(m.peak_bytes(), 4 * (2 * big + 1));
-        drop((other, same));
+        let big = crate::cpu::POOL_MIN_LEN; // one grain: 16 KiB
+        let grain = 4 * big;
+        drop(Tensor::zeros(&m, [3 * big]).unwrap());
+        assert_eq!((m.live_bytes(), m.peak_bytes()), (0, 3 * grain));
+        // A shorter length reuses the freed block, and so does its neighbour's leftover.
+        let a = Tensor::zeros(&m, [big + 1]).unwrap(); // rounds up to two grains
+        let b = Tensor::zeros(&m, [big]).unwrap();
+        assert_eq!(m.peak_bytes(), 3 * grain);
+        // A longer one reaches further into the segment.
+        let c = Tensor::zeros(&m, [2 * big]).unwrap();
+        assert_eq!(m.peak_bytes(), 5 * grain);
+        drop((a, b, c));
+        // Freed neighbours merge: five grains in one piece.
+        let d = Tensor::zeros(&m, [5 * big]).unwrap();
+        assert_eq!(m.peak_bytes(), 5 * grain);
+        drop(d);
         // Small buffers bypass the pool.
         m.reset_peak();
         drop(Tensor::zeros(&m, [10]).unwrap());
         drop(Tensor::zeros(&m, [11]).unwrap());
-        assert_eq!(m.peak_bytes(), 4 * (2 * big + 1) + 44);
+        assert_eq!(m.peak_bytes(), 5 * grain + 44);
+        // The whole segment is free: released, nothing is held.
+        assert_eq!(m.release_cached(), 5 * grain);
+        m.reset_peak();
+        assert_eq!(m.peak_bytes(), 0);
     }
 }

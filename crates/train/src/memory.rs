@@ -4,12 +4,12 @@
 //! the figures and the largest batch that fits, instead of the kernel killing the process.
 //!
 //! The phases of a run hold different buffers: a full training step, the smaller last step of an
-//! epoch, an evaluation batch, the smaller last one. The CPU keeps every freed buffer (up to
-//! 4 GiB) for the next request of the same size, so within a phase the buffers of its two batch
-//! sizes pile up; a run gives the cache back when it switches between training and evaluation
-//! (`Backend::release_cached`), and evaluates at the training batch size, so the largest phase is
-//! the training step. The GPU's allocator gives its cache back before it would fail, so there
-//! too the largest phase counts.
+//! epoch, an evaluation batch, the smaller last one. The CPU's buffer pool serves every size from
+//! the same segments (best fit, freed neighbours merged: `tensor::arena`), so what the process
+//! holds is how far its buffers have ever reached into them, which the meter follows decision by
+//! decision; a run evaluates at the training batch size, so the largest phase is the training
+//! step. The GPU's allocator gives its cache back before it would fail, so there too the largest
+//! phase counts.
 use crate::session::make_optimizer;
 use crate::state::Settings;
 use anyhow::{bail, Result};

@@ -626,9 +626,10 @@ fn evaluate_until<B: Backend>(
     batch_size: usize,
     stop: impl Fn() -> bool,
 ) -> Result<Option<f64>> {
-    // Whatever the two phases share, each also has buffers of its own sizes: giving the cache
-    // back at both ends keeps a run from holding training's and evaluation's side by side (it
-    // costs the first step after each switch its page faults, well under a second).
+    // Each phase has buffers of its own sizes: a cache that keeps freed buffers by size (the
+    // GPU's) is given back at both ends, so a run does not hold training's and evaluation's side
+    // by side. The CPU's pool serves any size from the same memory and gives back only segments
+    // nothing uses.
     backend.release_cached();
     let result = evaluate_batches(model, backend, set, resize, batch_size, stop);
     backend.release_cached();

@@ -42,7 +42,7 @@ mod winograd;
 use crate::{
     checks, AdamStep, Backend, ConvAlgorithm, ConvGeometry, ConvPlan, Gemm, PoolGeometry, Result, SgdStep,
 };
-pub use buffer::{CpuBuffer, MAX_CACHED as POOL_MAX_CACHED, MIN_POOLED as POOL_MIN_LEN};
+pub use buffer::{pool_segment_units, pool_units, CpuBuffer, LINE as POOL_LINE, MIN_POOLED as POOL_MIN_LEN};
 pub use isa::{isa, Isa};
 
 /// The largest buffer of a convolution chunk, in values (32 MiB of f32: a chunk stays near the
