@@ -443,6 +443,76 @@ fn wrong_input_is_an_error<B: Backend>(b: &B) {
     expect_err(tensor::Tensor::from_slice(b, [2, 3], &[0.0; 5]), &["5 values", "[2, 3]"]);
 }
 
+/// `concat_channels` and `split_channels` against copies made by hand: six parts (two launches
+/// of four on the GPU), one of them empty, a part skipped by the split; a short part or whole is
+/// an error naming it, and a rejected call writes nothing.
+fn concat_and_split_channels<B: Backend>(b: &B) {
+    let (n, plane) = (3, 7);
+    let channels = [2, 1, 0, 3, 5, 1];
+    let total: usize = channels.iter().sum();
+    let mut r = rng(11);
+    let data: Vec<Vec<f32>> = channels.iter().map(|&c| random(&mut r, n * c * plane)).collect();
+    // Image i of the whole: each part's channels of image i, in order.
+    let mut want = Vec::new();
+    for i in 0..n {
+        for (d, &c) in data.iter().zip(&channels) {
+            want.extend_from_slice(&d[i * c * plane..(i + 1) * c * plane]);
+        }
+    }
+    let parts: Vec<B::Storage> = data.iter().map(|d| b.from_slice(d).unwrap()).collect();
+    let mut whole = b.zeros(n * total * plane).unwrap();
+    let views: Vec<_> = parts.iter().zip(&channels).map(|(p, &c)| (p, c)).collect();
+    b.concat_channels(&views, &mut whole, n, plane).unwrap();
+    assert_eq!(b.to_vec(&whole).unwrap(), want, "concat_channels");
+
+    let mut outs: Vec<B::Storage> =
+        channels.iter().map(|&c| b.from_slice(&vec![-1.0; n * c * plane]).unwrap()).collect();
+    {
+        let mut views: Vec<_> = outs
+            .iter_mut()
+            .zip(&channels)
+            .enumerate()
+            .map(|(k, (o, &c))| ((k != 3).then_some(o), c))
+            .collect();
+        b.split_channels(&whole, &mut views, n, plane).unwrap();
+    }
+    for (k, (o, d)) in outs.iter().zip(&data).enumerate() {
+        let got = b.to_vec(o).unwrap();
+        if k == 3 {
+            assert!(got.iter().all(|&v| v == -1.0), "the skipped part was written");
+        } else {
+            assert_eq!(&got, d, "split_channels part {k}");
+        }
+    }
+
+    let short = b.zeros(n * 3 * plane - 1).unwrap();
+    let mut views: Vec<_> = parts.iter().zip(&channels).map(|(p, &c)| (p, c)).collect();
+    views[3] = (&short, 3);
+    let mut fresh = b.zeros(n * total * plane).unwrap();
+    let e = b.concat_channels(&views, &mut fresh, n, plane).unwrap_err().to_string();
+    assert!(e.contains("concat_channels") && e.contains("part 3"), "{e}");
+    assert!(b.to_vec(&fresh).unwrap().iter().all(|&v| v == 0.0), "a rejected concat wrote");
+    let small = b.zeros(n * total * plane - 1).unwrap();
+    let mut views: Vec<_> = outs.iter_mut().zip(&channels).map(|(o, &c)| (Some(o), c)).collect();
+    let e = b.split_channels(&small, &mut views, n, plane).unwrap_err().to_string();
+    assert!(e.contains("split_channels") && e.contains("the whole"), "{e}");
+}
+
+/// On the GPU an Inception join is one launch of `concat_channels` forward and one of
+/// `split_channels` backward (four branches), not a copy per branch.
+#[test]
+fn an_inception_join_is_one_launch_each_way() {
+    let rec = ::cuda::model::Recorder::new(132, ::cuda::Precision::Fp32);
+    let mut r = rng(3);
+    let xs: Vec<Var<_>> =
+        [3, 5, 2, 4].iter().map(|&c| param(&rec, &[2, c, 3, 3], &random(&mut r, 2 * c * 9))).collect();
+    let y = ops::concat_channels(&xs.iter().collect::<Vec<_>>()).unwrap();
+    y.backward_with(tensor(&rec, &[2, 14, 3, 3], &random(&mut r, 2 * 14 * 9))).unwrap();
+    let launches = rec.take();
+    let count = |kernel: &str| launches.iter().filter(|l| l.kernel == kernel).count();
+    assert_eq!((count("concat_channels"), count("split_channels"), count("copy_channels")), (1, 1, 0));
+}
+
 backend_tests!(
     conv3x3_by_hand,
     max_pool_with_padding_by_hand,
@@ -454,4 +524,5 @@ backend_tests!(
     conv2d_relu_matches_relu_of_conv,
     conv2d_relu_shared_matches_separate_convs,
     wrong_input_is_an_error,
+    concat_and_split_channels,
 );

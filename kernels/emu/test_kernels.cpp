@@ -1,6 +1,6 @@
 // Host-emulated checks of every other kernel family against transliterations of
 // crates/tensor/src/cpu: bit-exact where the CPU's order of operations is reproduced (im2col,
-// col2im, pooling incl. ties and padding, ReLU, dropout, element-wise maps, copy_channels,
+// col2im, pooling incl. ties and padding, ReLU, dropout, element-wise maps, channel copies,
 // the loss gradient, optimizers), to 1e-6 where the GPU reduces in a different order (channel sums,
 // global average pool, sum, the mean loss). Small grids exercise the grid-stride loops.
 #include "cuda_shim.h"
@@ -232,6 +232,30 @@ int main() {
         launch(egrid(imgs * cnt * pl, 1), B256, copy_channels, (const float*)src.data(), sc, 1, dst.data(), dc, 4, cnt, imgs, pl);
         for (int i = 0; i < imgs; ++i) for (int j = 0; j < cnt * pl; ++j) dstr[(i * dc + 4) * pl + j] = src[(i * sc + 1) * pl + j];
         same("copy_channels", dst, dstr);
+        // concat_channels / split_channels: four slots, one empty, placed among untouched
+        // channels 0, 4 and 12 of the whole; small grids, so threads cross parts and images.
+        for (int blocks : {1, 3}) {
+            const int cs[4] = {3, 0, 5, 2}, fs[4] = {1, 4, 5, 10}, wc = 13;
+            std::vector<std::vector<float>> part(4);
+            for (int k = 0; k < 4; ++k) part[k] = rv(std::max(1, imgs * cs[k] * pl));
+            std::vector<float> whole(imgs * wc * pl, 9.0f), wholer = whole;
+            for (int k = 0; k < 4; ++k)
+                for (int i = 0; i < imgs; ++i) for (int j = 0; j < cs[k] * pl; ++j) wholer[(i * wc + fs[k]) * pl + j] = part[k][i * cs[k] * pl + j];
+            launch(dim3{(unsigned)blocks, 1, 1}, B256, concat_channels, whole.data(), wc, imgs, pl, (const float*)part[0].data(),
+                   (const float*)part[1].data(), (const float*)part[2].data(), (const float*)part[3].data(), cs[0], cs[1], cs[2],
+                   cs[3], fs[0], fs[1], fs[2], fs[3]);
+            same("concat_channels", whole, wholer);
+            auto src = rv(imgs * wc * pl);
+            std::vector<std::vector<float>> out(4), outr(4);
+            for (int k = 0; k < 4; ++k) {
+                out[k].assign(std::max(1, imgs * cs[k] * pl), 9.0f);
+                outr[k] = out[k];
+                for (int i = 0; i < imgs; ++i) for (int j = 0; j < cs[k] * pl; ++j) outr[k][i * cs[k] * pl + j] = src[(i * wc + fs[k]) * pl + j];
+            }
+            launch(dim3{(unsigned)blocks, 1, 1}, B256, split_channels, (const float*)src.data(), wc, imgs, pl, out[0].data(),
+                   out[1].data(), out[2].data(), out[3].data(), cs[0], cs[1], cs[2], cs[3], fs[0], fs[1], fs[2], fs[3]);
+            for (int k = 0; k < 4; ++k) same("split_channels", out[k], outr[k]);
+        }
         // transpose_blocks: [rows][cols][block] from offset 5 -> [cols][rows][block] at offset 2
         for (auto [rows, cols, block] : std::vector<std::tuple<int, int, int>>{{4, 3, 7}, {1, 5, 2}, {6, 1, 1}, {3, 300, 9}}) {
             auto tsrc = rv(5 + rows * cols * block);

@@ -114,6 +114,31 @@ fn int(what: &str, v: usize) -> Result<i32> {
         .map_err(|_| Error::InvalidArgument(format!("{what} = {v} exceeds the CUDA kernels' 32-bit sizes")))
 }
 
+/// Parts `concat_channels` and `split_channels` move in one launch (the kernels' four slots).
+pub const PARTS_PER_LAUNCH: usize = 4;
+
+/// The `int` arguments of one launch of `concat_channels` or `split_channels` over `chunk` (the
+/// channels of up to four parts, the first at channel `first` of the whole; empty slots 0), and
+/// the values it moves. The sizes of the whole were checked against its buffer already.
+fn channel_part_args(
+    op: &str,
+    chunk: &[usize],
+    first: usize,
+    n: usize,
+    plane_len: usize,
+) -> Result<([i32; 8], usize)> {
+    let mut args = [0i32; 2 * PARTS_PER_LAUNCH];
+    let mut at = first;
+    for (k, &c) in chunk.iter().enumerate() {
+        args[k] = int("channels", c)?;
+        args[PARTS_PER_LAUNCH + k] = int("first channel", at)?;
+        at += c;
+    }
+    let moved = checks::extent(op, "the parts", &[&[n, at - first, plane_len]])?;
+    int(op, moved)?;
+    Ok((args, moved))
+}
+
 /// `copy_channels`' sizes as the kernel's `int`s, each checked (the checks bound only the
 /// buffers' lengths, not every factor), and the number of values it moves.
 fn copy_channels_args(
@@ -916,6 +941,102 @@ impl Backend for Cuda {
             dloss.slice(),
             dlogits.slice_mut()
         )
+    }
+
+    fn concat_channels(
+        &self,
+        parts: &[(&Buffer, usize)],
+        whole: &mut Buffer,
+        n: usize,
+        plane_len: usize,
+    ) -> Result<()> {
+        let lens: Vec<_> = parts.iter().map(|(b, c)| (Some(b.len()), *c)).collect();
+        let total = checks::channel_parts("concat_channels", whole.len(), &lens, n, plane_len)?;
+        let (wc, ni, pl) = (int("channels", total)?, int("n", n)?, int("plane_len", plane_len)?);
+        // A null pointer for an empty slot: its 0 channels are never read.
+        let null = 0u64;
+        let mut first = 0;
+        for chunk in parts.chunks(PARTS_PER_LAUNCH) {
+            let channels: Vec<usize> = chunk.iter().map(|&(_, c)| c).collect();
+            let (args, moved) = channel_part_args("concat_channels", &channels, first, n, plane_len)?;
+            first += channels.iter().sum::<usize>();
+            if moved == 0 {
+                continue;
+            }
+            let cfg = elementwise(moved);
+            let mut builder = self.inner.stream.launch_builder(self.function("concat_channels")?);
+            builder.arg(whole.slice_mut()).arg(&wc).arg(&ni).arg(&pl);
+            for k in 0..PARTS_PER_LAUNCH {
+                match chunk.get(k) {
+                    Some((part, _)) => builder.arg(part.slice()),
+                    None => builder.arg(&null),
+                };
+            }
+            for a in &args {
+                builder.arg(a);
+            }
+            // SAFETY: the arguments match the kernel's parameters in order and type; the checks
+            // above bound every part to its n x channels x plane_len values and the whole to n x
+            // total x plane_len, and each part's channels lie inside the whole's from its first.
+            let launched = unsafe { builder.launch(cfg) };
+            self.launched("concat_channels", &cfg, launched)?;
+        }
+        Ok(())
+    }
+
+    fn split_channels(
+        &self,
+        whole: &Buffer,
+        parts: &mut [(Option<&mut Buffer>, usize)],
+        n: usize,
+        plane_len: usize,
+    ) -> Result<()> {
+        let lens: Vec<_> = parts.iter().map(|(b, c)| (b.as_ref().map(|b| b.len()), *c)).collect();
+        let total = checks::channel_parts("split_channels", whole.len(), &lens, n, plane_len)?;
+        let (wc, ni, pl) = (int("channels", total)?, int("n", n)?, int("plane_len", plane_len)?);
+        let null = 0u64;
+        // The parts wanted, each with its first channel in the whole; skipped ones only move it.
+        let mut wanted = Vec::with_capacity(parts.len());
+        let mut first = 0;
+        for (part, channels) in parts.iter_mut() {
+            if let Some(part) = part {
+                wanted.push((&mut **part, *channels, first));
+            }
+            first += *channels;
+        }
+        for chunk in wanted.chunks_mut(PARTS_PER_LAUNCH) {
+            let mut args = [0i32; 2 * PARTS_PER_LAUNCH];
+            let mut moved = 0usize;
+            for (k, (_, c, first)) in chunk.iter().enumerate() {
+                let (one, m) = channel_part_args("split_channels", &[*c], *first, n, plane_len)?;
+                args[k] = one[0];
+                args[PARTS_PER_LAUNCH + k] = one[PARTS_PER_LAUNCH];
+                moved += m;
+            }
+            int("split_channels", moved)?;
+            if moved == 0 {
+                continue;
+            }
+            let cfg = elementwise(moved);
+            let mut builder = self.inner.stream.launch_builder(self.function("split_channels")?);
+            builder.arg(whole.slice()).arg(&wc).arg(&ni).arg(&pl);
+            let mut slots = chunk.iter_mut();
+            for _ in 0..PARTS_PER_LAUNCH {
+                match slots.next() {
+                    Some((part, _, _)) => builder.arg(part.slice_mut()),
+                    None => builder.arg(&null),
+                };
+            }
+            for a in &args {
+                builder.arg(a);
+            }
+            // SAFETY: as in `concat_channels`, the other way round: each part wanted holds its
+            // n x channels x plane_len values, the whole n x total x plane_len, and the parts are
+            // distinct buffers (each a `&mut`), so no two slots write the same memory.
+            let launched = unsafe { builder.launch(cfg) };
+            self.launched("split_channels", &cfg, launched)?;
+        }
+        Ok(())
     }
 
     fn copy_channels(

@@ -59,7 +59,20 @@ pub(crate) const MODULES: &[Module] = &[
         ]
     ),
     module!("activation", ["relu_forward", "relu_backward", "dropout_forward"]),
-    module!("elementwise", ["fill", "axpy", "mul", "scale", "sum", "copy_channels", "transpose_blocks"]),
+    module!(
+        "elementwise",
+        [
+            "fill",
+            "axpy",
+            "mul",
+            "scale",
+            "sum",
+            "copy_channels",
+            "concat_channels",
+            "split_channels",
+            "transpose_blocks"
+        ]
+    ),
     module!("loss", ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"]),
     module!("optim", ["sgd_step", "sgd_momentum_step", "adam_step"]),
 ];

@@ -577,6 +577,36 @@ impl Backend for Recorder {
         self.stream("copy_channels", moved, f32s(2 * moved));
         Ok(())
     }
+    fn concat_channels(
+        &self,
+        parts: &[(&CpuBuffer, usize)],
+        whole: &mut CpuBuffer,
+        n: usize,
+        plane_len: usize,
+    ) -> Result<()> {
+        Cpu.concat_channels(parts, whole, n, plane_len)?;
+        // As `Cuda::concat_channels`: one launch per four parts.
+        for chunk in parts.chunks(crate::backend::PARTS_PER_LAUNCH) {
+            let moved = n * plane_len * chunk.iter().map(|&(_, c)| c).sum::<usize>();
+            self.stream("concat_channels", moved, f32s(2 * moved));
+        }
+        Ok(())
+    }
+    fn split_channels(
+        &self,
+        whole: &CpuBuffer,
+        parts: &mut [(Option<&mut CpuBuffer>, usize)],
+        n: usize,
+        plane_len: usize,
+    ) -> Result<()> {
+        Cpu.split_channels(whole, parts, n, plane_len)?;
+        let wanted: Vec<usize> = parts.iter().filter(|(p, _)| p.is_some()).map(|&(_, c)| c).collect();
+        for chunk in wanted.chunks(crate::backend::PARTS_PER_LAUNCH) {
+            let moved = n * plane_len * chunk.iter().sum::<usize>();
+            self.stream("split_channels", moved, f32s(2 * moved));
+        }
+        Ok(())
+    }
     fn axpy(&self, alpha: f32, x: &CpuBuffer, y: &mut CpuBuffer) -> Result<()> {
         Cpu.axpy(alpha, x, y)?;
         self.stream("axpy", x.len(), f32s(3 * x.len()));

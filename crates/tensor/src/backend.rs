@@ -551,6 +551,48 @@ pub trait Backend: Clone + Send + Sync + 'static {
         n: usize,
         plane_len: usize,
     ) -> Result<()>;
+    /// Joins `parts` (each a storage and its channels) along channels, in order, into `whole`
+    /// (the sum of their channels; `n` images, `plane_len` values a channel): the Inception
+    /// block's join, and the stacking of weights. The default copies part by part; a backend may
+    /// move several parts in one pass.
+    fn concat_channels(
+        &self,
+        parts: &[(&Self::Storage, usize)],
+        whole: &mut Self::Storage,
+        n: usize,
+        plane_len: usize,
+    ) -> Result<()> {
+        let lens: Vec<_> = parts.iter().map(|(s, c)| (Some(self.storage_len(s)), *c)).collect();
+        let total =
+            crate::checks::channel_parts("concat_channels", self.storage_len(whole), &lens, n, plane_len)?;
+        let mut first = 0;
+        for &(part, channels) in parts {
+            self.copy_channels(part, channels, 0, whole, total, first, channels, n, plane_len)?;
+            first += channels;
+        }
+        Ok(())
+    }
+    /// The reverse of [`Backend::concat_channels`]: each part receives its channels of `whole`;
+    /// a part given as `None` is skipped (its channels still count).
+    fn split_channels(
+        &self,
+        whole: &Self::Storage,
+        parts: &mut [(Option<&mut Self::Storage>, usize)],
+        n: usize,
+        plane_len: usize,
+    ) -> Result<()> {
+        let lens: Vec<_> = parts.iter().map(|(s, c)| (s.as_ref().map(|s| self.storage_len(s)), *c)).collect();
+        let total =
+            crate::checks::channel_parts("split_channels", self.storage_len(whole), &lens, n, plane_len)?;
+        let mut first = 0;
+        for (part, channels) in parts.iter_mut() {
+            if let Some(part) = part {
+                self.copy_channels(whole, total, first, part, *channels, 0, *channels, n, plane_len)?;
+            }
+            first += *channels;
+        }
+        Ok(())
+    }
 
     // ---- element-wise and reductions ----
     /// `y += alpha * x`.

@@ -65,6 +65,29 @@ pub fn channel_ranges(
     Ok(())
 }
 
+/// `Backend::concat_channels` and `split_channels`: every part (its buffer's length, or `None`
+/// for a part skipped, and its channels) holds its `n` images, and `whole` their channels
+/// together. Returns the channels of `whole`.
+pub fn channel_parts(
+    op: &str,
+    whole: usize,
+    parts: &[(Option<usize>, usize)],
+    n: usize,
+    plane_len: usize,
+) -> Result<usize> {
+    let mut total = 0usize;
+    for (i, &(len, channels)) in parts.iter().enumerate() {
+        if let Some(len) = len {
+            need_extent(op, &format!("part {i}"), len, &[&[n, channels, plane_len]])?;
+        }
+        total = total
+            .checked_add(channels)
+            .ok_or_else(|| Error::InvalidArgument(format!("{op}: the channels of the parts overflow")))?;
+    }
+    need_extent(op, "the whole", whole, &[&[n, total, plane_len]])?;
+    Ok(total)
+}
+
 /// An SGD step: the gradient, and with momentum a velocity buffer, as long as the parameter.
 pub fn sgd(param: usize, grad: usize, momentum: f32, velocity: Option<usize>) -> Result<()> {
     need("sgd_step", "grad", grad, param)?;

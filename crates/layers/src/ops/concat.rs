@@ -22,38 +22,28 @@ pub fn concat_channels<B: Backend>(xs: &[&Var<B>]) -> Result<Var<B>> {
     let total: usize = channels.iter().sum();
     let backend = first.backend();
     let mut y = Tensor::uninit(&backend, [n, total, h, w])?;
-    let mut offset = 0;
-    for (x, &c) in xs.iter().zip(&channels) {
-        backend.copy_channels(x.value_ref().storage(), c, 0, y.storage_mut()?, total, offset, c, n, h * w)?;
-        offset += c;
+    {
+        let values: Vec<_> = xs.iter().map(|x| x.value_ref()).collect();
+        let parts: Vec<_> = values.iter().zip(&channels).map(|(v, &c)| (v.storage(), c)).collect();
+        backend.concat_channels(&parts, y.storage_mut()?, n, h * w)?;
     }
     Ok(Var::from_op(
         "concat_channels",
         y,
         xs,
         Box::new(move |dy, needs| {
-            let mut offset = 0;
-            let mut grads = Vec::with_capacity(channels.len());
-            for (&c, &need) in channels.iter().zip(needs) {
-                grads.push(if need {
-                    let mut dx = Tensor::uninit(&backend, [n, c, h, w])?;
-                    backend.copy_channels(
-                        dy.storage(),
-                        total,
-                        offset,
-                        dx.storage_mut()?,
-                        c,
-                        0,
-                        c,
-                        n,
-                        h * w,
-                    )?;
-                    Some(dx)
-                } else {
-                    None
-                });
-                offset += c;
-            }
+            let mut grads = channels
+                .iter()
+                .zip(needs)
+                .map(|(&c, &need)| need.then(|| Tensor::uninit(&backend, [n, c, h, w])).transpose())
+                .collect::<Result<Vec<_>>>()?;
+            let mut parts = grads
+                .iter_mut()
+                .zip(&channels)
+                .map(|(dx, &c)| Ok((dx.as_mut().map(Tensor::storage_mut).transpose()?, c)))
+                .collect::<Result<Vec<_>>>()?;
+            backend.split_channels(dy.storage(), &mut parts, n, h * w)?;
+            drop(parts);
             Ok(grads)
         }),
     ))

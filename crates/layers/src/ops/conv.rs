@@ -291,18 +291,10 @@ pub fn conv2d_relu_shared<B: Backend>(
     let (xv, backend) = (x.value(), x.backend());
     let k = geo.col_rows();
     let mut stacked = Tensor::uninit(&backend, [total, c, kh, kw])?;
-    for ((weight, _), (&o, at)) in convs.iter().zip(outs.iter().zip(row_offsets(&outs))) {
-        backend.copy_channels(
-            weight.value_ref().storage(),
-            o,
-            0,
-            stacked.storage_mut()?,
-            total,
-            at,
-            o,
-            1,
-            k,
-        )?;
+    {
+        let weights: Vec<_> = convs.iter().map(|(weight, _)| weight.value_ref()).collect();
+        let parts: Vec<_> = weights.iter().zip(&outs).map(|(w, &o)| (w.storage(), o)).collect();
+        backend.concat_channels(&parts, stacked.storage_mut()?, 1, k)?;
     }
     let bias_values: Vec<_> = convs.iter().map(|(_, bias)| bias.map(|b| b.value_ref())).collect();
     let stages: Vec<Epilogue<'_, B::Storage>> = bias_values
@@ -348,12 +340,22 @@ pub fn conv2d_relu_shared<B: Backend>(
                 backward(&xv, &stacked, &dzs, &outs, &geo, unfolding, columns.as_deref(), needs[0], want_dw)?;
             grads[0] = dx;
             if let Some(dw) = dw {
-                for (&(s, _), (&o, at)) in slots.iter().zip(outs.iter().zip(row_offsets(&outs))) {
-                    if needs[s] {
-                        let mut dwi = Tensor::uninit(&backend, [o, c, kh, kw])?;
-                        backend.copy_channels(dw.storage(), total, at, dwi.storage_mut()?, o, 0, o, 1, k)?;
-                        grads[s] = Some(dwi);
-                    }
+                let mut dws = slots
+                    .iter()
+                    .zip(&outs)
+                    .map(|(&(s, _), &o)| {
+                        needs[s].then(|| Tensor::uninit(&backend, [o, c, kh, kw])).transpose()
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let mut parts = dws
+                    .iter_mut()
+                    .zip(&outs)
+                    .map(|(dwi, &o)| Ok((dwi.as_mut().map(Tensor::storage_mut).transpose()?, o)))
+                    .collect::<Result<Vec<_>>>()?;
+                backend.split_channels(dw.storage(), &mut parts, 1, k)?;
+                drop(parts);
+                for (&(s, _), dwi) in slots.iter().zip(dws) {
+                    grads[s] = dwi;
                 }
             }
             Ok(grads)
