@@ -133,3 +133,19 @@ backend_tests!(
     misuse_is_an_error,
     several_outputs_share_one_backward
 );
+
+/// `Var::update_all` hands out the values in the order given, and refuses a variable given
+/// twice (two write locks on one value would deadlock).
+#[test]
+fn update_all_refuses_a_variable_twice() {
+    let (a, b) = (param(&tensor::Cpu, &[2], &[1.0, 2.0]), param(&tensor::Cpu, &[1], &[5.0]));
+    Var::update_all(&[&b, &a], |values| {
+        assert_eq!(values.iter().map(|v| v.numel()).collect::<Vec<_>>(), [1, 2]);
+        values[0].storage_mut()?.fill(7.0);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(b.value().to_vec().unwrap(), [7.0]);
+    let e = Var::update_all(&[&a, &b, &a], |_| Ok(())).unwrap_err().to_string();
+    assert!(e.contains("twice"), "{e}");
+}

@@ -498,6 +498,46 @@ fn concat_and_split_channels<B: Backend>(b: &B) {
     assert!(e.contains("split_channels") && e.contains("the whole"), "{e}");
 }
 
+/// On the GPU an optimizer step is one launch for all parameters (SGD with and without
+/// momentum, Adam), each preceded by its table's upload, and updates as the CPU does.
+#[test]
+fn an_optimizer_step_is_one_launch() {
+    use layers::optim::{Adam, Sgd};
+    use layers::Optimizer;
+    let rec = ::cuda::model::Recorder::new(132, ::cuda::Precision::Fp32);
+    fn params<B: Backend>(b: &B) -> Vec<(String, Var<B>)> {
+        let mut r = rng(9);
+        let shapes: [&[usize]; 3] = [&[5000], &[3], &[2, 7]];
+        shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let n = s.iter().product();
+                let p = param(b, s, &random(&mut r, n));
+                p.backward_with(tensor(b, s, &random(&mut r, n))).unwrap();
+                (format!("p{i}"), p)
+            })
+            .collect()
+    }
+    for (kernel, momentum) in [("sgd_steps", 0.0), ("sgd_momentum_steps", 0.9)] {
+        let (ps, cpu) = (params(&rec), params(&tensor::Cpu));
+        rec.take();
+        Sgd::new(ps.clone(), 0.1, momentum, 1e-3).step().unwrap();
+        Sgd::new(cpu.clone(), 0.1, momentum, 1e-3).step().unwrap();
+        // Besides the state's zeros, which the first step creates.
+        let names: Vec<_> = rec.take().iter().map(|l| l.kernel).filter(|&k| k != "fill").collect();
+        assert_eq!(names, ["upload", kernel], "momentum {momentum}");
+        for ((_, a), (_, b)) in ps.iter().zip(&cpu) {
+            assert_eq!(a.value().to_vec().unwrap(), b.value().to_vec().unwrap());
+        }
+    }
+    let ps = params(&rec);
+    rec.take();
+    Adam::new(ps, 1e-3, 0.0).step().unwrap();
+    let names: Vec<_> = rec.take().iter().map(|l| l.kernel).filter(|&k| k != "fill").collect();
+    assert_eq!(names, ["upload", "adam_steps"]);
+}
+
 /// On the GPU an Inception join is one launch of `concat_channels` forward and one of
 /// `split_channels` backward (four branches), not a copy per branch.
 #[test]

@@ -331,3 +331,57 @@ fn optimizer_steps() {
         close("adam v", &v, &p.down(&gv), TIGHT);
     });
 }
+
+/// The multi-tensor steps (one launch for every parameter) against the CPU's one-by-one steps:
+/// parameters of several chunks, of one value, and between.
+#[test]
+fn multi_tensor_optimizer_steps() {
+    with_gpu("multi_tensor_optimizer_steps", |p| {
+        let mut r = rng(47);
+        let lens = [3 * 4096 + 5, 1, 777];
+        let up = |r: &mut _| -> Vec<_> { lens.iter().map(|&n| p.up(&random(r, n))).collect() };
+        let (mut w, g, mut s1, mut s2) = (up(&mut r), up(&mut r), up(&mut r), up(&mut r));
+        for (i, s) in s2.iter_mut().enumerate() {
+            // Adam's second moment is never negative.
+            let abs: Vec<f32> = p.down(&s.1).iter().map(|v| v.abs()).collect();
+            *s = p.up(&abs);
+            assert_eq!(abs.len(), lens[i]);
+        }
+        for hp in [
+            SgdStep { lr: 0.1, momentum: 0.0, weight_decay: 0.01 },
+            SgdStep { lr: 0.05, momentum: 0.9, weight_decay: 1e-4 },
+        ] {
+            for k in 0..lens.len() {
+                Cpu.sgd_step(&mut w[k].0, &g[k].0, Some(&mut s1[k].0), &hp).unwrap();
+            }
+            let mut slots: Vec<_> = w
+                .iter_mut()
+                .zip(&g)
+                .zip(s1.iter_mut())
+                .map(|((w, g), v)| tensor::SgdSlot { param: &mut w.1, grad: &g.1, velocity: Some(&mut v.1) })
+                .collect();
+            p.gpu.sgd_steps(&mut slots, &hp).unwrap();
+        }
+        let hp = AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, step: 2 };
+        for k in 0..lens.len() {
+            Cpu.adam_step(&mut w[k].0, &g[k].0, &mut s1[k].0, &mut s2[k].0, &hp).unwrap();
+        }
+        let mut slots: Vec<_> = w
+            .iter_mut()
+            .zip(&g)
+            .zip(s1.iter_mut().zip(s2.iter_mut()))
+            .map(|((w, g), (m, v))| tensor::AdamSlot {
+                param: &mut w.1,
+                grad: &g.1,
+                m: &mut m.1,
+                v: &mut v.1,
+            })
+            .collect();
+        p.gpu.adam_steps(&mut slots, &hp).unwrap();
+        for k in 0..lens.len() {
+            close("multi-tensor param", &w[k].0, &p.down(&w[k].1), TIGHT);
+            close("multi-tensor first state", &s1[k].0, &p.down(&s1[k].1), TIGHT);
+            close("multi-tensor second state", &s2[k].0, &p.down(&s2[k].1), TIGHT);
+        }
+    });
+}

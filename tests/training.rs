@@ -77,6 +77,49 @@ fn adam_matches_pytorch_formula<B: Backend>(b: &B) {
     }
 }
 
+/// Every parameter is updated in one call (`Backend::sgd_steps`, `adam_steps`) with its own
+/// gradient and state: three of one shape, the middle one without a gradient (left alone, no
+/// state made), each against an optimizer of that parameter alone.
+fn optimizers_pair_each_parameter_with_its_own_state<B: Backend>(b: &B) {
+    let mut r = rng(32);
+    let data: Vec<Vec<f32>> = (0..3).map(|_| random(&mut r, 6)).collect();
+    let grads: Vec<Vec<Vec<f32>>> = (0..2).map(|_| (0..3).map(|_| random(&mut r, 6)).collect()).collect();
+    for adam in [false, true] {
+        let make = |params: Vec<(String, Var<B>)>| -> Box<dyn Optimizer<B>> {
+            if adam {
+                Box::new(Adam::new(params, 0.01, 0.1))
+            } else {
+                Box::new(Sgd::new(params, 0.1, 0.9, 0.01))
+            }
+        };
+        let together: Vec<Var<B>> = data.iter().map(|d| param(b, &[2, 3], d)).collect();
+        let alone: Vec<Var<B>> = data.iter().map(|d| param(b, &[2, 3], d)).collect();
+        let mut all = make(together.iter().enumerate().map(|(i, p)| (format!("p{i}"), p.clone())).collect());
+        let mut each: Vec<_> = alone.iter().map(|p| make(vec![("p".into(), p.clone())])).collect();
+        for g in &grads {
+            all.zero_grad();
+            for (k, (t, a)) in together.iter().zip(&alone).enumerate() {
+                if k != 1 {
+                    set_grad(b, t, &g[k]);
+                    set_grad(b, a, &g[k]);
+                    each[k].step().unwrap();
+                }
+            }
+            all.step().unwrap();
+        }
+        for (k, (t, a)) in together.iter().zip(&alone).enumerate() {
+            assert_eq!(
+                t.value().to_vec().unwrap(),
+                a.value().to_vec().unwrap(),
+                "adam {adam}, parameter {k}"
+            );
+        }
+        assert_eq!(together[1].value().to_vec().unwrap(), data[1], "a parameter without a gradient moved");
+        let names: Vec<String> = all.state().0.into_iter().map(|(n, _)| n).collect();
+        assert!(names.iter().all(|n| !n.ends_with("p1")), "state made for p1: {names:?}");
+    }
+}
+
 /// 8x8 images with a bright 3x3 patch in one of four quadrants (the class), plus noise.
 fn quadrant_batch(r: &mut rand::rngs::StdRng, n: usize) -> (Vec<f32>, Vec<usize>) {
     let mut images = vec![0.0f32; n * 64];
@@ -160,6 +203,7 @@ fn uploads_and_reads_in_flight<B: Backend>(b: &B) {
 backend_tests!(
     sgd_matches_pytorch_formula,
     adam_matches_pytorch_formula,
+    optimizers_pair_each_parameter_with_its_own_state,
     tiny_cnn_learns,
     uploads_and_reads_in_flight
 );

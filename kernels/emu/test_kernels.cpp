@@ -326,6 +326,37 @@ int main() {
         }
         same("adam p", p, pr); same("adam m", m, mr); same("adam v", v, vr);
     }
+    // the multi-tensor steps: three parameters (one of several chunks and a tail, one of a
+    // single value) in one launch, against the one-parameter kernels checked above
+    {
+        const int lens[3] = {2 * 4096 + 37, 1, 300};
+        std::vector<std::vector<float>> p(3), g(3), s1(3), s2(3);
+        for (int k = 0; k < 3; ++k) { p[k] = rv(lens[k]); g[k] = rv(lens[k]); s1[k] = rv(lens[k]); s2[k] = rv(lens[k]);
+            for (auto& x : s2[k]) x = std::fabs(x); }
+        auto pr = p, s1r = s1, s2r = s2;
+        auto table = [&](bool states) {
+            std::vector<unsigned long long> t;
+            for (int k = 0; k < 3; ++k) {
+                t.push_back((unsigned long long)p[k].data()); t.push_back((unsigned long long)g[k].data());
+                t.push_back(states ? (unsigned long long)s1[k].data() : 0); t.push_back(states ? (unsigned long long)s2[k].data() : 0);
+                t.push_back((unsigned long long)lens[k]);
+            }
+            for (int k = 0; k < 3; ++k) for (int at = 0; at < lens[k]; at += OPTIM_CHUNK) { t.push_back(k); t.push_back(at); }
+            return t;
+        };
+        auto blocks = [&](const std::vector<unsigned long long>& t) { return dim3{(unsigned)((t.size() - 15) / 2), 1, 1}; };
+        auto t = table(false);
+        launch(blocks(t), B256, sgd_steps, (const unsigned long long*)t.data(), 3, 0.1f, 5e-4f);
+        for (int k = 0; k < 3; ++k) launch(egrid(lens[k], 2), B256, sgd_step, pr[k].data(), (const float*)g[k].data(), lens[k], 0.1f, 5e-4f);
+        for (int k = 0; k < 3; ++k) same("sgd_steps", p[k], pr[k]);
+        t = table(true);
+        launch(blocks(t), B256, sgd_momentum_steps, (const unsigned long long*)t.data(), 3, 0.05f, 0.9f, 1e-4f);
+        for (int k = 0; k < 3; ++k) launch(egrid(lens[k], 2), B256, sgd_momentum_step, pr[k].data(), (const float*)g[k].data(), s1r[k].data(), lens[k], 0.05f, 0.9f, 1e-4f);
+        for (int k = 0; k < 3; ++k) { same("sgd_momentum_steps p", p[k], pr[k]); same("sgd_momentum_steps v", s1[k], s1r[k]); }
+        launch(blocks(t), B256, adam_steps, (const unsigned long long*)t.data(), 3, 0.9f, 0.999f, 1e-8f, 1e-3f, 0.02f, 1.3f);
+        for (int k = 0; k < 3; ++k) launch(egrid(lens[k], 2), B256, adam_step, pr[k].data(), (const float*)g[k].data(), s1r[k].data(), s2r[k].data(), lens[k], 0.9f, 0.999f, 1e-8f, 1e-3f, 0.02f, 1.3f);
+        for (int k = 0; k < 3; ++k) { same("adam_steps p", p[k], pr[k]); same("adam_steps m", s1[k], s1r[k]); same("adam_steps v", s2[k], s2r[k]); }
+    }
     printf("kernels: %d failures\n", fails);
     return fails != 0;
 }

@@ -168,6 +168,24 @@ impl<B: Backend> Var<B> {
     pub fn update<T>(&self, f: impl FnOnce(&mut Tensor<B>) -> Result<T>) -> Result<T> {
         f(&mut self.0.value.write().unwrap_or_else(|e| e.into_inner()))
     }
+    /// Runs `f` on the values of all of `vars` at once, in place (an optimizer's multi-tensor
+    /// step); `f` gets them in the order given. The variables must be distinct (one given twice
+    /// is an error, not a deadlock); their locks are taken in a fixed order, so two such calls
+    /// on overlapping sets cannot deadlock either.
+    pub fn update_all<T>(vars: &[&Var<B>], f: impl FnOnce(&mut [&mut Tensor<B>]) -> Result<T>) -> Result<T> {
+        let mut order: Vec<usize> = (0..vars.len()).collect();
+        order.sort_by_key(|&i| vars[i].key());
+        if order.windows(2).any(|w| vars[w[0]].key() == vars[w[1]].key()) {
+            bail!(InvalidArgument, "update_all: a variable is given twice");
+        }
+        let mut guards: Vec<Option<_>> = (0..vars.len()).map(|_| None).collect();
+        for i in order {
+            guards[i] = Some(vars[i].0.value.write().unwrap_or_else(|e| e.into_inner()));
+        }
+        let mut values: Vec<&mut Tensor<B>> =
+            guards.iter_mut().map(|g| &mut **g.as_mut().expect("locked above")).collect();
+        f(&mut values)
+    }
     /// The accumulated gradient of a parameter.
     pub fn grad(&self) -> Option<Tensor<B>> {
         self.0.grad.lock().unwrap_or_else(|e| e.into_inner()).clone()

@@ -5,12 +5,15 @@ use crate::device;
 use crate::kernels::{CUBIN_CAPABILITY, MODULES, TENSOR_KERNELS};
 use crate::plan::{self, elementwise, single_block};
 use crate::staging::{PendingRead, Staging, STAGED_UPLOAD_MIN};
-use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
+};
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tensor::{
-    checks, AdamStep, Backend, ConvGeometry, ConvPlan, Epilogue, Error, Gemm, PoolGeometry, Result, SgdStep,
+    checks, AdamSlot, AdamStep, Backend, ConvGeometry, ConvPlan, Epilogue, Error, Gemm, PoolGeometry, Result,
+    SgdSlot, SgdStep,
 };
 
 struct Inner {
@@ -137,6 +140,25 @@ fn channel_part_args(
     let moved = checks::extent(op, "the parts", &[&[n, at - first, plane_len]])?;
     int(op, moved)?;
     Ok((args, moved))
+}
+
+/// Values of one parameter a block of the multi-tensor optimizer kernels updates (`OPTIM_CHUNK`
+/// in `kernels/optim.cu`).
+pub const OPTIM_CHUNK: usize = 4096;
+
+/// The multi-tensor optimizer kernels' table (`kernels/optim.cu`): five words per parameter
+/// (value, gradient, two state buffers or 0, length), then two per block (the parameter, the
+/// first value of its chunk). Returns the table and the number of blocks.
+fn optim_table(params: &[[u64; 5]]) -> (Vec<u64>, usize) {
+    let mut table: Vec<u64> = params.iter().flatten().copied().collect();
+    let mut blocks = 0;
+    for (k, words) in params.iter().enumerate() {
+        for start in (0..words[4]).step_by(OPTIM_CHUNK) {
+            table.extend([k as u64, start]);
+            blocks += 1;
+        }
+    }
+    (table, blocks)
 }
 
 /// `copy_channels`' sizes as the kernel's `int`s, each checked (the checks bound only the
@@ -376,6 +398,40 @@ impl Cuda {
 
     fn function(&self, name: &'static str) -> Result<&CudaFunction> {
         self.inner.functions.get(name).ok_or_else(|| Error::Device(format!("kernel {name} is not loaded")))
+    }
+
+    /// Launches the multi-tensor optimizer kernel `name` over the parameters `words` describes
+    /// (see `optim_table`), with the kernel's scalar arguments `hyper` after the table's.
+    fn optim_steps(&self, name: &'static str, words: &[[u64; 5]], hyper: &[f32]) -> Result<()> {
+        let (table, blocks) = optim_table(words);
+        if blocks == 0 {
+            return Ok(());
+        }
+        let tensors = int("parameters", words.len())?;
+        let grid = u32::try_from(blocks)
+            .ok()
+            .filter(|&b| b <= i32::MAX as u32)
+            .ok_or_else(|| Error::InvalidArgument(format!("{name}: {blocks} blocks exceed a grid")))?;
+        // Uploaded with this launch: its pointers change with every step's gradients.
+        let table = self
+            .inner
+            .stream
+            .clone_htod(&table)
+            .map_err(|e| Error::Device(format!("{name}: uploading its table: {e} ({EARLIER_FAULT})")))?;
+        let cfg = LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let mut builder = self.inner.stream.launch_builder(self.function(name)?);
+        builder.arg(&table).arg(&tensors);
+        for x in hyper {
+            builder.arg(x);
+        }
+        // SAFETY: the arguments match the kernel's parameters in order and type (the table, the
+        // parameters' count, then the f32 scalars `hyper`, which its callers give in the
+        // kernel's order); the table holds, for each parameter, pointers to buffers the caller
+        // checked to hold its length (`checks::sgd` / `checks::adam`), kept alive and borrowed
+        // by the caller past the launch, and one chunk entry per block, each inside its
+        // parameter.
+        let launched = unsafe { builder.launch(cfg) };
+        self.launched(name, &cfg, launched)
     }
 
     fn pool_args(geo: &PoolGeometry) -> Result<[i32; 11]> {
@@ -1127,6 +1183,62 @@ impl Backend for Cuda {
             &wd
         )
     }
+    fn sgd_steps(&self, slots: &mut [SgdSlot<'_, Buffer>], hp: &SgdStep) -> Result<()> {
+        let momentum = hp.momentum != 0.0;
+        for s in slots.iter() {
+            checks::sgd(s.param.len(), s.grad.len(), hp.momentum, s.velocity.as_ref().map(|v| v.len()))?;
+            int("len", s.param.len())?;
+        }
+        let stream = &self.inner.stream;
+        // The pointers' guards record this launch's use of each buffer when dropped, after it.
+        let mut guards = Vec::with_capacity(3 * slots.len());
+        let mut words = Vec::with_capacity(slots.len());
+        for s in slots.iter_mut() {
+            let len = s.param.len() as u64;
+            let (p, gp) = s.param.slice_mut().device_ptr_mut(stream);
+            let (g, gg) = s.grad.slice().device_ptr(stream);
+            let mut v = 0;
+            if momentum {
+                let (vp, gv) =
+                    s.velocity.as_deref_mut().expect("checked above").slice_mut().device_ptr_mut(stream);
+                v = vp;
+                guards.push(gv);
+            }
+            guards.extend([gp, gg]);
+            words.push([p, g, v, 0, len]);
+        }
+        let (lr, mom, wd) = (hp.lr, hp.momentum, hp.weight_decay);
+        if momentum {
+            self.optim_steps("sgd_momentum_steps", &words, &[lr, mom, wd])?;
+        } else {
+            self.optim_steps("sgd_steps", &words, &[lr, wd])?;
+        }
+        drop(guards);
+        Ok(())
+    }
+    fn adam_steps(&self, slots: &mut [AdamSlot<'_, Buffer>], hp: &AdamStep) -> Result<()> {
+        for s in slots.iter() {
+            checks::adam(s.param.len(), s.grad.len(), s.m.len(), s.v.len(), hp.step)?;
+            int("len", s.param.len())?;
+        }
+        let stream = &self.inner.stream;
+        let mut guards = Vec::with_capacity(4 * slots.len());
+        let mut words = Vec::with_capacity(slots.len());
+        for s in slots.iter_mut() {
+            let len = s.param.len() as u64;
+            let (p, gp) = s.param.slice_mut().device_ptr_mut(stream);
+            let (g, gg) = s.grad.slice().device_ptr(stream);
+            let (m, gm) = s.m.slice_mut().device_ptr_mut(stream);
+            let (v, gv) = s.v.slice_mut().device_ptr_mut(stream);
+            guards.extend([gp, gg, gm, gv]);
+            words.push([p, g, m, v, len]);
+        }
+        let (step_size, inv_sqrt_bc2) = hp.bias_corrections();
+        let (b1, b2, eps, wd) = (hp.beta1, hp.beta2, hp.eps, hp.weight_decay);
+        self.optim_steps("adam_steps", &words, &[b1, b2, eps, wd, step_size, inv_sqrt_bc2])?;
+        drop(guards);
+        Ok(())
+    }
     fn adam_step(
         &self,
         param: &mut Buffer,
@@ -1181,6 +1293,17 @@ mod tests {
         assert!((h100.fp32_peak_tflops() - 66.9).abs() < 0.05, "{}", h100.fp32_peak_tflops());
         let a100 = DeviceInfo { compute_capability: (8, 0), multiprocessors: 108, clock_mhz: 1410, ..h100 };
         assert!((a100.fp32_peak_tflops() - 19.5).abs() < 0.05, "{}", a100.fp32_peak_tflops());
+    }
+
+    /// The multi-tensor table: five words a parameter, then a block per chunk of 4096 values,
+    /// none for an empty parameter.
+    #[test]
+    fn optim_table_has_a_block_per_chunk() {
+        let words = [[1, 2, 3, 4, 2 * 4096 + 1], [5, 6, 0, 0, 0], [7, 8, 0, 0, 4096]];
+        let (table, blocks) = optim_table(&words);
+        assert_eq!(blocks, 4);
+        assert_eq!(&table[..15], words.iter().flatten().copied().collect::<Vec<u64>>().as_slice());
+        assert_eq!(&table[15..], &[0, 0, 0, 4096, 0, 8192, 2, 0]);
     }
 
     #[test]

@@ -74,7 +74,10 @@ pub(crate) const MODULES: &[Module] = &[
         ]
     ),
     module!("loss", ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"]),
-    module!("optim", ["sgd_step", "sgd_momentum_step", "adam_step"]),
+    module!(
+        "optim",
+        ["sgd_step", "sgd_momentum_step", "adam_step", "sgd_steps", "sgd_momentum_steps", "adam_steps"]
+    ),
 ];
 
 #[cfg(test)]

@@ -16,7 +16,10 @@ use crate::Precision;
 use cudarc::driver::LaunchConfig;
 use std::sync::{Arc, Mutex};
 use tensor::cpu::CpuBuffer;
-use tensor::{AdamStep, Backend, ConvGeometry, ConvPlan, Cpu, Epilogue, Gemm, PoolGeometry, Result, SgdStep};
+use tensor::{
+    AdamSlot, AdamStep, Backend, ConvGeometry, ConvPlan, Cpu, Epilogue, Gemm, PoolGeometry, Result, SgdSlot,
+    SgdStep,
+};
 
 /// One launch (or copy) as the model sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -243,6 +246,22 @@ impl Recorder {
     }
     fn stream(&self, kernel: &'static str, n: usize, bytes: usize) {
         self.record([Launch::streaming(kernel, n, bytes)]);
+    }
+    /// As `Cuda::optim_steps`: the table's upload, then one launch with a block per chunk of
+    /// each parameter, moving `f32s_per_value` f32s per value (reads and writes).
+    fn optim_steps(&self, kernel: &'static str, lens: &[usize], f32s_per_value: usize) {
+        let blocks: usize = lens.iter().map(|n| n.div_ceil(crate::backend::OPTIM_CHUNK)).sum();
+        if blocks == 0 {
+            return;
+        }
+        let table = 8 * (5 * lens.len() + 2 * blocks);
+        let values: usize = lens.iter().sum();
+        let cfg =
+            LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        self.record([
+            Launch::copy("upload", table, true, false),
+            Launch::kernel(kernel, cfg, 0.0, (f32s(f32s_per_value * values) + table) as f64),
+        ]);
     }
     fn channel_sums(&self, outer: usize, channels: usize, bytes: usize) {
         if channels == 0 {
@@ -642,6 +661,22 @@ impl Backend for Recorder {
         } else {
             self.stream("sgd_step", n, f32s(3 * n));
         }
+        Ok(())
+    }
+    fn sgd_steps(&self, slots: &mut [SgdSlot<'_, CpuBuffer>], hp: &SgdStep) -> Result<()> {
+        Cpu.sgd_steps(slots, hp)?;
+        let lens: Vec<usize> = slots.iter().map(|s| s.param.len()).collect();
+        if hp.momentum != 0.0 {
+            self.optim_steps("sgd_momentum_steps", &lens, 5);
+        } else {
+            self.optim_steps("sgd_steps", &lens, 3);
+        }
+        Ok(())
+    }
+    fn adam_steps(&self, slots: &mut [AdamSlot<'_, CpuBuffer>], hp: &AdamStep) -> Result<()> {
+        Cpu.adam_steps(slots, hp)?;
+        let lens: Vec<usize> = slots.iter().map(|s| s.param.len()).collect();
+        self.optim_steps("adam_steps", &lens, 7);
         Ok(())
     }
     fn adam_step(

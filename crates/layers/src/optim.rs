@@ -1,7 +1,8 @@
 //! SGD (momentum, weight decay) and Adam with PyTorch's semantics. The update itself is a
-//! backend kernel; this file keeps the per-parameter state.
+//! backend kernel, given every parameter at once (`Backend::sgd_steps`, `adam_steps`: one launch
+//! on a GPU, as PyTorch's `foreach` step); this file keeps the per-parameter state.
 use autograd::Var;
-use tensor::{bail, AdamStep, Backend, Result, SgdStep, Tensor};
+use tensor::{bail, AdamSlot, AdamStep, Backend, Result, SgdSlot, SgdStep, Tensor};
 
 /// Updates a fixed list of named parameters from their accumulated gradients, PyTorch's
 /// `torch.optim.Optimizer`. A training step is `zero_grad()`, `loss.backward()`, `step()`.
@@ -46,6 +47,25 @@ impl<B: Backend> Slots<B> {
         }
         Ok(self.buffers[i].as_mut().expect("just created"))
     }
+    /// The buffers of the parameters `live` lists (ascending indices, with their gradients),
+    /// created as needed, in that order.
+    fn many(&mut self, live: &[(usize, Tensor<B>)]) -> Result<Vec<&mut Tensor<B>>> {
+        for (i, grad) in live {
+            self.get(*i, grad)?;
+        }
+        let mut wanted = live.iter().map(|(i, _)| *i).peekable();
+        Ok(self
+            .buffers
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(j, b)| {
+                (wanted.peek() == Some(&j)).then(|| {
+                    wanted.next();
+                    b.as_mut().expect("created above")
+                })
+            })
+            .collect())
+    }
     fn export(&self, params: &[(String, Var<B>)], out: &mut Vec<(String, Tensor<B>)>) {
         for ((name, _), buf) in params.iter().zip(&self.buffers) {
             if let Some(b) = buf {
@@ -74,6 +94,11 @@ impl<B: Backend> Slots<B> {
         }
         Ok(())
     }
+}
+
+/// The parameters that have a gradient: their indices (ascending) and gradients.
+fn with_grads<B: Backend>(params: &[(String, Var<B>)]) -> Vec<(usize, Tensor<B>)> {
+    params.iter().enumerate().filter_map(|(i, (_, p))| p.grad().map(|g| (i, g))).collect()
 }
 
 fn reject_leftovers<B: Backend>(tensors: &[(String, Tensor<B>)]) -> Result<()> {
@@ -111,17 +136,25 @@ impl<B: Backend> Sgd<B> {
 
 impl<B: Backend> Optimizer<B> for Sgd<B> {
     fn step(&mut self) -> Result<()> {
-        for (i, (_, p)) in self.params.iter().enumerate() {
-            let Some(grad) = p.grad() else { continue };
-            let velocity = if self.hp.momentum != 0.0 { Some(self.velocity.get(i, &grad)?) } else { None };
-            let hp = self.hp;
-            p.update(|value| {
-                let backend = value.backend().clone();
-                let v = match velocity {
-                    Some(v) => Some(v.storage_mut()?),
-                    None => None,
-                };
-                backend.sgd_step(value.storage_mut()?, grad.storage(), v, &hp)
+        let live = with_grads(&self.params);
+        if let Some((_, first)) = live.first() {
+            let (hp, backend) = (self.hp, first.backend().clone());
+            let mut velocity: Vec<Option<&mut Tensor<B>>> = if hp.momentum != 0.0 {
+                self.velocity.many(&live)?.into_iter().map(Some).collect()
+            } else {
+                live.iter().map(|_| None).collect()
+            };
+            let vars: Vec<&Var<B>> = live.iter().map(|(i, _)| &self.params[*i].1).collect();
+            Var::update_all(&vars, |values| {
+                let mut slots = Vec::with_capacity(values.len());
+                for ((value, (_, grad)), v) in values.iter_mut().zip(&live).zip(velocity.iter_mut()) {
+                    let velocity = match v {
+                        Some(v) => Some(v.storage_mut()?),
+                        None => None,
+                    };
+                    slots.push(SgdSlot { param: value.storage_mut()?, grad: grad.storage(), velocity });
+                }
+                backend.sgd_steps(&mut slots, &hp)
             })?;
         }
         self.steps += 1;
@@ -200,22 +233,25 @@ impl<B: Backend> Optimizer<B> for Adam<B> {
             weight_decay: self.weight_decay,
             step: self.steps,
         };
-        for (i, (_, p)) in self.params.iter().enumerate() {
-            let Some(grad) = p.grad() else { continue };
-            let m = self.m.get(i, &grad)?;
-            let v = self.v.get(i, &grad)?;
-            p.update(|value| {
-                let backend = value.backend().clone();
-                backend.adam_step(
-                    value.storage_mut()?,
-                    grad.storage(),
-                    m.storage_mut()?,
-                    v.storage_mut()?,
-                    &hp,
-                )
-            })?;
-        }
-        Ok(())
+        let live = with_grads(&self.params);
+        let Some((_, first)) = live.first() else { return Ok(()) };
+        let backend = first.backend().clone();
+        let (mut ms, mut vs) = (self.m.many(&live)?, self.v.many(&live)?);
+        let vars: Vec<&Var<B>> = live.iter().map(|(i, _)| &self.params[*i].1).collect();
+        Var::update_all(&vars, |values| {
+            let mut slots = Vec::with_capacity(values.len());
+            for (((value, (_, grad)), m), v) in
+                values.iter_mut().zip(&live).zip(ms.iter_mut()).zip(vs.iter_mut())
+            {
+                slots.push(AdamSlot {
+                    param: value.storage_mut()?,
+                    grad: grad.storage(),
+                    m: m.storage_mut()?,
+                    v: v.storage_mut()?,
+                });
+            }
+            backend.adam_steps(&mut slots, &hp)
+        })
     }
     fn parameters(&self) -> &[(String, Var<B>)] {
         &self.params

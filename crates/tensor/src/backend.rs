@@ -184,6 +184,29 @@ pub struct SgdStep {
     pub weight_decay: f32,
 }
 
+/// One parameter of a multi-tensor SGD step ([`Backend::sgd_steps`]): its value, its gradient
+/// and, with momentum, its velocity.
+pub struct SgdSlot<'a, S> {
+    /// The parameter, updated in place.
+    pub param: &'a mut S,
+    /// Its gradient.
+    pub grad: &'a S,
+    /// Its velocity (with momentum), updated in place.
+    pub velocity: Option<&'a mut S>,
+}
+
+/// One parameter of a multi-tensor Adam step ([`Backend::adam_steps`]).
+pub struct AdamSlot<'a, S> {
+    /// The parameter, updated in place.
+    pub param: &'a mut S,
+    /// Its gradient.
+    pub grad: &'a S,
+    /// The first moment, updated in place.
+    pub m: &'a mut S,
+    /// The second moment, updated in place.
+    pub v: &'a mut S,
+}
+
 /// PyTorch's Adam (L2 weight decay added to the gradient), at 1-based step `step`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamStep {
@@ -613,6 +636,30 @@ pub trait Backend: Clone + Send + Sync + 'static {
         velocity: Option<&mut Self::Storage>,
         hp: &SgdStep,
     ) -> Result<()>;
+    /// One SGD step on every slot's parameter: what [`Backend::sgd_step`] does to each, checked
+    /// for all before any is updated. The default takes them one by one; a backend may update
+    /// them all in one pass (PyTorch's multi-tensor `foreach` step).
+    fn sgd_steps(&self, slots: &mut [SgdSlot<'_, Self::Storage>], hp: &SgdStep) -> Result<()> {
+        for s in slots.iter() {
+            let velocity = s.velocity.as_ref().map(|v| self.storage_len(v));
+            crate::checks::sgd(self.storage_len(s.param), self.storage_len(s.grad), hp.momentum, velocity)?;
+        }
+        for s in slots.iter_mut() {
+            self.sgd_step(s.param, s.grad, s.velocity.as_deref_mut(), hp)?;
+        }
+        Ok(())
+    }
+    /// One Adam step on every slot's parameter, as [`Backend::sgd_steps`] for SGD.
+    fn adam_steps(&self, slots: &mut [AdamSlot<'_, Self::Storage>], hp: &AdamStep) -> Result<()> {
+        for s in slots.iter() {
+            let lens = [s.param, s.grad, s.m, s.v].map(|b| self.storage_len(b));
+            crate::checks::adam(lens[0], lens[1], lens[2], lens[3], hp.step)?;
+        }
+        for s in slots.iter_mut() {
+            self.adam_step(s.param, s.grad, s.m, s.v, hp)?;
+        }
+        Ok(())
+    }
     /// One Adam step on `param`, updating the moment buffers `m` and `v` in place (each as long
     /// as `param`, zeros before the first step); an error when a buffer is short or `hp.step`
     /// is 0.

@@ -56,7 +56,7 @@ mod shape;
 mod tensor;
 pub mod winograd;
 
-pub use backend::{compose_epilogue, AdamStep, Backend, Epilogue, Gemm, SgdStep};
+pub use backend::{compose_epilogue, AdamSlot, AdamStep, Backend, Epilogue, Gemm, SgdSlot, SgdStep};
 pub use cpu::Cpu;
 pub use error::{Error, Result};
 pub use geometry::{ConvGeometry, PoolGeometry, Window, MAX_POOL_PLANE};
