@@ -32,19 +32,34 @@ pub fn concat_channels<B: Backend>(xs: &[&Var<B>]) -> Result<Var<B>> {
         y,
         xs,
         Box::new(move |dy, needs| {
-            let mut grads = channels
-                .iter()
-                .zip(needs)
-                .map(|(&c, &need)| need.then(|| Tensor::uninit(&backend, [n, c, h, w])).transpose())
-                .collect::<Result<Vec<_>>>()?;
-            let mut parts = grads
-                .iter_mut()
-                .zip(&channels)
-                .map(|(dx, &c)| Ok((dx.as_mut().map(Tensor::storage_mut).transpose()?, c)))
-                .collect::<Result<Vec<_>>>()?;
-            backend.split_channels(dy.storage(), &mut parts, n, h * w)?;
-            drop(parts);
-            Ok(grads)
+            let parts: Vec<_> =
+                channels.iter().zip(needs).map(|(&c, &need)| (c, need.then_some([n, c, h, w]))).collect();
+            split_into(dy, n, h * w, &parts)
         }),
     ))
+}
+
+/// `whole` (`n` blocks of channels, `plane_len` values each) split along channels into new
+/// tensors: part `i` takes the next `parts[i].0` channels, as a tensor of shape `parts[i].1`
+/// (which holds `n x channels x plane_len` values), or is skipped when that is `None`. One
+/// `Backend::split_channels` call.
+pub(crate) fn split_into<B: Backend>(
+    whole: &Tensor<B>,
+    n: usize,
+    plane_len: usize,
+    parts: &[(usize, Option<[usize; 4]>)],
+) -> Result<Vec<Option<Tensor<B>>>> {
+    let backend = whole.backend();
+    let mut tensors = parts
+        .iter()
+        .map(|(_, s)| s.map(|s| Tensor::uninit(backend, s)).transpose())
+        .collect::<Result<Vec<_>>>()?;
+    let mut views = tensors
+        .iter_mut()
+        .zip(parts)
+        .map(|(t, &(c, _))| Ok((t.as_mut().map(Tensor::storage_mut).transpose()?, c)))
+        .collect::<Result<Vec<_>>>()?;
+    backend.split_channels(whole.storage(), &mut views, n, plane_len)?;
+    drop(views);
+    Ok(tensors)
 }

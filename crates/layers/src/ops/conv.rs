@@ -340,20 +340,12 @@ pub fn conv2d_relu_shared<B: Backend>(
                 backward(&xv, &stacked, &dzs, &outs, &geo, unfolding, columns.as_deref(), needs[0], want_dw)?;
             grads[0] = dx;
             if let Some(dw) = dw {
-                let mut dws = slots
+                let parts: Vec<_> = slots
                     .iter()
                     .zip(&outs)
-                    .map(|(&(s, _), &o)| {
-                        needs[s].then(|| Tensor::uninit(&backend, [o, c, kh, kw])).transpose()
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let mut parts = dws
-                    .iter_mut()
-                    .zip(&outs)
-                    .map(|(dwi, &o)| Ok((dwi.as_mut().map(Tensor::storage_mut).transpose()?, o)))
-                    .collect::<Result<Vec<_>>>()?;
-                backend.split_channels(dw.storage(), &mut parts, 1, k)?;
-                drop(parts);
+                    .map(|(&(s, _), &o)| (o, needs[s].then_some([o, c, kh, kw])))
+                    .collect();
+                let dws = super::concat::split_into(&dw, 1, k, &parts)?;
                 for (&(s, _), dwi) in slots.iter().zip(dws) {
                     grads[s] = dwi;
                 }
