@@ -121,8 +121,9 @@ impl Pool {
             }
         };
         let segment = &self.segments[&place.segment];
-        // SAFETY: the arena keeps `place.offset + units <= segment.lines`, so the pointer stays
-        // inside the segment's allocation.
+        // SAFETY: the arena hands out blocks inside the segment's size, the `lines` it was
+        // registered with (`add_segment` above), so `place.offset + units <= lines` and the
+        // pointer stays inside the segment's allocation.
         let ptr = unsafe { NonNull::new_unchecked(segment.ptr.as_ptr().add(place.offset)) };
         Ok((ptr, place))
     }
