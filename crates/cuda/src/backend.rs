@@ -120,26 +120,37 @@ fn int(what: &str, v: usize) -> Result<i32> {
 /// Parts `concat_channels` and `split_channels` move in one launch (the kernels' four slots).
 pub const PARTS_PER_LAUNCH: usize = 4;
 
-/// The `int` arguments of one launch of `concat_channels` or `split_channels` over `chunk` (the
-/// channels of up to four parts, the first at channel `first` of the whole; empty slots 0), and
+/// The `int` arguments of one launch of `concat_channels` or `split_channels` over up to four
+/// parts, each given as its channels and its first channel in the whole (empty slots 0), and
 /// the values it moves. The sizes of the whole were checked against its buffer already.
 fn channel_part_args(
     op: &str,
-    chunk: &[usize],
-    first: usize,
+    parts: &[(usize, usize)],
     n: usize,
     plane_len: usize,
 ) -> Result<([i32; 8], usize)> {
     let mut args = [0i32; 2 * PARTS_PER_LAUNCH];
-    let mut at = first;
-    for (k, &c) in chunk.iter().enumerate() {
-        args[k] = int("channels", c)?;
-        args[PARTS_PER_LAUNCH + k] = int("first channel", at)?;
-        at += c;
+    for (k, &(channels, first)) in parts.iter().enumerate() {
+        args[k] = int("channels", channels)?;
+        args[PARTS_PER_LAUNCH + k] = int("first channel", first)?;
     }
-    let moved = checks::extent(op, "the parts", &[&[n, at - first, plane_len]])?;
+    let channels: usize = parts.iter().map(|&(c, _)| c).sum();
+    let moved = checks::extent(op, "the parts", &[&[n, channels, plane_len]])?;
     int(op, moved)?;
     Ok((args, moved))
+}
+
+/// Each present part's channels and first channel in the whole, from `(present, channels)` of
+/// parts lying side by side from channel 0 (a part not present still takes its channels).
+fn part_firsts(parts: impl Iterator<Item = (bool, usize)>) -> Vec<(usize, usize)> {
+    let mut first = 0;
+    parts
+        .filter_map(|(present, channels)| {
+            let at = first;
+            first += channels;
+            present.then_some((channels, at))
+        })
+        .collect()
 }
 
 /// Values of one parameter a block of the multi-tensor optimizer kernels updates (`OPTIM_CHUNK`
@@ -1011,11 +1022,9 @@ impl Backend for Cuda {
         let (wc, ni, pl) = (int("channels", total)?, int("n", n)?, int("plane_len", plane_len)?);
         // A null pointer for an empty slot: its 0 channels are never read.
         let null = 0u64;
-        let mut first = 0;
-        for chunk in parts.chunks(PARTS_PER_LAUNCH) {
-            let channels: Vec<usize> = chunk.iter().map(|&(_, c)| c).collect();
-            let (args, moved) = channel_part_args("concat_channels", &channels, first, n, plane_len)?;
-            first += channels.iter().sum::<usize>();
+        let placed = part_firsts(parts.iter().map(|&(_, c)| (true, c)));
+        for (chunk, placed) in parts.chunks(PARTS_PER_LAUNCH).zip(placed.chunks(PARTS_PER_LAUNCH)) {
+            let (args, moved) = channel_part_args("concat_channels", placed, n, plane_len)?;
             if moved == 0 {
                 continue;
             }
@@ -1051,25 +1060,11 @@ impl Backend for Cuda {
         let total = checks::channel_parts("split_channels", whole.len(), &lens, n, plane_len)?;
         let (wc, ni, pl) = (int("channels", total)?, int("n", n)?, int("plane_len", plane_len)?);
         let null = 0u64;
-        // The parts wanted, each with its first channel in the whole; skipped ones only move it.
-        let mut wanted = Vec::with_capacity(parts.len());
-        let mut first = 0;
-        for (part, channels) in parts.iter_mut() {
-            if let Some(part) = part {
-                wanted.push((&mut **part, *channels, first));
-            }
-            first += *channels;
-        }
-        for chunk in wanted.chunks_mut(PARTS_PER_LAUNCH) {
-            let mut args = [0i32; 2 * PARTS_PER_LAUNCH];
-            let mut moved = 0usize;
-            for (k, (_, c, first)) in chunk.iter().enumerate() {
-                let (one, m) = channel_part_args("split_channels", &[*c], *first, n, plane_len)?;
-                args[k] = one[0];
-                args[PARTS_PER_LAUNCH + k] = one[PARTS_PER_LAUNCH];
-                moved += m;
-            }
-            int("split_channels", moved)?;
+        // The parts wanted, with their places in the whole (skipped ones only move them).
+        let placed = part_firsts(parts.iter().map(|(p, c)| (p.is_some(), *c)));
+        let mut wanted: Vec<&mut Buffer> = parts.iter_mut().filter_map(|(p, _)| p.as_deref_mut()).collect();
+        for (chunk, placed) in wanted.chunks_mut(PARTS_PER_LAUNCH).zip(placed.chunks(PARTS_PER_LAUNCH)) {
+            let (args, moved) = channel_part_args("split_channels", placed, n, plane_len)?;
             if moved == 0 {
                 continue;
             }
@@ -1079,7 +1074,7 @@ impl Backend for Cuda {
             let mut slots = chunk.iter_mut();
             for _ in 0..PARTS_PER_LAUNCH {
                 match slots.next() {
-                    Some((part, _, _)) => builder.arg(part.slice_mut()),
+                    Some(part) => builder.arg(part.slice_mut()),
                     None => builder.arg(&null),
                 };
             }
@@ -1293,6 +1288,17 @@ mod tests {
         assert!((h100.fp32_peak_tflops() - 66.9).abs() < 0.05, "{}", h100.fp32_peak_tflops());
         let a100 = DeviceInfo { compute_capability: (8, 0), multiprocessors: 108, clock_mhz: 1410, ..h100 };
         assert!((a100.fp32_peak_tflops() - 19.5).abs() < 0.05, "{}", a100.fp32_peak_tflops());
+    }
+
+    /// Parts keep their places in the whole when one between them is skipped, and a launch's
+    /// arguments are their channels, then their first channels.
+    #[test]
+    fn channel_parts_keep_their_places() {
+        let placed = part_firsts([(true, 2), (false, 3), (true, 1), (true, 4)].into_iter());
+        assert_eq!(placed, [(2, 0), (1, 5), (4, 6)]);
+        let (args, moved) = channel_part_args("split_channels", &placed, 3, 10).unwrap();
+        assert_eq!((args, moved), ([2, 1, 4, 0, 0, 5, 6, 0], 3 * 7 * 10));
+        assert!(channel_part_args("split_channels", &[(1 << 20, 0)], 1 << 11, 1 << 11).is_err());
     }
 
     /// The multi-tensor table: five words a parameter, then a block per chunk of 4096 values,
