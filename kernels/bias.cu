@@ -3,6 +3,8 @@
 // in one pass each). Index arithmetic is 32-bit where the tensor allows (I = int), 64-bit past
 // 2^31 values.
 
+#include "arrival.cuh"
+
 // y[(o * channels + c) * inner + i] += bias[c]; with `relu`, then y = max(y, 0); bias may be null
 // (ReLU alone). Grid-stride, one thread per element of y.
 template <typename I>
@@ -133,17 +135,19 @@ __device__ __forceinline__ double channel_sum(const float* y, const float* dy, f
     return total;
 }
 
-// Per-channel sums of dy, in `parts` pieces per channel so that small channel counts still fill
-// the GPU: block (c, part) sums channel c over the items o of its part (a contiguous range of
-// `outer`) and all of `inner`, into partial[c * parts + part]. With `dz` non-null it is the
-// backward of bias + ReLU: each value is first masked by the forward output y (dz = y > 0 ? dy :
-// 0), written to dz, and the masked value summed: one pass over y and dy. Planes whose length 4
-// divides, in 16-byte aligned buffers, are read and written a float4 at a time (NiN's and most of
-// GoogLeNet's); the rest a float at a time. Blocks stride over channels if the grid is smaller.
-// With one part, `partial` may be the bias gradient itself (the backend skips
-// channel_sums_reduce then).
+// dbias[c] = the sum of channel c of dy, in `parts` pieces per channel so that small channel
+// counts still fill the GPU: block (c, part) sums channel c over the items o of its part (a
+// contiguous range of `outer`) and all of `inner`. With one part that sum is dbias[c]; with more
+// it goes to partial[c * parts + part], and the block that finishes channel c's last part
+// (arrival.cuh: counters[c], zeroed) adds partial[c * parts + 0..parts) in that order, in double,
+// into dbias[c]. With `dz` non-null it is the backward of bias + ReLU: each value is first masked
+// by the forward output y (dz = y > 0 ? dy : 0), written to dz, and the masked value summed: one
+// pass over y and dy. Planes whose length 4 divides, in 16-byte aligned buffers, are read and
+// written a float4 at a time (NiN's and most of GoogLeNet's); the rest a float at a time. Blocks
+// stride over channels if the grid is smaller.
 extern "C" __global__ void __launch_bounds__(BIAS_THREADS)
-    channel_sums(const float* y, const float* dy, float* dz, float* partial, int outer, int channels, int inner, int parts)
+    channel_sums(const float* y, const float* dy, float* dz, float* partial, int* counters, float* dbias, int outer,
+                 int channels, int inner, int parts)
 {
     __shared__ double sums[BIAS_THREADS];
     const int part = blockIdx.y;
@@ -154,21 +158,21 @@ extern "C" __global__ void __launch_bounds__(BIAS_THREADS)
     for (int c = blockIdx.x; c < channels; c += gridDim.x) {
         const double s = wide ? channel_sum<4>(y, dy, dz, c, channels, inner, o_begin, o_end, sums)
                               : channel_sum<1>(y, dy, dz, c, channels, inner, o_begin, o_end, sums);
+        if (parts == 1) {
+            if (threadIdx.x == 0) {
+                dbias[c] = (float)s;
+            }
+            continue;
+        }
         if (threadIdx.x == 0) {
             partial[(long long)c * parts + part] = (float)s;
         }
-    }
-}
-
-// dbias[c] = partial[c * parts + 0] + ... + partial[c * parts + parts - 1], in that order, in
-// double. One thread per channel, grid-stride.
-extern "C" __global__ void channel_sums_reduce(const float* partial, int parts, int channels, float* dbias)
-{
-    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < channels; c += gridDim.x * blockDim.x) {
-        double s = 0.0;
-        for (int p = 0; p < parts; ++p) {
-            s += (double)partial[(long long)c * parts + p];
+        if (last_to_arrive(counters + c, parts) && threadIdx.x == 0) {
+            double total = 0.0;
+            for (int p = 0; p < parts; ++p) {
+                total += (double)__ldcg(partial + (long long)c * parts + p);
+            }
+            dbias[c] = (float)total;
         }
-        dbias[c] = (float)s;
     }
 }

@@ -120,10 +120,14 @@ class Nvrtc:
         self.check(self.lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)), "nvrtcVersion")
         return major.value, minor.value
 
-    def compile(self, source, name, options):
-        """Returns (ptx text or None, compile log)."""
+    def compile(self, source, name, options, headers=()):
+        """Returns (ptx text or None, compile log). `headers`: (include name, text) pairs that
+        the source's #include "name" resolves to (no include path, so no path reaches the PTX)."""
         prog = ctypes.c_void_p()
-        self.check(self.lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), name.encode(), 0, None, None),
+        count = len(headers)
+        texts = (ctypes.c_char_p * max(count, 1))(*[h[1].encode() for h in headers])
+        names = (ctypes.c_char_p * max(count, 1))(*[h[0].encode() for h in headers])
+        self.check(self.lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), name.encode(), count, texts, names),
                    f"nvrtcCreateProgram({name})")
         try:
             opts = (ctypes.c_char_p * len(options))(*[o.encode() for o in options])
@@ -164,6 +168,11 @@ def sources():
     return srcs
 
 
+def headers():
+    """kernels/*.cuh, as (include name, text): the device code the kernel files share."""
+    return [(h.name, h.read_text()) for h in sorted(KERNELS.glob("*.cuh"))]
+
+
 def generate(out_dir):
     """Compiles every kernels/*.cu into out_dir/<family>.ptx; returns the paths written."""
     nvrtc, path = load_nvrtc()
@@ -172,7 +181,7 @@ def generate(out_dir):
     written, errors = [], 0
     for src in sources():
         # The program name is the bare file name, so nothing machine-specific reaches the PTX.
-        ptx, log = nvrtc.compile(src.read_text(), src.name, OPTIONS)
+        ptx, log = nvrtc.compile(src.read_text(), src.name, OPTIONS, headers())
         if log:
             print(f"--- {src.name}: compile log\n{log}")
         if ptx is None:

@@ -1,14 +1,19 @@
 // Host emulation of the CUDA subset kernels/*.cu use, so their logic can be tested without a GPU:
 // one std::thread per CUDA thread, blocks run one after another (so `static` stands in for
 // __shared__), __syncthreads is a barrier. It checks semantics, not speed or GPU rounding.
+// Blocks run in an order that `g_block_order` picks (a seeded shuffle unless 0), since a GPU
+// gives no order: a kernel whose result depends on which block runs last fails under a second
+// order.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <vector>
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
@@ -38,12 +43,27 @@ struct Barrier {
 };
 inline Barrier g_barrier;
 inline void __syncthreads() { g_barrier.wait(); }
+// A block's threads run at once and blocks one after another, so a sequentially consistent
+// fence and atomic are the strongest reading of __threadfence and atomicAdd; __ldcg is a load.
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+inline float __ldcg(const float* p) { float v; __atomic_load(p, &v, __ATOMIC_SEQ_CST); return v; }
 // Defined below, with the tensor-core emulation.
 inline void reset_block_state(unsigned threads);
+// 0: blocks in index order (x fastest); otherwise the seed of a shuffle of them.
+inline unsigned g_block_order = 1;
 template <typename... P, typename... A>
 void launch(dim3 grid, dim3 block, void (*k)(P...), A... args) {
     gridDim = grid; blockDim = block;
-    for (unsigned bz = 0; bz < grid.z; ++bz) for (unsigned by = 0; by < grid.y; ++by) for (unsigned bx = 0; bx < grid.x; ++bx) {
+    std::vector<dim3> order;
+    for (unsigned bz = 0; bz < grid.z; ++bz) for (unsigned by = 0; by < grid.y; ++by) for (unsigned bx = 0; bx < grid.x; ++bx)
+        order.push_back(dim3{bx, by, bz});
+    if (g_block_order != 0) {
+        std::mt19937 rng(g_block_order);
+        std::shuffle(order.begin(), order.end(), rng);
+    }
+    for (const dim3 b : order) {
+        const unsigned bx = b.x, by = b.y, bz = b.z;
         g_barrier.total = block.x * block.y * block.z; g_barrier.count = 0;
         reset_block_state(block.x);
         std::vector<std::thread> ts;

@@ -52,10 +52,14 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
     kern(C.data(), W.data());
     if (splits > 1) {
         launch(dim3{3, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W.data(), splits, m, n, alpha, beta, C.data(), co, bp, epi.relu, epi.block);
-        // The same split product again: bit for bit the same result (a fixed order of parts).
+        // The same split product again, its blocks in another order: bit for bit the same
+        // result (a fixed order of parts).
         std::vector<float> again = C0;
         std::vector<float> W2(W.size(), NAN);
+        const unsigned order = g_block_order;
+        g_block_order = order + 1;
         kern(again.data(), W2.data());
+        g_block_order = order;
         launch(dim3{2, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W2.data(), splits, m, n, alpha, beta, again.data(), co, bp, epi.relu, epi.block);
         if (std::memcmp(again.data(), C.data(), C.size() * 4) != 0) { ++fails; printf("FAIL split product not deterministic\n"); }
     }

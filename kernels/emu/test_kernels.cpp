@@ -146,26 +146,35 @@ int main() {
         // Channel sums (bias_grad), in 1 to 3 parts per channel, with fewer blocks than channels.
         std::vector<float> dbr(c), dy = rv(y.size());
         for (int ch = 0; ch < c; ++ch) { double s = 0; for (int i = 0; i < o; ++i) for (int j = 0; j < in; ++j) s += dy[((size_t)i * c + ch) * in + j]; dbr[ch] = (float)s; }
-        for (int parts : {1, 2, 3}) for (unsigned blocks : {(unsigned)std::max(c, 1), 2u}) {
+        // One launch: with parts > 1 the last part of each channel adds the parts (zeroed
+        // counters, left zeroed), the same bits whichever block comes last.
+        auto channel_sums_of = [&](const float* mask, const float* g, float* dz, int parts, unsigned blocks) {
             std::vector<float> partial((size_t)c * parts + 1, NAN), db(c, NAN);
-            launch(dim3{blocks, (unsigned)parts, 1}, B256, channel_sums, (const float*)nullptr, (const float*)dy.data(), (float*)nullptr, partial.data(), o, c, in, parts);
-            launch(dim3{1, 1, 1}, dim3{64, 1, 1}, channel_sums_reduce, (const float*)partial.data(), parts, c, db.data());
-            same("bias_grad (channel_sums)", db, dbr, 1e-6);
+            std::vector<int> counters(c + 1, 0);
+            launch(dim3{blocks, (unsigned)parts, 1}, B256, channel_sums, mask, g, dz, partial.data(), counters.data(), db.data(), o, c, in, parts);
+            for (int v : counters) if (v != 0) { ++fails; printf("FAIL channel_sums left a counter at %d\n", v); break; }
+            const unsigned order = g_block_order;
+            g_block_order = order + 7;
+            std::vector<float> again(c, NAN);
+            launch(dim3{blocks, (unsigned)parts, 1}, B256, channel_sums, mask, g, dz, partial.data(), counters.data(), again.data(), o, c, in, parts);
+            g_block_order = order;
+            if (std::memcmp(again.data(), db.data(), db.size() * 4) != 0) { ++fails; printf("FAIL channel_sums not deterministic\n"); }
+            return db;
+        };
+        for (int parts : {1, 2, 3}) for (unsigned blocks : {(unsigned)std::max(c, 1), 2u}) {
+            same("bias_grad (channel_sums)", channel_sums_of(nullptr, dy.data(), nullptr, parts, blocks), dbr, 1e-6);
         }
         // dy 4 bytes past 16-byte alignment: the float-at-a-time path, whatever the plane.
         {
-            std::vector<float> shifted(dy.size() + 1), partial((size_t)c * 2 + 1, NAN), db(c, NAN);
+            std::vector<float> shifted(dy.size() + 1);
             std::copy(dy.begin(), dy.end(), shifted.begin() + 1);
-            launch(dim3{(unsigned)std::max(c, 1), 2, 1}, B256, channel_sums, (const float*)nullptr, (const float*)shifted.data() + 1, (float*)nullptr, partial.data(), o, c, in, 2);
-            launch(dim3{1, 1, 1}, dim3{64, 1, 1}, channel_sums_reduce, (const float*)partial.data(), 2, c, db.data());
-            same("bias_grad (channel_sums, unaligned)", db, dbr, 1e-6);
+            same("bias_grad (channel_sums, unaligned)", channel_sums_of(nullptr, shifted.data() + 1, nullptr, 2, (unsigned)std::max(c, 1)), dbr, 1e-6);
         }
         // The backward of bias + ReLU: the mask and the masked sums in one pass.
-        std::vector<float> dz(y.size(), NAN), dzr(y.size()), db(c, NAN), dbm(c), partial((size_t)c * 2, NAN);
+        std::vector<float> dz(y.size(), NAN), dzr(y.size()), dbm(c);
         for (size_t i = 0; i < dz.size(); ++i) dzr[i] = z[i] > 0.0f ? dy[i] : 0.0f;
         for (int ch = 0; ch < c; ++ch) { double s = 0; for (int i = 0; i < o; ++i) for (int j = 0; j < in; ++j) s += dzr[((size_t)i * c + ch) * in + j]; dbm[ch] = (float)s; }
-        launch(dim3{(unsigned)std::max(c, 1), 2, 1}, B256, channel_sums, (const float*)z.data(), (const float*)dy.data(), dz.data(), partial.data(), o, c, in, 2);
-        launch(dim3{1, 1, 1}, dim3{64, 1, 1}, channel_sums_reduce, (const float*)partial.data(), 2, c, db.data());
+        const std::vector<float> db = channel_sums_of(z.data(), dy.data(), dz.data(), 2, (unsigned)std::max(c, 1));
         same("bias_relu_backward mask", dz, dzr);
         same("bias_relu_backward bias", db, dbm, 1e-6);
     }

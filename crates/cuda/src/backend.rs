@@ -6,7 +6,7 @@ use crate::kernels::{CUBIN_CAPABILITY, MODULES, TENSOR_KERNELS};
 use crate::plan::{self, elementwise, single_block};
 use crate::staging::{PendingRead, Staging, STAGED_UPLOAD_MIN};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
 };
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
@@ -29,6 +29,11 @@ struct Inner {
     multiprocessors: usize,
     /// TF32 tensor cores are there (sm_80 and up) and the TF32 kernels got their shared memory.
     tensor_cores: bool,
+    /// The arrival counters of reductions a launch's blocks finish themselves
+    /// (kernels/arrival.cuh: channel sums cut into parts): zeroed once here, and
+    /// every launch leaves them zeroed. Kernels on the one stream run in order, so launches
+    /// share them.
+    counters: CudaSlice<i32>,
 }
 
 /// The arithmetic of the products a caller allows TF32 for (`Gemm::tf32`: convolutions).
@@ -246,6 +251,9 @@ impl Cuda {
                 })
             });
         let staging = Staging::new(&ctx, &stream)?;
+        let counters = stream
+            .alloc_zeros::<i32>(plan::arrival_counters(multiprocessors))
+            .map_err(|e| Error::Device(format!("allocating the arrival counters: {e}")))?;
         let inner = Inner {
             ordinal,
             device_name,
@@ -256,6 +264,7 @@ impl Cuda {
             staging,
             multiprocessors,
             tensor_cores,
+            counters,
         };
         Ok(Cuda { inner: Arc::new(inner), precision: Precision::default() })
     }
@@ -407,6 +416,19 @@ impl Cuda {
         self.launched("sgemm_split_reduce", &cfg, launched)
     }
 
+    /// The device address of the first `needed` arrival counters (kernels/arrival.cuh), for a
+    /// launch of `kernel`; an error if the plan asks for more than there are.
+    fn counters(&self, needed: usize, kernel: &str) -> Result<u64> {
+        let have = self.inner.counters.len();
+        if needed > have {
+            return Err(Error::Device(format!(
+                "{kernel}: a reduction over {needed} outputs' parts needs as many arrival counters; the backend keeps {have}"
+            )));
+        }
+        let (address, _sync) = self.inner.counters.device_ptr(&self.inner.stream);
+        Ok(address)
+    }
+
     fn function(&self, name: &'static str) -> Result<&CudaFunction> {
         self.inner.functions.get(name).ok_or_else(|| Error::Device(format!("kernel {name} is not loaded")))
     }
@@ -524,9 +546,10 @@ impl Cuda {
         self.from_slice(&as_f32)
     }
 
-    /// `dbias[c]` = the sum of channel c of `dy`, in one pass (kernels/bias.cu's channel_sums,
-    /// then the parts added in order); with `mask = Some(y)` the backward of bias + ReLU, which
-    /// also writes `dz = y > 0 ? dy : 0`. Arguments already checked.
+    /// `dbias[c]` = the sum of channel c of `dy`, in one pass and one launch (kernels/bias.cu's
+    /// channel_sums: with parts, the last part of each channel adds them in order); with
+    /// `mask = Some(y)` the backward of bias + ReLU, which also writes `dz = y > 0 ? dy : 0`.
+    /// Arguments already checked.
     #[allow(clippy::too_many_arguments)]
     fn channel_sums(
         &self,
@@ -544,43 +567,35 @@ impl Cuda {
         let launch = plan::channel_sums(outer, channels, self.inner.multiprocessors);
         let (o, c, i) = (int("outer", outer)?, int("channels", channels)?, int("inner", inner)?);
         let parts = launch.parts as i32;
-        // With one part per channel the blocks' sums are the answer: they go to dbias directly
-        // (the same rounding as the reduction: a double rounded once), and no second launch.
-        let mut partial = if launch.parts > 1 { Some(self.uninit(channels * launch.parts)?) } else { None };
-        let sums = match partial.as_mut() {
-            Some(p) => p.slice_mut(),
-            None => dbias.slice_mut(),
-        };
+        // With one part per channel the blocks' sums go to dbias directly (the same rounding as
+        // the parts' sum: a double rounded once); no partial sums, no counters.
+        let split = launch.parts > 1;
+        let mut partial = if split { Some(self.uninit(channels * launch.parts)?) } else { None };
+        let counters = self.counters(if split { channels } else { 0 }, "channel_sums")?;
+        let null = 0u64;
         let cfg = launch.config();
-        match (mask, dz) {
-            (Some(y), Some(dz)) => launch!(
-                self,
-                "channel_sums",
-                cfg,
-                y.slice(),
-                dy.slice(),
-                dz.slice_mut(),
-                sums,
-                &o,
-                &c,
-                &i,
-                &parts
-            )?,
-            // Null y and dz: plain sums.
-            _ => launch!(self, "channel_sums", cfg, &0u64, dy.slice(), &0u64, sums, &o, &c, &i, &parts)?,
-        }
-        match partial {
-            Some(p) => launch!(
-                self,
-                "channel_sums_reduce",
-                elementwise(channels),
-                p.slice(),
-                &parts,
-                &c,
-                dbias.slice_mut()
-            ),
-            None => Ok(()),
-        }
+        let func = self.function("channel_sums")?;
+        let mut builder = self.inner.stream.launch_builder(func);
+        match mask {
+            Some(y) => builder.arg(y.slice()),
+            None => builder.arg(&null),
+        };
+        builder.arg(dy.slice());
+        match dz {
+            Some(dz) => builder.arg(dz.slice_mut()),
+            None => builder.arg(&null),
+        };
+        match partial.as_mut() {
+            Some(p) => builder.arg(p.slice_mut()),
+            None => builder.arg(&null),
+        };
+        builder.arg(&counters).arg(dbias.slice_mut()).arg(&o).arg(&c).arg(&i).arg(&parts);
+        // SAFETY: the arguments match channel_sums' parameters in order and type; the caller
+        // checked that dy (and y, dz when given) hold outer * channels * inner values and dbias
+        // `channels`; partial holds channels * parts values when there are parts, and the
+        // counters one zeroed int per channel then (null y and dz: plain sums).
+        let launched = unsafe { builder.launch(cfg) };
+        self.launched("channel_sums", &cfg, launched)
     }
 
     fn conv_args(geo: &ConvGeometry, first: usize, count: usize) -> Result<[i32; 13]> {

@@ -46,7 +46,7 @@ pub(crate) const MODULES: &[Module] = &[
         ]
     ),
     module!("im2col", ["im2col", "col2im"]),
-    module!("bias", ["add_bias", "bias_relu", "channel_sums", "channel_sums_reduce"]),
+    module!("bias", ["add_bias", "bias_relu", "channel_sums"]),
     module!(
         "pool",
         [

@@ -268,17 +268,11 @@ impl Recorder {
             return;
         }
         let cs = plan::channel_sums(outer, channels, self.multiprocessors);
-        let bytes = bytes as f64 + 4.0 * (channels * cs.parts) as f64;
-        let sums = Launch::kernel("channel_sums", cs.config(), 0.0, bytes);
-        if cs.parts == 1 {
-            // One part per channel: the sums go straight to dbias (`Cuda::channel_sums`).
-            self.record([sums]);
-        } else {
-            self.record([
-                sums,
-                Launch::streaming("channel_sums_reduce", channels, 4 * channels * (cs.parts + 1)),
-            ]);
-        }
+        // With parts, each is written once and read once by its channel's last block, which
+        // adds a few floats: one launch either way (`Cuda::channel_sums`).
+        let parts = if cs.parts == 1 { 0 } else { 2 * channels * cs.parts };
+        let bytes = bytes as f64 + 4.0 * (channels + parts) as f64;
+        self.record([Launch::kernel("channel_sums", cs.config(), 0.0, bytes)]);
     }
 }
 

@@ -199,7 +199,8 @@ pub struct ChannelSums {
     /// Channels summed: the grid's x dimension (clamped to 65,535).
     pub channels: usize,
     /// Ranges of the outer dimension each channel's sum is cut into (the grid's y dimension);
-    /// with more than one, `channel_sums_reduce` adds the parts in a second launch.
+    /// with more than one, the last part of each channel to finish adds the parts (one arrival
+    /// counter per channel).
     pub parts: usize,
 }
 
@@ -216,6 +217,13 @@ impl ChannelSums {
 
 /// Blocks of [`CHANNEL_THREADS`] threads one SM holds at once (2,048 threads).
 pub const STREAM_RESIDENT_BLOCKS: usize = 8;
+
+/// The arrival counters the backend keeps (kernels/arrival.cuh), enough for any channel sums
+/// these plans make: they are cut into parts only for fewer channels than four per SM (half a
+/// wave of eight blocks per SM), one counter per channel.
+pub fn arrival_counters(multiprocessors: usize) -> usize {
+    STREAM_RESIDENT_BLOCKS * multiprocessors.max(1)
+}
 
 /// Each channel's sum cut into as many parts (ranges of the outer dimension) as keep
 /// channels x parts within one wave of resident blocks (eight per SM: one load in flight per
@@ -286,6 +294,25 @@ mod tests {
         assert_eq!(channel_sums(128, 2000, H100_SMS).parts, 1);
         assert_eq!(channel_sums(1, 10, H100_SMS).parts, 1);
         assert_eq!(channel_sums(0, 10, H100_SMS).parts, 1);
+    }
+
+    /// Channel sums cut into parts find an arrival counter per channel, at any width and
+    /// batch, on small and large GPUs.
+    #[test]
+    fn arrival_counters_suffice() {
+        for sms in [1, 2, 7, 108, H100_SMS] {
+            let have = arrival_counters(sms);
+            for channels in 1..=2 * have {
+                for outer in [1, 2, 128, 100_000] {
+                    let sums = channel_sums(outer, channels, sms);
+                    assert!(
+                        sums.parts == 1 || channels <= have,
+                        "{channels} channels in {} parts",
+                        sums.parts
+                    );
+                }
+            }
+        }
     }
 
     /// The GPU takes the direct path for 1x1 kernels on planes of 256 or more and im2col for the
