@@ -145,28 +145,64 @@ __device__ __forceinline__ Operands operands(int item, int m, int n, int k, cons
     return op;
 }
 
-// A convolution's output stage, fused into the product's store (Backend::gemm_epilogue): after
-// alpha * acc + beta * C, row i (an output channel) adds bias[i] (bias may be null) and, with
-// relu, takes max(v, 0); with block > 0 element (i, j) of C lives at
-// (j / block) * m * block + i * block + j % block: a chunk's [O][count * P] product written
-// straight to NCHW, no transpose pass. The zero value (null, 0, 0) is a plain product.
+// A convolution's output stage, fused into the product's store (Backend::gemm_epilogue,
+// gemm_rows_epilogue): C's rows are cut into `parts` outputs (1 to EPI_PARTS), part p holding
+// rows first[p] .. first[p + 1] - 1 (first[0] = 0, first[parts] = m). After alpha * acc + beta * C,
+// row i of part p (an output channel) adds bias[p][i - first[p]] (bias[p] may be null) and, with
+// relu[p], takes max(v, 0); the element (i, j) is stored, with r = i - first[p] and the part's
+// rows = first[p + 1] - first[p], at r * n + j, or with block > 0 at
+// (j / block) * rows * block + r * block + j % block: a chunk's [O][count * P] product written
+// straight to each output's NCHW slice, no transpose pass. Part 0 is stored through the kernel's
+// C (its offset and, per item, its stride), parts 1.. at c[p] (a single product). The plain
+// kernels pass parts = 0: C row-major, nothing else read.
+enum : int { EPI_PARTS = 4 };
 struct Epilogue {
-    const float* bias;
-    int relu;
+    int parts;
     int block;
+    int first[EPI_PARTS + 1];
+    float* c[EPI_PARTS];
+    const float* bias[EPI_PARTS];
+    int relu[EPI_PARTS];
 };
 
-// Where element (row, col) of an m x n C lives (see Epilogue). Without EPI (the plain kernels)
-// C is row-major and the epilogue's arguments are not read: its addressing and registers stay
-// out of the kernels that do not need them.
-template <bool EPI>
-__device__ __forceinline__ long long out_index(int row, int col, int m, int n, int block)
+// The part that row `row` of C belongs to, as (its first row, its row count, its C, its bias,
+// its ReLU). Selected by unrolled comparisons, not by an index into `e`, so the parameters stay
+// in constant memory rather than being copied to the stack.
+struct Part {
+    int first;
+    int rows;
+    float* c;
+    const float* bias;
+    int relu;
+};
+__device__ __forceinline__ Part part_of(const Epilogue& e, float* c, int row)
 {
-    if (!EPI || block == 0) {
-        return (long long)row * n + col;
+    Part p = {0, e.first[1], c, e.bias[0], e.relu[0]};
+#pragma unroll
+    for (int i = 1; i < EPI_PARTS; ++i) {
+        if (i < e.parts && row >= e.first[i]) {
+            p = {e.first[i], e.first[i + 1] - e.first[i], e.c[i], e.bias[i], e.relu[i]};
+        }
     }
-    const int q = col / block;
-    return ((long long)q * m + row) * block + (col - q * block);
+    return p;
+}
+
+// Where element (row, col) of an m x n C lives (see Epilogue), `c` being the kernel's C for this
+// item. Without EPI (the plain kernels) C is row-major and the epilogue's arguments are not
+// read: its addressing and registers stay out of the kernels that do not need them.
+template <bool EPI>
+__device__ __forceinline__ float* out_at(float* c, const Epilogue& e, int row, int col, int n)
+{
+    if (!EPI) {
+        return c + (long long)row * n + col;
+    }
+    const Part p = part_of(e, c, row);
+    const int r = row - p.first;
+    if (e.block == 0) {
+        return p.c + (long long)r * n + col;
+    }
+    const int q = col / e.block;
+    return p.c + ((long long)q * p.rows + r) * e.block + (col - q * e.block);
 }
 
 // The bias and ReLU of row `row` applied to v (nothing without EPI).
@@ -176,10 +212,11 @@ __device__ __forceinline__ float finish(float v, int row, const Epilogue& e)
     if (!EPI) {
         return v;
     }
-    if (e.bias != nullptr) {
-        v += e.bias[row];
+    const Part p = part_of(e, nullptr, row);
+    if (p.bias != nullptr) {
+        v += p.bias[row - p.first];
     }
-    return e.relu ? fmaxf(v, 0.0f) : v;
+    return p.relu ? fmaxf(v, 0.0f) : v;
 }
 
 // One 64 x 64 tile of C: the steps s_begin..s_end-1 of the sequence of (item, k slice) pairs
@@ -263,27 +300,20 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, float alpha, con
     }
 
     // Epilogue. beta == 0 must not read C (it may hold NaN); k == 0 leaves acc at 0: C = beta * C.
-    // A thread's 4 columns start at a multiple of 4; with 4 | block they lie in one block,
-    // contiguous and 16-byte aligned, so one float4 store still holds.
-    // C's element (row, col) is at row * row_step + col_at(col) (out_index): the column part
-    // once per thread, not per element.
+    // A thread's 4 columns start at a multiple of 4; with 4 | block (or 4 | n unblocked) they
+    // lie in one block of one output, contiguous, so one float4 store holds where the address is
+    // 16-byte aligned.
     const int col = n0 + tx * TN;
-    const bool blocked = EPI && e.block != 0;
-    const long long row_step = blocked ? e.block : n;
-    const bool c_vec = (row_step % 4 == 0) && aligned16(c) && col + TN <= n;
-    long long col_at[TN];
-#pragma unroll
-    for (int j = 0; j < TN; ++j) {
-        col_at[j] = out_index<EPI>(0, col + j, m, n, e.block);
-    }
+    const bool row_vec = EPI ? (e.block == 0 ? n % 4 == 0 : e.block % 4 == 0) : n % 4 == 0;
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
         const int row = m0 + ty * TM + i;
         if (row >= m) {
             continue;
         }
-        if (c_vec) {
-            float4* p = reinterpret_cast<float4*>(c + row * row_step + col_at[0]);
+        float* const first = out_at<EPI>(c, e, row, col, n);
+        if (row_vec && col + TN <= n && aligned16(first)) {
+            float4* p = reinterpret_cast<float4*>(first);
             float4 v = make_float4(alpha * acc[i][0], alpha * acc[i][1], alpha * acc[i][2], alpha * acc[i][3]);
             if (beta != 0.0f) {
                 const float4 old = *p;
@@ -297,7 +327,7 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, float alpha, con
 #pragma unroll
             for (int j = 0; j < TN; ++j) {
                 if (col + j < n) {
-                    float* p = c + row * row_step + col_at[j];
+                    float* p = out_at<EPI>(c, e, row, col + j, n);
                     float v = alpha * acc[i][j];
                     if (beta != 0.0f) {
                         v += beta * *p;
@@ -588,14 +618,11 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
         const int tc = threadIdx.x % TBN;
         const int col = n_block + tc;
         if (col < n) {
-            // C's element (row, col) is at row * row_step + col_at (out_index).
-            const long long row_step = e.block == 0 ? n : e.block;
-            const long long col_at = out_index<true>(0, col, m, n, e.block);
-#pragma unroll 4
+#pragma unroll 1
             for (int tr = threadIdx.x / TBN; tr < TBM; tr += TTHREADS / TBN) {
                 const int row = m_block + tr;
                 if (row < m) {
-                    float* p = c + row * row_step + col_at;
+                    float* p = out_at<true>(c, e, row, col, n);
                     float v = alpha * T[tr * OUT_LD + tc];
                     if (beta != 0.0f) {
                         v += beta * *p;
@@ -632,7 +659,7 @@ __device__ __forceinline__ void gemm(int m, int n, int k, float alpha, const flo
         // Part z of the (summed, or single) product's steps into W[z]: raw sums, alpha 1, beta 0.
         const long long total = (sum_batch ? (long long)batch : 1LL) * k_tiles;
         const long long per = (total + splits - 1) / splits;
-        const Epilogue raw = {nullptr, 0, 0};
+        const Epilogue raw = {};
         for (int z = blockIdx.z; z < splits; z += gridDim.z) {
             const long long s0 = min((long long)z * per, total);
             tile(1.0f, 0.0f, W + (long long)z * m * n, s0, min(s0 + per, total), raw);
@@ -653,15 +680,15 @@ __device__ __forceinline__ void gemm(int m, int n, int k, float alpha, const flo
 
 // Thin entry points, one per transpose combination: first letter A, second B ('t' = transposed).
 // W is only read with splits > 1 (then it holds splits * m * n values). The *_epilogue entries
-// (the NN layout only: a convolution's forward products) take the Epilogue's bias, relu and
-// c_block as well; the plain ones store C row-major.
+// (the NN layout only: a convolution's forward products) take the Epilogue as well (by value:
+// it lives in the launch's parameter space); the plain ones store C row-major.
 #define SGEMM_ENTRY(NAME, TA, TB)                                                                                          \
     extern "C" __global__ void __launch_bounds__(THREADS)                                                                  \
         NAME(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride, const float* B,       \
              long long b_off, long long b_stride, float beta, float* C, long long c_off, long long c_stride, int batch,    \
              int sum_batch, int splits, float* W)                                                                          \
     {                                                                                                                      \
-        const Epilogue e = {nullptr, 0, 0};                                                                                \
+        const Epilogue e = {};                                                                                             \
         gemm<TA, TB, false, false>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride,       \
                                    batch, sum_batch, splits, W, e, nullptr);                                               \
     }
@@ -674,9 +701,8 @@ SGEMM_ENTRY(sgemm_tt, true, true)
 extern "C" __global__ void __launch_bounds__(THREADS)
     sgemm_nn_epilogue(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride, const float* B,
                       long long b_off, long long b_stride, float beta, float* C, long long c_off, long long c_stride, int batch,
-                      int sum_batch, int splits, float* W, const float* bias, int relu, int c_block)
+                      int sum_batch, int splits, float* W, const Epilogue e)
 {
-    const Epilogue e = {bias, relu, c_block};
     gemm<false, false, false, true>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride, batch,
                                     sum_batch, splits, W, e, nullptr);
 }
@@ -690,7 +716,7 @@ extern "C" __global__ void __launch_bounds__(THREADS)
              int sum_batch, int splits, float* W)                                                                          \
     {                                                                                                                      \
         DYNAMIC_SHARED(smem);                                                                                              \
-        const Epilogue e = {nullptr, 0, 0};                                                                                \
+        const Epilogue e = {};                                                                                             \
         gemm<TA, TB, true, false>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride, batch, \
                                   sum_batch, splits, W, e, smem);                                                          \
     }
@@ -703,10 +729,9 @@ TGEMM_ENTRY(tgemm_tt, true, true)
 extern "C" __global__ void __launch_bounds__(TTHREADS, 2)
     tgemm_nn_epilogue(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride, const float* B,
                       long long b_off, long long b_stride, float beta, float* C, long long c_off, long long c_stride, int batch,
-                      int sum_batch, int splits, float* W, const float* bias, int relu, int c_block)
+                      int sum_batch, int splits, float* W, const Epilogue e)
 {
     DYNAMIC_SHARED(smem);
-    const Epilogue e = {bias, relu, c_block};
     gemm<false, false, true, true>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride, batch,
                                    sum_batch, splits, W, e, smem);
 }
@@ -726,7 +751,7 @@ __device__ __forceinline__ void split_reduce(const float* W, int splits, int m, 
             s += W[(long long)z * mn + i];
         }
         const int row = (int)(i / n);
-        float* p = C + out_index<true>(row, (int)(i - (I)row * n), m, n, e.block);
+        float* p = out_at<true>(C, e, row, (int)(i - (I)row * n), n);
         float v = alpha * s;
         if (beta != 0.0f) {
             v += beta * *p;
@@ -735,10 +760,11 @@ __device__ __forceinline__ void split_reduce(const float* W, int splits, int m, 
     }
 }
 
+// With a plain product's epilogue (parts = 0: the part selection falls to part 0, C itself, no
+// bias, no ReLU, unblocked) or a convolution's.
 extern "C" __global__ void sgemm_split_reduce(const float* W, int splits, int m, int n, float alpha, float beta, float* C,
-                                              long long c_off, const float* bias, int relu, int c_block)
+                                              long long c_off, const Epilogue e)
 {
-    const Epilogue e = {bias, relu, c_block};
     if ((long long)m * n <= 0x7fffffffLL) {
         split_reduce<int>(W, splits, m, n, alpha, beta, C + c_off, e);
     } else {

@@ -372,6 +372,25 @@ fn kept_columns_match_a_second_unfolding() {
         assert!(worst <= 1e-5 * scale, "kept columns differ by {worst} (scale {scale})");
     }
 
+    // The same weights as two stacked convolutions (1 + 3 channels, a bias on the first): each
+    // chunk's product stored into both outputs by its epilogue, at the chunk's place in each.
+    fn shared<B: Backend>(b: &B, shape: [usize; 4], data: [&[f32]; 4]) -> Vec<Vec<f32>> {
+        let [_, c, _, _] = shape;
+        let x = param(b, &shape, data[0]);
+        let w1 = param(b, &[1, c, 3, 3], &data[1][..c * 9]);
+        let w3 = param(b, &[3, c, 3, 3], &data[1][c * 9..]);
+        let bias = param(b, &[1], &data[2][..1]);
+        let ys = ops::conv2d_relu_shared(&x, &[(&w1, Some(&bias)), (&w3, None)], (1, 1), (1, 1)).unwrap();
+        ys.iter().map(|y| y.value().to_vec().unwrap()).collect()
+    }
+    let fused = shared(&rec, [n, c, h, w], data);
+    let launches = rec.take();
+    let count = |kernel: &str| launches.iter().filter(|l| l.kernel == kernel).count();
+    assert_eq!((count("sgemm_nn_epilogue"), count("transpose_blocks"), count("bias_relu")), (2, 0, 0));
+    for (got, want) in fused.iter().zip(&shared(&tensor::Cpu, [n, c, h, w], data)) {
+        assert_close(got, want, 1e-5);
+    }
+
     // Inception's case: two 1x1 convolutions of a 6x6 input, one product on kept columns.
     shared_1x1_on_kept_columns(&rec, &random(&mut r, 2 * 5 * 36), &random(&mut r, 7 * 5));
 }
@@ -395,6 +414,48 @@ fn shared_1x1_on_kept_columns(rec: &::cuda::model::Recorder, xs: &[f32], ws: &[f
     let got = run(rec, xs, ws);
     assert_eq!(rec.take().iter().filter(|l| l.kernel == "im2col").count(), 1);
     for (got, want) in got.iter().zip(&run(&tensor::Cpu, xs, ws)) {
+        assert_close(got, want, 1e-5);
+    }
+}
+
+/// On the GPU's plans (the cost model's recorder: the CPU's arithmetic) the stacked outputs are
+/// stored by their epilogues (`Backend::gemm_rows_epilogue`, `ConvPlan::fused_outputs`): the
+/// same outputs and gradients as separate convolutions, and five outputs of a [2, 5, 6, 6]
+/// input, some with a bias, take two products (four outputs a launch) in the forward, with no
+/// bias, ReLU or transpose pass after them; the values match the CPU's, which moves and
+/// finishes each output after one product.
+#[test]
+fn stacked_outputs_are_stored_by_their_epilogues() {
+    let rec = ::cuda::model::Recorder::new(132, ::cuda::Precision::Fp32);
+    conv2d_relu_shared_matches_separate_convs(&rec);
+    rec.take();
+    let outs = [3, 1, 4, 2, 5];
+    let mut r = rng(11);
+    let xs = random(&mut r, 2 * 5 * 36);
+    let ws: Vec<Vec<f32>> = outs.iter().map(|&o| random(&mut r, o * 5)).collect();
+    let bs: Vec<Vec<f32>> = outs.iter().map(|&o| random(&mut r, o)).collect();
+    // Every other output with a bias.
+    fn stacked<B: Backend>(
+        b: &B,
+        outs: &[usize],
+        xs: &[f32],
+        ws: &[Vec<f32>],
+        bs: &[Vec<f32>],
+    ) -> Vec<Vec<f32>> {
+        let x = param(b, &[2, 5, 6, 6], xs);
+        let wts: Vec<_> = outs.iter().zip(ws).map(|(&o, w)| param(b, &[o, 5, 1, 1], w)).collect();
+        let biases: Vec<_> = outs.iter().zip(bs).map(|(&o, v)| param(b, &[o], v)).collect();
+        let convs: Vec<_> = (0..outs.len()).map(|j| (&wts[j], (j % 2 == 0).then_some(&biases[j]))).collect();
+        let ys = ops::conv2d_relu_shared(&x, &convs, (1, 1), (0, 0)).unwrap();
+        ys.iter().map(|y| y.value().to_vec().unwrap()).collect()
+    }
+    let got = stacked(&rec, &outs, &xs, &ws, &bs);
+    let launches = rec.take();
+    let count = |kernel: &str| launches.iter().filter(|l| l.kernel == kernel).count();
+    assert_eq!(count("im2col"), 1);
+    assert_eq!(count("sgemm_nn_epilogue"), 2, "four outputs a launch");
+    assert_eq!((count("sgemm_nn"), count("transpose_blocks"), count("bias_relu")), (0, 0, 0));
+    for (got, want) in got.iter().zip(&stacked(&tensor::Cpu, &outs, &xs, &ws, &bs)) {
         assert_close(got, want, 1e-5);
     }
 }

@@ -19,6 +19,18 @@ fn close(what: &str, cpu: &[f32], gpu: &[f32], tol: f32) {
     }
 }
 
+/// A TF32 product (10-bit mantissas in) against the CPU's FP32: within 1e-3 of the output's
+/// norm (tests/parity_large.rs).
+fn within_tf32_norm(what: &str, cpu: &[f32], gpu: &[f32]) {
+    let (mut diff2, mut norm2) = (0.0f64, 0.0f64);
+    for (x, y) in cpu.iter().zip(gpu) {
+        diff2 += ((x - y) as f64).powi(2);
+        norm2 += (*x as f64).powi(2);
+    }
+    let error = (diff2 / norm2).sqrt();
+    assert!(error <= 1e-3, "{what}: error {error:.2e} of the norm");
+}
+
 /// Uploads host data to both backends.
 struct Pair<G: Backend> {
     gpu: G,
@@ -122,19 +134,78 @@ fn gemm_epilogue_bias_relu_and_layout() {
                 if precision == cuda::Precision::Fp32 {
                     close(&what, &c, &got, GEMM_TOL);
                 } else {
-                    // TF32 operands (10-bit mantissas): within 1e-3 of the output's norm
-                    // (tests/parity_large.rs), and the values outside C untouched.
-                    let (mut diff2, mut norm2) = (0.0f64, 0.0f64);
-                    for (x, y) in c.iter().zip(&got) {
-                        diff2 += ((x - y) as f64).powi(2);
-                        norm2 += (*x as f64).powi(2);
-                    }
-                    assert!(
-                        (diff2 / norm2).sqrt() <= 1e-3,
-                        "{what}: error {:.2e} of the norm",
-                        (diff2 / norm2).sqrt()
-                    );
+                    // The values outside C untouched.
+                    within_tf32_norm(&what, &c, &got);
                     close(&what, &c[..g.c_offset], &got[..g.c_offset], 0.0);
+                }
+            }
+        }
+    });
+}
+
+/// `gemm_rows_epilogue` on the GPU (one `*_epilogue` product per four outputs, each output's
+/// rows stored in its own buffer with its own bias and ReLU) against the CPU's composition: two,
+/// four and five outputs (two launches), a product long enough to be split, both precisions
+/// (TF32 within 1e-3 of the output's norm, as `gemm_epilogue_bias_relu_and_layout`).
+#[test]
+fn gemm_rows_epilogue_parts() {
+    with_gpu("gemm_rows_epilogue_parts", |p| {
+        let mut r = rng(43);
+        for precision in [cuda::Precision::Fp32, cuda::Precision::Tf32] {
+            let gpu = p.gpu.clone().with_precision(precision);
+            // (rows of each output, images, P, k)
+            for (rows, count, block, k) in [
+                (vec![64, 96], 4, 144, 192),
+                (vec![16, 24, 32, 8], 2, 36, 832),
+                (vec![3, 5, 7, 9, 11], 2, 9, 4000),
+            ] {
+                let (m, n) = (rows.iter().sum(), count * block);
+                let g = Gemm::conv(false, false, m, n, k);
+                let (a, ga) = p.up(&random(&mut r, m * k));
+                let (b, gb) = p.up(&random(&mut r, k * n));
+                // Every other output with a bias, the second without ReLU; each stored after
+                // `o * n` values of its buffer, which stay untouched.
+                let biases: Vec<_> = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &o)| (i % 2 == 0).then(|| p.up(&random(&mut r, o))))
+                    .collect();
+                let mut outs: Vec<_> = rows.iter().map(|&o| p.up(&random(&mut r, 2 * o * n))).collect();
+                let mut cpu_outs: Vec<_> = outs
+                    .iter_mut()
+                    .zip(&rows)
+                    .zip(&biases)
+                    .enumerate()
+                    .map(|(i, (((c, _), &o), bias))| tensor::RowsOut {
+                        rows: o,
+                        c,
+                        c_offset: o * n,
+                        epilogue: tensor::Epilogue { bias: bias.as_ref().map(|b| &b.0), relu: i != 1, block },
+                    })
+                    .collect();
+                Cpu.gemm_rows_epilogue(&g, &a, &b, &mut cpu_outs).unwrap();
+                let mut gpu_outs: Vec<_> = outs
+                    .iter_mut()
+                    .zip(&rows)
+                    .zip(&biases)
+                    .enumerate()
+                    .map(|(i, (((_, gc), &o), bias))| tensor::RowsOut {
+                        rows: o,
+                        c: gc,
+                        c_offset: o * n,
+                        epilogue: tensor::Epilogue { bias: bias.as_ref().map(|b| &b.1), relu: i != 1, block },
+                    })
+                    .collect();
+                gpu.gemm_rows_epilogue(&g, &ga, &gb, &mut gpu_outs).unwrap();
+                for (i, ((c, gc), &o)) in outs.iter().zip(&rows).enumerate() {
+                    let what = format!("gemm_rows_epilogue {precision:?} output {i} of {rows:?}, k {k}");
+                    let got = p.down(gc);
+                    close(&what, &c[..o * n], &got[..o * n], 0.0);
+                    if precision == cuda::Precision::Fp32 {
+                        close(&what, c, &got, GEMM_TOL);
+                    } else {
+                        within_tf32_norm(&what, c, &got);
+                    }
                 }
             }
         }

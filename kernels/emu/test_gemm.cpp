@@ -41,9 +41,18 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
     const bool with_epi = epi.bias || epi.relu || epi.block;
     if (with_epi && (ta || tb)) { ++fails; printf("FAIL: the epilogue kernels are NN only\n"); return; }
     auto epi_kern = tensor ? tgemm_nn_epilogue : sgemm_nn_epilogue;
+    // One output: part 0, through the kernel's C.
+    Epilogue e = {};
+    if (with_epi) {
+        e.parts = 1;
+        e.block = epi.block;
+        e.first[1] = m;
+        e.bias[0] = bp;
+        e.relu[0] = epi.relu;
+    }
     auto kern = [&](float* c, float* w) {
         if (with_epi) {
-            launch(grid, dim3{256, 1, 1}, epi_kern, m, n, k, alpha, (const float*)A.data(), ao, as, (const float*)B.data(), bo, bs, beta, c, co, cs, batch, sum, splits, w, bp, epi.relu, epi.block);
+            launch(grid, dim3{256, 1, 1}, epi_kern, m, n, k, alpha, (const float*)A.data(), ao, as, (const float*)B.data(), bo, bs, beta, c, co, cs, batch, sum, splits, w, e);
         } else {
             launch(grid, dim3{256, 1, 1}, plain, m, n, k, alpha, (const float*)A.data(), ao, as, (const float*)B.data(), bo, bs, beta, c, co, cs, batch, sum, splits, w);
         }
@@ -51,7 +60,7 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
     std::vector<float> W(splits > 1 ? (size_t)splits * m * n : 1, NAN);
     kern(C.data(), W.data());
     if (splits > 1) {
-        launch(dim3{3, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W.data(), splits, m, n, alpha, beta, C.data(), co, bp, epi.relu, epi.block);
+        launch(dim3{3, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W.data(), splits, m, n, alpha, beta, C.data(), co, e);
         // The same split product again, its blocks in another order: bit for bit the same
         // result (a fixed order of parts).
         std::vector<float> again = C0;
@@ -60,7 +69,7 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
         g_block_order = order + 1;
         kern(again.data(), W2.data());
         g_block_order = order;
-        launch(dim3{2, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W2.data(), splits, m, n, alpha, beta, again.data(), co, bp, epi.relu, epi.block);
+        launch(dim3{2, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W2.data(), splits, m, n, alpha, beta, again.data(), co, e);
         if (std::memcmp(again.data(), C.data(), C.size() * 4) != 0) { ++fails; printf("FAIL split product not deterministic\n"); }
     }
     ++runs;
@@ -101,6 +110,71 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
     if (maxerr > 1 || outside) {
         ++fails;
         printf("FAIL ta=%d tb=%d m=%d n=%d k=%d batch=%d sum=%d alpha=%g beta=%g ao=%lld bo=%lld co=%lld bias=%d relu=%d block=%d: error %g x the bound, %d written outside\n", ta, tb, m, n, k, batch, sum, alpha, beta, ao, bo, co, epi.bias, epi.relu, epi.block, maxerr, outside);
+    }
+}
+// A product whose rows go to `parts` outputs (gemm_rows_epilogue): part p's rows [first[p],
+// first[p + 1]) stored in its own buffer (part 0 through C at an offset, the others at c[p]),
+// each with its own bias and ReLU, in the block layout or row-major; through split-k too.
+void test_parts(int m, int n, int k, int parts, int block, bool tensor, int splits) {
+    std::vector<float> A((size_t)m * k), B((size_t)k * n), bias(m);
+    for (auto& v : A) v = rnd();
+    for (auto& v : B) v = rnd();
+    for (auto& v : bias) v = rnd();
+    Epilogue e = {};
+    e.parts = parts;
+    e.block = block;
+    // Uneven parts: the first takes a third, the others share the rest.
+    for (int p = 1; p < parts; ++p) e.first[p] = p == 1 ? m / 3 : e.first[p - 1] + (m - m / 3) / (parts - 1);
+    e.first[parts] = m;
+    const long long co = 5;
+    std::vector<std::vector<float>> outs(parts);
+    for (int p = 0; p < parts; ++p) {
+        const int rows = e.first[p + 1] - e.first[p];
+        outs[p].assign((p == 0 ? co : 0) + (size_t)rows * n + 3, NAN);
+        e.c[p] = outs[p].data();
+        // Every other part without bias; ReLU on parts 0 and 2.
+        e.bias[p] = p % 2 == 0 ? bias.data() + e.first[p] : nullptr;
+        e.relu[p] = p % 2 == 0;
+    }
+    std::vector<std::vector<float>> before = outs;
+    const unsigned tile = tensor ? 128 : 64;
+    dim3 grid{(unsigned)((n + tile - 1) / tile), (unsigned)((m + tile - 1) / tile), (unsigned)splits};
+    std::vector<float> W(splits > 1 ? (size_t)splits * m * n : 1, NAN);
+    auto kern = tensor ? tgemm_nn_epilogue : sgemm_nn_epilogue;
+    launch(grid, dim3{256, 1, 1}, kern, m, n, k, 1.0f, (const float*)A.data(), 0LL, 0LL, (const float*)B.data(), 0LL, 0LL, 0.0f, outs[0].data(), co, 0LL, 1, 0, splits, W.data(), e);
+    if (splits > 1) launch(dim3{3, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W.data(), splits, m, n, 1.0f, 0.0f, outs[0].data(), co, e);
+    ++runs;
+    double maxerr = 0;
+    int outside = 0;
+    std::vector<std::vector<char>> written(parts);
+    for (int p = 0; p < parts; ++p) written[p].assign(outs[p].size(), 0);
+    for (int i = 0; i < m; ++i) {
+        int p = 0;
+        while (p + 1 < parts && i >= e.first[p + 1]) ++p;
+        const int r = i - e.first[p], rows = e.first[p + 1] - e.first[p];
+        for (int j = 0; j < n; ++j) {
+            double acc = 0, mag = 0;
+            for (int q = 0; q < k; ++q) {
+                double a = A[(size_t)i * k + q], b = B[(size_t)q * n + j];
+                if (tensor) { a = as_tf32((float)a); b = as_tf32((float)b); }
+                acc += a * b;
+                mag += std::fabs(a * b);
+            }
+            const long long at = (p == 0 ? co : 0) + (block == 0 ? (long long)r * n + j : ((long long)(j / block) * rows + r) * block + j % block);
+            double ref = acc + (e.bias[p] ? bias[i] : 0.0);
+            if (e.relu[p]) ref = std::max(ref, 0.0);
+            const double bound = 32.0 / 16777216.0 * (mag + std::fabs(bias[i]));
+            const double err = std::fabs(outs[p][at] - ref) / (bound + 1e-30);
+            if (!(err <= 1)) maxerr = std::isnan(err) ? 1e9 : std::max(maxerr, err);
+            written[p][at] = 1;
+        }
+    }
+    for (int p = 0; p < parts; ++p)
+        for (size_t x = 0; x < outs[p].size(); ++x)
+            if (!written[p][x] && std::memcmp(&outs[p][x], &before[p][x], 4) != 0) ++outside;
+    if (maxerr > 1 || outside) {
+        ++fails;
+        printf("FAIL parts=%d m=%d n=%d k=%d block=%d tensor=%d splits=%d: error %g x the bound, %d written outside\n", parts, m, n, k, block, tensor, splits, maxerr, outside);
     }
 }
 int main() {
@@ -144,6 +218,15 @@ int main() {
     }
     test(false, false, 8, 8, 0, 1, 0, 1.0f, 0.5f, 0, 0, 0, 0, 0, 0, 65535, 1, true);
     test(false, true, 12, 20, 36, 5, 1, 1.0f, 0.0f, 1, 2, 3, 1, 1, 0, 2, 4, true);
+    // Several outputs from one product: 2 to 4 parts, block layouts with float4 stores (P = 12)
+    // and scalar ones (P = 9), row-major, parts that share a tile, through split-k.
+    for (int tensor = 0; tensor < 2; ++tensor) {
+        test_parts(40, 36, 24, 3, 12, tensor, 1);
+        test_parts(70, 45, 17, 4, 9, tensor, 1);
+        test_parts(9, 130, 20, 2, 0, tensor, 1);
+        test_parts(30, 24, 200, 3, 12, tensor, 4);
+        test_parts(140, 18, 12, 4, 9, tensor, 1);
+    }
     // The convolution epilogue on both families: a chunk's product stored as NCHW (blocks of P =
     // 12, float4 stores; P = 9 and 5, scalar; a tile spanning several blocks) with bias and ReLU,
     // per-image products (the direct path) with bias only or ReLU only, and through split-k.

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tensor::{
     checks, AdamSlot, AdamStep, Backend, ConvGeometry, ConvPlan, Epilogue, Error, Gemm, PoolGeometry, Result,
-    SgdSlot, SgdStep,
+    RowsOut, SgdSlot, SgdStep,
 };
 
 struct Inner {
@@ -121,6 +121,30 @@ fn int(what: &str, v: usize) -> Result<i32> {
     i32::try_from(v)
         .map_err(|_| Error::InvalidArgument(format!("{what} = {v} exceeds the CUDA kernels' 32-bit sizes")))
 }
+
+/// Outputs one product's epilogue stores (kernels/gemm.cu's EPI_PARTS).
+pub const EPILOGUE_PARTS: usize = 4;
+
+/// kernels/gemm.cu's `Epilogue`, which the `*_epilogue` kernels and `sgemm_split_reduce` take by
+/// value: C's rows cut into `parts` outputs (`first[p]..first[p + 1]`), each with its address
+/// (part 0's is the kernel's C), bias address (0: none) and ReLU; one block length for all.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct KernelEpilogue {
+    parts: i32,
+    block: i32,
+    first: [i32; EPILOGUE_PARTS + 1],
+    c: [u64; EPILOGUE_PARTS],
+    bias: [u64; EPILOGUE_PARTS],
+    relu: [i32; EPILOGUE_PARTS],
+}
+
+// The C struct's size: 7 ints, 4 bytes of padding to align the pointers, 8 pointers, 4 ints.
+const _: () = assert!(std::mem::size_of::<KernelEpilogue>() == 112);
+
+// SAFETY: plain data (integers and device addresses) laid out as the kernels' `Epilogue`
+// (repr(C), the same fields in the same order), so its bytes are a valid kernel argument.
+unsafe impl cudarc::driver::DeviceRepr for KernelEpilogue {}
 
 /// Parts `concat_channels` and `split_channels` move in one launch (the kernels' four slots).
 pub const PARTS_PER_LAUNCH: usize = 4;
@@ -337,16 +361,16 @@ impl Cuda {
     }
 
     /// A product on kernels/gemm.cu's kernels (checked by the caller), with a convolution's
-    /// epilogue on the NN `*_epilogue` kernels when `epi` is given. Split-k (see gemm.cu's top):
-    /// the parts' raw sums into a workspace, then one pass adds them in order into C, through
-    /// the epilogue.
+    /// epilogue on the NN `*_epilogue` kernels when `epi` is given (its part 0 stored through
+    /// `c` from `g.c_offset`). Split-k (see gemm.cu's top): the parts' raw sums into a
+    /// workspace, then one pass adds them in order into C, through the epilogue.
     fn product(
         &self,
         g: &Gemm,
         a: &Buffer,
         b: &Buffer,
         c: &mut Buffer,
-        epi: Option<&Epilogue<'_, Buffer>>,
+        epi: Option<&KernelEpilogue>,
     ) -> Result<()> {
         if g.batch == 0 || g.m == 0 || g.n == 0 {
             return Ok(());
@@ -364,10 +388,7 @@ impl Cuda {
         };
         let (alpha, beta) = (g.alpha, g.beta);
         let splits = launch.splits as i32;
-        let relu = epi.is_some_and(|e| e.relu) as i32;
-        let block = int("block", epi.map_or(0, |e| e.block))?;
-        let bias = epi.and_then(|e| e.bias).map(|b| b.slice());
-        // A null pointer where there is no workspace (no split) or no bias.
+        // A null pointer where there is no workspace (no split).
         let null = 0u64;
         let mut w = if launch.splits > 1 { Some(self.uninit(launch.splits * g.m * g.n)?) } else { None };
         let cfg = launch.config();
@@ -379,22 +400,19 @@ impl Cuda {
             Some(w) => builder.arg(w.slice_mut()),
             None => builder.arg(&null),
         };
-        if epi.is_some() {
-            match bias {
-                Some(bias) => builder.arg(bias),
-                None => builder.arg(&null),
-            };
-            builder.arg(&relu).arg(&block);
+        if let Some(e) = epi {
+            builder.arg(e);
         }
         // SAFETY: the arguments match the kernel's parameters in order and type (the *_epilogue
-        // kernels take bias, relu and c_block after W), and the caller's checks bound every index
-        // it forms within its buffers: A, B and C hold `required_lengths`, a blocked C covers the
-        // same m * n values from c_offset (n a multiple of block), bias has m values, and W has
-        // splits * m * n.
+        // kernels take the Epilogue after W), and the caller's checks bound every index it forms
+        // within its buffers: A, B and C hold `required_lengths`, a blocked C covers the same
+        // m * n values from c_offset (n a multiple of block), and each further part of the
+        // epilogue its rows' values from its address, bias its rows; W has splits * m * n.
         let launched = unsafe { builder.launch(cfg) };
         self.launched(name, &cfg, launched)?;
         let Some(w) = w else { return Ok(()) };
         let cfg = elementwise(g.m * g.n);
+        let plain = KernelEpilogue::default();
         let mut builder = self.inner.stream.launch_builder(self.function("sgemm_split_reduce")?);
         builder
             .arg(w.slice())
@@ -405,15 +423,28 @@ impl Cuda {
             .arg(&beta)
             .arg(c.slice_mut())
             .arg(&co);
-        match bias {
-            Some(bias) => builder.arg(bias),
-            None => builder.arg(&null),
-        };
-        builder.arg(&relu).arg(&block);
+        builder.arg(epi.unwrap_or(&plain));
         // SAFETY: as above: W holds the splits * m * n partial sums, C the m * n outputs from
-        // c_offset (in the epilogue's layout), bias m values or null.
+        // c_offset (in the epilogue's layout and parts).
         let launched = unsafe { builder.launch(cfg) };
         self.launched("sgemm_split_reduce", &cfg, launched)
+    }
+
+    /// kernels/gemm.cu's `Epilogue` for one output: part 0 alone (stored through the kernel's
+    /// C), its bias's device address or null, ReLU, the block layout.
+    fn one_output(&self, m: usize, epi: &Epilogue<'_, Buffer>) -> Result<KernelEpilogue> {
+        let mut e = KernelEpilogue { parts: 1, block: int("block", epi.block)?, ..KernelEpilogue::default() };
+        e.first[1] = int("m", m)?;
+        e.bias[0] = epi.bias.map_or(0, |b| self.address(b));
+        e.relu[0] = epi.relu as i32;
+        Ok(e)
+    }
+
+    /// The device address of `b`'s first value. Only for arguments of kernels launched on this
+    /// backend's stream (stream order keeps their uses in sequence; see `new`).
+    fn address(&self, b: &Buffer) -> u64 {
+        let (address, _sync) = b.slice().device_ptr(&self.inner.stream);
+        address
     }
 
     /// The device address of the first `needed` arrival counters (kernels/arrival.cuh), for a
@@ -713,7 +744,58 @@ impl Backend for Cuda {
         if g.trans_a || g.trans_b {
             return tensor::compose_epilogue(self, g, a, b, c, epi);
         }
-        self.product(g, a, b, c, Some(epi))
+        let e = self.one_output(g.m, epi)?;
+        self.product(g, a, b, c, Some(&e))
+    }
+
+    /// Up to [`EPILOGUE_PARTS`] outputs a launch: one product over their rows, each output's
+    /// rows stored and finished by the kernel's epilogue (B read once, no pass after it).
+    fn gemm_rows_epilogue(
+        &self,
+        g: &Gemm,
+        a: &Buffer,
+        b: &Buffer,
+        outs: &mut [RowsOut<'_, Buffer>],
+    ) -> Result<()> {
+        let rows: Vec<usize> = outs.iter().map(|o| o.rows).collect();
+        checks::gemm_rows(g, &rows)?;
+        let mut first = 0;
+        for out in outs.iter() {
+            let part = Gemm { m: out.rows, a_offset: g.a_offset + first * g.k, c_offset: out.c_offset, ..*g };
+            first += out.rows;
+            let bias = out.epilogue.bias.map(|b| b.len());
+            let lens = (a.len(), b.len(), out.c.len());
+            checks::gemm_epilogue(&part, lens, bias, out.epilogue.relu, out.epilogue.block)?;
+        }
+        let block = outs[0].epilogue.block;
+        if g.trans_b || outs.iter().any(|o| o.epilogue.block != block) {
+            return tensor::compose_rows_epilogue(self, g, a, b, outs);
+        }
+        let mut first = 0;
+        for group in outs.chunks_mut(EPILOGUE_PARTS) {
+            let m: usize = group.iter().map(|o| o.rows).sum();
+            let mut e = KernelEpilogue {
+                parts: group.len() as i32,
+                block: int("block", block)?,
+                ..Default::default()
+            };
+            let mut at = 0;
+            for (i, out) in group.iter().enumerate() {
+                e.first[i] = int("rows", at)?;
+                e.bias[i] = out.epilogue.bias.map_or(0, |b| self.address(b));
+                e.relu[i] = out.epilogue.relu as i32;
+                if i > 0 {
+                    // Parts after the first are stored at their own address (offset included).
+                    e.c[i] = self.address(out.c) + 4 * out.c_offset as u64;
+                }
+                at += out.rows;
+            }
+            e.first[group.len()] = int("rows", at)?;
+            let product = Gemm { m, a_offset: g.a_offset + first * g.k, c_offset: group[0].c_offset, ..*g };
+            self.product(&product, a, b, group[0].c, Some(&e))?;
+            first += m;
+        }
+        Ok(())
     }
 
     fn im2col(

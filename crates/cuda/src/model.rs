@@ -17,8 +17,8 @@ use cudarc::driver::LaunchConfig;
 use std::sync::{Arc, Mutex};
 use tensor::cpu::CpuBuffer;
 use tensor::{
-    AdamSlot, AdamStep, Backend, ConvGeometry, ConvPlan, Cpu, Epilogue, Gemm, PoolGeometry, Result, SgdSlot,
-    SgdStep,
+    AdamSlot, AdamStep, Backend, ConvGeometry, ConvPlan, Cpu, Epilogue, Gemm, PoolGeometry, Result, RowsOut,
+    SgdSlot, SgdStep,
 };
 
 /// One launch (or copy) as the model sees it.
@@ -354,6 +354,26 @@ impl Backend for Recorder {
         }
         Cpu.gemm_epilogue(g, a, b, c, epi)?;
         self.record(epilogue_launches(g, self.multiprocessors, self.arithmetic(g)));
+        Ok(())
+    }
+    fn gemm_rows_epilogue(
+        &self,
+        g: &Gemm,
+        a: &CpuBuffer,
+        b: &CpuBuffer,
+        outs: &mut [RowsOut<'_, CpuBuffer>],
+    ) -> Result<()> {
+        let block = outs.first().map_or(0, |o| o.epilogue.block);
+        if g.trans_b || outs.iter().any(|o| o.epilogue.block != block) {
+            // As `Cuda`: one product per output, each recorded.
+            return tensor::compose_rows_epilogue(self, g, a, b, outs);
+        }
+        Cpu.gemm_rows_epilogue(g, a, b, outs)?;
+        // As `Cuda`: one product over each group of up to four outputs' rows.
+        for group in outs.chunks(crate::backend::EPILOGUE_PARTS) {
+            let m = group.iter().map(|o| o.rows).sum();
+            self.record(epilogue_launches(&Gemm { m, ..*g }, self.multiprocessors, self.arithmetic(g)));
+        }
         Ok(())
     }
     fn im2col(

@@ -23,6 +23,8 @@ const KEEP_COLUMNS_MAX: usize = 256 << 20;
 /// columns kept from the forward for the weight gradient when they fit in 1 GiB (a
 /// second unfolding is a full pass over the column matrix, about as long as a product's
 /// memory traffic; the memory is there on a GPU).
+/// Stacked outputs (Inception's 1x1 branches) are stored from the product by their epilogues
+/// (`gemm_rows_epilogue`, four outputs a launch), with no transposes or bias passes after it.
 /// Winograd is not planned: its transforms would be extra passes over memory on top of products
 /// that the FP32 kernel already spends its time on (the CPU, bound by arithmetic, gains from it).
 pub fn conv(geo: &ConvGeometry) -> ConvPlan {
@@ -33,7 +35,8 @@ pub fn conv(geo: &ConvGeometry) -> ConvPlan {
     };
     let columns = geo.n.saturating_mul(geo.col_rows()).saturating_mul(geo.col_cols());
     let keep_columns = algorithm == ConvAlgorithm::Im2col && columns <= KEEP_COLUMNS_MAX;
-    ConvPlan { algorithm, chunk_values: CHUNK_VALUES, keep_columns }
+    let fused_outputs = algorithm == ConvAlgorithm::Im2col;
+    ConvPlan { algorithm, chunk_values: CHUNK_VALUES, keep_columns, fused_outputs }
 }
 
 /// Grid-stride launch for `n` elements: 256 threads a block, at most 65,535 blocks (the kernels

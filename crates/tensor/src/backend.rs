@@ -173,6 +173,42 @@ pub fn compose_epilogue<B: Backend>(
     }
 }
 
+/// One output of [`Backend::gemm_rows_epilogue`]: the product's next `rows` rows, stored in `c`
+/// from `c_offset` as `gemm_epilogue` stores a product of `rows` rows, finished by `epilogue`
+/// (whose bias has `rows` values).
+#[derive(Debug)]
+pub struct RowsOut<'a, S> {
+    /// Rows of the product (output channels) this output takes.
+    pub rows: usize,
+    /// Where they go.
+    pub c: &'a mut S,
+    /// From this offset of `c`.
+    pub c_offset: usize,
+    /// Their bias, ReLU and layout.
+    pub epilogue: Epilogue<'a, S>,
+}
+
+/// `Backend::gemm_rows_epilogue` as one `gemm_epilogue` per output, on its rows of A: the
+/// trait's default. Checks that `g` is a single product of untransposed A (so that an
+/// output's rows of A are a contiguous slice) whose `m` rows the outputs share out exactly.
+pub fn compose_rows_epilogue<B: Backend>(
+    backend: &B,
+    g: &Gemm,
+    a: &B::Storage,
+    b: &B::Storage,
+    outs: &mut [RowsOut<'_, B::Storage>],
+) -> Result<()> {
+    let rows: Vec<usize> = outs.iter().map(|o| o.rows).collect();
+    crate::checks::gemm_rows(g, &rows)?;
+    let mut first = 0;
+    for out in outs.iter_mut() {
+        let part = Gemm { m: out.rows, a_offset: g.a_offset + first * g.k, c_offset: out.c_offset, ..*g };
+        backend.gemm_epilogue(&part, a, b, out.c, &out.epilogue)?;
+        first += out.rows;
+    }
+    Ok(())
+}
+
 /// PyTorch's SGD: `g = grad + weight_decay * p; v = momentum * v + g; p -= lr * v`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SgdStep {
@@ -315,6 +351,25 @@ pub trait Backend: Clone + Send + Sync + 'static {
         epi: &Epilogue<'_, Self::Storage>,
     ) -> Result<()> {
         compose_epilogue(self, g, a, b, c, epi)
+    }
+
+    /// One product whose rows go to several outputs, each finished by its own epilogue: rows
+    /// `[r, r + rows)` of the `m x n` product `g` go to `outs[i]` (`r` the rows of the outputs
+    /// before it), as `gemm_epilogue` would store a product of those rows alone (`g.c_offset`
+    /// is not used; each output has its own). A single product (`batch` 1) of untransposed A,
+    /// the outputs' rows adding up to `m`; each output as `gemm_epilogue` requires. The default
+    /// ([`compose_rows_epilogue`]) makes one product per output; a backend may make one for all
+    /// (the CUDA kernels: four outputs a launch), reading B once. Convolutions whose outputs
+    /// share an input (Inception's stacked 1x1 branches) call it when the backend's plan says
+    /// it fuses them ([`ConvPlan::fused_outputs`]).
+    fn gemm_rows_epilogue(
+        &self,
+        g: &Gemm,
+        a: &Self::Storage,
+        b: &Self::Storage,
+        outs: &mut [RowsOut<'_, Self::Storage>],
+    ) -> Result<()> {
+        compose_rows_epilogue(self, g, a, b, outs)
     }
 
     // ---- convolution helpers ----

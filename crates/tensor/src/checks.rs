@@ -134,6 +134,25 @@ pub fn gemm(g: &Gemm, a: usize, b: usize, c: usize) -> Result<()> {
     Ok(())
 }
 
+/// `Backend::gemm_rows_epilogue`: one product (`batch` 1) of untransposed A, so that each
+/// output's rows of A are a contiguous slice, whose `m` rows the outputs' `rows` share out
+/// exactly (at least one output).
+pub fn gemm_rows(g: &Gemm, rows: &[usize]) -> Result<()> {
+    let total: usize = rows.iter().sum();
+    if g.trans_a || g.batch != 1 || total != g.m || rows.is_empty() {
+        bail!(
+            InvalidArgument,
+            "gemm_rows_epilogue: needs one product (batch {}) of untransposed A (trans_a {}) whose {} rows the \
+             {} outputs' {total} rows share out",
+            g.batch,
+            g.trans_a,
+            g.m,
+            rows.len()
+        );
+    }
+    Ok(())
+}
+
 /// `gemm_epilogue`'s arguments: the product's (`gemm`), `beta` 0, a bias of `m` values, and
 /// the layouts every backend can compose (see `Backend::gemm_epilogue`). `lens`: A, B, C.
 pub fn gemm_epilogue(

@@ -56,7 +56,10 @@ mod shape;
 mod tensor;
 pub mod winograd;
 
-pub use backend::{compose_epilogue, AdamSlot, AdamStep, Backend, Epilogue, Gemm, SgdSlot, SgdStep};
+pub use backend::{
+    compose_epilogue, compose_rows_epilogue, AdamSlot, AdamStep, Backend, Epilogue, Gemm, RowsOut, SgdSlot,
+    SgdStep,
+};
 pub use cpu::Cpu;
 pub use error::{Error, Result};
 pub use geometry::{ConvGeometry, PoolGeometry, Window, MAX_POOL_PLANE};

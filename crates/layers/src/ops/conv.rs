@@ -11,7 +11,9 @@ use super::winograd::Winograd;
 use super::ConvGrads;
 use autograd::Var;
 use tensor::winograd::output_tile;
-use tensor::{bail, Backend, ConvAlgorithm, ConvGeometry, ConvPlan, Epilogue, Gemm, Result, Tensor, Window};
+use tensor::{
+    bail, Backend, ConvAlgorithm, ConvGeometry, ConvPlan, Epilogue, Gemm, Result, RowsOut, Tensor, Window,
+};
 
 /// Which algorithm computes a convolution ([`conv2d_with`]). All compute the same function, up
 /// to rounding; the explicit choices exist for tests and benchmarks that compare them.
@@ -37,17 +39,24 @@ enum Plan<B: Backend> {
 
 /// How `forward` and `backward` multiply: the direct products over NCHW, or im2col in chunks of
 /// at most `chunk_values` column values, the forward's columns kept for the backward or not
-/// (`ConvPlan::keep_columns`).
+/// (`ConvPlan::keep_columns`), stacked outputs stored by their epilogues or moved after the
+/// product (`ConvPlan::fused_outputs`).
 #[derive(Clone, Copy)]
 struct Unfolding {
     direct: bool,
     chunk_values: usize,
     keep_columns: bool,
+    fused_outputs: bool,
 }
 
 impl Unfolding {
     fn im2col(plan: &ConvPlan) -> Unfolding {
-        Unfolding { direct: false, chunk_values: plan.chunk_values, keep_columns: plan.keep_columns }
+        Unfolding {
+            direct: false,
+            chunk_values: plan.chunk_values,
+            keep_columns: plan.keep_columns,
+            fused_outputs: plan.fused_outputs,
+        }
     }
 }
 
@@ -89,7 +98,9 @@ impl<B: Backend> Plan<B> {
     /// The direct path, or im2col's (not asked of a Winograd plan).
     fn unfolding(&self) -> Unfolding {
         match self {
-            Plan::Direct => Unfolding { direct: true, chunk_values: 0, keep_columns: false },
+            Plan::Direct => {
+                Unfolding { direct: true, chunk_values: 0, keep_columns: false, fused_outputs: false }
+            }
             Plan::Im2col(unfolding) => *unfolding,
             Plan::Winograd(_) => unreachable!("the Winograd path does not unfold"),
         }
@@ -405,8 +416,10 @@ fn forward<B: Backend>(
     let chunk = chunk_images(geo, unfolding.chunk_values);
     let mut kept = unfolding.keep_columns.then(Vec::new);
     let mut scratch = None;
-    // Several outputs share one product, moved to each output and finished there.
-    let mut product = if outs.len() > 1 { Some(backend.uninit(chunk * total * p)?) } else { None };
+    // Several outputs share one product: stored into each by its epilogue (`fused_outputs`), or
+    // computed whole, then moved to each output and finished there.
+    let fused = outs.len() > 1 && unfolding.fused_outputs;
+    let mut product = if outs.len() > 1 && !fused { Some(backend.uninit(chunk * total * p)?) } else { None };
     for first in (0..geo.n).step_by(chunk) {
         let count = chunk.min(geo.n - first);
         // The first chunk is the largest: its buffer serves every later one when not kept.
@@ -416,7 +429,26 @@ fn forward<B: Backend>(
         };
         backend.im2col(x.storage(), geo, first, count, &mut cols)?;
         let g = Gemm::conv(false, false, total, count * p, k);
+        if fused {
+            // Each output's rows of the chunk's [O x count*P] product, stored as its NCHW slice
+            // and finished by its own bias and ReLU.
+            let mut parts = ys
+                .iter_mut()
+                .zip(outs)
+                .zip(stages)
+                .map(|((y, &o), stage)| {
+                    Ok(RowsOut {
+                        rows: o,
+                        c: y.storage_mut()?,
+                        c_offset: first * o * p,
+                        epilogue: Epilogue { block: p, ..*stage },
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            backend.gemm_rows_epilogue(&g, w.storage(), &cols, &mut parts)?;
+        }
         match product.as_mut() {
+            None if fused => {}
             // [O x count*P] = W (O x K) * cols (K x count*P), stored as [count][O][P] (NCHW)
             // with the bias and ReLU applied.
             None => {

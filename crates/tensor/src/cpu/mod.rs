@@ -124,8 +124,9 @@ impl Backend for Cpu {
                 _ => ConvAlgorithm::Im2col,
             }
         };
-        // Unfolding a chunk again costs less than holding every chunk's columns in memory.
-        ConvPlan { algorithm, chunk_values: CHUNK_VALUES, keep_columns: false }
+        // Unfolding a chunk again costs less than holding every chunk's columns in memory; the
+        // stacked outputs' moves and bias passes run from the cache.
+        ConvPlan { algorithm, chunk_values: CHUNK_VALUES, keep_columns: false, fused_outputs: false }
     }
 
     fn gemm(&self, g: &Gemm, a: &CpuBuffer, b: &CpuBuffer, c: &mut CpuBuffer) -> Result<()> {
@@ -531,7 +532,7 @@ fn tile_sides_fit(op: &str, m: usize, a: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Epilogue, Window};
+    use crate::{Epilogue, RowsOut, Window};
 
     /// `gemm_epilogue` (the composed default) against loops: a chunk's product stored as NCHW
     /// at an offset with bias and ReLU, per-item products with a bias alone, and the argument
@@ -587,6 +588,61 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("2 values for 3 rows"));
+    }
+
+    /// `gemm_rows_epilogue` (the composed default): each output's rows of one product stored at
+    /// its own offset in its own layout, with its own bias and ReLU, as `gemm_epilogue` of
+    /// those rows alone; and the outputs must share out exactly the product's rows.
+    #[test]
+    fn gemm_rows_epilogue_stores_each_output() {
+        let (m, k, n, p) = (5, 3, 8, 4);
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5 - 1.0).collect();
+        let bias = [0.5, -2.0];
+        let product = |i: usize, j: usize| (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum::<f32>();
+        let (a_buf, b_buf, bias_buf) =
+            (Cpu.from_slice(&a).unwrap(), Cpu.from_slice(&b).unwrap(), Cpu.from_slice(&bias).unwrap());
+        // Rows 0..2 blocked at offset 3 with bias and ReLU; rows 2..5 row-major, plain.
+        let (mut first, mut second) =
+            (Cpu.from_slice(&[7.0; 3 + 2 * 8]).unwrap(), Cpu.uninit(3 * 8).unwrap());
+        let g = Gemm::new(false, false, m, n, k);
+        let mut outs = [
+            RowsOut {
+                rows: 2,
+                c: &mut first,
+                c_offset: 3,
+                epilogue: Epilogue { bias: Some(&bias_buf), relu: true, block: p },
+            },
+            RowsOut {
+                rows: 3,
+                c: &mut second,
+                c_offset: 0,
+                epilogue: Epilogue { bias: None, relu: false, block: 0 },
+            },
+        ];
+        Cpu.gemm_rows_epilogue(&g, &a_buf, &b_buf, &mut outs).unwrap();
+        let mut want = vec![7.0; 3 + 2 * 8];
+        for i in 0..2 {
+            for j in 0..n {
+                want[3 + (j / p * 2 + i) * p + j % p] = (product(i, j) + bias[i]).max(0.0);
+            }
+        }
+        assert_eq!(first.to_vec(), want);
+        let rest: Vec<f32> = (0..3 * n).map(|x| product(2 + x / n, x % n)).collect();
+        assert_eq!(second.to_vec(), rest);
+        // Rows that do not add up to m, and a batch, are errors naming the counts.
+        let mut c = Cpu.uninit(2 * 8).unwrap();
+        let mut short = [RowsOut {
+            rows: 2,
+            c: &mut c,
+            c_offset: 0,
+            epilogue: Epilogue { bias: None, relu: false, block: 0 },
+        }];
+        let msg = Cpu.gemm_rows_epilogue(&g, &a_buf, &b_buf, &mut short).unwrap_err().to_string();
+        assert!(msg.contains("whose 5 rows") && msg.contains("2 rows"), "{msg}");
+        let batched = Gemm { batch: 2, b_stride: 0, c_stride: 0, ..g };
+        let msg = Cpu.gemm_rows_epilogue(&batched, &a_buf, &b_buf, &mut short).unwrap_err().to_string();
+        assert!(msg.contains("batch 2"), "{msg}");
     }
 
     /// What the CPU plans for NiN's and GoogLeNet's layers.
