@@ -12,8 +12,8 @@
 // Split-k: a product with too few tiles to fill the GPU (a small C from a long sum, summed over
 // the batch or not) is cut into `splits` contiguous parts of its sequence of (item, k slice)
 // steps; block z writes its part's raw sums to W[z] (an m x n matrix each), and
-// sgemm_split_reduce adds the parts in order 0, 1, ... and applies alpha and beta. The order is
-// fixed, so the result is the same on every run.
+// sgemm_split_reduce adds the parts (eight threads an output, in a fixed order) and applies
+// alpha and beta. The order is fixed, so the result is the same on every run.
 //
 // Epilogue: the *_epilogue kernels (NN only, a convolution's forward) also add a bias per row,
 // apply ReLU and can store C's columns in blocks (NCHW from a chunk's product), so the output
@@ -737,32 +737,58 @@ extern "C" __global__ void __launch_bounds__(TTHREADS, 2)
 }
 
 // C = alpha * (W[0] + W[1] + ... + W[splits - 1]) + beta * C over the m x n outputs of a split
-// product, the parts added in that order (deterministic), through the epilogue. beta == 0 does
-// not read C. One thread per output (W's row-major order), grid-stride; 32-bit indices when
-// they fit.
+// product, through the epilogue; beta == 0 does not read C. A block of 256 threads takes 32
+// consecutive outputs at a time: thread (x, y) of its 32 x 8 sums the parts y, y + 8, y + 16, ...
+// of output x (a warp reads 32 consecutive floats of one part), then the 8 sums are added in
+// the order y = 0, 1, ..., 7. The order is fixed, so the result is the same on every run, and a
+// product split into hundreds of parts (a 96 x 96 weight gradient summed over a batch) is added
+// by 8 threads an output, not one. Grid-stride over the groups of 32; 32-bit indices when they
+// fit.
+enum : int {
+    REDUCE_OUTPUTS = 32,  // outputs a block takes at a time (a warp's width)
+    REDUCE_GROUPS = 8,    // threads adding the parts of one output
+};
 template <typename I>
 __device__ __forceinline__ void split_reduce(const float* W, int splits, int m, int n, float alpha, float beta, float* C,
                                              const Epilogue& e)
 {
+    __shared__ float sums[REDUCE_GROUPS][REDUCE_OUTPUTS];
+    const int x = threadIdx.x % REDUCE_OUTPUTS;
+    const int y = threadIdx.x / REDUCE_OUTPUTS;
     const I mn = (I)m * n;
-    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < mn; i += (I)gridDim.x * blockDim.x) {
-        float s = W[i];
-        for (int z = 1; z < splits; ++z) {
-            s += W[(long long)z * mn + i];
+    const I groups = (mn + REDUCE_OUTPUTS - 1) / REDUCE_OUTPUTS;
+    for (I group = blockIdx.x; group < groups; group += gridDim.x) {
+        const I i = group * REDUCE_OUTPUTS + x;
+        float s = 0.0f;
+        if (i < mn && y < splits) {
+            s = W[(long long)y * mn + i];
+            for (int z = y + REDUCE_GROUPS; z < splits; z += REDUCE_GROUPS) {
+                s += W[(long long)z * mn + i];
+            }
         }
-        const int row = (int)(i / n);
-        float* p = out_at<true>(C, e, row, (int)(i - (I)row * n), n);
-        float v = alpha * s;
-        if (beta != 0.0f) {
-            v += beta * *p;
+        sums[y][x] = s;
+        __syncthreads();
+        if (y == 0 && i < mn) {
+            float t = sums[0][x];
+            for (int g = 1; g < REDUCE_GROUPS && g < splits; ++g) {
+                t += sums[g][x];
+            }
+            const int row = (int)(i / n);
+            float* p = out_at<true>(C, e, row, (int)(i - (I)row * n), n);
+            float v = alpha * t;
+            if (beta != 0.0f) {
+                v += beta * *p;
+            }
+            *p = finish<true>(v, row, e);
         }
-        *p = finish<true>(v, row, e);
+        // The sums are read before the next group overwrites them.
+        __syncthreads();
     }
 }
 
 // With a plain product's epilogue (parts = 0: the part selection falls to part 0, C itself, no
-// bias, no ReLU, unblocked) or a convolution's.
-extern "C" __global__ void sgemm_split_reduce(const float* W, int splits, int m, int n, float alpha, float beta, float* C,
+// bias, no ReLU, unblocked) or a convolution's. 256 threads a block.
+extern "C" __global__ void __launch_bounds__(REDUCE_OUTPUTS * REDUCE_GROUPS) sgemm_split_reduce(const float* W, int splits, int m, int n, float alpha, float beta, float* C,
                                               long long c_off, const Epilogue e)
 {
     if ((long long)m * n <= 0x7fffffffLL) {

@@ -1,7 +1,7 @@
 // Host-emulated checks of kernels/gemm.cu against a double-precision reference: all four
 // transpose variants, ragged m/n/k (incl. k = 0), unaligned offsets and strides (scalar path) and
 // aligned ones (float4 path), batched and summed (sum_batch) products, split-k (parts written to
-// a workspace, then sgemm_split_reduce), beta = 0 over NaN garbage, nothing written outside
+// a workspace, then sgemm_split_reduce, 8 threads an output), beta = 0 over NaN garbage, nothing written outside
 // the C matrices, and the convolution epilogue (bias per row, ReLU, C's columns stored in
 // blocks: NCHW from a chunk's product) on every path that stores C.
 #include "cuda_shim.h"
@@ -200,6 +200,9 @@ int main() {
     test(true, false, 33, 17, 100, 1, 0, 0.5f, 1.0f, 3, 1, 2, 0, 0, 0, 65535, 7);
     test(false, true, 64, 49, 37, 6, 1, 1.0f, 0.0f, 4, 4, 0, 4, 4, 0, 65535, 4);
     test(true, true, 9, 70, 20, 5, 1, 0.75f, 0.5f, 1, 2, 3, 1, 1, 0, 3, 11);
+    // Many parts (more than the reduction's 8 threads an output, not a multiple of them), the
+    // outputs not a multiple of its 32.
+    test(false, true, 20, 23, 400, 3, 1, 1.0f, 0.0f, 0, 4, 0, 0, 4, 0, 65535, 37);
     test(false, false, 5, 5, 3, 9, 1, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 9);
     // Fewer grid z-blocks than items (the backend clamps z to 65,535): each block strides over the
     // batch.

@@ -411,7 +411,7 @@ impl Cuda {
         let launched = unsafe { builder.launch(cfg) };
         self.launched(name, &cfg, launched)?;
         let Some(w) = w else { return Ok(()) };
-        let cfg = elementwise(g.m * g.n);
+        let cfg = plan::split_reduce(g.m * g.n);
         let plain = KernelEpilogue::default();
         let mut builder = self.inner.stream.launch_builder(self.function("sgemm_split_reduce")?);
         builder

@@ -199,7 +199,8 @@ pub fn gemm_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithme
         return vec![product(a_bytes + b_bytes + c_bytes)];
     }
     let w = 4 * launch.splits * mn;
-    vec![product(a_bytes + b_bytes + w), Launch::streaming("sgemm_split_reduce", mn, w + c_bytes)]
+    let reduce = Launch::kernel("sgemm_split_reduce", plan::split_reduce(mn), 0.0, (w + c_bytes) as f64);
+    vec![product(a_bytes + b_bytes + w), reduce]
 }
 
 /// The launches of a product with a convolution's epilogue (`Cuda::gemm_epilogue`, NN): those

@@ -193,6 +193,13 @@ pub fn gemm(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic) -> GemmLau
     GemmLaunch { arithmetic, grid: (tiles.0, tiles.1, z), splits: 1 }
 }
 
+/// `sgemm_split_reduce` over `outputs` values: a 256-thread block per 32 outputs (eight threads
+/// add each output's parts), at most 65,535 blocks (the kernel strides over the rest).
+pub fn split_reduce(outputs: usize) -> LaunchConfig {
+    let blocks = outputs.div_ceil(32).clamp(1, 65_535) as u32;
+    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+}
+
 /// Threads of a channel-sum block (`kernels/bias.cu`).
 pub const CHANNEL_THREADS: u32 = 256;
 
