@@ -85,10 +85,12 @@ __device__ __forceinline__ void store_pack(float* p, const Pack<V>& r)
 // block's threads walk the part's (o, i) positions t, t + 256, ... in units of V (consecutive
 // threads read consecutive values of a plane), accumulating in double in the values' order;
 // then a shared-memory tree adds the 256 partials in a fixed order. With `dz`, each value is
-// first masked by y (dz = y > 0 ? dy : 0) and written to dz.
+// first masked by y (dz = y > 0 ? dy : 0) and written to dz: at the value's own place, or with
+// `dz_rows` channel by channel (value (o, c, i) at dz[(c * outer + o) * inner + i]: the
+// [channels][outer * inner] matrix a convolution's backward products read).
 template <int V>
-__device__ __forceinline__ double channel_sum(const float* y, const float* dy, float* dz, int c, int channels, int inner,
-                                              int o_begin, int o_end, double* sums)
+__device__ __forceinline__ double channel_sum(const float* y, const float* dy, float* dz, int dz_rows, int c, int channels,
+                                              int outer, int inner, int o_begin, int o_end, double* sums)
 {
     const int t = threadIdx.x;
     const int units = inner / V;  // V divides inner here
@@ -108,7 +110,7 @@ __device__ __forceinline__ double channel_sum(const float* y, const float* dy, f
             for (int j = 0; j < V; ++j) {
                 g.v[j] = f.v[j] > 0.0f ? g.v[j] : 0.0f;
             }
-            store_pack<V>(dz + at, g);
+            store_pack<V>(dz + (dz_rows ? ((long long)c * outer + o) * inner + (long long)i * V : at), g);
         }
 #pragma unroll
         for (int j = 0; j < V; ++j) {
@@ -142,12 +144,13 @@ __device__ __forceinline__ double channel_sum(const float* y, const float* dy, f
 // (arrival.cuh: counters[c], zeroed) adds partial[c * parts + 0..parts) in that order, in double,
 // into dbias[c]. With `dz` non-null it is the backward of bias + ReLU: each value is first masked
 // by the forward output y (dz = y > 0 ? dy : 0), written to dz, and the masked value summed: one
-// pass over y and dy. Planes whose length 4 divides, in 16-byte aligned buffers, are read and
-// written a float4 at a time (NiN's and most of GoogLeNet's); the rest a float at a time. Blocks
-// stride over channels if the grid is smaller.
+// pass over y and dy; with `dz_rows`, dz is written channel by channel (see channel_sum). Planes
+// whose length 4 divides, in 16-byte aligned buffers, are read and written a float4 at a time
+// (NiN's and most of GoogLeNet's); the rest a float at a time. Blocks stride over channels if
+// the grid is smaller.
 extern "C" __global__ void __launch_bounds__(BIAS_THREADS)
-    channel_sums(const float* y, const float* dy, float* dz, float* partial, int* counters, float* dbias, int outer,
-                 int channels, int inner, int parts)
+    channel_sums(const float* y, const float* dy, float* dz, int dz_rows, float* partial, int* counters, float* dbias,
+                 int outer, int channels, int inner, int parts)
 {
     __shared__ double sums[BIAS_THREADS];
     const int part = blockIdx.y;
@@ -156,8 +159,8 @@ extern "C" __global__ void __launch_bounds__(BIAS_THREADS)
     const int o_end = min(o_begin + per, outer);
     const bool wide = inner % 4 == 0 && aligned16(y) && aligned16(dy) && aligned16(dz);
     for (int c = blockIdx.x; c < channels; c += gridDim.x) {
-        const double s = wide ? channel_sum<4>(y, dy, dz, c, channels, inner, o_begin, o_end, sums)
-                              : channel_sum<1>(y, dy, dz, c, channels, inner, o_begin, o_end, sums);
+        const double s = wide ? channel_sum<4>(y, dy, dz, dz_rows, c, channels, outer, inner, o_begin, o_end, sums)
+                              : channel_sum<1>(y, dy, dz, dz_rows, c, channels, outer, inner, o_begin, o_end, sums);
         if (parts == 1) {
             if (threadIdx.x == 0) {
                 dbias[c] = (float)s;

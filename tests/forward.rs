@@ -422,8 +422,9 @@ fn shared_1x1_on_kept_columns(rec: &::cuda::model::Recorder, xs: &[f32], ws: &[f
 /// stored by their epilogues (`Backend::gemm_rows_epilogue`, `ConvPlan::fused_outputs`): the
 /// same outputs and gradients as separate convolutions, and five outputs of a [2, 5, 6, 6]
 /// input, some with a bias, take two products (four outputs a launch) in the forward, with no
-/// bias, ReLU or transpose pass after them; the values match the CPU's, which moves and
-/// finishes each output after one product.
+/// bias, ReLU or transpose pass after them, and their masked gradients go straight into the
+/// backward products' matrix (`Backend::bias_relu_backward_rows`); the values and gradients
+/// match the CPU's, which moves and finishes each output after one product.
 #[test]
 fn stacked_outputs_are_stored_by_their_epilogues() {
     let rec = ::cuda::model::Recorder::new(132, ::cuda::Precision::Fp32);
@@ -447,14 +448,24 @@ fn stacked_outputs_are_stored_by_their_epilogues() {
         let biases: Vec<_> = outs.iter().zip(bs).map(|(&o, v)| param(b, &[o], v)).collect();
         let convs: Vec<_> = (0..outs.len()).map(|j| (&wts[j], (j % 2 == 0).then_some(&biases[j]))).collect();
         let ys = ops::conv2d_relu_shared(&x, &convs, (1, 1), (0, 0)).unwrap();
-        ys.iter().map(|y| y.value().to_vec().unwrap()).collect()
+        let mut got: Vec<Vec<f32>> = ys.iter().map(|y| y.value().to_vec().unwrap()).collect();
+        let joined = ops::concat_channels(&ys.iter().collect::<Vec<_>>()).unwrap();
+        let dy = random(&mut rng(12), joined.shape().numel());
+        joined.backward_with(tensor(b, joined.shape().dims(), &dy)).unwrap();
+        got.push(x.grad().unwrap().to_vec().unwrap());
+        got.extend(wts.iter().map(|w| w.grad().unwrap().to_vec().unwrap()));
+        got.extend(biases.iter().step_by(2).map(|b| b.grad().unwrap().to_vec().unwrap()));
+        got
     }
     let got = stacked(&rec, &outs, &xs, &ws, &bs);
     let launches = rec.take();
     let count = |kernel: &str| launches.iter().filter(|l| l.kernel == kernel).count();
     assert_eq!(count("im2col"), 1);
     assert_eq!(count("sgemm_nn_epilogue"), 2, "four outputs a launch");
-    assert_eq!((count("sgemm_nn"), count("transpose_blocks"), count("bias_relu")), (0, 0, 0));
+    assert_eq!((count("sgemm_nn"), count("bias_relu")), (0, 0));
+    // Backward: each output's masked gradient written into its rows of the products' matrix by
+    // its channel_sums pass: no transpose anywhere in the step.
+    assert_eq!((count("transpose_blocks"), count("channel_sums")), (0, outs.len()));
     for (got, want) in got.iter().zip(&stacked(&tensor::Cpu, &outs, &xs, &ws, &bs)) {
         assert_close(got, want, 1e-5);
     }

@@ -212,6 +212,39 @@ fn gemm_rows_epilogue_parts() {
     });
 }
 
+/// `bias_relu_backward_rows` on the GPU (channel_sums writing the masked gradient channel by
+/// channel, in parts and not) against the CPU's composition: the rows, the untouched rest, the
+/// bias gradient; with and without it.
+#[test]
+fn bias_relu_backward_rows_parity() {
+    with_gpu("bias_relu_backward_rows_parity", |p| {
+        let mut r = rng(44);
+        // (outer, channels, inner, row): NiN's and GoogLeNet's shapes (one part and several), an
+        // odd plane (the float-at-a-time path).
+        for &(outer, channels, inner, row) in &[(128, 96, 36, 0), (128, 16, 144, 48), (3, 5, 9, 2)] {
+            let len = outer * channels * inner;
+            let (y, gy) = p.up(&random(&mut r, len));
+            let (dy, gdy) = p.up(&random(&mut r, len));
+            let total = (row + channels + 1) * outer * inner;
+            for with_bias in [true, false] {
+                let (mut dz, mut gdz) = p.up(&random(&mut r, total));
+                let (mut db, mut gdb) = p.up(&random(&mut r, channels));
+                let cpu_db = with_bias.then_some(&mut db);
+                Cpu.bias_relu_backward_rows(&y, &dy, &mut dz, row, cpu_db, outer, channels, inner).unwrap();
+                let gpu_db = with_bias.then_some(&mut gdb);
+                p.gpu
+                    .bias_relu_backward_rows(&gy, &gdy, &mut gdz, row, gpu_db, outer, channels, inner)
+                    .unwrap();
+                let what = format!("bias_relu_backward_rows {outer}x{channels}x{inner} from row {row}");
+                close(&what, &dz, &p.down(&gdz), 0.0);
+                if with_bias {
+                    close(&what, &db, &p.down(&gdb), 1e-5);
+                }
+            }
+        }
+    });
+}
+
 #[test]
 fn im2col_and_col2im() {
     with_gpu("im2col_and_col2im", |p| {

@@ -148,15 +148,15 @@ int main() {
         for (int ch = 0; ch < c; ++ch) { double s = 0; for (int i = 0; i < o; ++i) for (int j = 0; j < in; ++j) s += dy[((size_t)i * c + ch) * in + j]; dbr[ch] = (float)s; }
         // One launch: with parts > 1 the last part of each channel adds the parts (zeroed
         // counters, left zeroed), the same bits whichever block comes last.
-        auto channel_sums_of = [&](const float* mask, const float* g, float* dz, int parts, unsigned blocks) {
+        auto channel_sums_of = [&](const float* mask, const float* g, float* dz, int parts, unsigned blocks, int rows = 0) {
             std::vector<float> partial((size_t)c * parts + 1, NAN), db(c, NAN);
             std::vector<int> counters(c + 1, 0);
-            launch(dim3{blocks, (unsigned)parts, 1}, B256, channel_sums, mask, g, dz, partial.data(), counters.data(), db.data(), o, c, in, parts);
+            launch(dim3{blocks, (unsigned)parts, 1}, B256, channel_sums, mask, g, dz, rows, partial.data(), counters.data(), db.data(), o, c, in, parts);
             for (int v : counters) if (v != 0) { ++fails; printf("FAIL channel_sums left a counter at %d\n", v); break; }
             const unsigned order = g_block_order;
             g_block_order = order + 7;
             std::vector<float> again(c, NAN);
-            launch(dim3{blocks, (unsigned)parts, 1}, B256, channel_sums, mask, g, dz, partial.data(), counters.data(), again.data(), o, c, in, parts);
+            launch(dim3{blocks, (unsigned)parts, 1}, B256, channel_sums, mask, g, dz, rows, partial.data(), counters.data(), again.data(), o, c, in, parts);
             g_block_order = order;
             if (std::memcmp(again.data(), db.data(), db.size() * 4) != 0) { ++fails; printf("FAIL channel_sums not deterministic\n"); }
             return db;
@@ -176,6 +176,14 @@ int main() {
         for (int ch = 0; ch < c; ++ch) { double s = 0; for (int i = 0; i < o; ++i) for (int j = 0; j < in; ++j) s += dzr[((size_t)i * c + ch) * in + j]; dbm[ch] = (float)s; }
         const std::vector<float> db = channel_sums_of(z.data(), dy.data(), dz.data(), 2, (unsigned)std::max(c, 1));
         same("bias_relu_backward mask", dz, dzr);
+        // The same with dz written channel by channel ([c][o][in]), in 3 parts and 1.
+        for (int parts : {3, 1}) {
+            std::vector<float> dzt(dz.size(), NAN), dztr(dz.size());
+            for (int i = 0; i < o; ++i) for (int ch = 0; ch < c; ++ch) for (int j = 0; j < in; ++j)
+                dztr[((size_t)ch * o + i) * in + j] = dzr[((size_t)i * c + ch) * in + j];
+            same("bias_relu_backward_rows bias", channel_sums_of(z.data(), dy.data(), dzt.data(), parts, (unsigned)std::max(c, 1), 1), dbm, 1e-6);
+            same("bias_relu_backward_rows mask", dzt, dztr);
+        }
         same("bias_relu_backward bias", db, dbm, 1e-6);
     }
     // global average pool

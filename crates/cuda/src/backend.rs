@@ -447,6 +447,12 @@ impl Cuda {
         address
     }
 
+    /// `address` of a buffer a kernel writes.
+    fn address_mut(&self, b: &mut Buffer) -> u64 {
+        let (address, _sync) = b.slice_mut().device_ptr_mut(&self.inner.stream);
+        address
+    }
+
     /// The device address of the first `needed` arrival counters (kernels/arrival.cuh), for a
     /// launch of `kernel`; an error if the plan asks for more than there are.
     fn counters(&self, needed: usize, kernel: &str) -> Result<u64> {
@@ -579,14 +585,15 @@ impl Cuda {
 
     /// `dbias[c]` = the sum of channel c of `dy`, in one pass and one launch (kernels/bias.cu's
     /// channel_sums: with parts, the last part of each channel adds them in order); with
-    /// `mask = Some(y)` the backward of bias + ReLU, which also writes `dz = y > 0 ? dy : 0`.
+    /// `mask = Some(y)` the backward of bias + ReLU, which also writes `dz = y > 0 ? dy : 0` at
+    /// the device address `dz.0`, channel by channel when `dz.1` (`bias_relu_backward_rows`).
     /// Arguments already checked.
     #[allow(clippy::too_many_arguments)]
     fn channel_sums(
         &self,
         mask: Option<&Buffer>,
         dy: &Buffer,
-        dz: Option<&mut Buffer>,
+        dz: Option<(u64, bool)>,
         dbias: &mut Buffer,
         outer: usize,
         channels: usize,
@@ -612,19 +619,18 @@ impl Cuda {
             None => builder.arg(&null),
         };
         builder.arg(dy.slice());
-        match dz {
-            Some(dz) => builder.arg(dz.slice_mut()),
-            None => builder.arg(&null),
-        };
+        let (dz, dz_rows) = dz.map_or((0, 0), |(address, rows)| (address, rows as i32));
+        builder.arg(&dz).arg(&dz_rows);
         match partial.as_mut() {
             Some(p) => builder.arg(p.slice_mut()),
             None => builder.arg(&null),
         };
         builder.arg(&counters).arg(dbias.slice_mut()).arg(&o).arg(&c).arg(&i).arg(&parts);
         // SAFETY: the arguments match channel_sums' parameters in order and type; the caller
-        // checked that dy (and y, dz when given) hold outer * channels * inner values and dbias
-        // `channels`; partial holds channels * parts values when there are parts, and the
-        // counters one zeroed int per channel then (null y and dz: plain sums).
+        // checked that dy (and y when given) hold outer * channels * inner values, as many from
+        // dz's address when given (in either layout), and dbias `channels`; partial holds
+        // channels * parts values when there are parts, and the counters one zeroed int per
+        // channel then (null y and dz: plain sums).
         let launched = unsafe { builder.launch(cfg) };
         self.launched("channel_sums", &cfg, launched)
     }
@@ -914,11 +920,48 @@ impl Backend for Cuda {
         match dbias {
             Some(db) => {
                 checks::bias("bias_relu_backward", len, db.len(), outer, channels, inner)?;
-                self.channel_sums(Some(y), dy, Some(dz), db, outer, channels, inner)
+                let dz = self.address_mut(dz);
+                self.channel_sums(Some(y), dy, Some((dz, false)), db, outer, channels, inner)
             }
             None => {
                 let n = int("len", len)?;
                 launch!(self, "relu_backward", elementwise(len), y.slice(), dy.slice(), dz.slice_mut(), &n)
+            }
+        }
+    }
+    fn bias_relu_backward_rows(
+        &self,
+        y: &Buffer,
+        dy: &Buffer,
+        dz: &mut Buffer,
+        row: usize,
+        dbias: Option<&mut Buffer>,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()> {
+        let op = "bias_relu_backward_rows";
+        let len = checks::extent(op, "the tensor", &[&[outer, channels, inner]])?;
+        checks::same_len(op, len, &[y.len(), dy.len()])?;
+        let end = checks::extent(op, "the rows", &[&[row, outer, inner], &[channels, outer, inner]])?;
+        if dz.len() < end {
+            return Err(Error::InvalidArgument(format!(
+                "{op}: rows {row}..{} of {outer} x {inner} values need {end} values; dz has {}",
+                row + channels,
+                dz.len()
+            )));
+        }
+        let dz = self.address_mut(dz) + 4 * (row * outer * inner) as u64;
+        match dbias {
+            Some(db) => {
+                checks::bias(op, len, db.len(), outer, channels, inner)?;
+                self.channel_sums(Some(y), dy, Some((dz, true)), db, outer, channels, inner)
+            }
+            // Without a bias gradient the sums still run (into a scratch buffer): the pass is
+            // the same one, and the mask needs no kernel of its own.
+            None => {
+                let mut scratch = self.uninit(channels)?;
+                self.channel_sums(Some(y), dy, Some((dz, true)), &mut scratch, outer, channels, inner)
             }
         }
     }

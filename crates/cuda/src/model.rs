@@ -476,6 +476,22 @@ impl Backend for Recorder {
         }
         Ok(())
     }
+    fn bias_relu_backward_rows(
+        &self,
+        y: &CpuBuffer,
+        dy: &CpuBuffer,
+        dz: &mut CpuBuffer,
+        row: usize,
+        dbias: Option<&mut CpuBuffer>,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()> {
+        Cpu.bias_relu_backward_rows(y, dy, dz, row, dbias, outer, channels, inner)?;
+        // As `Cuda`: one channel_sums launch, dz written in rows, with or without the bias.
+        self.channel_sums(outer, channels, f32s(3 * outer * channels * inner));
+        Ok(())
+    }
     fn max_pool2d_forward(
         &self,
         x: &CpuBuffer,

@@ -523,6 +523,28 @@ pub trait Backend: Clone + Send + Sync + 'static {
             None => Ok(()),
         }
     }
+    /// `bias_relu_backward` with `dz` written channel by channel into rows of a larger matrix:
+    /// value `(o, c, i)` of the masked gradient (`o < outer`, `c < channels`, `i < inner`) goes
+    /// to `dz[(row + c) * outer * inner + o * inner + i]`, the `[channels][outer * inner]`
+    /// matrix a convolution's backward products read (several outputs' at their rows), so no
+    /// transpose follows. The default: `bias_relu_backward` into a buffer of its own, then
+    /// `transpose_blocks` into place.
+    #[allow(clippy::too_many_arguments)]
+    fn bias_relu_backward_rows(
+        &self,
+        y: &Self::Storage,
+        dy: &Self::Storage,
+        dz: &mut Self::Storage,
+        row: usize,
+        dbias: Option<&mut Self::Storage>,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Result<()> {
+        let mut masked = self.uninit(self.storage_len(dy))?;
+        self.bias_relu_backward(y, dy, &mut masked, dbias, outer, channels, inner)?;
+        self.transpose_blocks(&masked, 0, outer, channels, inner, dz, row * outer * inner)
+    }
 
     // ---- pooling ----
     /// Max over each window (padded cells never win) into `y`, and into `argmax` the index

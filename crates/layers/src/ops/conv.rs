@@ -50,6 +50,11 @@ struct Unfolding {
 }
 
 impl Unfolding {
+    /// im2col in a single chunk: the backward's products read the whole batch's output
+    /// gradients as one `[O][N * P]` matrix.
+    fn one_chunk(&self, geo: &ConvGeometry) -> bool {
+        !self.direct && chunk_images(geo, self.chunk_values) >= geo.n
+    }
     fn im2col(plan: &ConvPlan) -> Unfolding {
         Unfolding {
             direct: false,
@@ -203,6 +208,32 @@ fn conv2d_impl<B: Backend>(
         &parents,
         Box::new(move |dy, needs| {
             let want_db = needs.len() > 2;
+            let gathers = !matches!(plan, Plan::Winograd(_)) && plan.unfolding().one_chunk(&geo);
+            if let (Some(y), true) = (&activated, gathers) {
+                // Through the ReLU straight into the products' [O][N * P] layout (and the bias
+                // gradient from the same pass): no transpose in `backward`.
+                let mut gathered = backend.uninit(geo.c_out * geo.n * geo.col_cols())?;
+                let mut db = if want_db { Some(Tensor::uninit(&backend, [geo.c_out])?) } else { None };
+                let db_storage = db.as_mut().map(|t| t.storage_mut()).transpose()?;
+                let (n, c, p) = (geo.n, geo.c_out, geo.col_cols());
+                backend.bias_relu_backward_rows(
+                    y.storage(),
+                    dy.storage(),
+                    &mut gathered,
+                    0,
+                    db_storage,
+                    n,
+                    c,
+                    p,
+                )?;
+                let grads = OutGrads::Gathered(&gathered);
+                let unfolding = plan.unfolding();
+                let (dx, dw) =
+                    backward(&xv, &wv, grads, &[c], &geo, unfolding, columns.as_deref(), needs[0], needs[1])?;
+                let mut grads = vec![dx, dw];
+                grads.extend(want_db.then_some(db));
+                return Ok(grads);
+            }
             // Through the ReLU first: dz = dy where the output is positive (and the bias
             // gradient from the same pass).
             let (masked, mut db) = match &activated {
@@ -220,7 +251,7 @@ fn conv2d_impl<B: Backend>(
                 _ => backward(
                     &xv,
                     &wv,
-                    std::slice::from_ref(dy),
+                    OutGrads::PerOutput(std::slice::from_ref(dy)),
                     &[geo.c_out],
                     &geo,
                     plan.unfolding(),
@@ -331,24 +362,66 @@ pub fn conv2d_relu_shared<B: Backend>(
         Box::new(move |dys, needs| {
             let mut dzs = Vec::with_capacity(dys.len());
             let mut grads: Vec<Option<Tensor<B>>> = vec![None; needs.len()];
-            for ((y, dy), &(_, bias_slot)) in activated.iter().zip(dys).zip(&slots) {
+            // With one chunk, every output's masked gradient goes straight to its rows of the
+            // products' [O][N * P] matrix: no transposes in `backward`.
+            let (n, p) = (geo.n, geo.col_cols());
+            let mut gathered =
+                if unfolding.one_chunk(&geo) { Some(backend.uninit(total * n * p)?) } else { None };
+            for (((y, dy), &(_, bias_slot)), at) in
+                activated.iter().zip(dys).zip(&slots).zip(row_offsets(&outs))
+            {
                 let want_db = bias_slot.is_some_and(|s| needs[s]);
-                let (dz, db) = match dy {
-                    Some(dy) => through_relu(y, dy, want_db)?,
-                    // No gradient reached this output: it contributes nothing.
-                    None => (
-                        y.zeros_like()?,
-                        if want_db { Some(Tensor::zeros(&backend, [y.dims()[1]])?) } else { None },
-                    ),
+                let mut db = if want_db { Some(Tensor::uninit(&backend, [y.dims()[1]])?) } else { None };
+                // No gradient reached this output: it contributes nothing.
+                let zeros;
+                let dy = match dy {
+                    Some(dy) => dy,
+                    None => {
+                        zeros = y.zeros_like()?;
+                        &zeros
+                    }
                 };
-                dzs.push(dz);
+                match gathered.as_mut() {
+                    Some(gathered) => {
+                        let db_storage = db.as_mut().map(|t| t.storage_mut()).transpose()?;
+                        let c = y.dims()[1];
+                        backend.bias_relu_backward_rows(
+                            y.storage(),
+                            dy.storage(),
+                            gathered,
+                            at,
+                            db_storage,
+                            n,
+                            c,
+                            p,
+                        )?;
+                    }
+                    None => {
+                        let (dz, masked_db) = through_relu(y, dy, want_db)?;
+                        dzs.push(dz);
+                        db = masked_db;
+                    }
+                }
                 if let Some(s) = bias_slot {
                     grads[s] = db;
                 }
             }
             let want_dw = slots.iter().any(|&(s, _)| needs[s]);
-            let (dx, dw) =
-                backward(&xv, &stacked, &dzs, &outs, &geo, unfolding, columns.as_deref(), needs[0], want_dw)?;
+            let grads_in = match gathered.as_ref() {
+                Some(gathered) => OutGrads::Gathered(gathered),
+                None => OutGrads::PerOutput(&dzs),
+            };
+            let (dx, dw) = backward(
+                &xv,
+                &stacked,
+                grads_in,
+                &outs,
+                &geo,
+                unfolding,
+                columns.as_deref(),
+                needs[0],
+                want_dw,
+            )?;
             grads[0] = dx;
             if let Some(dw) = dw {
                 let parts: Vec<_> = slots
@@ -484,6 +557,14 @@ fn forward<B: Backend>(
     Ok((ys, kept))
 }
 
+/// The output gradients `backward` multiplies: one NCHW tensor per output, gathered chunk by
+/// chunk into the products' `[O][count * P]` layout, or (im2col in one chunk) already gathered
+/// for the whole batch (`Backend::bias_relu_backward_rows`).
+enum OutGrads<'a, B: Backend> {
+    PerOutput(&'a [Tensor<B>]),
+    Gathered(&'a B::Storage),
+}
+
 /// Gradients of the input and of the stacked weight (as `forward`), each only if wanted, from
 /// every output's gradient; a chunk's gathered output gradients serve both. `columns`: the
 /// forward's column matrices, one per chunk (`keep_columns`), or None to unfold again.
@@ -491,7 +572,7 @@ fn forward<B: Backend>(
 fn backward<B: Backend>(
     x: &Tensor<B>,
     w: &Tensor<B>,
-    dys: &[Tensor<B>],
+    grads: OutGrads<'_, B>,
     outs: &[usize],
     geo: &ConvGeometry,
     unfolding: Unfolding,
@@ -506,6 +587,9 @@ fn backward<B: Backend>(
         if want_dx { Some(Tensor::uninit(&backend, [geo.n, geo.c_in, geo.h, geo.w])?) } else { None };
     let mut dw = if want_dw { Some(Tensor::uninit(&backend, [total, geo.c_in, kh, kw])?) } else { None };
     if unfolding.direct {
+        let OutGrads::PerOutput(dys) = grads else {
+            bail!(InvalidArgument, "conv2d backward: the direct path takes each output's gradient")
+        };
         for (i, ((dy, &o), at)) in dys.iter().zip(outs).zip(row_offsets(outs)).enumerate() {
             if let Some(dx) = dx.as_mut() {
                 // dx_i (C x P) (+)= W^T (C x O) * dy_i (O x P), summed over the outputs
@@ -547,21 +631,35 @@ fn backward<B: Backend>(
     }
     // Unfolded columns (without kept ones) and the input gradient's columns.
     let mut cols = if columns.is_none() || want_dx { Some(backend.uninit(chunk * k * p)?) } else { None };
-    let mut dy_chunk = backend.uninit(chunk * total * p)?;
+    let mut dy_chunk = match grads {
+        OutGrads::PerOutput(_) => Some(backend.uninit(chunk * total * p)?),
+        OutGrads::Gathered(_) if chunks == 1 => None,
+        OutGrads::Gathered(_) => bail!(
+            InvalidArgument,
+            "conv2d backward: gradients gathered for the whole batch, but the plan takes {chunks} chunks"
+        ),
+    };
     for (index, first) in (0..geo.n).step_by(chunk).enumerate() {
         let count = chunk.min(geo.n - first);
         // The outputs' gradients for the chunk as one [O x count*P] matrix.
-        for ((dy, &o), at) in dys.iter().zip(outs).zip(row_offsets(outs)) {
-            backend.transpose_blocks(
-                dy.storage(),
-                first * o * p,
-                count,
-                o,
-                p,
-                &mut dy_chunk,
-                at * count * p,
-            )?;
-        }
+        let dy_chunk: &B::Storage = match (&grads, dy_chunk.as_mut()) {
+            (OutGrads::Gathered(gathered), _) => gathered,
+            (OutGrads::PerOutput(dys), Some(dy_chunk)) => {
+                for ((dy, &o), at) in dys.iter().zip(outs).zip(row_offsets(outs)) {
+                    backend.transpose_blocks(
+                        dy.storage(),
+                        first * o * p,
+                        count,
+                        o,
+                        p,
+                        dy_chunk,
+                        at * count * p,
+                    )?;
+                }
+                dy_chunk
+            }
+            (OutGrads::PerOutput(_), None) => unreachable!("allocated for per-output gradients"),
+        };
         if let Some(dw) = dw.as_mut() {
             // dW (O x K) += dy (O x count*P) * cols^T (count*P x K)
             let chunk_cols = match (columns, cols.as_mut()) {
@@ -576,11 +674,11 @@ fn backward<B: Backend>(
                 beta: if first == 0 { 0.0 } else { 1.0 },
                 ..Gemm::conv(false, true, total, k, count * p)
             };
-            backend.gemm(&g, &dy_chunk, chunk_cols, dw.storage_mut()?)?;
+            backend.gemm(&g, dy_chunk, chunk_cols, dw.storage_mut()?)?;
         }
         if let (Some(dx), Some(cols)) = (dx.as_mut(), cols.as_mut()) {
             // dcols (K x count*P) = W^T (K x O) * dy (O x count*P), folded back into images.
-            backend.gemm(&Gemm::conv(true, false, k, count * p, total), w.storage(), &dy_chunk, cols)?;
+            backend.gemm(&Gemm::conv(true, false, k, count * p, total), w.storage(), dy_chunk, cols)?;
             backend.col2im(cols, geo, first, count, dx.storage_mut()?)?;
         }
     }

@@ -645,6 +645,39 @@ mod tests {
         assert!(msg.contains("batch 2"), "{msg}");
     }
 
+    /// `bias_relu_backward_rows` (the composed default): the masked gradient written channel by
+    /// channel from a row of a larger matrix, the rest of it untouched, the bias gradient as
+    /// `bias_relu_backward`'s; a matrix too short for the rows is an error.
+    #[test]
+    fn bias_relu_backward_rows_writes_channel_rows() {
+        let (outer, channels, inner, row) = (2, 3, 4, 1);
+        let len = outer * channels * inner;
+        let y: Vec<f32> = (0..len).map(|i| if i % 3 == 0 { 0.0 } else { i as f32 }).collect();
+        let dy: Vec<f32> = (0..len).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let (yb, dyb) = (Cpu.from_slice(&y).unwrap(), Cpu.from_slice(&dy).unwrap());
+        let mut dz = Cpu.from_slice(&vec![9.0; (row + channels + 1) * outer * inner]).unwrap();
+        let mut db = Cpu.uninit(channels).unwrap();
+        Cpu.bias_relu_backward_rows(&yb, &dyb, &mut dz, row, Some(&mut db), outer, channels, inner).unwrap();
+        let mut want = vec![9.0; (row + channels + 1) * outer * inner];
+        let mut want_db = vec![0.0; channels];
+        for o in 0..outer {
+            for c in 0..channels {
+                for i in 0..inner {
+                    let at = (o * channels + c) * inner + i;
+                    let v = if y[at] > 0.0 { dy[at] } else { 0.0 };
+                    want[((row + c) * outer + o) * inner + i] = v;
+                    want_db[c] += v;
+                }
+            }
+        }
+        assert_eq!(dz.to_vec(), want);
+        assert_eq!(db.to_vec(), want_db);
+        let mut short = Cpu.uninit((row + channels) * outer * inner - 1).unwrap();
+        assert!(Cpu
+            .bias_relu_backward_rows(&yb, &dyb, &mut short, row, None, outer, channels, inner)
+            .is_err());
+    }
+
     /// What the CPU plans for NiN's and GoogLeNet's layers.
     #[test]
     fn conv_plans() {
