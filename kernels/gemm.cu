@@ -15,7 +15,8 @@
 // sgemm_split_reduce adds the parts (eight threads an output, in a fixed order) and applies
 // alpha and beta. The order is fixed, so the result is the same on every run.
 //
-// Epilogue: the *_epilogue kernels (NN only, a convolution's forward) also add a bias per row,
+// Epilogue: the *_epilogue kernels (NN: a convolution's forward; TN: a 1x1 convolution's input
+// gradient) also add a bias per row,
 // apply ReLU and can store C's columns in blocks (NCHW from a chunk's product), so the output
 // is written once, finished (see Epilogue below). With split-k the reduction applies it.
 //
@@ -680,7 +681,8 @@ __device__ __forceinline__ void gemm(int m, int n, int k, float alpha, const flo
 
 // Thin entry points, one per transpose combination: first letter A, second B ('t' = transposed).
 // W is only read with splits > 1 (then it holds splits * m * n values). The *_epilogue entries
-// (the NN layout only: a convolution's forward products) take the Epilogue as well (by value:
+// (NN and TN: a convolution's forward products, a 1x1 convolution's input gradient) take the
+// Epilogue as well (by value:
 // it lives in the launch's parameter space); the plain ones store C row-major.
 #define SGEMM_ENTRY(NAME, TA, TB)                                                                                          \
     extern "C" __global__ void __launch_bounds__(THREADS)                                                                  \
@@ -698,14 +700,20 @@ SGEMM_ENTRY(sgemm_nt, false, true)
 SGEMM_ENTRY(sgemm_tn, true, false)
 SGEMM_ENTRY(sgemm_tt, true, true)
 
-extern "C" __global__ void __launch_bounds__(THREADS)
-    sgemm_nn_epilogue(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride, const float* B,
-                      long long b_off, long long b_stride, float beta, float* C, long long c_off, long long c_stride, int batch,
-                      int sum_batch, int splits, float* W, const Epilogue e)
-{
-    gemm<false, false, false, true>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride, batch,
-                                    sum_batch, splits, W, e, nullptr);
-}
+#define SGEMM_EPILOGUE_ENTRY(NAME, TA)                                                                                     \
+    extern "C" __global__ void __launch_bounds__(THREADS)                                                                  \
+        NAME(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride, const float* B,       \
+             long long b_off, long long b_stride, float beta, float* C, long long c_off, long long c_stride, int batch,    \
+             int sum_batch, int splits, float* W, const Epilogue e)                                                        \
+    {                                                                                                                      \
+        gemm<TA, false, false, true>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride,     \
+                                     batch, sum_batch, splits, W, e, nullptr);                                             \
+    }
+
+// A convolution's forward (NN) and a 1x1 convolution's input gradient (TN: W^T dy, stored as
+// NCHW in blocks).
+SGEMM_EPILOGUE_ENTRY(sgemm_nn_epilogue, false)
+SGEMM_EPILOGUE_ENTRY(sgemm_tn_epilogue, true)
 
 // The TF32 entry points, same arguments; launched with TGEMM_SHARED_BYTES of dynamic shared
 // memory. Two blocks fit an SM's shared memory, so registers are budgeted for two.
@@ -726,15 +734,19 @@ TGEMM_ENTRY(tgemm_nt, false, true)
 TGEMM_ENTRY(tgemm_tn, true, false)
 TGEMM_ENTRY(tgemm_tt, true, true)
 
-extern "C" __global__ void __launch_bounds__(TTHREADS, 2)
-    tgemm_nn_epilogue(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride, const float* B,
-                      long long b_off, long long b_stride, float beta, float* C, long long c_off, long long c_stride, int batch,
-                      int sum_batch, int splits, float* W, const Epilogue e)
-{
-    DYNAMIC_SHARED(smem);
-    gemm<false, false, true, true>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride, batch,
-                                   sum_batch, splits, W, e, smem);
-}
+#define TGEMM_EPILOGUE_ENTRY(NAME, TA)                                                                                     \
+    extern "C" __global__ void __launch_bounds__(TTHREADS, 2)                                                              \
+        NAME(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride, const float* B,       \
+             long long b_off, long long b_stride, float beta, float* C, long long c_off, long long c_stride, int batch,    \
+             int sum_batch, int splits, float* W, const Epilogue e)                                                        \
+    {                                                                                                                      \
+        DYNAMIC_SHARED(smem);                                                                                              \
+        gemm<TA, false, true, true>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride,      \
+                                    batch, sum_batch, splits, W, e, smem);                                                 \
+    }
+
+TGEMM_EPILOGUE_ENTRY(tgemm_nn_epilogue, false)
+TGEMM_EPILOGUE_ENTRY(tgemm_tn_epilogue, true)
 
 // C = alpha * (W[0] + W[1] + ... + W[splits - 1]) + beta * C over the m x n outputs of a split
 // product, through the epilogue; beta == 0 does not read C. A block of 256 threads takes 32

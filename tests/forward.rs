@@ -419,12 +419,13 @@ fn shared_1x1_on_kept_columns(rec: &::cuda::model::Recorder, xs: &[f32], ws: &[f
 }
 
 /// On the GPU's plans (the cost model's recorder: the CPU's arithmetic) the stacked outputs are
-/// stored by their epilogues (`Backend::gemm_rows_epilogue`, `ConvPlan::fused_outputs`): the
+/// stored by their epilogues (`Backend::gemm_rows_epilogue`, `ConvPlan::epilogue_stores`): the
 /// same outputs and gradients as separate convolutions, and five outputs of a [2, 5, 6, 6]
 /// input, some with a bias, take two products (four outputs a launch) in the forward, with no
 /// bias, ReLU or transpose pass after them, and their masked gradients go straight into the
-/// backward products' matrix (`Backend::bias_relu_backward_rows`); the values and gradients
-/// match the CPU's, which moves and finishes each output after one product.
+/// backward products' matrix (`Backend::bias_relu_backward_rows`), and the input gradient is
+/// stored by its product (no col2im); the values and gradients match the CPU's, which moves
+/// and finishes each output after one product.
 #[test]
 fn stacked_outputs_are_stored_by_their_epilogues() {
     let rec = ::cuda::model::Recorder::new(132, ::cuda::Precision::Fp32);
@@ -466,6 +467,8 @@ fn stacked_outputs_are_stored_by_their_epilogues() {
     // Backward: each output's masked gradient written into its rows of the products' matrix by
     // its channel_sums pass: no transpose anywhere in the step.
     assert_eq!((count("transpose_blocks"), count("channel_sums")), (0, outs.len()));
+    // The input gradient of the stacked 1x1 convolutions stored as NCHW by its product.
+    assert_eq!((count("sgemm_tn_epilogue"), count("col2im")), (1, 0));
     for (got, want) in got.iter().zip(&stacked(&tensor::Cpu, &outs, &xs, &ws, &bs)) {
         assert_close(got, want, 1e-5);
     }

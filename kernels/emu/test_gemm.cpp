@@ -37,10 +37,10 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
     dim3 grid{(unsigned)((n + tile - 1) / tile), (unsigned)((m + tile - 1) / tile), z};
     auto plain = tensor ? (ta ? (tb ? tgemm_tt : tgemm_tn) : (tb ? tgemm_nt : tgemm_nn))
                         : (ta ? (tb ? sgemm_tt : sgemm_tn) : (tb ? sgemm_nt : sgemm_nn));
-    // A test with an epilogue runs the NN *_epilogue kernel (the only layout that has one).
+    // A test with an epilogue runs the NN or TN *_epilogue kernel (the layouts that have one).
     const bool with_epi = epi.bias || epi.relu || epi.block;
-    if (with_epi && (ta || tb)) { ++fails; printf("FAIL: the epilogue kernels are NN only\n"); return; }
-    auto epi_kern = tensor ? tgemm_nn_epilogue : sgemm_nn_epilogue;
+    if (with_epi && tb) { ++fails; printf("FAIL: the epilogue kernels are NN and TN only\n"); return; }
+    auto epi_kern = tensor ? (ta ? tgemm_tn_epilogue : tgemm_nn_epilogue) : (ta ? sgemm_tn_epilogue : sgemm_nn_epilogue);
     // One output: part 0, through the kernel's C.
     Epilogue e = {};
     if (with_epi) {
@@ -221,6 +221,13 @@ int main() {
     }
     test(false, false, 8, 8, 0, 1, 0, 1.0f, 0.5f, 0, 0, 0, 0, 0, 0, 65535, 1, true);
     test(false, true, 12, 20, 36, 5, 1, 1.0f, 0.0f, 1, 2, 3, 1, 1, 0, 2, 4, true);
+    // The TN epilogue (a 1x1 convolution's input gradient W^T dy stored as NCHW): blocks of
+    // P = 36 (float4 stores) and 9 (scalar), through split-k, with a bias and ReLU too.
+    for (int tensor = 0; tensor < 2; ++tensor) {
+        test(true, false, 40, 3 * 36, 24, 1, 0, 1.0f, 0.0f, 0, 0, 4 * 36, 0, 0, 0, 65535, 1, tensor, {false, 0, 36});
+        test(true, false, 70, 2 * 9, 33, 1, 0, 1.0f, 0.0f, 3, 1, 9, 0, 0, 0, 65535, 1, tensor, {true, 1, 9});
+        test(true, false, 20, 4 * 9, 300, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 4, tensor, {false, 0, 9});
+    }
     // Several outputs from one product: 2 to 4 parts, block layouts with float4 stores (P = 12)
     // and scalar ones (P = 9), row-major, parts that share a tile, through split-k.
     for (int tensor = 0; tensor < 2; ++tensor) {

@@ -383,7 +383,7 @@ impl Cuda {
             if g.tf32 && self.uses_tensor_cores() { plan::Arithmetic::Tf32 } else { plan::Arithmetic::Fp32 };
         let launch = plan::gemm(g, self.inner.multiprocessors, arithmetic);
         let name = match epi {
-            Some(_) => plan::gemm_epilogue_kernel(arithmetic),
+            Some(_) => plan::gemm_epilogue_kernel(arithmetic, g.trans_a),
             None => plan::gemm_kernel(g, arithmetic),
         };
         let (alpha, beta) = (g.alpha, g.beta);
@@ -747,7 +747,7 @@ impl Backend for Cuda {
     ) -> Result<()> {
         let bias = epi.bias.map(|b| b.len());
         checks::gemm_epilogue(g, (a.len(), b.len(), c.len()), bias, epi.relu, epi.block)?;
-        if g.trans_a || g.trans_b {
+        if g.trans_b {
             return tensor::compose_epilogue(self, g, a, b, c, epi);
         }
         let e = self.one_output(g.m, epi)?;

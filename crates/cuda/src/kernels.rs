@@ -11,8 +11,8 @@ pub(crate) struct Module {
 }
 
 /// The TF32 tensor-core kernels (dynamic shared memory past 48 KiB: the backend opts them in).
-pub(crate) const TENSOR_KERNELS: [&str; 5] =
-    ["tgemm_nn", "tgemm_nt", "tgemm_tn", "tgemm_tt", "tgemm_nn_epilogue"];
+pub(crate) const TENSOR_KERNELS: [&str; 6] =
+    ["tgemm_nn", "tgemm_nt", "tgemm_tn", "tgemm_tt", "tgemm_nn_epilogue", "tgemm_tn_epilogue"];
 
 /// The compute capability the cubins are assembled for.
 pub(crate) const CUBIN_CAPABILITY: (i32, i32) = (9, 0);
@@ -41,7 +41,9 @@ pub(crate) const MODULES: &[Module] = &[
             "tgemm_tn",
             "tgemm_tt",
             "sgemm_nn_epilogue",
+            "sgemm_tn_epilogue",
             "tgemm_nn_epilogue",
+            "tgemm_tn_epilogue",
             "sgemm_split_reduce"
         ]
     ),

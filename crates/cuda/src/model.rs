@@ -203,13 +203,13 @@ pub fn gemm_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithme
     vec![product(a_bytes + b_bytes + w), reduce]
 }
 
-/// The launches of a product with a convolution's epilogue (`Cuda::gemm_epilogue`, NN): those
+/// The launches of a product with a convolution's epilogue (`Cuda::gemm_epilogue`, NN or TN): those
 /// of the product, on the `*_epilogue` kernel, which also reads the bias; bias, ReLU and layout
 /// cost no pass of their own.
 pub fn epilogue_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithmetic) -> Vec<Launch> {
     let mut launches = gemm_launches(g, multiprocessors, arithmetic);
     if let Some(product) = launches.first_mut() {
-        product.kernel = plan::gemm_epilogue_kernel(arithmetic);
+        product.kernel = plan::gemm_epilogue_kernel(arithmetic, g.trans_a);
         product.bytes += f32s(g.m) as f64;
     }
     launches
@@ -349,7 +349,7 @@ impl Backend for Recorder {
         c: &mut CpuBuffer,
         epi: &Epilogue<'_, CpuBuffer>,
     ) -> Result<()> {
-        if g.trans_a || g.trans_b {
+        if g.trans_b {
             // As `Cuda`: composed of the other kernels, each recorded.
             return tensor::compose_epilogue(self, g, a, b, c, epi);
         }

@@ -24,7 +24,8 @@ const KEEP_COLUMNS_MAX: usize = 256 << 20;
 /// second unfolding is a full pass over the column matrix, about as long as a product's
 /// memory traffic; the memory is there on a GPU).
 /// Stacked outputs (Inception's 1x1 branches) are stored from the product by their epilogues
-/// (`gemm_rows_epilogue`, four outputs a launch), with no transposes or bias passes after it.
+/// (`gemm_rows_epilogue`, four outputs a launch), with no transposes or bias passes after it,
+/// and a 1x1 convolution's input gradient by its product (the TN epilogue kernel, no col2im).
 /// Winograd is not planned: its transforms would be extra passes over memory on top of products
 /// that the FP32 kernel already spends its time on (the CPU, bound by arithmetic, gains from it).
 pub fn conv(geo: &ConvGeometry) -> ConvPlan {
@@ -35,8 +36,8 @@ pub fn conv(geo: &ConvGeometry) -> ConvPlan {
     };
     let columns = geo.n.saturating_mul(geo.col_rows()).saturating_mul(geo.col_cols());
     let keep_columns = algorithm == ConvAlgorithm::Im2col && columns <= KEEP_COLUMNS_MAX;
-    let fused_outputs = algorithm == ConvAlgorithm::Im2col;
-    ConvPlan { algorithm, chunk_values: CHUNK_VALUES, keep_columns, fused_outputs }
+    let epilogue_stores = algorithm == ConvAlgorithm::Im2col;
+    ConvPlan { algorithm, chunk_values: CHUNK_VALUES, keep_columns, epilogue_stores }
 }
 
 /// Grid-stride launch for `n` elements: 256 threads a block, at most 65,535 blocks (the kernels
@@ -158,12 +159,15 @@ pub fn gemm_kernel(g: &Gemm, arithmetic: Arithmetic) -> &'static str {
     }
 }
 
-/// The kernel of a product with a convolution's epilogue (`Backend::gemm_epilogue`): the NN
-/// layout's, the only one built with it (a convolution's forward products are NN).
-pub fn gemm_epilogue_kernel(arithmetic: Arithmetic) -> &'static str {
-    match arithmetic {
-        Arithmetic::Fp32 => "sgemm_nn_epilogue",
-        Arithmetic::Tf32 => "tgemm_nn_epilogue",
+/// The kernel of a product with a convolution's epilogue (`Backend::gemm_epilogue`): NN (a
+/// convolution's forward) or TN (a 1x1 convolution's input gradient, `W^T dy` stored as NCHW),
+/// the layouts built with it.
+pub fn gemm_epilogue_kernel(arithmetic: Arithmetic, trans_a: bool) -> &'static str {
+    match (arithmetic, trans_a) {
+        (Arithmetic::Fp32, false) => "sgemm_nn_epilogue",
+        (Arithmetic::Fp32, true) => "sgemm_tn_epilogue",
+        (Arithmetic::Tf32, false) => "tgemm_nn_epilogue",
+        (Arithmetic::Tf32, true) => "tgemm_tn_epilogue",
     }
 }
 

@@ -361,7 +361,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// ([`compose_rows_epilogue`]) makes one product per output; a backend may make one for all
     /// (the CUDA kernels: four outputs a launch), reading B once. Convolutions whose outputs
     /// share an input (Inception's stacked 1x1 branches) call it when the backend's plan says
-    /// it fuses them ([`ConvPlan::fused_outputs`]).
+    /// it fuses them ([`ConvPlan::epilogue_stores`]).
     fn gemm_rows_epilogue(
         &self,
         g: &Gemm,

@@ -30,10 +30,11 @@ pub struct ConvPlan {
     /// memory for a pass over it: a GPU with memory to spare takes it, a CPU (whose chunks are
     /// sized to stay in its cache) does not.
     pub keep_columns: bool,
-    /// im2col only: a convolution whose weights stack several outputs' (Inception's 1x1
-    /// branches) stores each chunk's product straight into every output, finished by its bias
-    /// and ReLU ([`crate::Backend::gemm_rows_epilogue`]), instead of computing it whole and then
-    /// moving and finishing each output's rows in passes of their own. For backends whose
-    /// `gemm_rows_epilogue` makes one product of it (a GPU); a CPU's passes run from its cache.
-    pub fused_outputs: bool,
+    /// im2col only: the products' epilogues store what a convolution's im2col path would move
+    /// in passes of their own. A convolution whose weights stack several outputs' (Inception's
+    /// 1x1 branches) stores each chunk's product straight into every output, finished by its
+    /// bias and ReLU ([`crate::Backend::gemm_rows_epilogue`]), and a 1x1 convolution's input
+    /// gradient is stored as NCHW by its product (`gemm_epilogue`, no `col2im`). For backends
+    /// whose epilogues make one product of it (a GPU); a CPU's passes run from its cache.
+    pub epilogue_stores: bool,
 }

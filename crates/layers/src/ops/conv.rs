@@ -39,14 +39,14 @@ enum Plan<B: Backend> {
 
 /// How `forward` and `backward` multiply: the direct products over NCHW, or im2col in chunks of
 /// at most `chunk_values` column values, the forward's columns kept for the backward or not
-/// (`ConvPlan::keep_columns`), stacked outputs stored by their epilogues or moved after the
-/// product (`ConvPlan::fused_outputs`).
+/// (`ConvPlan::keep_columns`), stacked outputs and a 1x1 convolution's input gradient stored
+/// by the products' epilogues or moved after them (`ConvPlan::epilogue_stores`).
 #[derive(Clone, Copy)]
 struct Unfolding {
     direct: bool,
     chunk_values: usize,
     keep_columns: bool,
-    fused_outputs: bool,
+    epilogue_stores: bool,
 }
 
 impl Unfolding {
@@ -60,7 +60,7 @@ impl Unfolding {
             direct: false,
             chunk_values: plan.chunk_values,
             keep_columns: plan.keep_columns,
-            fused_outputs: plan.fused_outputs,
+            epilogue_stores: plan.epilogue_stores,
         }
     }
 }
@@ -104,7 +104,7 @@ impl<B: Backend> Plan<B> {
     fn unfolding(&self) -> Unfolding {
         match self {
             Plan::Direct => {
-                Unfolding { direct: true, chunk_values: 0, keep_columns: false, fused_outputs: false }
+                Unfolding { direct: true, chunk_values: 0, keep_columns: false, epilogue_stores: false }
             }
             Plan::Im2col(unfolding) => *unfolding,
             Plan::Winograd(_) => unreachable!("the Winograd path does not unfold"),
@@ -489,9 +489,9 @@ fn forward<B: Backend>(
     let chunk = chunk_images(geo, unfolding.chunk_values);
     let mut kept = unfolding.keep_columns.then(Vec::new);
     let mut scratch = None;
-    // Several outputs share one product: stored into each by its epilogue (`fused_outputs`), or
+    // Several outputs share one product: stored into each by its epilogue (`epilogue_stores`), or
     // computed whole, then moved to each output and finished there.
-    let fused = outs.len() > 1 && unfolding.fused_outputs;
+    let fused = outs.len() > 1 && unfolding.epilogue_stores;
     let mut product = if outs.len() > 1 && !fused { Some(backend.uninit(chunk * total * p)?) } else { None };
     for first in (0..geo.n).step_by(chunk) {
         let count = chunk.min(geo.n - first);
@@ -677,9 +677,17 @@ fn backward<B: Backend>(
             backend.gemm(&g, dy_chunk, chunk_cols, dw.storage_mut()?)?;
         }
         if let (Some(dx), Some(cols)) = (dx.as_mut(), cols.as_mut()) {
-            // dcols (K x count*P) = W^T (K x O) * dy (O x count*P), folded back into images.
-            backend.gemm(&Gemm::conv(true, false, k, count * p, total), w.storage(), dy_chunk, cols)?;
-            backend.col2im(cols, geo, first, count, dx.storage_mut()?)?;
+            // dcols (K x count*P) = W^T (K x O) * dy (O x count*P), folded back into images;
+            // a 1x1 kernel's columns are the images' channels, stored as NCHW by the product.
+            let g = Gemm::conv(true, false, k, count * p, total);
+            if unfolding.epilogue_stores && geo.is_pointwise() {
+                let store = Epilogue { bias: None, relu: false, block: p };
+                let g = Gemm { c_offset: first * k * p, ..g };
+                backend.gemm_epilogue(&g, w.storage(), dy_chunk, dx.storage_mut()?, &store)?;
+            } else {
+                backend.gemm(&g, w.storage(), dy_chunk, cols)?;
+                backend.col2im(cols, geo, first, count, dx.storage_mut()?)?;
+            }
         }
     }
     Ok((dx, dw))
