@@ -754,7 +754,7 @@ impl Backend for Cuda {
         self.product(g, a, b, c, Some(&e))
     }
 
-    /// Up to [`EPILOGUE_PARTS`] outputs a launch: one product over their rows, each output's
+    /// Up to four outputs a launch (`EPILOGUE_PARTS`): one product over their rows, each output's
     /// rows stored and finished by the kernel's epilogue (B read once, no pass after it).
     fn gemm_rows_epilogue(
         &self,
