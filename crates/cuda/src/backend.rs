@@ -3,7 +3,7 @@
 use crate::allocator::{Allocator, Buffer};
 use crate::device;
 use crate::kernels::{CUBIN_CAPABILITY, MODULES, TENSOR_KERNELS};
-use crate::plan::{self, elementwise, single_block};
+use crate::plan::{self, elementwise, single_block, EPILOGUE_PARTS};
 use crate::staging::{PendingRead, Staging, STAGED_UPLOAD_MIN};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
@@ -121,9 +121,6 @@ fn int(what: &str, v: usize) -> Result<i32> {
     i32::try_from(v)
         .map_err(|_| Error::InvalidArgument(format!("{what} = {v} exceeds the CUDA kernels' 32-bit sizes")))
 }
-
-/// Outputs one product's epilogue stores (kernels/gemm.cu's EPI_PARTS).
-pub const EPILOGUE_PARTS: usize = 4;
 
 /// kernels/gemm.cu's `Epilogue`, which the `*_epilogue` kernels and `sgemm_split_reduce` take by
 /// value: C's rows cut into `parts` outputs (`first[p]..first[p + 1]`), each with its address
@@ -430,13 +427,22 @@ impl Cuda {
         self.launched("sgemm_split_reduce", &cfg, launched)
     }
 
-    /// kernels/gemm.cu's `Epilogue` for one output: part 0 alone (stored through the kernel's
-    /// C), its bias's device address or null, ReLU, the block layout.
-    fn one_output(&self, m: usize, epi: &Epilogue<'_, Buffer>) -> Result<KernelEpilogue> {
-        let mut e = KernelEpilogue { parts: 1, block: int("block", epi.block)?, ..KernelEpilogue::default() };
-        e.first[1] = int("m", m)?;
-        e.bias[0] = epi.bias.map_or(0, |b| self.address(b));
-        e.relu[0] = epi.relu as i32;
+    /// kernels/gemm.cu's `Epilogue` for up to four outputs of one product, each given as its
+    /// rows, its epilogue (bias, ReLU; the first one's block for all) and the device address it
+    /// is stored at (ignored for the first, which is stored through the kernel's C).
+    fn kernel_epilogue(&self, outs: &[(usize, &Epilogue<'_, Buffer>, u64)]) -> Result<KernelEpilogue> {
+        let block = outs.first().map_or(0, |o| o.1.block);
+        let mut e =
+            KernelEpilogue { parts: outs.len() as i32, block: int("block", block)?, ..Default::default() };
+        let mut at = 0;
+        for (i, &(rows, epi, c)) in outs.iter().enumerate() {
+            e.first[i] = int("rows", at)?;
+            e.bias[i] = epi.bias.map_or(0, |b| self.address(b));
+            e.relu[i] = epi.relu as i32;
+            e.c[i] = if i == 0 { 0 } else { c };
+            at += rows;
+        }
+        e.first[outs.len()] = int("rows", at)?;
         Ok(e)
     }
 
@@ -750,7 +756,7 @@ impl Backend for Cuda {
         if g.trans_b {
             return tensor::compose_epilogue(self, g, a, b, c, epi);
         }
-        let e = self.one_output(g.m, epi)?;
+        let e = self.kernel_epilogue(&[(g.m, epi, 0)])?;
         self.product(g, a, b, c, Some(&e))
     }
 
@@ -773,30 +779,19 @@ impl Backend for Cuda {
             let lens = (a.len(), b.len(), out.c.len());
             checks::gemm_epilogue(&part, lens, bias, out.epilogue.relu, out.epilogue.block)?;
         }
-        let block = outs[0].epilogue.block;
-        if g.trans_b || outs.iter().any(|o| o.epilogue.block != block) {
+        let blocks: Vec<usize> = outs.iter().map(|o| o.epilogue.block).collect();
+        if !plan::fuses_rows(g, &blocks) {
             return tensor::compose_rows_epilogue(self, g, a, b, outs);
         }
         let mut first = 0;
         for group in outs.chunks_mut(EPILOGUE_PARTS) {
             let m: usize = group.iter().map(|o| o.rows).sum();
-            let mut e = KernelEpilogue {
-                parts: group.len() as i32,
-                block: int("block", block)?,
-                ..Default::default()
-            };
-            let mut at = 0;
-            for (i, out) in group.iter().enumerate() {
-                e.first[i] = int("rows", at)?;
-                e.bias[i] = out.epilogue.bias.map_or(0, |b| self.address(b));
-                e.relu[i] = out.epilogue.relu as i32;
-                if i > 0 {
-                    // Parts after the first are stored at their own address (offset included).
-                    e.c[i] = self.address(out.c) + 4 * out.c_offset as u64;
-                }
-                at += out.rows;
-            }
-            e.first[group.len()] = int("rows", at)?;
+            // Parts after the first are stored at their own address (offset included).
+            let parts: Vec<_> = group
+                .iter()
+                .map(|o| (o.rows, &o.epilogue, self.address(o.c) + 4 * o.c_offset as u64))
+                .collect();
+            let e = self.kernel_epilogue(&parts)?;
             let product = Gemm { m, a_offset: g.a_offset + first * g.k, c_offset: group[0].c_offset, ..*g };
             self.product(&product, a, b, group[0].c, Some(&e))?;
             first += m;

@@ -364,14 +364,14 @@ impl Backend for Recorder {
         b: &CpuBuffer,
         outs: &mut [RowsOut<'_, CpuBuffer>],
     ) -> Result<()> {
-        let block = outs.first().map_or(0, |o| o.epilogue.block);
-        if g.trans_b || outs.iter().any(|o| o.epilogue.block != block) {
+        let blocks: Vec<usize> = outs.iter().map(|o| o.epilogue.block).collect();
+        if !plan::fuses_rows(g, &blocks) {
             // As `Cuda`: one product per output, each recorded.
             return tensor::compose_rows_epilogue(self, g, a, b, outs);
         }
         Cpu.gemm_rows_epilogue(g, a, b, outs)?;
         // As `Cuda`: one product over each group of up to four outputs' rows.
-        for group in outs.chunks(crate::backend::EPILOGUE_PARTS) {
+        for group in outs.chunks(plan::EPILOGUE_PARTS) {
             let m = group.iter().map(|o| o.rows).sum();
             self.record(epilogue_launches(&Gemm { m, ..*g }, self.multiprocessors, self.arithmetic(g)));
         }

@@ -171,6 +171,17 @@ pub fn gemm_epilogue_kernel(arithmetic: Arithmetic, trans_a: bool) -> &'static s
     }
 }
 
+/// Outputs one product's epilogue stores (kernels/gemm.cu's EPI_PARTS): `gemm_rows_epilogue`
+/// launches one product per group of this many.
+pub const EPILOGUE_PARTS: usize = 4;
+
+/// Whether the epilogue kernels store these outputs of one product (`gemm_rows_epilogue`, given
+/// each output's block length): B not transposed (they are NN and TN) and one block layout for
+/// all. Otherwise the outputs are composed, a product each.
+pub fn fuses_rows(g: &Gemm, blocks: &[usize]) -> bool {
+    !g.trans_b && blocks.windows(2).all(|w| w[0] == w[1])
+}
+
 /// The launch of a product on a GPU of `multiprocessors` SMs. One block per tile of C and
 /// batch item; a product whose C is shared by the whole launch (a single product, or a batch
 /// summed into one C) and has fewer tiles than two per multiprocessor is split along its sum
