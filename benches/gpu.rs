@@ -461,25 +461,29 @@ fn predict_steps() -> String {
             let launches = recorded_step(kind, resize, BATCH, precision);
             let total = model::step_time(&gpu, &launches);
             let flops: f64 = launches.iter().map(|l| l.flops).sum();
+            let issued: f64 = launches.iter().map(|l| l.issued_flops).sum();
             println!(
-                "\n{kind}@{resize}, batch {BATCH}, {precision:?}: {} launches, {:.0} GFLOP",
+                "\n{kind}@{resize}, batch {BATCH}, {precision:?}: {} launches, {:.0} GFLOP ({:.0} issued by whole tiles)",
                 launches.len(),
-                flops / 1e9
+                flops / 1e9,
+                issued / 1e9
             );
             println!("{:<32} {:>9} {:>12} {:>7}", "kernel", "launches", "predicted ms", "share");
             for (kernel, count, t) in model::by_kernel(&gpu, &launches) {
                 println!("{kernel:<32} {count:>9} {:>12.3} {:>6.1}%", t * 1e3, 100.0 * t / total);
             }
-            // What fills an SM in the model: two FP32 blocks, one TF32 block (8 warps of mma;
-            // two fit, so a split product stops at one wave of two rather than start a second).
-            let fills = |l: &model::Launch| if l.tensor { 1 } else { 2 } * gpu.multiprocessors;
+            // What fills an SM in the model: two FP32 blocks, 8 warps of TF32 mma (one 128-row
+            // block, two 64-row ones; two fit, so a split product stops at one wave of two
+            // rather than start a second).
+            let per_sm = |l: &model::Launch| if l.tensor { 256 / l.threads.max(1) as usize } else { 2 };
+            let fills = |l: &model::Launch| per_sm(l) * gpu.multiprocessors;
             let thin: Vec<String> = launches
                 .iter()
                 .filter(|l| l.flops > 0.0 && l.blocks < fills(l))
                 .map(|l| format!("{} of {} blocks ({:.2} GFLOP)", l.kernel, l.blocks, l.flops / 1e9))
                 .collect();
             println!(
-                "products too small to fill the GPU (fewer than two FP32 or one TF32 block per SM): {}{}",
+                "products too small to fill the GPU (fewer than two FP32 blocks or 8 TF32 warps per SM): {}{}",
                 thin.len(),
                 if thin.is_empty() { String::new() } else { format!(": {}", thin.join(", ")) }
             );

@@ -353,6 +353,9 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, float alpha, con
 // K-contiguous tiles as [128][32 + 4] (fragment element (row g, k t) of a warp falls in bank
 // 4g + t), M/N-contiguous ones as [32][128 + 8] (bank 8t + g): the fragment loads of a warp hit
 // 32 distinct banks either way. Operands are rounded to TF32 (cvt.rna) as fragments are loaded.
+// tgemm64_* are the same code on 64 x 128 tiles (4 warps, 1 x 4; A's tiles [64][36] or
+// [32][72], 81 KiB a block), for products of at most 64 rows past a multiple of 128: a 16- to
+// 64-channel convolution's products would leave half to seven eighths of a 128-row tile empty.
 // ---------------------------------------------------------------------------------------------
 
 #ifndef CONVNET_EMU
@@ -416,39 +419,49 @@ __device__ __forceinline__ void cp_async_wait()
 #endif
 
 enum : int {
-    TBM = 128,       // rows of C per block
     TBN = 128,       // columns of C per block
     TBK = 32,        // k per stage
     TSTAGES = 3,     // stages in the cp.async ring
-    TTHREADS = 256,  // 8 warps: 2 along m (64 rows each) x 4 along n (32 columns each)
     KC_LD = TBK + 4, // row length of a K-contiguous tile: 144 bytes, 16-aligned; banks 4g + t
-    MN_LD = TBM + 8, // row length of an M/N-contiguous tile: 544 bytes; banks 8t + g
     OUT_LD = TBN + 8, // row length of the epilogue's C tile (8-byte stores; 16-aligned rows)
-    TILE_FLOATS = TBM * KC_LD,       // the larger of the two layouts (4608 >= 32 * 136)
-    STAGE_FLOATS = 2 * TILE_FLOATS,  // A's tile, then B's
-    TGEMM_SHARED_BYTES = TSTAGES * STAGE_FLOATS * 4,
+    B_TILE_FLOATS = TBN * KC_LD,     // B's tile in either layout (4608 >= 32 * 136)
 };
 
-static_assert(TBN == TBM && TBK * MN_LD <= TILE_FLOATS, "both operands' tiles fit one tile slot");
-static_assert(TBM * OUT_LD <= TSTAGES * STAGE_FLOATS, "the epilogue's C tile fits the ring");
-// crates/cuda/src/plan.rs launches with this much dynamic shared memory.
-static_assert(TGEMM_SHARED_BYTES == 110592, "plan::TGEMM_SHARED_BYTES");
+// The geometry of a TF32 block computing ROWS rows of C (128, or 64 for products of few rows:
+// a 16- to 64-channel convolution's would fill at most half of a 128-row tile): ROWS / 64 warps
+// along m (64 rows each) x 4 along n (32 columns each), the same warp tile either way. An
+// M/N-contiguous tile's rows are ROWS + 8 floats long (banks 8t + g).
+template <int ROWS>
+struct TShape {
+    enum : int {
+        THREADS = 2 * ROWS,
+        A_FLOATS = ROWS * KC_LD,  // A's tile in either layout (ROWS * 36 >= 32 * (ROWS + 8))
+        STAGE_FLOATS = A_FLOATS + B_TILE_FLOATS,  // A's tile, then B's
+        SHARED_BYTES = TSTAGES * STAGE_FLOATS * 4,
+    };
+    static_assert(ROWS == 64 || ROWS == 128, "whole warps of 64 rows, at most two");
+    static_assert(TBK * (ROWS + 8) <= A_FLOATS && TBK * (TBN + 8) <= B_TILE_FLOATS, "both layouts fit a tile slot");
+    static_assert(ROWS * OUT_LD <= TSTAGES * STAGE_FLOATS, "the epilogue's C tile fits the ring");
+};
+// crates/cuda/src/plan.rs launches with this much dynamic shared memory (plan::tgemm_shared_bytes).
+static_assert(TShape<128>::SHARED_BYTES == 110592 && TShape<64>::SHARED_BYTES == 82944, "plan::tgemm_shared_bytes");
 
-// Starts the copy of the 128 x 32 slice (outer o0.., k k0..) of an operand into its stage tile
-// S. "Outer" is m for A and n for B; K_CONTIG as in fetch_tile. Elements past the matrix are
-// zero-filled (a copy of 0 source bytes, from a valid address). `vec` (block-uniform): rows are
-// 16-byte aligned, so whole 4-float chunks are copied.
-template <bool K_CONTIG>
+// Starts the copy of the OUTER x 32 slice (outer o0.., k k0..) of an operand into its stage
+// tile S, by NT threads. "Outer" is m for A and n for B; K_CONTIG as in fetch_tile. Elements past
+// the matrix are zero-filled (a copy of 0 source bytes, from a valid address). `vec`
+// (block-uniform): rows are 16-byte aligned, so whole 4-float chunks are copied.
+template <bool K_CONTIG, int OUTER, int NT>
 __device__ __forceinline__ void stage_tile(float* S, const float* X, long long ld, int outer, int k, int o0, int k0, bool vec)
 {
+    constexpr int MN_LD = OUTER + 8;
     const int t = threadIdx.x;
     if (vec) {
 #pragma unroll
-        for (int i = 0; i < (TBM * TBK / 4) / TTHREADS; ++i) {
-            const int c = t + i * TTHREADS;
-            // K_CONTIG: 8 chunks along k per row o; else 32 chunks along o per k row.
-            const int o = K_CONTIG ? c / (TBK / 4) : (c % (TBM / 4)) * 4;
-            const int kk = K_CONTIG ? (c % (TBK / 4)) * 4 : c / (TBM / 4);
+        for (int i = 0; i < (OUTER * TBK / 4) / NT; ++i) {
+            const int c = t + i * NT;
+            // K_CONTIG: 8 chunks along k per row o; else OUTER / 4 chunks along o per k row.
+            const int o = K_CONTIG ? c / (TBK / 4) : (c % (OUTER / 4)) * 4;
+            const int kk = K_CONTIG ? (c % (TBK / 4)) * 4 : c / (OUTER / 4);
             const int left = K_CONTIG ? k - (k0 + kk) : outer - (o0 + o);
             const bool in = (K_CONTIG ? o0 + o < outer : k0 + kk < k) && left > 0;
             const float* src =
@@ -457,11 +470,11 @@ __device__ __forceinline__ void stage_tile(float* S, const float* X, long long l
         }
     } else {
 #pragma unroll 1
-        for (int i = 0; i < TBM * TBK / TTHREADS; ++i) {
-            const int e = t + i * TTHREADS;
+        for (int i = 0; i < OUTER * TBK / NT; ++i) {
+            const int e = t + i * NT;
             // Consecutive threads take consecutive elements of a global row.
-            const int o = K_CONTIG ? e / TBK : e % TBM;
-            const int kk = K_CONTIG ? e % TBK : e / TBM;
+            const int o = K_CONTIG ? e / TBK : e % OUTER;
+            const int kk = K_CONTIG ? e % TBK : e / OUTER;
             const bool in = o0 + o < outer && k0 + kk < k;
             const float* src =
                 in ? X + (K_CONTIG ? (long long)(o0 + o) * ld + k0 + kk : (long long)(k0 + kk) * ld + o0 + o) : X;
@@ -470,29 +483,30 @@ __device__ __forceinline__ void stage_tile(float* S, const float* X, long long l
     }
 }
 
-// Element (outer o, k kk) of a stage tile, rounded to TF32.
-template <bool K_CONTIG>
+// Element (outer o, k kk) of a stage tile of OUTER rows, rounded to TF32.
+template <bool K_CONTIG, int OUTER>
 __device__ __forceinline__ unsigned tile_tf32(const float* S, int o, int kk)
 {
-    return to_tf32(K_CONTIG ? S[o * KC_LD + kk] : S[kk * MN_LD + o]);
+    return to_tf32(K_CONTIG ? S[o * KC_LD + kk] : S[kk * (OUTER + 8) + o]);
 }
 
-// One 128 x 128 tile of C from the steps s_begin..s_end-1 of the (item, k slice) sequence, as
+// One ROWS x 128 tile of C from the steps s_begin..s_end-1 of the (item, k slice) sequence, as
 // sgemm_tile, through the cp.async ring in `smem`.
-template <bool TA, bool TB, bool EPI>
+template <bool TA, bool TB, bool EPI, int ROWS>
 __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride,
                                            const float* B, long long b_off, long long b_stride, float beta, float* c,
                                            long long s_begin, long long s_end, float* smem, const Epilogue& e)
 {
     constexpr bool A_KC = !TA;
     constexpr bool B_KC = TB;
+    using Shape = TShape<ROWS>;
     const int lane = threadIdx.x % 32;
     const int warp = threadIdx.x / 32;
     const int g = lane / 4;  // groupID
     const int t = lane % 4;  // threadID_in_group
     const int wm = (warp / 4) * 64;
     const int wn = (warp % 4) * 32;
-    const int m_block = blockIdx.y * TBM;
+    const int m_block = blockIdx.y * ROWS;
     const int n_block = blockIdx.x * TBN;
     const long long lda = TA ? m : k;
     const long long ldb = TB ? k : n;
@@ -516,9 +530,9 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
         const int item = (int)(s / k_tiles);
         const int k0 = (int)(s % k_tiles) * TBK;
         const Operands op = operands<TA, TB>(item, m, n, k, A, a_off, a_stride, B, b_off, b_stride);
-        float* S = smem + stage * STAGE_FLOATS;
-        stage_tile<A_KC>(S, op.a, lda, m, k, m_block, k0, op.a_vec);
-        stage_tile<B_KC>(S + TILE_FLOATS, op.b, ldb, n, k, n_block, k0, op.b_vec);
+        float* S = smem + stage * Shape::STAGE_FLOATS;
+        stage_tile<A_KC, ROWS, Shape::THREADS>(S, op.a, lda, m, k, m_block, k0, op.a_vec);
+        stage_tile<B_KC, TBN, Shape::THREADS>(S + Shape::A_FLOATS, op.b, ldb, n, k, n_block, k0, op.b_vec);
     };
 
     // Every iteration commits one group (empty past the end), so "all but the newest
@@ -540,8 +554,8 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
             load(s_begin + next, (int)(next % TSTAGES));
         }
         cp_async_commit();
-        const float* As = smem + (int)(s % TSTAGES) * STAGE_FLOATS;
-        const float* Bs = As + TILE_FLOATS;
+        const float* As = smem + (int)(s % TSTAGES) * Shape::STAGE_FLOATS;
+        const float* Bs = As + Shape::A_FLOATS;
         // Not unrolled: the fragments of one k step at a time stay within two blocks' registers.
 #pragma unroll 1
         for (int kk = 0; kk < TBK; kk += 8) {
@@ -550,16 +564,16 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 const int r = wm + i * 16 + g;
-                af[i][0] = tile_tf32<A_KC>(As, r, kk + t);
-                af[i][1] = tile_tf32<A_KC>(As, r + 8, kk + t);
-                af[i][2] = tile_tf32<A_KC>(As, r, kk + t + 4);
-                af[i][3] = tile_tf32<A_KC>(As, r + 8, kk + t + 4);
+                af[i][0] = tile_tf32<A_KC, ROWS>(As, r, kk + t);
+                af[i][1] = tile_tf32<A_KC, ROWS>(As, r + 8, kk + t);
+                af[i][2] = tile_tf32<A_KC, ROWS>(As, r, kk + t + 4);
+                af[i][3] = tile_tf32<A_KC, ROWS>(As, r + 8, kk + t + 4);
             }
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
                 const int col = wn + j * 8 + g;
-                bf[j][0] = tile_tf32<B_KC>(Bs, col, kk + t);
-                bf[j][1] = tile_tf32<B_KC>(Bs, col, kk + t + 4);
+                bf[j][0] = tile_tf32<B_KC, TBN>(Bs, col, kk + t);
+                bf[j][1] = tile_tf32<B_KC, TBN>(Bs, col, kk + t + 4);
             }
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
@@ -599,7 +613,7 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
     } else {
         // The epilogue's addressing would not fit beside the fragments (128 registers are the
         // limit for two blocks an SM), so the warps first put their accumulators in a
-        // 128 x OUT_LD tile of the idle ring (r and r + 1 of fragment (i, j) are row g, +8 for
+        // ROWS x OUT_LD tile of the idle ring (r and r + 1 of fragment (i, j) are row g, +8 for
         // r = 2, columns 2t and 2t + 1), then each thread stores one column of C's tile, every
         // other row, through `e`: consecutive threads write consecutive columns.
         float* T = smem;
@@ -620,7 +634,7 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
         const int col = n_block + tc;
         if (col < n) {
 #pragma unroll 1
-            for (int tr = threadIdx.x / TBN; tr < TBM; tr += TTHREADS / TBN) {
+            for (int tr = threadIdx.x / TBN; tr < ROWS; tr += Shape::THREADS / TBN) {
                 const int row = m_block + tr;
                 if (row < m) {
                     float* p = out_at<true>(c, e, row, col, n);
@@ -639,9 +653,9 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
 
 // The batching and split-k of both kernel families: per item, summed, or cut into parts (see
 // the top of the file). TENSOR picks the tile: sgemm_tile's 64 x 64 FP32 or tgemm_tile's
-// 128 x 128 TF32 (which uses `smem`). The epilogue `e` applies to C (with split-k, in
-// sgemm_split_reduce: the parts are raw sums).
-template <bool TA, bool TB, bool TENSOR, bool EPI>
+// ROWS x 128 TF32 (which uses `smem`; ROWS is ignored for FP32). The epilogue `e` applies to C
+// (with split-k, in sgemm_split_reduce: the parts are raw sums).
+template <bool TA, bool TB, bool TENSOR, bool EPI, int ROWS = 128>
 __device__ __forceinline__ void gemm(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride,
                                      const float* B, long long b_off, long long b_stride, float beta, float* C, long long c_off,
                                      long long c_stride, int batch, int sum_batch, int splits, float* W, const Epilogue& e,
@@ -651,7 +665,7 @@ __device__ __forceinline__ void gemm(int m, int n, int k, float alpha, const flo
     const long long k_tiles = (k + slice - 1) / slice;
     auto tile = [&](float a, float b, float* c, long long s0, long long s1, const Epilogue& out) {
         if constexpr (TENSOR) {
-            tgemm_tile<TA, TB, EPI>(m, n, k, a, A, a_off, a_stride, B, b_off, b_stride, b, c, s0, s1, smem, out);
+            tgemm_tile<TA, TB, EPI, ROWS>(m, n, k, a, A, a_off, a_stride, B, b_off, b_stride, b, c, s0, s1, smem, out);
         } else {
             sgemm_tile<TA, TB, EPI>(m, n, k, a, A, a_off, a_stride, B, b_off, b_stride, b, c, s0, s1, out);
         }
@@ -715,38 +729,46 @@ SGEMM_ENTRY(sgemm_tt, true, true)
 SGEMM_EPILOGUE_ENTRY(sgemm_nn_epilogue, false)
 SGEMM_EPILOGUE_ENTRY(sgemm_tn_epilogue, true)
 
-// The TF32 entry points, same arguments; launched with TGEMM_SHARED_BYTES of dynamic shared
-// memory. Two blocks fit an SM's shared memory, so registers are budgeted for two.
-#define TGEMM_ENTRY(NAME, TA, TB)                                                                                          \
-    extern "C" __global__ void __launch_bounds__(TTHREADS, 2)                                                              \
+// The TF32 entry points, same arguments; launched with TShape<ROWS>::SHARED_BYTES of dynamic
+// shared memory and TShape<ROWS>::THREADS threads. Two blocks fit an SM's shared memory, so
+// registers are budgeted for two. tgemm64_* compute 64-row tiles (4 warps) for products of few
+// rows; the others 128-row tiles (8 warps).
+#define TGEMM_ENTRY(NAME, TA, TB, ROWS)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(TShape<ROWS>::THREADS, 2)                                                 \
         NAME(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride, const float* B,       \
              long long b_off, long long b_stride, float beta, float* C, long long c_off, long long c_stride, int batch,    \
              int sum_batch, int splits, float* W)                                                                          \
     {                                                                                                                      \
         DYNAMIC_SHARED(smem);                                                                                              \
         const Epilogue e = {};                                                                                             \
-        gemm<TA, TB, true, false>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride, batch, \
-                                  sum_batch, splits, W, e, smem);                                                          \
+        gemm<TA, TB, true, false, ROWS>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride,  \
+                                        batch, sum_batch, splits, W, e, smem);                                             \
     }
 
-TGEMM_ENTRY(tgemm_nn, false, false)
-TGEMM_ENTRY(tgemm_nt, false, true)
-TGEMM_ENTRY(tgemm_tn, true, false)
-TGEMM_ENTRY(tgemm_tt, true, true)
+TGEMM_ENTRY(tgemm_nn, false, false, 128)
+TGEMM_ENTRY(tgemm_nt, false, true, 128)
+TGEMM_ENTRY(tgemm_tn, true, false, 128)
+TGEMM_ENTRY(tgemm_tt, true, true, 128)
+TGEMM_ENTRY(tgemm64_nn, false, false, 64)
+TGEMM_ENTRY(tgemm64_nt, false, true, 64)
+TGEMM_ENTRY(tgemm64_tn, true, false, 64)
+TGEMM_ENTRY(tgemm64_tt, true, true, 64)
 
-#define TGEMM_EPILOGUE_ENTRY(NAME, TA)                                                                                     \
-    extern "C" __global__ void __launch_bounds__(TTHREADS, 2)                                                              \
+#define TGEMM_EPILOGUE_ENTRY(NAME, TA, ROWS)                                                                               \
+    extern "C" __global__ void __launch_bounds__(TShape<ROWS>::THREADS, 2)                                                 \
         NAME(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride, const float* B,       \
              long long b_off, long long b_stride, float beta, float* C, long long c_off, long long c_stride, int batch,    \
              int sum_batch, int splits, float* W, const Epilogue e)                                                        \
     {                                                                                                                      \
         DYNAMIC_SHARED(smem);                                                                                              \
-        gemm<TA, false, true, true>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off, c_stride,      \
-                                    batch, sum_batch, splits, W, e, smem);                                                 \
+        gemm<TA, false, true, true, ROWS>(m, n, k, alpha, A, a_off, a_stride, B, b_off, b_stride, beta, C, c_off,          \
+                                          c_stride, batch, sum_batch, splits, W, e, smem);                                 \
     }
 
-TGEMM_EPILOGUE_ENTRY(tgemm_nn_epilogue, false)
-TGEMM_EPILOGUE_ENTRY(tgemm_tn_epilogue, true)
+TGEMM_EPILOGUE_ENTRY(tgemm_nn_epilogue, false, 128)
+TGEMM_EPILOGUE_ENTRY(tgemm_tn_epilogue, true, 128)
+TGEMM_EPILOGUE_ENTRY(tgemm64_nn_epilogue, false, 64)
+TGEMM_EPILOGUE_ENTRY(tgemm64_tn_epilogue, true, 64)
 
 // C = alpha * (W[0] + W[1] + ... + W[splits - 1]) + beta * C over the m x n outputs of a split
 // product, through the epilogue; beta == 0 does not read C. A block of 256 threads takes 32

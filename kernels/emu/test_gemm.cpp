@@ -12,16 +12,17 @@ static float rnd() { rs = rs * 6364136223846793005ULL + 1442695040888963407ULL; 
 int fails = 0, runs = 0;
 // The value an operand has on a tensor core: rounded to TF32 (cvt.rna).
 static double as_tf32(float x) { unsigned u = to_tf32(x); float v; std::memcpy(&v, &u, 4); return v; }
-// With `tensor`, the TF32 kernels (tgemm_*, 128 x 128 tiles), checked against the product of the
-// TF32-rounded operands with the same bound: a fragment or copy in the wrong place, or an operand
-// not rounded, is far outside it.
+// With `tensor` 1, the TF32 kernels (tgemm_*, 128 x 128 tiles), with 2 their 64-row variants
+// (tgemm64_*, 64 x 128 tiles of 4 warps), checked against the product of the TF32-rounded
+// operands with the same bound: a fragment or copy in the wrong place, or an operand not
+// rounded, is far outside it.
 // The epilogue of a test: a random bias per row or none, ReLU, the block length of C's columns.
 struct Epi {
     bool bias;
     int relu;
     int block;
 };
-void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha, float beta, long long ao, long long bo, long long co, int astr_extra, int bstr_extra, int cstr_extra, int zcap = 65535, int splits = 1, bool tensor = false, Epi epi = {false, 0, 0}) {
+void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha, float beta, long long ao, long long bo, long long co, int astr_extra, int bstr_extra, int cstr_extra, int zcap = 65535, int splits = 1, int tensor = 0, Epi epi = {false, 0, 0}) {
     long long as = batch > 1 ? (long long)m * k + astr_extra : 0, bs = batch > 1 ? (long long)k * n + bstr_extra : 0;
     long long cs = (batch > 1 && !sum) ? (long long)m * n + cstr_extra : 0;
     std::vector<float> A(ao + (batch - 1) * as + m * k + 1), B(bo + (batch - 1) * bs + k * n + 1), C(co + (batch - 1) * cs + m * n + 1);
@@ -32,15 +33,18 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
     std::vector<float> bias(m);
     for (auto& v : bias) v = rnd();
     const float* bp = epi.bias ? bias.data() : nullptr;
-    const unsigned tile = tensor ? 128 : 64;
+    const unsigned tile = tensor ? 128 : 64, rows = tensor == 2 ? 64 : tile, threads = tensor == 2 ? 128 : 256;
     unsigned z = splits > 1 ? (unsigned)std::min(splits, zcap) : (unsigned)(sum ? 1 : std::min(batch, zcap));
-    dim3 grid{(unsigned)((n + tile - 1) / tile), (unsigned)((m + tile - 1) / tile), z};
-    auto plain = tensor ? (ta ? (tb ? tgemm_tt : tgemm_tn) : (tb ? tgemm_nt : tgemm_nn))
-                        : (ta ? (tb ? sgemm_tt : sgemm_tn) : (tb ? sgemm_nt : sgemm_nn));
+    dim3 grid{(unsigned)((n + tile - 1) / tile), (unsigned)((m + rows - 1) / rows), z};
+    auto plain = tensor == 2 ? (ta ? (tb ? tgemm64_tt : tgemm64_tn) : (tb ? tgemm64_nt : tgemm64_nn))
+                 : tensor    ? (ta ? (tb ? tgemm_tt : tgemm_tn) : (tb ? tgemm_nt : tgemm_nn))
+                             : (ta ? (tb ? sgemm_tt : sgemm_tn) : (tb ? sgemm_nt : sgemm_nn));
     // A test with an epilogue runs the NN or TN *_epilogue kernel (the layouts that have one).
     const bool with_epi = epi.bias || epi.relu || epi.block;
     if (with_epi && tb) { ++fails; printf("FAIL: the epilogue kernels are NN and TN only\n"); return; }
-    auto epi_kern = tensor ? (ta ? tgemm_tn_epilogue : tgemm_nn_epilogue) : (ta ? sgemm_tn_epilogue : sgemm_nn_epilogue);
+    auto epi_kern = tensor == 2 ? (ta ? tgemm64_tn_epilogue : tgemm64_nn_epilogue)
+                    : tensor    ? (ta ? tgemm_tn_epilogue : tgemm_nn_epilogue)
+                                : (ta ? sgemm_tn_epilogue : sgemm_nn_epilogue);
     // One output: part 0, through the kernel's C.
     Epilogue e = {};
     if (with_epi) {
@@ -52,9 +56,9 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
     }
     auto kern = [&](float* c, float* w) {
         if (with_epi) {
-            launch(grid, dim3{256, 1, 1}, epi_kern, m, n, k, alpha, (const float*)A.data(), ao, as, (const float*)B.data(), bo, bs, beta, c, co, cs, batch, sum, splits, w, e);
+            launch(grid, dim3{threads, 1, 1}, epi_kern, m, n, k, alpha, (const float*)A.data(), ao, as, (const float*)B.data(), bo, bs, beta, c, co, cs, batch, sum, splits, w, e);
         } else {
-            launch(grid, dim3{256, 1, 1}, plain, m, n, k, alpha, (const float*)A.data(), ao, as, (const float*)B.data(), bo, bs, beta, c, co, cs, batch, sum, splits, w);
+            launch(grid, dim3{threads, 1, 1}, plain, m, n, k, alpha, (const float*)A.data(), ao, as, (const float*)B.data(), bo, bs, beta, c, co, cs, batch, sum, splits, w);
         }
     };
     std::vector<float> W(splits > 1 ? (size_t)splits * m * n : 1, NAN);
@@ -115,7 +119,7 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
 // A product whose rows go to `parts` outputs (gemm_rows_epilogue): part p's rows [first[p],
 // first[p + 1]) stored in its own buffer (part 0 through C at an offset, the others at c[p]),
 // each with its own bias and ReLU, in the block layout or row-major; through split-k too.
-void test_parts(int m, int n, int k, int parts, int block, bool tensor, int splits) {
+void test_parts(int m, int n, int k, int parts, int block, int tensor, int splits) {
     std::vector<float> A((size_t)m * k), B((size_t)k * n), bias(m);
     for (auto& v : A) v = rnd();
     for (auto& v : B) v = rnd();
@@ -137,11 +141,11 @@ void test_parts(int m, int n, int k, int parts, int block, bool tensor, int spli
         e.relu[p] = p % 2 == 0;
     }
     std::vector<std::vector<float>> before = outs;
-    const unsigned tile = tensor ? 128 : 64;
-    dim3 grid{(unsigned)((n + tile - 1) / tile), (unsigned)((m + tile - 1) / tile), (unsigned)splits};
+    const unsigned tile = tensor ? 128 : 64, rows = tensor == 2 ? 64 : tile, threads = tensor == 2 ? 128 : 256;
+    dim3 grid{(unsigned)((n + tile - 1) / tile), (unsigned)((m + rows - 1) / rows), (unsigned)splits};
     std::vector<float> W(splits > 1 ? (size_t)splits * m * n : 1, NAN);
-    auto kern = tensor ? tgemm_nn_epilogue : sgemm_nn_epilogue;
-    launch(grid, dim3{256, 1, 1}, kern, m, n, k, 1.0f, (const float*)A.data(), 0LL, 0LL, (const float*)B.data(), 0LL, 0LL, 0.0f, outs[0].data(), co, 0LL, 1, 0, splits, W.data(), e);
+    auto kern = tensor == 2 ? tgemm64_nn_epilogue : tensor ? tgemm_nn_epilogue : sgemm_nn_epilogue;
+    launch(grid, dim3{threads, 1, 1}, kern, m, n, k, 1.0f, (const float*)A.data(), 0LL, 0LL, (const float*)B.data(), 0LL, 0LL, 0.0f, outs[0].data(), co, 0LL, 1, 0, splits, W.data(), e);
     if (splits > 1) launch(dim3{3, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W.data(), splits, m, n, 1.0f, 0.0f, outs[0].data(), co, e);
     ++runs;
     double maxerr = 0;
@@ -208,29 +212,31 @@ int main() {
     // batch.
     test(false, false, 5, 7, 3, 9, 0, 1.0f, 0.0f, 1, 2, 3, 1, 1, 1, 2);
     test(true, true, 65, 9, 17, 5, 0, 0.5f, 1.0f, 4, 4, 4, 4, 4, 4, 3);
-    // TF32 tensor cores: every layout with ragged m, n (tiles past the edges) and k (a slice
-    // part full), aligned operands (16-byte cp.async) and unaligned ones (4-byte), per item,
-    // summed, split into parts, k = 0, and beta = 0 over NaN.
-    for (int t = 0; t < 4; ++t) {
-        bool ta = t & 2, tb = t & 1;
-        test(ta, tb, 130, 70, 100, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 1, true);
-        test(ta, tb, 64, 136, 64, 2, 0, 1.5f, 0.5f, 4, 8, 4, 4, 8, 4, 65535, 1, true);
-        test(ta, tb, 33, 17, 45, 2, 0, 1.0f, 0.0f, 3, 1, 2, 1, 3, 5, 65535, 1, true);
-        test(ta, tb, 20, 40, 40, 3, 1, 0.75f, 1.0f, 0, 4, 1, 0, 4, 0, 65535, 1, true);
-        test(ta, tb, 16, 24, 200, 1, 0, 1.0f, 0.0f, 4, 4, 0, 0, 0, 0, 65535, 3, true);
+    // TF32 tensor cores, both tile heights: every layout with ragged m, n (tiles past the edges)
+    // and k (a slice part full), aligned operands (16-byte cp.async) and unaligned ones (4-byte),
+    // per item, summed, split into parts, k = 0, and beta = 0 over NaN.
+    for (int tensor = 1; tensor <= 2; ++tensor) {
+        for (int t = 0; t < 4; ++t) {
+            bool ta = t & 2, tb = t & 1;
+            test(ta, tb, 130, 70, 100, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 1, tensor);
+            test(ta, tb, 64, 136, 64, 2, 0, 1.5f, 0.5f, 4, 8, 4, 4, 8, 4, 65535, 1, tensor);
+            test(ta, tb, 33, 17, 45, 2, 0, 1.0f, 0.0f, 3, 1, 2, 1, 3, 5, 65535, 1, tensor);
+            test(ta, tb, 20, 40, 40, 3, 1, 0.75f, 1.0f, 0, 4, 1, 0, 4, 0, 65535, 1, tensor);
+            test(ta, tb, 16, 24, 200, 1, 0, 1.0f, 0.0f, 4, 4, 0, 0, 0, 0, 65535, 3, tensor);
+        }
+        test(false, false, 8, 8, 0, 1, 0, 1.0f, 0.5f, 0, 0, 0, 0, 0, 0, 65535, 1, tensor);
+        test(false, true, 12, 20, 36, 5, 1, 1.0f, 0.0f, 1, 2, 3, 1, 1, 0, 2, 4, tensor);
     }
-    test(false, false, 8, 8, 0, 1, 0, 1.0f, 0.5f, 0, 0, 0, 0, 0, 0, 65535, 1, true);
-    test(false, true, 12, 20, 36, 5, 1, 1.0f, 0.0f, 1, 2, 3, 1, 1, 0, 2, 4, true);
     // The TN epilogue (a 1x1 convolution's input gradient W^T dy stored as NCHW): blocks of
     // P = 36 (float4 stores) and 9 (scalar), through split-k, with a bias and ReLU too.
-    for (int tensor = 0; tensor < 2; ++tensor) {
+    for (int tensor = 0; tensor < 3; ++tensor) {
         test(true, false, 40, 3 * 36, 24, 1, 0, 1.0f, 0.0f, 0, 0, 4 * 36, 0, 0, 0, 65535, 1, tensor, {false, 0, 36});
         test(true, false, 70, 2 * 9, 33, 1, 0, 1.0f, 0.0f, 3, 1, 9, 0, 0, 0, 65535, 1, tensor, {true, 1, 9});
         test(true, false, 20, 4 * 9, 300, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 4, tensor, {false, 0, 9});
     }
     // Several outputs from one product: 2 to 4 parts, block layouts with float4 stores (P = 12)
     // and scalar ones (P = 9), row-major, parts that share a tile, through split-k.
-    for (int tensor = 0; tensor < 2; ++tensor) {
+    for (int tensor = 0; tensor < 3; ++tensor) {
         test_parts(40, 36, 24, 3, 12, tensor, 1);
         test_parts(70, 45, 17, 4, 9, tensor, 1);
         test_parts(9, 130, 20, 2, 0, tensor, 1);
@@ -240,7 +246,7 @@ int main() {
     // The convolution epilogue on both families: a chunk's product stored as NCHW (blocks of P =
     // 12, float4 stores; P = 9 and 5, scalar; a tile spanning several blocks) with bias and ReLU,
     // per-image products (the direct path) with bias only or ReLU only, and through split-k.
-    for (int tensor = 0; tensor < 2; ++tensor) {
+    for (int tensor = 0; tensor < 3; ++tensor) {
         test(false, false, 20, 36, 40, 1, 0, 1.0f, 0.0f, 0, 0, 8, 0, 0, 0, 65535, 1, tensor, {true, 1, 12});
         test(false, false, 67, 45, 33, 1, 0, 1.0f, 0.0f, 1, 3, 5, 0, 0, 0, 65535, 1, tensor, {true, 1, 9});
         test(false, false, 5, 130, 17, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 1, tensor, {false, 1, 5});

@@ -380,8 +380,8 @@ impl Cuda {
             if g.tf32 && self.uses_tensor_cores() { plan::Arithmetic::Tf32 } else { plan::Arithmetic::Fp32 };
         let launch = plan::gemm(g, self.inner.multiprocessors, arithmetic);
         let name = match epi {
-            Some(_) => plan::gemm_epilogue_kernel(arithmetic, g.trans_a),
-            None => plan::gemm_kernel(g, arithmetic),
+            Some(_) => plan::gemm_epilogue_kernel(&launch, g.trans_a),
+            None => plan::gemm_kernel(g, &launch),
         };
         let (alpha, beta) = (g.alpha, g.beta);
         let splits = launch.splits as i32;

@@ -11,8 +11,20 @@ pub(crate) struct Module {
 }
 
 /// The TF32 tensor-core kernels (dynamic shared memory past 48 KiB: the backend opts them in).
-pub(crate) const TENSOR_KERNELS: [&str; 6] =
-    ["tgemm_nn", "tgemm_nt", "tgemm_tn", "tgemm_tt", "tgemm_nn_epilogue", "tgemm_tn_epilogue"];
+pub(crate) const TENSOR_KERNELS: [&str; 12] = [
+    "tgemm_nn",
+    "tgemm_nt",
+    "tgemm_tn",
+    "tgemm_tt",
+    "tgemm_nn_epilogue",
+    "tgemm_tn_epilogue",
+    "tgemm64_nn",
+    "tgemm64_nt",
+    "tgemm64_tn",
+    "tgemm64_tt",
+    "tgemm64_nn_epilogue",
+    "tgemm64_tn_epilogue",
+];
 
 /// The compute capability the cubins are assembled for.
 pub(crate) const CUBIN_CAPABILITY: (i32, i32) = (9, 0);
@@ -40,10 +52,16 @@ pub(crate) const MODULES: &[Module] = &[
             "tgemm_nt",
             "tgemm_tn",
             "tgemm_tt",
+            "tgemm64_nn",
+            "tgemm64_nt",
+            "tgemm64_tn",
+            "tgemm64_tt",
             "sgemm_nn_epilogue",
             "sgemm_tn_epilogue",
             "tgemm_nn_epilogue",
             "tgemm_tn_epilogue",
+            "tgemm64_nn_epilogue",
+            "tgemm64_tn_epilogue",
             "sgemm_split_reduce"
         ]
     ),

@@ -149,11 +149,14 @@ impl Gpu {
         let blocks = l.blocks as f64;
         // Blocks resident per SM and blocks per SM needed to reach the ceiling: the SGEMM holds 3
         // (79 registers x 256 threads each) and needs 2 to hide its latencies; the TF32 kernel
-        // holds 2 (108 KiB of shared memory each) and needs 1 (8 warps of tensor-core work, its
-        // copies in flight); a streaming kernel's 256-thread blocks fit 8 and need 4 to keep
+        // holds 2 (108 KiB of shared memory each, or 81 KiB for 64-row tiles) and needs 8 warps
+        // of tensor-core work with their copies in flight (one 256-thread block, two of the
+        // 64-row kernel's 128); a streaming kernel's 256-thread blocks fit 8 and need 4 to keep
         // enough loads in flight.
         let (resident, saturating) = match (l.flops > 0.0, l.tensor) {
-            (true, true) => (plan::Arithmetic::Tf32.resident_blocks() as f64, 1.0),
+            (true, true) => {
+                (plan::Arithmetic::Tf32.resident_blocks() as f64, 256.0 / l.threads.max(1) as f64)
+            }
             (true, false) => (plan::Arithmetic::Fp32.resident_blocks() as f64, 2.0),
             _ => (plan::STREAM_RESIDENT_BLOCKS as f64, 4.0),
         };
@@ -187,9 +190,13 @@ pub fn gemm_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithme
     let a_bytes = 4 * g.m * g.k * items(g.a_stride);
     let b_bytes = 4 * g.k * g.n * items(g.b_stride);
     let mn = g.m * g.n;
-    let kernel = plan::gemm_kernel(g, arithmetic);
-    let padded = |d: usize| d.div_ceil(arithmetic.tile()) * arithmetic.tile();
-    let issued = 2.0 * padded(g.m) as f64 * padded(g.n) as f64 * g.k as f64 * g.batch as f64;
+    let kernel = plan::gemm_kernel(g, &launch);
+    let padded = |d: usize, tile: usize| d.div_ceil(tile) * tile;
+    let issued = 2.0
+        * padded(g.m, launch.rows) as f64
+        * padded(g.n, arithmetic.tile()) as f64
+        * g.k as f64
+        * g.batch as f64;
     let product = |bytes: usize| Launch {
         issued_flops: issued,
         tensor: arithmetic == plan::Arithmetic::Tf32,
@@ -209,7 +216,7 @@ pub fn gemm_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithme
 pub fn epilogue_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithmetic) -> Vec<Launch> {
     let mut launches = gemm_launches(g, multiprocessors, arithmetic);
     if let Some(product) = launches.first_mut() {
-        product.kernel = plan::gemm_epilogue_kernel(arithmetic, g.trans_a);
+        product.kernel = plan::gemm_epilogue_kernel(&plan::gemm(g, multiprocessors, arithmetic), g.trans_a);
         product.bytes += f32s(g.m) as f64;
     }
     launches

@@ -67,16 +67,28 @@ pub enum Arithmetic {
     /// `sgemm_*`: FP32 FMAs, a 64 x 64 tile per 256-thread block, k in slices of 16.
     Fp32,
     /// `tgemm_*`: TF32 tensor cores (mma.sync m16n8k8), a 128 x 128 tile per 256-thread block,
-    /// k in slices of 32 through a 3-stage cp.async ring in dynamic shared memory.
+    /// k in slices of 32 through a 3-stage cp.async ring in dynamic shared memory; `tgemm64_*`
+    /// the same on 64 x 128 tiles of 128 threads, for products of few rows ([`Arithmetic::rows`]).
     Tf32,
 }
 
 impl Arithmetic {
-    /// Rows and columns of C one block computes.
+    /// Columns of C one block computes (and rows, but for the TF32 kernel's 64-row tiles).
     pub fn tile(self) -> usize {
         match self {
             Arithmetic::Fp32 => 64,
             Arithmetic::Tf32 => 128,
+        }
+    }
+    /// Rows of C one block computes for a product of `m` rows: the tile's, but for TF32 where
+    /// 64-row tiles leave fewer rows empty than 128-row ones (m mod 128 in 1..=64: a 16- to
+    /// 64-channel convolution's forward and weight gradient, half to seven eighths of a 128-row
+    /// tile empty). Each of the 64-row kernel's four warps computes the same 64 x 32 part as the
+    /// 128-row kernel's eight, so the work a product issues shrinks with its padding.
+    pub fn rows(self, m: usize) -> usize {
+        match self {
+            Arithmetic::Tf32 if (1..=64).contains(&(m % 128)) => 64,
+            _ => self.tile(),
         }
     }
     /// k per shared-memory slice (the unit a split-k part is counted in).
@@ -87,7 +99,8 @@ impl Arithmetic {
         }
     }
     /// Blocks of this arithmetic one SM holds at once: the SGEMM 3 (79 registers x 256 threads
-    /// each), the TF32 kernel 2 (108 KiB of shared memory each). A grid of more than this many per
+    /// each), the TF32 kernel 2 (108 KiB of shared memory each; 81 KiB for 64-row tiles, still
+    /// two). A grid of more than this many per
     /// SM runs in waves, the last one part-empty.
     pub fn resident_blocks(self) -> usize {
         match self {
@@ -95,19 +108,22 @@ impl Arithmetic {
             Arithmetic::Tf32 => 2,
         }
     }
-    /// Dynamic shared memory a block needs (`TGEMM_SHARED_BYTES` in kernels/gemm.cu: three
-    /// stages of two 128 x 36-float tiles).
+    /// The most dynamic shared memory a block of this arithmetic needs (the 128-row TF32 tile's:
+    /// the backend opts every TF32 kernel in to it).
     pub fn shared_bytes(self) -> u32 {
         match self {
             Arithmetic::Fp32 => 0,
-            Arithmetic::Tf32 => TGEMM_SHARED_BYTES,
+            Arithmetic::Tf32 => tgemm_shared_bytes(128),
         }
     }
 }
 
-/// kernels/gemm.cu's TGEMM_SHARED_BYTES.
-pub const TGEMM_SHARED_BYTES: u32 = 3 * 2 * 128 * 36 * 4;
-/// Threads of a GEMM block (either arithmetic).
+/// kernels/gemm.cu's `TShape<ROWS>::SHARED_BYTES`: three stages of A's `rows` x 36-float tile
+/// and B's 128 x 36 (108 KiB for 128 rows, 81 KiB for 64).
+pub const fn tgemm_shared_bytes(rows: usize) -> u32 {
+    (3 * (rows + 128) * 36 * 4) as u32
+}
+/// Threads of an FP32 GEMM block and of a 128-row TF32 one (a 64-row TF32 block has half).
 pub const GEMM_THREADS: u32 = 256;
 /// A split part covers at least this many slices: shorter parts cost more in workspace traffic
 /// than their blocks add.
@@ -121,6 +137,8 @@ const MAX_SPLITS: usize = 512;
 pub struct GemmLaunch {
     /// The kernel family: FP32 or TF32 tensor cores.
     pub arithmetic: Arithmetic,
+    /// Rows of C a block computes ([`Arithmetic::rows`]).
+    pub rows: usize,
     /// (column tiles of C, row tiles of C, z): z is the split parts, or the batch items (at
     /// most 65,535; the kernel strides over the rest), or 1 for a batch summed into one C.
     pub grid: (u32, u32, u32),
@@ -130,14 +148,25 @@ pub struct GemmLaunch {
 }
 
 impl GemmLaunch {
-    /// The launch configuration: this grid, [`GEMM_THREADS`] threads a block, the arithmetic's
+    /// The launch configuration: this grid, [`GemmLaunch::threads`] a block, the kernel's
     /// dynamic shared memory.
     pub fn config(&self) -> LaunchConfig {
-        LaunchConfig {
-            grid_dim: self.grid,
-            block_dim: (GEMM_THREADS, 1, 1),
-            shared_mem_bytes: self.arithmetic.shared_bytes(),
+        let shared_mem_bytes = match self.arithmetic {
+            Arithmetic::Fp32 => 0,
+            Arithmetic::Tf32 => tgemm_shared_bytes(self.rows),
+        };
+        LaunchConfig { grid_dim: self.grid, block_dim: (self.threads(), 1, 1), shared_mem_bytes }
+    }
+    /// Threads a block: [`GEMM_THREADS`], or two a row of a 64-row TF32 tile (4 warps).
+    pub fn threads(&self) -> u32 {
+        match self.arithmetic {
+            Arithmetic::Fp32 => GEMM_THREADS,
+            Arithmetic::Tf32 => 2 * self.rows as u32,
         }
+    }
+    /// Whether this is the 64-row TF32 kernel (`tgemm64_*`).
+    fn short(&self) -> bool {
+        self.arithmetic == Arithmetic::Tf32 && self.rows == 64
     }
     /// Blocks in the grid.
     pub fn blocks(&self) -> usize {
@@ -145,29 +174,35 @@ impl GemmLaunch {
     }
 }
 
-/// The kernel for a product's layout and arithmetic.
-pub fn gemm_kernel(g: &Gemm, arithmetic: Arithmetic) -> &'static str {
-    match (arithmetic, g.trans_a, g.trans_b) {
-        (Arithmetic::Fp32, false, false) => "sgemm_nn",
-        (Arithmetic::Fp32, false, true) => "sgemm_nt",
-        (Arithmetic::Fp32, true, false) => "sgemm_tn",
-        (Arithmetic::Fp32, true, true) => "sgemm_tt",
-        (Arithmetic::Tf32, false, false) => "tgemm_nn",
-        (Arithmetic::Tf32, false, true) => "tgemm_nt",
-        (Arithmetic::Tf32, true, false) => "tgemm_tn",
-        (Arithmetic::Tf32, true, true) => "tgemm_tt",
+/// The kernel for a product's layout and launch.
+pub fn gemm_kernel(g: &Gemm, launch: &GemmLaunch) -> &'static str {
+    match (launch.arithmetic, launch.short(), g.trans_a, g.trans_b) {
+        (Arithmetic::Fp32, _, false, false) => "sgemm_nn",
+        (Arithmetic::Fp32, _, false, true) => "sgemm_nt",
+        (Arithmetic::Fp32, _, true, false) => "sgemm_tn",
+        (Arithmetic::Fp32, _, true, true) => "sgemm_tt",
+        (Arithmetic::Tf32, false, false, false) => "tgemm_nn",
+        (Arithmetic::Tf32, false, false, true) => "tgemm_nt",
+        (Arithmetic::Tf32, false, true, false) => "tgemm_tn",
+        (Arithmetic::Tf32, false, true, true) => "tgemm_tt",
+        (Arithmetic::Tf32, true, false, false) => "tgemm64_nn",
+        (Arithmetic::Tf32, true, false, true) => "tgemm64_nt",
+        (Arithmetic::Tf32, true, true, false) => "tgemm64_tn",
+        (Arithmetic::Tf32, true, true, true) => "tgemm64_tt",
     }
 }
 
 /// The kernel of a product with a convolution's epilogue (`Backend::gemm_epilogue`): NN (a
 /// convolution's forward) or TN (a 1x1 convolution's input gradient, `W^T dy` stored as NCHW),
 /// the layouts built with it.
-pub fn gemm_epilogue_kernel(arithmetic: Arithmetic, trans_a: bool) -> &'static str {
-    match (arithmetic, trans_a) {
-        (Arithmetic::Fp32, false) => "sgemm_nn_epilogue",
-        (Arithmetic::Fp32, true) => "sgemm_tn_epilogue",
-        (Arithmetic::Tf32, false) => "tgemm_nn_epilogue",
-        (Arithmetic::Tf32, true) => "tgemm_tn_epilogue",
+pub fn gemm_epilogue_kernel(launch: &GemmLaunch, trans_a: bool) -> &'static str {
+    match (launch.arithmetic, launch.short(), trans_a) {
+        (Arithmetic::Fp32, _, false) => "sgemm_nn_epilogue",
+        (Arithmetic::Fp32, _, true) => "sgemm_tn_epilogue",
+        (Arithmetic::Tf32, false, false) => "tgemm_nn_epilogue",
+        (Arithmetic::Tf32, false, true) => "tgemm_tn_epilogue",
+        (Arithmetic::Tf32, true, false) => "tgemm64_nn_epilogue",
+        (Arithmetic::Tf32, true, true) => "tgemm64_tn_epilogue",
     }
 }
 
@@ -190,8 +225,8 @@ pub fn fuses_rows(g: &Gemm, blocks: &[usize]) -> bool {
 /// TF32 blocks an H200 holds, and would take twice as long as 6 parts), each part at least four
 /// slices long.
 pub fn gemm(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic) -> GemmLaunch {
-    let tile = arithmetic.tile();
-    let tiles = (g.n.div_ceil(tile) as u32, g.m.div_ceil(tile) as u32);
+    let rows = arithmetic.rows(g.m);
+    let tiles = (g.n.div_ceil(arithmetic.tile()) as u32, g.m.div_ceil(rows) as u32);
     let summed = g.c_stride == 0 && g.batch > 1;
     let target = 2 * multiprocessors.max(1);
     let wave = arithmetic.resident_blocks() * multiprocessors.max(1);
@@ -200,12 +235,12 @@ pub fn gemm(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic) -> GemmLau
         let steps = if summed { g.batch } else { 1 } * g.k.div_ceil(arithmetic.slice());
         let splits = (wave / tile_count).min(steps / MIN_SLICES_PER_PART).min(MAX_SPLITS);
         if splits > 1 {
-            return GemmLaunch { arithmetic, grid: (tiles.0, tiles.1, splits as u32), splits };
+            return GemmLaunch { arithmetic, rows, grid: (tiles.0, tiles.1, splits as u32), splits };
         }
     }
     // The kernel walks the batch in steps of gridDim.z, so z is clamped to the hardware limit.
     let z = if summed { 1 } else { g.batch.min(65_535) as u32 };
-    GemmLaunch { arithmetic, grid: (tiles.0, tiles.1, z), splits: 1 }
+    GemmLaunch { arithmetic, rows, grid: (tiles.0, tiles.1, z), splits: 1 }
 }
 
 /// `sgemm_split_reduce` over `outputs` values: a 256-thread block per 32 outputs (eight threads
@@ -296,7 +331,7 @@ mod tests {
         };
         assert_eq!(
             gemm(&fwd, H100_SMS, Arithmetic::Fp32),
-            GemmLaunch { arithmetic: Arithmetic::Fp32, grid: (11, 4, 128), splits: 1 }
+            GemmLaunch { arithmetic: Arithmetic::Fp32, rows: 64, grid: (11, 4, 128), splits: 1 }
         );
         // A big single product: 32 x 32 tiles, no split.
         assert_eq!(gemm(&Gemm::new(false, false, 2048, 2048, 2048), H100_SMS, Arithmetic::Fp32).splits, 1);
@@ -307,6 +342,32 @@ mod tests {
         let many =
             Gemm { batch: 70_000, a_stride: 4, b_stride: 4, c_stride: 4, ..Gemm::new(false, false, 2, 2, 2) };
         assert_eq!(gemm(&many, H100_SMS, Arithmetic::Fp32).grid.2, 65_535);
+    }
+
+    /// TF32 products with at most 64 rows past a multiple of 128 take the 64-row kernel (128
+    /// threads, 81 KiB of shared memory, twice the row tiles); the others the 128-row one; FP32
+    /// keeps its 64 x 64 tile whatever the rows.
+    #[test]
+    fn tf32_tiles_follow_the_rows() {
+        for (m, rows) in
+            [(1, 64), (16, 64), (64, 64), (65, 128), (128, 128), (129, 64), (192, 64), (193, 128), (832, 64)]
+        {
+            let g = Gemm::new(false, false, m, 18432, 400);
+            let l = gemm(&g, H100_SMS, Arithmetic::Tf32);
+            assert_eq!(l.rows, rows, "m = {m}");
+            assert_eq!(l.grid.1 as usize, m.div_ceil(rows), "m = {m}");
+            let cfg = l.config();
+            let short = rows == 64;
+            assert_eq!(cfg.block_dim.0, if short { 128 } else { 256 });
+            assert_eq!(cfg.shared_mem_bytes, if short { 82944 } else { 110592 });
+            assert_eq!(gemm_kernel(&g, &l), if short { "tgemm64_nn" } else { "tgemm_nn" });
+            assert_eq!(
+                gemm_epilogue_kernel(&l, true),
+                if short { "tgemm64_tn_epilogue" } else { "tgemm_tn_epilogue" }
+            );
+            let fp32 = gemm(&g, H100_SMS, Arithmetic::Fp32);
+            assert_eq!((fp32.rows, fp32.config().block_dim.0, gemm_kernel(&g, &fp32)), (64, 256, "sgemm_nn"));
+        }
     }
 
     /// NiN conv1's 96 channels at batch 128 get 11 parts each (1,056 blocks, one full wave);
