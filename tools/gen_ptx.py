@@ -5,10 +5,12 @@ crates/cuda/cubin/<family>.sm_90.cubin with ptxas 12.4, and checks the result.
     python3 tools/gen_ptx.py                 # regenerate crates/cuda/ptx/*.ptx and crates/cuda/cubin/*.cubin
     python3 tools/gen_ptx.py --check         # regenerate into a temp dir, compare with the committed files
     python3 tools/gen_ptx.py --cubin-check   # assemble crates/cuda/ptx/*.ptx for sm_90: no errors, no spills
+    python3 tools/gen_ptx.py --sass-check    # disassemble the committed cubins: the instructions each kernel needs
 
-NVRTC comes from the PyPI wheel nvidia-cuda-nvrtc-cu12==12.4.127 and ptxas from
-nvidia-cuda-nvcc-cu12==12.4.131 (found under site-packages/nvidia/...; override with the
-environment variables NVRTC_LIB and PTXAS). Only the standard library is used (ctypes).
+NVRTC comes from the PyPI wheel nvidia-cuda-nvrtc-cu12==12.4.127, ptxas from
+nvidia-cuda-nvcc-cu12==12.4.131 and nvdisasm from nvidia-cuda-nvdisasm==13.2.78 (found under
+site-packages/nvidia/...; override with the environment variables NVRTC_LIB, PTXAS and
+NVDISASM). Only the standard library is used (ctypes).
 kernels/README.md says why the versions are pinned.
 """
 import argparse
@@ -292,6 +294,95 @@ def cubin_check():
     print(f"gen_ptx --cubin-check: {len(rows)} kernels in {len(ptx_files)} files assemble for {SM_CHECK} with no spills")
 
 
+# What the machine code of each tensor-core kernel must hold (`--sass-check`), as nvdisasm spells
+# it for sm_90: the TF32 mma.sync m16n8k8 (HMMA.1688.F32.TF32), 16-byte cp.async copies
+# (LDGSTS...128, the vectorised path), the commit groups of the cp.async ring (LDGDEPBAR) and
+# the waits on them (DEPBAR). Every kernel of every family: no local memory (LDL/STL: spills or
+# arrays the registers could not hold) and no tensor-core instruction outside the tgemm kernels
+# (the FP32 path is the exact one).
+SASS_REQUIRED = {
+    "HMMA.1688.F32.TF32": "TF32 mma.sync m16n8k8",
+    "LDGSTS.128": "16-byte cp.async",
+    "LDGDEPBAR": "cp.async.commit_group",
+    "DEPBAR": "cp.async.wait_group",
+}
+
+
+def find_nvdisasm():
+    return find_in_wheels("nvidia/cu13/bin/nvdisasm", "nvdisasm", "NVDISASM", "nvidia-cuda-nvdisasm==13.2.78")
+
+
+def sass_opcodes(nvdisasm, cubin):
+    """{kernel: [opcode with its modifiers, ...]} from nvdisasm's listing of a cubin."""
+    r = subprocess.run([str(nvdisasm), "-c", str(cubin)], capture_output=True, text=True)
+    if r.returncode != 0:
+        fail(f"nvdisasm could not disassemble {cubin.name}:\n{r.stderr}")
+    kernels, cur = {}, None
+    for line in r.stdout.splitlines():
+        m = re.match(r"^(\w+):$", line)
+        if m:
+            cur = kernels.setdefault(m.group(1), [])
+            continue
+        # "/*0f30*/  @!P0 LDGSTS.E.BYPASS.128.ZFILL [R5], desc[UR8][R2.64] ;"
+        m = re.match(r"^\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*)", line)
+        if m and cur is not None:
+            cur.append(m.group(1))
+    return kernels
+
+
+def sass_problems(family, kernel, ops):
+    """What is wrong with one kernel's instructions (see SASS_REQUIRED)."""
+    problems = []
+    names = [op.split(".")[0] for op in ops]
+    if "LDL" in names or "STL" in names:
+        problems.append("uses local memory (LDL/STL)")
+    tensor = kernel.startswith("tgemm")
+    hmma = [op for op in ops if op.startswith("HMMA")]
+    if tensor:
+        for want, what in SASS_REQUIRED.items():
+            head, _, width = want.partition(".")
+            if want.startswith("HMMA"):
+                found = want in ops
+            elif width:
+                found = any(op.startswith(head) and f".{width}" in op for op in ops)
+            else:
+                found = head in names
+            if not found:
+                problems.append(f"has no {want} ({what})")
+    elif hmma:
+        problems.append(f"is not a tensor-core kernel but has {hmma[0]}")
+    return problems
+
+
+def sass_check():
+    """Disassembles the committed cubins and checks each kernel's instructions (SASS_REQUIRED)."""
+    nvdisasm = find_nvdisasm()
+    cubins = sorted(CUBIN_DIR.glob(f"*.{CUBIN_ARCH}.cubin"))
+    if not cubins:
+        fail("no crates/cuda/cubin/*.cubin to disassemble: run `python3 tools/gen_ptx.py` first")
+    print(f"gen_ptx --sass-check: {nvdisasm}")
+    print(f"{'kernel':<24} {'HMMA':>5} {'cp.async 16B':>12} {'cp.async 4B':>11} {'LDS':>5} {'LDSM':>5}")
+    failures, n = [], 0
+    for cubin in cubins:
+        family = cubin.name.split(".")[0]
+        for kernel, ops in sorted(sass_opcodes(nvdisasm, cubin).items()):
+            n += 1
+            failures += [f"{family}: {kernel} {p}" for p in sass_problems(family, kernel, ops)]
+            if kernel.startswith(("tgemm", "sgemm")):
+                copies = [op for op in ops if op.startswith("LDGSTS")]
+                wide = sum(".128" in op for op in copies)
+                print(f"{kernel:<24} {sum(op.startswith('HMMA') for op in ops):>5} {wide:>12} {len(copies) - wide:>11} "
+                      f"{sum(op.split('.')[0] == 'LDS' for op in ops):>5} {sum(op.startswith('LDSM') for op in ops):>5}")
+    if n == 0:
+        failures.append("nvdisasm listed no kernels")
+    if failures:
+        for f in failures:
+            print(f"gen_ptx --sass-check: {f}", file=sys.stderr)
+        fail(f"{len(failures)} problem(s) in the sm_90 machine code")
+    print(f"gen_ptx --sass-check: {n} kernels in {len(cubins)} cubins: every tgemm kernel runs TF32 mma.sync fed by "
+          f"16-byte cp.async in commit groups; no local memory, no tensor-core instruction elsewhere")
+
+
 def parse_ptxas(file, out, failures):
     """Per-kernel registers, stack, spills and shared memory from `ptxas -v`."""
     rows, cur = [], None
@@ -325,12 +416,17 @@ def main():
     ap = argparse.ArgumentParser(description="Compile kernels/*.cu to crates/cuda/ptx/*.ptx with NVRTC 12.4.")
     ap.add_argument("--check", action="store_true", help="regenerate into a temp dir and compare with crates/cuda/ptx")
     ap.add_argument("--cubin-check", action="store_true", help="assemble crates/cuda/ptx/*.ptx for sm_90; fail on errors or spills")
+    ap.add_argument("--sass-check", action="store_true",
+                    help="disassemble crates/cuda/cubin/*.cubin: tensor-core kernels run HMMA fed by 16-byte cp.async; "
+                         "no local memory anywhere")
     args = ap.parse_args()
     if args.check:
         check()
     if args.cubin_check:
         cubin_check()
-    if not (args.check or args.cubin_check):
+    if args.sass_check:
+        sass_check()
+    if not (args.check or args.cubin_check or args.sass_check):
         assemble(generate(PTX_DIR), CUBIN_DIR)
 
 
