@@ -475,8 +475,7 @@ fn predict_steps() -> String {
             // What fills an SM in the model: two FP32 blocks, 8 warps of TF32 mma (one 128-row
             // block, two 64-row ones; two fit, so a split product stops at one wave of two
             // rather than start a second).
-            let per_sm = |l: &model::Launch| if l.tensor { 256 / l.threads.max(1) as usize } else { 2 };
-            let fills = |l: &model::Launch| per_sm(l) * gpu.multiprocessors;
+            let fills = |l: &model::Launch| l.saturating_blocks() * gpu.multiprocessors;
             let thin: Vec<String> = launches
                 .iter()
                 .filter(|l| l.flops > 0.0 && l.blocks < fills(l))

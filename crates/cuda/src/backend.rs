@@ -2,7 +2,7 @@
 //! name from `kernels/`. Everything stays on the device; only `from_slice` and `to_vec` copy.
 use crate::allocator::{Allocator, Buffer};
 use crate::device;
-use crate::kernels::{CUBIN_CAPABILITY, MODULES, TENSOR_KERNELS};
+use crate::kernels::{is_tensor_kernel, CUBIN_CAPABILITY, MODULES};
 use crate::plan::{self, elementwise, single_block, EPILOGUE_PARTS};
 use crate::staging::{PendingRead, Staging, STAGED_UPLOAD_MIN};
 use cudarc::driver::{
@@ -262,7 +262,7 @@ impl Cuda {
         // opt in, or keep to FP32 where the device cannot give it (or has no TF32 tensor cores).
         let shared = plan::Arithmetic::Tf32.shared_bytes() as i32;
         let tensor_cores = capability.0 >= 8
-            && TENSOR_KERNELS.iter().all(|name| {
+            && MODULES.iter().flat_map(|m| m.kernels).filter(|name| is_tensor_kernel(name)).all(|name| {
                 functions.get(name).is_some_and(|f| {
                     f.set_attribute(
                         cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,

@@ -63,6 +63,15 @@ impl Launch {
             tensor: false,
         }
     }
+    /// Blocks per SM the launch needs to reach its ceiling (see [`Gpu::predict`]): 8 warps of a
+    /// TF32 product, two FP32 product blocks, four streaming blocks.
+    pub fn saturating_blocks(&self) -> usize {
+        match (self.flops > 0.0, self.tensor) {
+            (true, true) => (256 / self.threads.max(1) as usize).max(1),
+            (true, false) => 2,
+            _ => 4,
+        }
+    }
     fn streaming(kernel: &'static str, n: usize, bytes: usize) -> Launch {
         Launch::kernel(kernel, elementwise(n), 0.0, bytes as f64)
     }
@@ -153,13 +162,12 @@ impl Gpu {
         // of tensor-core work with their copies in flight (one 256-thread block, two of the
         // 64-row kernel's 128); a streaming kernel's 256-thread blocks fit 8 and need 4 to keep
         // enough loads in flight.
-        let (resident, saturating) = match (l.flops > 0.0, l.tensor) {
-            (true, true) => {
-                (plan::Arithmetic::Tf32.resident_blocks() as f64, 256.0 / l.threads.max(1) as f64)
-            }
-            (true, false) => (plan::Arithmetic::Fp32.resident_blocks() as f64, 2.0),
-            _ => (plan::STREAM_RESIDENT_BLOCKS as f64, 4.0),
-        };
+        let resident = match (l.flops > 0.0, l.tensor) {
+            (true, true) => plan::Arithmetic::Tf32.resident_blocks(),
+            (true, false) => plan::Arithmetic::Fp32.resident_blocks(),
+            _ => plan::STREAM_RESIDENT_BLOCKS,
+        } as f64;
+        let saturating = l.saturating_blocks() as f64;
         let full = resident * sms;
         let fill = if blocks <= full {
             (blocks / (saturating * sms)).min(1.0)
@@ -180,6 +188,23 @@ impl Gpu {
 
 /// The launches of a product (`Cuda::gemm`): the GEMM, and with split-k the reduction.
 pub fn gemm_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithmetic) -> Vec<Launch> {
+    product_launches(g, multiprocessors, arithmetic, false)
+}
+
+/// The launches of a product with a convolution's epilogue (`Cuda::gemm_epilogue`, NN or TN): those
+/// of the product, on the `*_epilogue` kernel, which also reads the bias; bias, ReLU and layout
+/// cost no pass of their own.
+pub fn epilogue_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithmetic) -> Vec<Launch> {
+    product_launches(g, multiprocessors, arithmetic, true)
+}
+
+/// [`gemm_launches`], or with `epilogue` [`epilogue_launches`].
+fn product_launches(
+    g: &Gemm,
+    multiprocessors: usize,
+    arithmetic: plan::Arithmetic,
+    epilogue: bool,
+) -> Vec<Launch> {
     if g.batch == 0 || g.m == 0 || g.n == 0 {
         return Vec::new();
     }
@@ -190,7 +215,11 @@ pub fn gemm_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithme
     let a_bytes = 4 * g.m * g.k * items(g.a_stride);
     let b_bytes = 4 * g.k * g.n * items(g.b_stride);
     let mn = g.m * g.n;
-    let kernel = plan::gemm_kernel(g, &launch);
+    let (kernel, bias_bytes) = if epilogue {
+        (plan::gemm_epilogue_kernel(&launch, g.trans_a), f32s(g.m))
+    } else {
+        (plan::gemm_kernel(g, &launch), 0)
+    };
     let padded = |d: usize, tile: usize| d.div_ceil(tile) * tile;
     let issued = 2.0
         * padded(g.m, launch.rows) as f64
@@ -200,7 +229,7 @@ pub fn gemm_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithme
     let product = |bytes: usize| Launch {
         issued_flops: issued,
         tensor: arithmetic == plan::Arithmetic::Tf32,
-        ..Launch::kernel(kernel, launch.config(), g.flops(), bytes as f64)
+        ..Launch::kernel(kernel, launch.config(), g.flops(), (bytes + bias_bytes) as f64)
     };
     if launch.splits == 1 {
         return vec![product(a_bytes + b_bytes + c_bytes)];
@@ -208,18 +237,6 @@ pub fn gemm_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithme
     let w = 4 * launch.splits * mn;
     let reduce = Launch::kernel("sgemm_split_reduce", plan::split_reduce(mn), 0.0, (w + c_bytes) as f64);
     vec![product(a_bytes + b_bytes + w), reduce]
-}
-
-/// The launches of a product with a convolution's epilogue (`Cuda::gemm_epilogue`, NN or TN): those
-/// of the product, on the `*_epilogue` kernel, which also reads the bias; bias, ReLU and layout
-/// cost no pass of their own.
-pub fn epilogue_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithmetic) -> Vec<Launch> {
-    let mut launches = gemm_launches(g, multiprocessors, arithmetic);
-    if let Some(product) = launches.first_mut() {
-        product.kernel = plan::gemm_epilogue_kernel(&plan::gemm(g, multiprocessors, arithmetic), g.trans_a);
-        product.bytes += f32s(g.m) as f64;
-    }
-    launches
 }
 
 /// A `Backend` that computes on the CPU and records what `Cuda` would launch for each call.
