@@ -125,9 +125,14 @@ pub struct TrainArgs {
     /// Epochs of linear learning-rate warm-up (fractions allowed) [default: 0]
     #[arg(long, value_name = "EPOCHS")]
     pub warmup_epochs: Option<f32>,
-    /// Random crops (4-pixel padding) and horizontal flips of the training images [default: off]
+    /// Random crops (zero padding of --crop-padding pixels) and horizontal flips of the training
+    /// images [default: off]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub augment: Option<bool>,
+    /// Pixels of zero padding around each 28x28 image for --augment's random crops: how far an
+    /// image may move each way (0: flips only) [default: 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..28))]
+    pub crop_padding: Option<u64>,
     /// Label smoothing of the loss, as PyTorch's `label_smoothing` [default: 0]
     #[arg(long, value_name = "F")]
     pub label_smoothing: Option<f32>,

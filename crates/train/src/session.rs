@@ -51,8 +51,11 @@ pub(crate) fn make_optimizer<B: Backend>(
 }
 
 /// A new run's settings: the flags given, else the defaults their help names.
-fn new_settings(kind: ModelKind, args: &TrainArgs) -> Settings {
-    Settings {
+fn new_settings(kind: ModelKind, args: &TrainArgs) -> Result<Settings> {
+    if let (Some(p), false) = (args.crop_padding, args.augment.unwrap_or(false)) {
+        bail!("--crop-padding {p} pads --augment's random crops; add --augment, or leave it out");
+    }
+    Ok(Settings {
         model: kind,
         resize: args.resize.unwrap_or(kind.default_resize()),
         seed: args.seed.unwrap_or(42),
@@ -67,10 +70,11 @@ fn new_settings(kind: ModelKind, args: &TrainArgs) -> Settings {
         schedule: args.schedule.unwrap_or(Schedule::Constant),
         warmup_epochs: args.warmup_epochs.unwrap_or(0.0),
         augment: args.augment.unwrap_or(false),
+        crop_padding: args.crop_padding.map_or(data::DEFAULT_CROP_PADDING, |p| p as usize),
         label_smoothing: args.label_smoothing.unwrap_or(0.0),
         val_split: args.val_split.unwrap_or(0),
         init_from: args.init_from.as_ref().map(|p| p.display().to_string()),
-    }
+    })
 }
 
 /// Settings no run can use, as errors naming the flag.
@@ -119,6 +123,7 @@ fn resumed_settings(meta: &RunMeta, args: &TrainArgs, path: &Path) -> Result<Set
     check("--schedule", args.schedule.map(|v| v.name().to_string()), stored.schedule.name().to_string());
     check("--warmup-epochs", args.warmup_epochs.map(|v| v.to_string()), stored.warmup_epochs.to_string());
     check("--augment", args.augment.map(|v| v.to_string()), stored.augment.to_string());
+    check("--crop-padding", args.crop_padding.map(|v| v.to_string()), stored.crop_padding.to_string());
     check(
         "--label-smoothing",
         args.label_smoothing.map(|v| v.to_string()),
@@ -216,7 +221,7 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
             meta.settings = resumed_settings(m, args, path)?;
             meta
         }
-        None => RunMeta::new(new_settings(kind, args)),
+        None => RunMeta::new(new_settings(kind, args)?),
     };
     let settings = meta.settings.clone();
     check_settings(&settings)?;
@@ -356,7 +361,10 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
         let resumed_at = meta.position.clone();
         let started = Instant::now();
         let shuffle = Some(data::epoch_seed(settings.seed, epoch));
-        let augment = settings.augment.then(|| data::epoch_seed(settings.seed ^ AUGMENT_SALT, epoch));
+        let augment = settings.augment.then(|| data::Augment {
+            seed: data::epoch_seed(settings.seed ^ AUGMENT_SALT, epoch),
+            padding: settings.crop_padding,
+        });
         let batches = data::batches_from(
             train_set.clone(),
             settings.batch_size,
@@ -535,7 +543,7 @@ fn recipe(s: &Settings) -> String {
         parts.push(format!("{} schedule, {} warm-up epochs", s.schedule.name(), s.warmup_epochs));
     }
     if s.augment {
-        parts.push("crops and flips".into());
+        parts.push(format!("crops (padding {}) and flips", s.crop_padding));
     }
     if s.label_smoothing > 0.0 {
         parts.push(format!("label smoothing {}", s.label_smoothing));

@@ -10,6 +10,7 @@
 //! (`data::epoch_seed`), so the position within it is enough to rebuild it.
 use crate::checkpoint::{self, Checkpoint, OPTIMIZER_PREFIX};
 use crate::cli::OptimizerKind;
+use crate::data::DEFAULT_CROP_PADDING;
 use crate::schedule::Schedule;
 use anyhow::{anyhow, bail, Context, Result};
 use autograd::Var;
@@ -53,8 +54,10 @@ pub struct Settings {
     pub schedule: Schedule,
     /// The learning rate's warm-up, in epochs, fractions allowed (`--warmup-epochs`).
     pub warmup_epochs: f32,
-    /// Random crops (padding 4) and horizontal flips of the training images.
+    /// Random crops and horizontal flips of the training images (`--augment`).
     pub augment: bool,
+    /// The random crops' zero padding: pixels an image may move each way (`--crop-padding`).
+    pub crop_padding: usize,
     /// Label smoothing of the cross-entropy loss, in [0, 1) (`--label-smoothing`).
     pub label_smoothing: f32,
     /// Training images held out for validation (0: none; the test set is then evaluated every
@@ -159,6 +162,7 @@ impl RunMeta {
         put("schedule", s.schedule.name().into());
         put("warmup_epochs", s.warmup_epochs.to_string());
         put("augment", s.augment.to_string());
+        put("crop_padding", s.crop_padding.to_string());
         put("label_smoothing", s.label_smoothing.to_string());
         put("val_split", s.val_split.to_string());
         if let Some(f) = &s.init_from {
@@ -233,6 +237,7 @@ impl RunMeta {
             },
             warmup_epochs: optional(ckpt, path, "warmup_epochs", 0.0)?,
             augment: optional(ckpt, path, "augment", false)?,
+            crop_padding: optional(ckpt, path, "crop_padding", DEFAULT_CROP_PADDING)?,
             label_smoothing: optional(ckpt, path, "label_smoothing", 0.0)?,
             val_split: optional(ckpt, path, "val_split", 0)?,
             init_from: ckpt.meta("init_from").map(str::to_string),
@@ -365,6 +370,7 @@ mod tests {
                 schedule: Schedule::Cosine,
                 warmup_epochs: 0.5,
                 augment: true,
+                crop_padding: 2,
                 label_smoothing: 0.1,
                 val_split: 5000,
                 init_from: Some("d2l/nin.safetensors".into()),
@@ -392,6 +398,17 @@ mod tests {
         let ckpt = Checkpoint { tensors: Vec::new(), metadata: m.to_map() };
         assert_eq!(RunMeta::from_checkpoint(&ckpt, Path::new("c")).unwrap(), m);
         assert_eq!(m.optimizer_path(Path::new("d")), Path::new("d/optimizer-step11.safetensors"));
+    }
+
+    /// A run saved before the crops' padding was stored resumes with the padding it used.
+    #[test]
+    fn crop_padding_defaults_to_the_old_one() {
+        let mut map = meta().to_map();
+        assert_eq!(map.remove("crop_padding").as_deref(), Some("2"));
+        let ckpt = Checkpoint { tensors: Vec::new(), metadata: map };
+        let m = RunMeta::from_checkpoint(&ckpt, Path::new("c")).unwrap();
+        assert_eq!(m.settings.crop_padding, DEFAULT_CROP_PADDING);
+        assert_eq!(DEFAULT_CROP_PADDING, 4);
     }
 
     /// A checkpoint of the first format (epoch ends only) still resumes, with its optimizer file

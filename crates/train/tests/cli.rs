@@ -566,6 +566,8 @@ fn a_run_with_a_validation_split_keeps_and_tests_its_best_epoch() {
             "--schedule",
             "onecycle",
             "--augment",
+            "--crop-padding",
+            "2",
             "--label-smoothing",
             "0.1",
             "--val-split",
@@ -585,6 +587,7 @@ fn a_run_with_a_validation_split_keeps_and_tests_its_best_epoch() {
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("32 training / 16 val images") && t.contains("onecycle schedule"), "{t}");
+    assert!(t.contains("crops (padding 2) and flips"), "{t}");
     assert!(t.contains("best epoch") && t.contains("test acc"), "{t}");
     let best = checkpoint::load(&out.join("run/best.safetensors")).unwrap();
     let test_acc: f64 = best.meta("test_acc").unwrap().parse().unwrap();
@@ -610,6 +613,25 @@ fn a_run_with_a_validation_split_keeps_and_tests_its_best_epoch() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("--epochs 3 (the run's is 2)"), "{}", text(&o));
+    // The crops' padding is part of the run too.
+    let o = train(&[
+        "nin",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--crop-padding",
+        "4",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("--crop-padding 4 (the run's is 2)"), "{}", text(&o));
+    // A padding without crops to pad, and one that leaves nothing of a 28x28 image.
+    let o = train(&["nin", "--crop-padding", "2", "--data", data.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("--crop-padding 2 pads --augment's random crops"), "{}", text(&o));
+    let o = train(&["nin", "--augment", "--crop-padding", "28"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("28 is not in 0..28"), "{}", text(&o));
     // Values no run can use.
     for (flag, value, needle) in [
         ("--label-smoothing", "1.5", "--label-smoothing must be in [0, 1)"),

@@ -46,10 +46,19 @@ pub fn batches(
     batches_from(dataset, batch_size, resize, shuffle, limit, 0, None)
 }
 
+/// Random crops and flips of the training images: the draws' seed and the crops' padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Augment {
+    /// Seed of the draws (one per epoch).
+    pub seed: u64,
+    /// Pixels an image may move each way (the zero padding of the random crop).
+    pub padding: usize,
+}
+
 /// [`batches`] from batch `first` on: the same batches as the whole epoch's from there (a resumed
-/// run continues its epoch). Past the last batch, none. With `augment` (a seed), each image is
-/// shifted and flipped at random first ([`augment_image`]), by draws that depend only on the
-/// seed and the image's place in the epoch.
+/// run continues its epoch). Past the last batch, none. With `augment`, each image is shifted
+/// and flipped at random first ([`augment_image`]), by draws that depend only on the seed and
+/// the image's place in the epoch.
 pub fn batches_from(
     dataset: Arc<Dataset>,
     batch_size: usize,
@@ -57,7 +66,7 @@ pub fn batches_from(
     shuffle: Option<u64>,
     limit: Option<usize>,
     first: usize,
-    augment: Option<u64>,
+    augment: Option<Augment>,
 ) -> BatchIter {
     assert!(batch_size > 0, "batch_size must be > 0");
     assert!(resize > 0, "resize must be > 0");
@@ -88,7 +97,7 @@ fn produce(
     size: usize,
     shuffle: Option<u64>,
     first: usize,
-    augment: Option<u64>,
+    augment: Option<Augment>,
     tx: &SyncSender<Batch>,
 ) {
     let mut order: Vec<usize> = (0..n).collect();
@@ -102,12 +111,12 @@ fn produce(
         let mut images = vec![0.0f32; chunk.len() * pixels];
         for (j, (dst, &i)) in images.chunks_exact_mut(pixels).zip(chunk).enumerate() {
             match augment {
-                Some(seed) => {
+                Some(aug) => {
                     augment_image(
                         ds.image(i),
                         ds.rows,
                         ds.cols,
-                        seed,
+                        aug,
                         (b * batch_size + j) as u64,
                         &mut shifted,
                     );
@@ -124,15 +133,16 @@ fn produce(
     }
 }
 
-/// Pixels an augmented image may move in each direction (the padding of a random crop).
-pub const SHIFT: usize = 4;
+/// The crops' padding unless `--crop-padding` says otherwise: torchvision's CIFAR habit, and
+/// what runs saved before the padding was stored used.
+pub const DEFAULT_CROP_PADDING: usize = 4;
 
 /// Random crop with zero padding and horizontal flip, as torchvision's
-/// `RandomCrop(size, padding=4)` + `RandomHorizontalFlip()`: `src` (rows x cols) shifted by up to
-/// [`SHIFT`] pixels each way, flipped left-right half the time, into `dst`. The draws come from
-/// `seed` and `position` alone.
-pub fn augment_image(src: &[u8], rows: usize, cols: usize, seed: u64, position: u64, dst: &mut [u8]) {
-    let mut z = seed ^ position.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+/// `RandomCrop(size, padding=p)` + `RandomHorizontalFlip()`: `src` (rows x cols) shifted by up to
+/// `aug.padding` pixels each way, flipped left-right half the time, into `dst`. The draws come
+/// from `aug.seed` and `position` alone.
+pub fn augment_image(src: &[u8], rows: usize, cols: usize, aug: Augment, position: u64, dst: &mut [u8]) {
+    let mut z = aug.seed ^ position.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let mut next = || {
         // SplitMix64.
         z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -141,9 +151,10 @@ pub fn augment_image(src: &[u8], rows: usize, cols: usize, seed: u64, position: 
         x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         x ^ (x >> 31)
     };
-    let span = 2 * SHIFT as u64 + 1;
-    let dy = (next() % span) as isize - SHIFT as isize;
-    let dx = (next() % span) as isize - SHIFT as isize;
+    let pad = aug.padding as isize;
+    let span = 2 * aug.padding as u64 + 1;
+    let dy = (next() % span) as isize - pad;
+    let dx = (next() % span) as isize - pad;
     let flip = next() & 1 == 1;
     for r in 0..rows {
         for c in 0..cols {
@@ -213,58 +224,91 @@ mod tests {
                 5usize.saturating_sub(first)
             );
             // Augmented batches too are the same from any start.
-            let aug: Vec<Batch> = batches_from(ds.clone(), 5, 2, Some(9), None, 0, Some(3)).collect();
-            let rest: Vec<Batch> = batches_from(ds.clone(), 5, 2, Some(9), None, first, Some(3)).collect();
+            let aug: Vec<Batch> =
+                batches_from(ds.clone(), 5, 2, Some(9), None, 0, Some(Augment { seed: 3, padding: 2 }))
+                    .collect();
+            let rest: Vec<Batch> =
+                batches_from(ds.clone(), 5, 2, Some(9), None, first, Some(Augment { seed: 3, padding: 2 }))
+                    .collect();
             assert_eq!(rest, aug[first.min(5)..]);
         }
     }
 
-    /// Each image moves by (dy, dx) in [-4, 4]^2 with zero fill and is mirrored half the time;
+    /// The move and flip `augment_image` gave `src` (12 x 12, distinct values), checking that
+    /// every pixel is the shifted source or padding and that the move is within `padding`.
+    fn move_of(src: &[u8], a: &[u8], padding: usize) -> (isize, isize, bool) {
+        let (rows, cols) = (12, 12);
+        let value = |r: usize, c: usize| src[r * cols + c];
+        // Source (sr, sc) lands at (sr - dy, c') with c' = sc - dx, mirrored when flipped; pixel
+        // (6, 6) stays inside for every move of up to 5.
+        let at = a.iter().position(|&v| v == value(6, 6)).unwrap();
+        let right = a.iter().position(|&v| v == value(6, 7)).unwrap();
+        let flipped = right % cols + 1 == at % cols;
+        let (r, c) = (at / cols, at % cols);
+        let c = if flipped { cols - 1 - c } else { c };
+        let (dy, dx) = (6 - r as isize, 6 - c as isize);
+        assert!(dy.unsigned_abs() <= padding && dx.unsigned_abs() <= padding, "({dy}, {dx}) past {padding}");
+        for rr in 0..rows {
+            for cc in 0..cols {
+                let oc = if flipped { cols - 1 - cc } else { cc };
+                let (sr, sc) = (rr as isize + dy, cc as isize + dx);
+                let want = if (0..12).contains(&sr) && (0..12).contains(&sc) {
+                    value(sr as usize, sc as usize)
+                } else {
+                    0
+                };
+                assert_eq!(a[rr * cols + oc], want);
+            }
+        }
+        (dy, dx, flipped)
+    }
+
+    /// Each image moves by (dy, dx) in [-p, p]^2 with zero fill and is mirrored half the time;
     /// the draws depend on the seed and position only, and every move and both flips occur.
     #[test]
     fn augmentation_shifts_and_flips() {
-        // A 12x12 image of distinct values; pixel (6, 6) stays inside for every move.
-        let (rows, cols) = (12, 12);
         let src: Vec<u8> = (1..=144).collect();
-        let mut seen = std::collections::HashSet::new();
-        for position in 0..3000 {
-            let mut a = vec![0; 144];
-            augment_image(&src, rows, cols, 11, position, &mut a);
-            let mut again = vec![0; 144];
-            augment_image(&src, rows, cols, 11, position, &mut again);
-            assert_eq!(a, again);
-            let value = |r: usize, c: usize| src[r * cols + c];
-            // Source (sr, sc) lands at (sr - dy, c') with c' = sc - dx, mirrored when flipped.
-            let at = a.iter().position(|&v| v == value(6, 6)).unwrap();
-            let right = a.iter().position(|&v| v == value(6, 7)).unwrap();
-            let flipped = right % cols + 1 == at % cols;
-            let (r, c) = (at / cols, at % cols);
-            let c = if flipped { cols - 1 - c } else { c };
-            let (dy, dx) = (6 - r as isize, 6 - c as isize);
-            assert!(dy.abs() <= 4 && dx.abs() <= 4);
-            // Every pixel is the shifted source or padding.
-            for rr in 0..rows {
-                for cc in 0..cols {
-                    let oc = if flipped { cols - 1 - cc } else { cc };
-                    let (sr, sc) = (rr as isize + dy, cc as isize + dx);
-                    let want = if (0..12).contains(&sr) && (0..12).contains(&sc) {
-                        value(sr as usize, sc as usize)
-                    } else {
-                        0
-                    };
-                    assert_eq!(a[rr * cols + oc], want);
-                }
+        for padding in [0, 1, 2, 3, DEFAULT_CROP_PADDING] {
+            let aug = Augment { seed: 11, padding };
+            let mut seen = std::collections::HashSet::new();
+            for position in 0..3000 {
+                let mut a = vec![0; 144];
+                augment_image(&src, 12, 12, aug, position, &mut a);
+                let mut again = vec![0; 144];
+                augment_image(&src, 12, 12, aug, position, &mut again);
+                assert_eq!(a, again);
+                seen.insert(move_of(&src, &a, padding));
             }
-            seen.insert((dy, dx, flipped));
+            let side = 2 * padding + 1;
+            assert_eq!(seen.len(), side * side * 2, "every move, flipped and not, at padding {padding}");
         }
-        assert_eq!(seen.len(), 9 * 9 * 2, "every move, flipped and not");
         let differs = (0..50).any(|p| {
             let (mut x, mut y) = (vec![0; 144], vec![0; 144]);
-            augment_image(&src, rows, cols, 11, p, &mut x);
-            augment_image(&src, rows, cols, 12, p, &mut y);
+            augment_image(&src, 12, 12, Augment { seed: 11, padding: 4 }, p, &mut x);
+            augment_image(&src, 12, 12, Augment { seed: 12, padding: 4 }, p, &mut y);
             x != y
         });
         assert!(differs, "the seed matters");
+    }
+
+    /// The draws at the default padding are those of the runs saved before the padding could
+    /// change (whose resumes must continue bit for bit): a few fixed positions' moves.
+    #[test]
+    fn default_padding_keeps_its_draws() {
+        let src: Vec<u8> = (1..=144).collect();
+        let aug = Augment { seed: 11, padding: DEFAULT_CROP_PADDING };
+        let moves: Vec<(isize, isize, bool)> = (0..6)
+            .map(|p| {
+                let mut a = vec![0; 144];
+                augment_image(&src, 12, 12, aug, p, &mut a);
+                move_of(&src, &a, 4)
+            })
+            .collect();
+        // From the draws' definition (SplitMix64 from seed ^ (position + 1) * 0x9e37..., moves
+        // `% 9 - 4`, flip the low bit), computed apart from this code.
+        let golden =
+            [(0, 2, false), (3, -4, true), (-2, 1, true), (1, 0, false), (-1, 2, true), (-4, -4, true)];
+        assert_eq!(moves, golden);
     }
 
     #[test]

@@ -14,5 +14,7 @@ pub use idx::{
     images_from_bytes, labels_from_bytes, load_split, read_images, read_labels, Dataset, Split, FILES,
     IMAGES_MAGIC, LABELS_MAGIC, MAX_DECOMPRESSED, NUM_CLASSES,
 };
-pub use loader::{augment_image, batches, batches_from, epoch_seed, Batch, BatchIter, SHIFT};
+pub use loader::{
+    augment_image, batches, batches_from, epoch_seed, Augment, Batch, BatchIter, DEFAULT_CROP_PADDING,
+};
 pub use resize::Resizer;
