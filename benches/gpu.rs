@@ -178,7 +178,8 @@ fn bench_products(gpu: &Cuda, info: &DeviceInfo, runs: usize, out: &mut Vec<Figu
         let mut c = gpu.zeros(lc).unwrap();
         let predict = |arithmetic| -> f64 {
             let launches = model::gemm_launches(&g, info.multiprocessors, arithmetic);
-            launches.iter().map(|l| predictor.predict(l)).sum::<f64>() * 1e3
+            // From an idle stream, as the events time it: the host's launch first.
+            model::step_time(&predictor, &launches) * 1e3
         };
         let dims = format!("{}x{}x{}{}", g.m, g.n, g.k, if g.c_stride == 0 { " sum" } else { "" });
         let ms = median_ms(gpu, 2, runs, || fp32.gemm(&g, &a, &b, &mut c).unwrap());
@@ -422,8 +423,10 @@ fn recorded_step(kind: ModelKind, resize: usize, batch: usize, precision: Precis
 /// A model of PyTorch eager's step with cuDNN on the same GPU, for comparison: every
 /// convolution's training FLOPs (3x the forward's, 2x for a first layer) at `efficiency` of the
 /// given peak, plus eight passes over each convolution's output (PyTorch's separate bias, ReLU
-/// and backward kernels) at the model's streaming bandwidth; at least 10 us of host time per
-/// op, about 8 per convolution. A prediction, to be replaced by `tools/gpu-check`'s measurement.
+/// and backward kernels) at the model's streaming bandwidth, those eight kernels taking at least
+/// the model's least time a kernel each; at least 10 us of host time per op, about 8 per
+/// convolution, which the GPU's queue hides where the kernels take longer (as ours,
+/// `model::timeline`). A prediction, to be replaced by `tools/gpu-check`'s measurement.
 fn pytorch_model(layers: &[Layer], batch: usize, peak_tflops: f64, efficiency: f64) -> f64 {
     let gpu = model::Gpu::h200();
     let mut gpu_time = 0.0;
@@ -431,8 +434,9 @@ fn pytorch_model(layers: &[Layer], batch: usize, peak_tflops: f64, efficiency: f
         let geo = l.geo(batch);
         let flops = geo.flops() * if i == 0 { 2.0 } else { 3.0 };
         let activation = (batch * l.c_out * geo.out_h * geo.out_w * 4) as f64;
-        gpu_time += flops / (peak_tflops * 1e12 * efficiency)
+        let layer = flops / (peak_tflops * 1e12 * efficiency)
             + 8.0 * activation / (gpu.memory_gbps * 1e9 * gpu.stream_efficiency);
+        gpu_time += layer.max(8.0 * gpu.kernel_us * 1e-6);
     }
     gpu_time.max(layers.len() as f64 * 8.0 * 10e-6)
 }
@@ -442,7 +446,8 @@ fn predict_steps() -> String {
     let mut json = format!("{{\n  \"gpu\": \"{}\",\n  \"steps\": [\n", gpu.name);
     println!(
         "cost model: {} ({} SMs; FP32 {:.1} TFLOP/s, our SGEMM at {:.0}% of it; TF32 {:.1} TFLOP/s, our TF32 kernel at \
-         {:.0}% of it; {:.0} GB/s, streaming kernels at {:.0}% of it; {:.0} us a launch). Predictions, not measurements.",
+         {:.0}% of it; {:.0} GB/s, streaming kernels at {:.0}% of it; {:.0} us of host time a launch, queued ahead \
+         of the GPU; {:.0} us a kernel at least). Predictions, not measurements.",
         gpu.name,
         gpu.multiprocessors,
         gpu.fp32_tflops,
@@ -451,7 +456,8 @@ fn predict_steps() -> String {
         100.0 * gpu.tgemm_efficiency,
         gpu.memory_gbps,
         100.0 * gpu.stream_efficiency,
-        gpu.launch_us
+        gpu.launch_us,
+        gpu.kernel_us
     );
     let mut first = true;
     for (kind, resize, layers) in [(ModelKind::Nin, 224, nin()), (ModelKind::GoogLeNet, 96, googlenet())] {

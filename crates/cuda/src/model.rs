@@ -1,6 +1,7 @@
 //! The cost model: every kernel launch the CUDA backend makes for a piece of work, and how long
 //! each should take on a given GPU, from roofline ceilings (FP32 arithmetic, memory bandwidth),
-//! how well its grid fills the multiprocessors, and the host's cost per launch.
+//! how well its grid fills the multiprocessors, and the host's cost per launch, which a stream
+//! hides behind the kernels already queued.
 //!
 //! No GPU is needed: [`Recorder`] is a `Backend` that computes on the CPU (so a real training
 //! step runs through the layers and models, taking the GPU's algorithm choices from
@@ -104,9 +105,13 @@ pub struct Gpu {
     pub memory_gbps: f64,
     /// Host-to-device bandwidth (pinned memory), GB/s.
     pub link_gbps: f64,
-    /// The host's cost of one launch, in microseconds: a kernel takes at least this long when the
-    /// GPU runs ahead of the launches.
+    /// The host's cost of one launch, in microseconds. Launches are asynchronous: the host queues
+    /// the next kernels while the GPU runs earlier ones, and a kernel waits for its launch only
+    /// when the GPU has caught up with the host ([`step_time`]).
     pub launch_us: f64,
+    /// The least a kernel takes on the device once its turn comes, queued behind another, in
+    /// microseconds: the launch's latency on the GPU and its grid's fill and drain.
+    pub kernel_us: f64,
     /// A round trip to read a value back (the host waits for the queue to drain), microseconds.
     pub sync_us: f64,
     /// Our SGEMM's share of the FP32 peak on a full grid (a 64x64x16 tile, 4x4 per thread; an
@@ -132,6 +137,7 @@ impl Gpu {
             memory_gbps: 4300.0,
             link_gbps: 50.0,
             launch_us: 4.0,
+            kernel_us: 2.0,
             sync_us: 20.0,
             sgemm_efficiency: 0.5,
             tf32_tflops: 494.7,
@@ -140,19 +146,21 @@ impl Gpu {
         }
     }
 
-    /// The model's time for one launch, in seconds: the slower of its arithmetic and its memory
-    /// traffic at the ceilings, each scaled by how well the grid fills the GPU, and never less
-    /// than the host's cost of a launch.
+    /// The model's device time for one launch, in seconds, from when its turn in the stream
+    /// comes: the slower of its arithmetic and its memory traffic at the ceilings, each scaled by
+    /// how well the grid fills the GPU, and never less than [`Gpu::kernel_us`]. The host's cost
+    /// of launching it is [`step_time`]'s business.
     pub fn predict(&self, l: &Launch) -> f64 {
-        if l.host_link {
-            return l.bytes / (self.link_gbps * 1e9) + self.launch_us * 1e-6;
-        }
+        let least = self.kernel_us * 1e-6;
         if l.synchronises {
             return self.sync_us * 1e-6 + l.bytes / (self.link_gbps * 1e9);
         }
+        if l.host_link {
+            return (l.bytes / (self.link_gbps * 1e9)).max(least);
+        }
         if l.blocks == 0 {
             // A device-to-device copy: the copy engine at full bandwidth (read and write).
-            return (l.bytes / (self.memory_gbps * 1e9)).max(self.launch_us * 1e-6);
+            return (l.bytes / (self.memory_gbps * 1e9)).max(least);
         }
         let sms = self.multiprocessors as f64;
         let blocks = l.blocks as f64;
@@ -182,7 +190,7 @@ impl Gpu {
         };
         let compute = l.issued_flops / (rate * 1e12 * fill);
         let memory = l.bytes / (self.memory_gbps * 1e9 * self.stream_efficiency * fill);
-        compute.max(memory).max(self.launch_us * 1e-6)
+        compute.max(memory).max(least)
     }
 }
 
@@ -748,20 +756,48 @@ impl Backend for Recorder {
     }
 }
 
-/// The model's time for a sequence of launches, in seconds: the kernels' sequence, or the copy
-/// stream's copies beside it if they take longer.
+/// What each launch adds to a sequence's time, in seconds, in order: the kernels' stream
+/// simulated against the host that feeds it. The host spends [`Gpu::launch_us`] on each launch
+/// and runs ahead of the GPU; a kernel starts when both its launch and the kernel before it are
+/// done, so a short kernel queued behind long ones costs only its device time, and a run of
+/// short ones costs the host's pace. A download that the host waits for drains the queue
+/// first. Copies on the copy stream (`beside`) run beside the kernels and add their own times.
+pub fn timeline(gpu: &Gpu, launches: &[Launch]) -> Vec<f64> {
+    let (mut host, mut device) = (0.0f64, 0.0f64);
+    launches
+        .iter()
+        .map(|l| {
+            if l.beside {
+                return gpu.launch_us * 1e-6 + gpu.predict(l);
+            }
+            let before = device;
+            if l.synchronises {
+                host = host.max(device) + gpu.predict(l);
+                device = host;
+            } else {
+                host += gpu.launch_us * 1e-6;
+                device = host.max(device) + gpu.predict(l);
+            }
+            device - before
+        })
+        .collect()
+}
+
+/// The model's time for a sequence of launches, in seconds: the kernels' stream as
+/// [`timeline`] runs it, or the copy stream's copies beside it if they take longer.
 pub fn step_time(gpu: &Gpu, launches: &[Launch]) -> f64 {
-    let lane =
-        |beside: bool| launches.iter().filter(|l| l.beside == beside).map(|l| gpu.predict(l)).sum::<f64>();
+    let times = timeline(gpu, launches);
+    let lane = |beside: bool| {
+        launches.iter().zip(&times).filter(|(l, _)| l.beside == beside).map(|(_, t)| t).sum::<f64>()
+    };
     lane(false).max(lane(true))
 }
 
 /// The predicted time of a list of launches, grouped by kernel: (kernel, launches, seconds),
-/// slowest first.
+/// slowest first; each launch counts what it adds to the sequence ([`timeline`]).
 pub fn by_kernel(gpu: &Gpu, launches: &[Launch]) -> Vec<(&'static str, usize, f64)> {
     let mut groups: Vec<(&'static str, usize, f64)> = Vec::new();
-    for l in launches {
-        let t = gpu.predict(l);
+    for (l, t) in launches.iter().zip(timeline(gpu, launches)) {
         match groups.iter_mut().find(|(k, _, _)| *k == l.kernel) {
             Some(g) => {
                 g.1 += 1;
@@ -794,7 +830,7 @@ mod tests {
         let stream = Launch::streaming("axpy", 8 * 132 * 256, 1 << 30);
         let want = (1u64 << 30) as f64 / (4300e9 * 0.8);
         assert!((gpu.predict(&stream) / want - 1.0).abs() < 1e-9);
-        assert_eq!(gpu.predict(&Launch::streaming("fill", 10, 40)), 4e-6);
+        assert_eq!(gpu.predict(&Launch::streaming("fill", 10, 40)), 2e-6);
         let one = Launch::kernel(
             "sgemm_nn",
             plan::gemm(&Gemm::new(false, false, 64, 64, 16), 132, plan::Arithmetic::Fp32).config(),
@@ -805,6 +841,38 @@ mod tests {
         // A 9-wide product issues a whole 64-wide tile's work.
         let thin = &gemm_launches(&Gemm::new(false, false, 4096, 9, 4096), 132, plan::Arithmetic::Fp32)[0];
         assert_eq!(thin.issued_flops, thin.flops * 64.0 / 9.0);
+    }
+
+    /// The host runs ahead of the GPU: short kernels in a row go at the host's pace of one launch
+    /// each, short kernels queued behind a long one at their own device time, and a download the
+    /// host waits for drains the queue before the host goes on.
+    #[test]
+    fn launches_queue_behind_the_kernels() {
+        let gpu = Gpu::h200();
+        let tiny = Launch::streaming("fill", 10, 40);
+        let us = |t: f64| (t * 1e6 * 1e6).round() / 1e6;
+        // Ten short kernels: the tenth is launched at 40 us and runs 2 us.
+        let row = vec![tiny.clone(); 10];
+        assert_eq!(us(step_time(&gpu, &row)), 42.0);
+        // Behind a kernel of about a millisecond, the host has queued them all: 2 us each.
+        let long = Launch::streaming("axpy", 8 * 132 * 256, 3_440_000_000);
+        assert_eq!(us(gpu.predict(&long)), 1000.0);
+        let mut queued = vec![long.clone()];
+        queued.extend(row.iter().cloned());
+        assert_eq!(us(step_time(&gpu, &queued)), 4.0 + 1000.0 + 20.0);
+        let by = by_kernel(&gpu, &queued);
+        assert_eq!((by[1].0, by[1].1, us(by[1].2)), ("fill", 10, 20.0));
+        // A download the host waits for: the queue drains, the read takes its round trip, and
+        // the next launches start from there at the host's pace again.
+        let mut synced = queued.clone();
+        synced.push(Launch::copy("download", 4, true, true));
+        synced.extend(row.iter().cloned());
+        let read = gpu.predict(&synced[11]);
+        assert!((read - (20e-6 + 4.0 / 50e9)).abs() < 1e-12, "{read}");
+        assert!((step_time(&gpu, &synced) - (step_time(&gpu, &queued) + read + 42e-6)).abs() < 1e-12);
+        // The parts add up to the whole.
+        let parts: f64 = timeline(&gpu, &synced).iter().sum();
+        assert!((parts - step_time(&gpu, &synced)).abs() < 1e-12);
     }
 
     /// The recorder computes what the CPU does and records the GPU's launches: a split product
@@ -834,7 +902,7 @@ mod tests {
         let batch = r.from_slice(&vec![1.0; STAGED_UPLOAD_MIN]).unwrap();
         let launches = r.take();
         assert_eq!(launches.iter().map(|l| l.beside).collect::<Vec<_>>(), [true, false]);
-        let link = gpu.predict(&launches[0]);
+        let link = timeline(&gpu, &launches)[0];
         assert!((link - (4.0 * STAGED_UPLOAD_MIN as f64 / 50e9 + 4e-6)).abs() < 1e-12);
         // Nothing else queued: the copy stream's time.
         assert_eq!(step_time(&gpu, &launches), link);
@@ -845,7 +913,8 @@ mod tests {
         }
         let mut all = launches.clone();
         all.extend(r.take());
-        let kernels: f64 = all.iter().filter(|l| !l.beside).map(|l| gpu.predict(l)).sum();
+        let kernels: f64 =
+            all.iter().zip(timeline(&gpu, &all)).filter(|(l, _)| !l.beside).map(|(_, t)| t).sum();
         assert!(kernels > link);
         assert_eq!(step_time(&gpu, &all), kernels);
         r.from_slice(&[1.0; 10]).unwrap();
