@@ -600,31 +600,25 @@ fn a_run_with_a_validation_split_keeps_and_tests_its_best_epoch() {
     assert_eq!(rows[best_epoch - 1].val_acc, best_val, "the best epoch is the one with the best val acc");
     // One-cycle ends far below its peak.
     assert!(rows[1].lr < 0.001 && rows[0].lr > rows[1].lr, "{rows:?}");
-    // The run's length is part of a schedule: --epochs may not change on resume.
+    // The run's length is part of a schedule: --epochs may not change on resume; nor may the
+    // crops' padding.
     let ckpt = out.join("run/checkpoint.safetensors");
-    let o = train(&[
-        "nin",
-        "--resume",
-        ckpt.to_str().unwrap(),
-        "--epochs",
-        "3",
-        "--data",
-        data.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("--epochs 3 (the run's is 2)"), "{}", text(&o));
-    // The crops' padding is part of the run too.
-    let o = train(&[
-        "nin",
-        "--resume",
-        ckpt.to_str().unwrap(),
-        "--crop-padding",
-        "4",
-        "--data",
-        data.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("--crop-padding 4 (the run's is 2)"), "{}", text(&o));
+    for (flag, value, needle) in [
+        ("--epochs", "3", "--epochs 3 (the run's is 2)"),
+        ("--crop-padding", "4", "--crop-padding 4 (the run's is 2)"),
+    ] {
+        let o = train(&[
+            "nin",
+            "--resume",
+            ckpt.to_str().unwrap(),
+            flag,
+            value,
+            "--data",
+            data.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(text(&o).contains(needle), "{}", text(&o));
+    }
     // A padding without crops to pad, and one that leaves nothing of a 28x28 image.
     let o = train(&["nin", "--crop-padding", "2", "--data", data.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));

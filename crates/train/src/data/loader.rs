@@ -239,8 +239,8 @@ mod tests {
     fn move_of(src: &[u8], a: &[u8], padding: usize) -> (isize, isize, bool) {
         let (rows, cols) = (12, 12);
         let value = |r: usize, c: usize| src[r * cols + c];
-        // Source (sr, sc) lands at (sr - dy, c') with c' = sc - dx, mirrored when flipped; pixel
-        // (6, 6) stays inside for every move of up to 5.
+        // Source (sr, sc) lands at (sr - dy, c') with c' = sc - dx, mirrored when flipped; pixels
+        // (6, 6) and (6, 7) stay inside for every move of up to 4.
         let at = a.iter().position(|&v| v == value(6, 6)).unwrap();
         let right = a.iter().position(|&v| v == value(6, 7)).unwrap();
         let flipped = right % cols + 1 == at % cols;
