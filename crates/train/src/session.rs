@@ -374,8 +374,7 @@ pub fn train<B: Backend>(backend: &B, kind: ModelKind, args: &TrainArgs) -> Resu
             resumed_at.step,
             augment,
         );
-        let bar = progress_bar(steps_per_epoch as u64, epoch + 1, settings.epochs);
-        bar.set_position(resumed_at.step as u64);
+        let bar = progress_bar(steps_per_epoch as u64, resumed_at.step as u64, epoch + 1, settings.epochs);
         let mut sums =
             Sums { loss_sum: resumed_at.loss_sum, correct: resumed_at.correct, seen: resumed_at.seen };
         let mut step = resumed_at.step;
@@ -593,7 +592,8 @@ fn final_test<B: Backend>(
     Ok(acc)
 }
 
-fn progress_bar(len: u64, epoch: usize, epochs: usize) -> ProgressBar {
+/// The bar of one epoch, `start` of its `len` steps already done (a resumed epoch).
+fn progress_bar(len: u64, start: u64, epoch: usize, epochs: usize) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches, {msg}, ETA {eta}")
@@ -601,6 +601,11 @@ fn progress_bar(len: u64, epoch: usize, epochs: usize) -> ProgressBar {
             .progress_chars("=> "),
     );
     bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+    bar.set_position(start);
+    // The jump to `start` would read as `start` steps done in no time and keep the ETA near
+    // zero for minutes; record it, then forget the rate so that only steps run now count.
+    bar.tick();
+    bar.reset_eta();
     bar
 }
 
@@ -727,4 +732,21 @@ fn default_out_dir(kind: ModelKind) -> PathBuf {
         rem % 3600 / 60,
         rem % 60
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_resumed_epochs_eta_counts_only_the_steps_run_since() {
+        let bar = progress_bar(469, 255, 6, 10);
+        std::thread::sleep(Duration::from_millis(20));
+        bar.set_position(256);
+        bar.tick();
+        // One step in 20 ms or more leaves 213 steps for at least 4 s; counting the 255 resumed
+        // steps as done in an instant gives an ETA of a few milliseconds.
+        assert!(bar.eta() > Duration::from_secs(1), "ETA {:?}", bar.eta());
+    }
 }
