@@ -352,7 +352,10 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, float alpha, con
 // is whole 16-byte chunks (or single floats where rows are not 16-byte aligned):
 // K-contiguous tiles as [128][32 + 4] (fragment element (row g, k t) of a warp falls in bank
 // 4g + t), M/N-contiguous ones as [32][128 + 8] (bank 8t + g): the fragment loads of a warp hit
-// 32 distinct banks either way. Operands are rounded to TF32 (cvt.rna) as fragments are loaded.
+// 32 distinct banks either way. A K-contiguous tile's fragments are loaded by ldmatrix (four
+// 8 x 4 blocks of floats a warp instruction; its eight 16-byte rows a phase fall in distinct
+// bank quads, 4r mod 32), an M/N-contiguous tile's by single-float loads (ldmatrix cannot
+// transpose 32-bit elements). Operands are rounded to TF32 (cvt.rna) as fragments are loaded.
 // tgemm64_* are the same code on 64 x 128 tiles (4 warps, 1 x 4; A's tiles [64][36] or
 // [32][72], 81 KiB a block), for products of at most 64 rows past a multiple of 128: a 16- to
 // 64-channel convolution's products would leave half to seven eighths of a 128-row tile empty.
@@ -387,6 +390,25 @@ __device__ __forceinline__ void mma_m16n8k8_tf32(float (&d)[4], const unsigned (
                  "{%0, %1, %2, %3};"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// The raw bits of a float as an mma operand, rounded to TF32 as to_tf32 rounds a float (the
+// fragments ldmatrix loads arrive as .b32 registers).
+__device__ __forceinline__ unsigned round_tf32(unsigned bits)
+{
+    return to_tf32(__uint_as_float(bits));
+}
+
+// Four 8 x 8 matrices of 16-bit elements from shared memory, across the warp: lanes 8q..8q+7
+// give the addresses of matrix q's eight 16-byte rows, and each lane receives in r[q] the 32
+// bits at byte 4 (lane % 4) of row lane / 4 of matrix q. Read as 32-bit elements, that is an
+// 8 x 4 block of floats in the layout of an mma.m16n8k8 .tf32 fragment (row groupID, column
+// threadID_in_group), so one ldmatrix loads what four ld.shared would.
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const float* row)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_address(row)));
 }
 
 // Copies 16 bytes (the first `src_bytes` of them; zeros for the rest) from global to shared
@@ -559,27 +581,51 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
         // Not unrolled: the fragments of one k step at a time stay within two blocks' registers.
 #pragma unroll 1
         for (int kk = 0; kk < TBK; kk += 8) {
-            unsigned af[4][4];
+            // B's four fragments stay while A's are loaded and used one at a time (4 registers,
+            // not 16: the accumulators take 64 of the 128 two blocks an SM allow).
             unsigned bf[4][2];
+            // ldmatrix's matrix q = lane / 8 (lane % 8 its row) is the fragment register q.
+            const int q = lane / 8;
+            if constexpr (B_KC) {
+                // Two fragments an ldmatrix: b0, b1 of column block j (q < 2), then of j + 1;
+                // k +0 / +4 (q odd).
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const int r = wm + i * 16 + g;
-                af[i][0] = tile_tf32<A_KC, ROWS>(As, r, kk + t);
-                af[i][1] = tile_tf32<A_KC, ROWS>(As, r + 8, kk + t);
-                af[i][2] = tile_tf32<A_KC, ROWS>(As, r, kk + t + 4);
-                af[i][3] = tile_tf32<A_KC, ROWS>(As, r + 8, kk + t + 4);
-            }
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const int col = wn + j * 8 + g;
-                bf[j][0] = tile_tf32<B_KC, TBN>(Bs, col, kk + t);
-                bf[j][1] = tile_tf32<B_KC, TBN>(Bs, col, kk + t + 4);
-            }
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
+                for (int j = 0; j < 4; j += 2) {
+                    unsigned r[4];
+                    ldmatrix_x4(r, Bs + (wn + (j + (q >> 1)) * 8 + lane % 8) * KC_LD + kk + 4 * (q & 1));
+                    bf[j][0] = round_tf32(r[0]);
+                    bf[j][1] = round_tf32(r[1]);
+                    bf[j + 1][0] = round_tf32(r[2]);
+                    bf[j + 1][1] = round_tf32(r[3]);
+                }
+            } else {
 #pragma unroll
                 for (int j = 0; j < 4; ++j) {
-                    mma_m16n8k8_tf32(acc[i][j], af[i], bf[j]);
+                    const int col = wn + j * 8 + g;
+                    bf[j][0] = tile_tf32<B_KC, TBN>(Bs, col, kk + t);
+                    bf[j][1] = tile_tf32<B_KC, TBN>(Bs, col, kk + t + 4);
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                unsigned af[4];
+                if constexpr (A_KC) {
+                    // a0..a3: rows +0 / +8 (q odd), k +0 / +4 (q >= 2).
+                    ldmatrix_x4(af, As + (wm + i * 16 + lane % 8 + 8 * (q & 1)) * KC_LD + kk + 4 * (q >> 1));
+#pragma unroll
+                    for (int r = 0; r < 4; ++r) {
+                        af[r] = round_tf32(af[r]);
+                    }
+                } else {
+                    const int r = wm + i * 16 + g;
+                    af[0] = tile_tf32<A_KC, ROWS>(As, r, kk + t);
+                    af[1] = tile_tf32<A_KC, ROWS>(As, r + 8, kk + t);
+                    af[2] = tile_tf32<A_KC, ROWS>(As, r, kk + t + 4);
+                    af[3] = tile_tf32<A_KC, ROWS>(As, r + 8, kk + t + 4);
+                }
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    mma_m16n8k8_tf32(acc[i][j], af, bf[j]);
                 }
             }
         }

@@ -299,7 +299,9 @@ def cubin_check():
 # (LDGSTS...128, the vectorised path), the commit groups of the cp.async ring (LDGDEPBAR) and
 # the waits on them (DEPBAR). Every kernel of every family: no local memory (LDL/STL: spills or
 # arrays the registers could not hold) and no tensor-core instruction outside the tgemm kernels
-# (the FP32 path is the exact one).
+# (the FP32 path is the exact one). A tgemm kernel with a K-contiguous operand (A unless it is
+# transposed, B if it is: every variant but *_tn) loads that operand's fragments with ldmatrix
+# (LDSM); ldmatrix cannot transpose 32-bit elements, so an M/N-contiguous operand's come by LDS.
 SASS_REQUIRED = {
     "HMMA.1688.F32.TF32": "TF32 mma.sync m16n8k8",
     "LDGSTS.128": "16-byte cp.async",
@@ -324,6 +326,9 @@ def sass_opcodes(nvdisasm, cubin):
             cur = kernels.setdefault(m.group(1), [])
             continue
         # "/*0f30*/  @!P0 LDGSTS.E.BYPASS.128.ZFILL [R5], desc[UR8][R2.64] ;"
+        # "@!PT LDS RZ, [RZ]": padding ptxas places after cp.async copies, never executed.
+        if "@!PT " in line:
+            continue
         m = re.match(r"^\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*)", line)
         if m and cur is not None:
             cur.append(m.group(1))
@@ -349,6 +354,8 @@ def sass_problems(family, kernel, ops):
                 found = head in names
             if not found:
                 problems.append(f"has no {want} ({what})")
+        if not kernel.endswith(("_tn", "_tn_epilogue")) and not any(op.startswith("LDSM") for op in ops):
+            problems.append("has a K-contiguous operand but no LDSM (ldmatrix)")
     elif hmma:
         problems.append(f"is not a tensor-core kernel but has {hmma[0]}")
     return problems
@@ -380,7 +387,8 @@ def sass_check():
             print(f"gen_ptx --sass-check: {f}", file=sys.stderr)
         fail(f"{len(failures)} problem(s) in the sm_90 machine code")
     print(f"gen_ptx --sass-check: {n} kernels in {len(cubins)} cubins: every tgemm kernel runs TF32 mma.sync fed by "
-          f"16-byte cp.async in commit groups; no local memory, no tensor-core instruction elsewhere")
+          f"16-byte cp.async in commit groups, K-contiguous fragments by ldmatrix; no local memory, no tensor-core "
+          f"instruction elsewhere")
 
 
 def parse_ptxas(file, out, failures):
@@ -417,7 +425,8 @@ def main():
     ap.add_argument("--check", action="store_true", help="regenerate into a temp dir and compare with crates/cuda/ptx")
     ap.add_argument("--cubin-check", action="store_true", help="assemble crates/cuda/ptx/*.ptx for sm_90; fail on errors or spills")
     ap.add_argument("--sass-check", action="store_true",
-                    help="disassemble crates/cuda/cubin/*.cubin: tensor-core kernels run HMMA fed by 16-byte cp.async; "
+                    help="disassemble crates/cuda/cubin/*.cubin: tensor-core kernels run HMMA fed by 16-byte cp.async, "
+                         "K-contiguous fragments by ldmatrix; "
                          "no local memory anywhere")
     args = ap.parse_args()
     if args.check:

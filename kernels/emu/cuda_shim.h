@@ -96,7 +96,11 @@ inline unsigned to_tf32(float x)
     return (u + 0x1000u) & 0xffffe000u;
 }
 
-// The lanes of each warp meet here: an mma.sync needs all 32 lanes' fragments at once.
+inline float __uint_as_float(unsigned u) { float v; std::memcpy(&v, &u, 4); return v; }
+// The raw bits of a float rounded as to_tf32 rounds it (kernels/gemm.cu's round_tf32).
+inline unsigned round_tf32(unsigned bits) { return to_tf32(__uint_as_float(bits)); }
+
+// The lanes of each warp meet here: an mma.sync or ldmatrix needs all 32 lanes' operands at once.
 inline Barrier g_warp_barrier[32];
 struct WarpFragments {
     unsigned a[32][4];
@@ -143,6 +147,29 @@ inline void mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4], const unsign
         d[i] = (float)s;
     }
     // Nobody overwrites the fragments before every lane has read them.
+    g_warp_barrier[warp].wait();
+}
+
+// PTX ISA "ldmatrix" (.sync.aligned.m8n8.x4.shared.b16), "Matrix fragment for ldmatrix": lanes
+// 8q..8q+7 hold the addresses of the eight rows of matrix q, each row eight 16-bit elements (16
+// bytes, 16-byte aligned, in shared memory); lane l receives in its register q the elements
+// 2 (l % 4) and 2 (l % 4) + 1 of row l / 4 of matrix q, the lower-numbered one in the low half.
+inline const unsigned char* g_warp_rows[32][32];
+inline void ldmatrix_x4(unsigned (&r)[4], const float* row)
+{
+    const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const auto* p = reinterpret_cast<const unsigned char*>(row);
+    const auto* smem = reinterpret_cast<const unsigned char*>(g_dynamic_smem);
+    if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0 || p < smem || p + 16 > smem + sizeof(g_dynamic_smem)) {
+        std::printf("FAIL ldmatrix: lane %u's row address is not a 16-byte aligned row of shared memory\n", lane);
+        std::abort();
+    }
+    g_warp_rows[warp][lane] = p;
+    g_warp_barrier[warp].wait();
+    for (unsigned q = 0; q < 4; ++q) {
+        std::memcpy(&r[q], g_warp_rows[warp][8 * q + lane / 4] + 4 * (lane % 4), 4);
+    }
+    // Nobody overwrites the addresses before every lane has read them.
     g_warp_barrier[warp].wait();
 }
 

@@ -119,8 +119,9 @@ pub struct Gpu {
     pub sgemm_efficiency: f64,
     /// Dense TF32 tensor-core peak, TFLOP/s.
     pub tf32_tflops: f64,
-    /// Our TF32 kernel's share of that peak on a full grid (mma.sync with scalar fragment loads
-    /// and a TF32 rounding per element; an estimate until measured).
+    /// Our TF32 kernel's share of that peak on a full grid (mma.sync; fragments by ldmatrix from
+    /// K-contiguous tiles, by single-float loads from M/N-contiguous ones, each element rounded
+    /// to TF32 on the way; an estimate until measured).
     pub tgemm_efficiency: f64,
     /// A streaming kernel's share of the copy bandwidth on a full grid.
     pub stream_efficiency: f64,
