@@ -538,11 +538,27 @@ const AUGMENT_SALT: u64 = 0xa09_3e47;
 /// The recipe beyond d2l's, for the start line.
 fn recipe(s: &Settings) -> String {
     let mut parts = Vec::new();
-    if s.schedule != Schedule::Constant || s.warmup_epochs > 0.0 {
-        parts.push(format!("{} schedule, {} warm-up epochs", s.schedule.name(), s.warmup_epochs));
+    // What the schedule does with the warm-up: one-cycle rises over 30% of the run without one.
+    match (s.schedule, s.warmup_epochs > 0.0) {
+        (Schedule::Onecycle, false) => {
+            parts.push("onecycle schedule, rising over the first 30% of the run".into())
+        }
+        (Schedule::Onecycle, true) => {
+            parts.push(format!("onecycle schedule, rising over the first {} epochs", s.warmup_epochs))
+        }
+        (Schedule::Constant, false) => {}
+        (schedule, false) => parts.push(format!("{} schedule", schedule.name())),
+        (schedule, true) => {
+            parts.push(format!("{} schedule after {} warm-up epochs", schedule.name(), s.warmup_epochs))
+        }
     }
     if s.augment {
-        parts.push(format!("crops (padding {}) and flips", s.crop_padding));
+        // Padding 0 leaves a crop nowhere to move: the flips are all there is.
+        parts.push(if s.crop_padding == 0 {
+            "flips".to_string()
+        } else {
+            format!("crops of up to {} pixels each way and flips", s.crop_padding)
+        });
     }
     if s.label_smoothing > 0.0 {
         parts.push(format!("label smoothing {}", s.label_smoothing));
@@ -748,5 +764,35 @@ mod tests {
         // One step in 20 ms or more leaves 213 steps for at least 4 s; counting the 255 resumed
         // steps as done in an instant gives an ETA of a few milliseconds.
         assert!(bar.eta() > Duration::from_secs(1), "ETA {:?}", bar.eta());
+    }
+
+    /// The start line names what the schedule and the augmentation do, not just their flags.
+    #[test]
+    fn the_recipe_line_says_what_the_run_does() {
+        use crate::cli::{Cli, Command};
+        use clap::Parser;
+        let Command::GoogLeNet(args) = Cli::try_parse_from(["train", "googlenet"]).unwrap().command else {
+            panic!("googlenet parses as GoogLeNet")
+        };
+        let mut s = new_settings(ModelKind::GoogLeNet, &args).unwrap();
+        assert_eq!(recipe(&s), "");
+        s.schedule = Schedule::Onecycle;
+        s.augment = true;
+        s.crop_padding = 0;
+        assert_eq!(recipe(&s), " (onecycle schedule, rising over the first 30% of the run, flips)");
+        s.warmup_epochs = 1.5;
+        s.crop_padding = 4;
+        assert_eq!(
+            recipe(&s),
+            " (onecycle schedule, rising over the first 1.5 epochs, crops of up to 4 pixels each way and flips)"
+        );
+        s.schedule = Schedule::Cosine;
+        s.augment = false;
+        assert_eq!(recipe(&s), " (cosine schedule after 1.5 warm-up epochs)");
+        s.warmup_epochs = 0.0;
+        assert_eq!(recipe(&s), " (cosine schedule)");
+        s.schedule = Schedule::Constant;
+        s.warmup_epochs = 2.0;
+        assert_eq!(recipe(&s), " (constant schedule after 2 warm-up epochs)");
     }
 }

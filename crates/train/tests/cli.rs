@@ -587,7 +587,8 @@ fn a_run_with_a_validation_split_keeps_and_tests_its_best_epoch() {
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("32 training / 16 val images") && t.contains("onecycle schedule"), "{t}");
-    assert!(t.contains("crops (padding 2) and flips"), "{t}");
+    assert!(t.contains("onecycle schedule, rising over the first 30% of the run"), "{t}");
+    assert!(t.contains("crops of up to 2 pixels each way and flips"), "{t}");
     assert!(t.contains("best epoch") && t.contains("test acc"), "{t}");
     let best = checkpoint::load(&out.join("run/best.safetensors")).unwrap();
     let test_acc: f64 = best.meta("test_acc").unwrap().parse().unwrap();
