@@ -34,6 +34,10 @@ impl Schedule {
     }
 }
 
+/// The share of the run over which one-cycle rises when no warm-up is given (OneCycleLR's
+/// `pct_start`).
+pub const ONECYCLE_RISE: f64 = 0.3;
+
 /// The rate of step `step` (0-based) of `total`, for a peak rate `lr` and `warmup` steps. A
 /// linear warm-up (all but one-cycle) rises to `lr` at step `warmup - 1`.
 pub fn rate(schedule: Schedule, lr: f32, step: u64, total: u64, warmup: u64) -> f32 {
@@ -43,7 +47,8 @@ pub fn rate(schedule: Schedule, lr: f32, step: u64, total: u64, warmup: u64) -> 
         |from: f64, to: f64, t: f64| to + (from - to) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos());
     let r = match schedule {
         Schedule::Onecycle => {
-            let rise = if warmup > 0 { warmup } else { (0.3 * total as f64).round() as u64 }.clamp(1, total);
+            let rise = if warmup > 0 { warmup } else { (ONECYCLE_RISE * total as f64).round() as u64 }
+                .clamp(1, total);
             let initial = lr / 25.0;
             if step < rise {
                 cos_between(initial, lr, step as f64 / rise as f64)

@@ -538,11 +538,12 @@ const AUGMENT_SALT: u64 = 0xa09_3e47;
 /// The recipe beyond d2l's, for the start line.
 fn recipe(s: &Settings) -> String {
     let mut parts = Vec::new();
-    // What the schedule does with the warm-up: one-cycle rises over 30% of the run without one.
+    // What the schedule does with the warm-up: one-cycle rises over part of the run without one.
     match (s.schedule, s.warmup_epochs > 0.0) {
-        (Schedule::Onecycle, false) => {
-            parts.push("onecycle schedule, rising over the first 30% of the run".into())
-        }
+        (Schedule::Onecycle, false) => parts.push(format!(
+            "onecycle schedule, rising over the first {:.0}% of the run",
+            schedule::ONECYCLE_RISE * 100.0
+        )),
         (Schedule::Onecycle, true) => {
             parts.push(format!("onecycle schedule, rising over the first {} epochs", s.warmup_epochs))
         }
