@@ -27,7 +27,7 @@ use cuda::{model, plan, Cuda, DeviceInfo, Precision};
 use cudarc::driver::sys::CUevent_flags;
 use layers::{ops, Mode, Module, Optimizer, Sgd, WeightInit};
 use models::ModelKind;
-use shapes::{distinct_products, googlenet, nin, Layer};
+use shapes::{distinct_products, googlenet, nin, pytorch_convolutions, Layer};
 use std::fmt::Write as _;
 use tensor::{Backend, Gemm, PoolGeometry, SgdStep, Tensor, Window};
 
@@ -420,25 +420,33 @@ fn recorded_step(kind: ModelKind, resize: usize, batch: usize, precision: Precis
     launches
 }
 
-/// A model of PyTorch eager's step with cuDNN on the same GPU, for comparison: every
-/// convolution's training FLOPs (3x the forward's, 2x for a first layer) at `efficiency` of the
-/// given peak, plus eight passes over each convolution's output (PyTorch's separate bias, ReLU
-/// and backward kernels) at the model's streaming bandwidth, those eight kernels taking at least
-/// the model's least time a kernel each; at least 10 us of host time per op, about 8 per
-/// convolution, which the GPU's queue hides where the kernels take longer (as ours,
-/// `model::timeline`). A prediction, to be replaced by `tools/gpu-check`'s measurement.
-fn pytorch_model(layers: &[Layer], batch: usize, peak_tflops: f64, efficiency: f64) -> f64 {
+/// A model of PyTorch eager's step with cuDNN on the same GPU, for comparison: every one of
+/// the network's convolutions as PyTorch runs them (`shapes::pytorch_convolutions`: NiN's 12,
+/// GoogLeNet's 57) at its training FLOPs (3x the forward's, 2x for a first layer) at
+/// `efficiency` of the given peak, plus eight passes over each convolution's output (PyTorch's
+/// separate bias, ReLU and backward kernels) at the model's streaming bandwidth, those eight
+/// kernels taking at least the model's least time a kernel each; at least 10 us of host time per
+/// op, about 8 per convolution, which the GPU's queue hides where the kernels take longer (as
+/// ours, `model::timeline`). Nothing for its pooling, concatenations, loss or optimizer. A
+/// prediction, to be replaced by `tools/gpu-check`'s measurement.
+/// Returns the kernels' time and the host's, in seconds; the step takes the longer.
+fn pytorch_model(layers: &[Layer], batch: usize, peak_tflops: f64, efficiency: f64) -> (f64, f64) {
     let gpu = model::Gpu::h200();
     let mut gpu_time = 0.0;
     for (i, l) in layers.iter().enumerate() {
         let geo = l.geo(batch);
-        let flops = geo.flops() * if i == 0 { 2.0 } else { 3.0 };
         let activation = (batch * l.c_out * geo.out_h * geo.out_w * 4) as f64;
-        let layer = flops / (peak_tflops * 1e12 * efficiency)
+        let layer = training_flops(i, l, batch) / (peak_tflops * 1e12 * efficiency)
             + 8.0 * activation / (gpu.memory_gbps * 1e9 * gpu.stream_efficiency);
         gpu_time += layer.max(8.0 * gpu.kernel_us * 1e-6);
     }
-    gpu_time.max(layers.len() as f64 * 8.0 * 10e-6)
+    (gpu_time, layers.len() as f64 * 8.0 * 10e-6)
+}
+
+/// The `i`-th convolution's FLOPs in a training step: forward, weight gradient and, past the
+/// first layer, input gradient.
+fn training_flops(i: usize, l: &Layer, batch: usize) -> f64 {
+    l.geo(batch).flops() * if i == 0 { 2.0 } else { 3.0 }
 }
 
 fn predict_steps() -> String {
@@ -460,13 +468,21 @@ fn predict_steps() -> String {
         gpu.kernel_us
     );
     let mut first = true;
-    for (kind, resize, layers) in [(ModelKind::Nin, 224, nin()), (ModelKind::GoogLeNet, 96, googlenet())] {
+    for (kind, resize) in [(ModelKind::Nin, 224), (ModelKind::GoogLeNet, 96)] {
+        let layers = pytorch_convolutions(kind.name());
         let torch_tf32 = pytorch_model(&layers, BATCH, gpu.tf32_tflops, 0.5);
         let torch_fp32 = pytorch_model(&layers, BATCH, gpu.fp32_tflops, 0.8);
+        let convolutions: f64 = layers.iter().enumerate().map(|(i, l)| training_flops(i, l, BATCH)).sum();
         for precision in [Precision::Tf32, Precision::Fp32] {
             let launches = recorded_step(kind, resize, BATCH, precision);
             let total = model::step_time(&gpu, &launches);
             let flops: f64 = launches.iter().map(|l| l.flops).sum();
+            // Both sides price the same work: the recorded products are the listed convolutions'
+            // (and GoogLeNet's 1024 x 10 linear layer, 8 MFLOP).
+            assert!(
+                (flops / convolutions - 1.0).abs() < 1e-3,
+                "{kind}: the step records {flops:e} FLOPs, PyTorch's convolutions are {convolutions:e}"
+            );
             let issued: f64 = launches.iter().map(|l| l.issued_flops).sum();
             println!(
                 "\n{kind}@{resize}, batch {BATCH}, {precision:?}: {} launches, {:.0} GFLOP ({:.0} issued by whole tiles)",
@@ -494,14 +510,18 @@ fn predict_steps() -> String {
             );
             // Like against like: our TF32 step against PyTorch's default (TF32 convolutions),
             // our FP32 step against PyTorch with TF32 off.
-            let torch = if precision == Precision::Tf32 { torch_tf32 } else { torch_fp32 };
+            let (kernels, host) = if precision == Precision::Tf32 { torch_tf32 } else { torch_fp32 };
+            let torch = kernels.max(host);
             println!(
                 "step: {:.1} ms, {:.0} images/s predicted; the model of PyTorch with cuDNN in {precision:?}: {:.1} ms \
-                 ({:.0} images/s): ours {:.2}x",
+                 ({:.0} images/s; its kernels {:.1} ms, its host {:.1} ms for {} convolutions): ours {:.2}x",
                 total * 1e3,
                 BATCH as f64 / total,
                 torch * 1e3,
                 BATCH as f64 / torch,
+                kernels * 1e3,
+                host * 1e3,
+                layers.len(),
                 torch / total
             );
             let sep = if first { "" } else { ",\n" };

@@ -20,7 +20,7 @@
 //!   computed from the wrong fragment does.
 mod common;
 use autograd::Var;
-use common::shapes::{distinct_products, googlenet, nin};
+use common::shapes::{distinct_products, googlenet, nin, pytorch_convolutions, Layer};
 use layers::{ops, Mode, Module, Optimizer, Sgd, WeightInit};
 use models::ModelKind;
 use tensor::{AdamStep, Backend, Cpu, Gemm, PoolGeometry, SgdStep, Tensor, Window};
@@ -469,7 +469,8 @@ fn two_identical_nin_steps_give_identical_weights<G: Backend>(gpu: &G) {
 
 /// The shapes themselves, without a GPU: the listed layers hold exactly the models' convolution
 /// weights (NiN's two 1x1 layers of a block share one listed shape; Inception's three 1x1
-/// convolutions of one input are one stacked layer), so a change to a model shows here.
+/// convolutions of one input are one stacked layer), and PyTorch's lists every one of them in
+/// the parameters' order, so a change to a model shows here.
 #[test]
 fn layer_shapes_follow_the_models() {
     for (model, layers) in [(ModelKind::Nin, nin()), (ModelKind::GoogLeNet, googlenet())] {
@@ -482,8 +483,12 @@ fn layer_shapes_follow_the_models() {
                 _ => None,
             })
             .collect();
+        let shapes = |layers: &[Layer]| -> Vec<(usize, usize, usize)> {
+            layers.iter().map(|l| (l.c_out, l.c_in, l.k)).collect()
+        };
+        assert_eq!(weights, shapes(&pytorch_convolutions(model.name())), "{model}: PyTorch's convolutions");
         let total = |w: &[(usize, usize, usize)]| w.iter().map(|&(o, c, k)| o * c * k * k).sum::<usize>();
-        let listed: Vec<(usize, usize, usize)> = layers.iter().map(|l| (l.c_out, l.c_in, l.k)).collect();
+        let listed = shapes(&layers);
         if model == ModelKind::Nin {
             weights.dedup();
             assert_eq!(weights, listed, "NiN's convolutions");

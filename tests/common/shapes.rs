@@ -70,6 +70,28 @@ impl Layer {
 /// NiN at 224: each block's k x k convolution and its 1x1 (the block's two 1x1 layers have one
 /// shape), pooled 3x3/2 in between.
 pub fn nin() -> Vec<Layer> {
+    nin_layers(false)
+}
+
+/// GoogLeNet at 96: the stem, then each Inception block's stacked 1x1s, 3x3, 5x5 and pool
+/// projection.
+pub fn googlenet() -> Vec<Layer> {
+    googlenet_layers(true)
+}
+
+/// Every convolution of d2l's PyTorch module as PyTorch runs it, in its parameters' order: NiN's
+/// two 1x1 layers a block both listed, an Inception block's three 1x1 convolutions of its input
+/// apart (the model of PyTorch's step in `benches/gpu.rs`). `tests/parity_large.rs` checks them
+/// against the models' weights.
+pub fn pytorch_convolutions(model: &str) -> Vec<Layer> {
+    match model {
+        "nin" => nin_layers(true),
+        "googlenet" => googlenet_layers(false),
+        other => panic!("no convolution list for {other}"),
+    }
+}
+
+fn nin_layers(both_1x1: bool) -> Vec<Layer> {
     let mut layers = Vec::new();
     let mut hw = 224;
     for (i, &(c_in, c_out, k, stride, pad)) in
@@ -78,15 +100,20 @@ pub fn nin() -> Vec<Layer> {
         let conv = Layer::new(&format!("nin_conv{}", i + 1), c_in, hw, c_out, k, stride, pad);
         hw = conv.out_hw();
         layers.push(conv);
-        layers.push(Layer::new(&format!("nin_conv{}_1x1", i + 1), c_out, hw, c_out, 1, 1, 0));
+        for j in 0..if both_1x1 { 2 } else { 1 } {
+            let name = if both_1x1 {
+                format!("nin_conv{}_1x1_{}", i + 1, j + 1)
+            } else {
+                format!("nin_conv{}_1x1", i + 1)
+            };
+            layers.push(Layer::new(&name, c_out, hw, c_out, 1, 1, 0));
+        }
         hw = (hw - 3) / 2 + 1;
     }
     layers
 }
 
-/// GoogLeNet at 96: the stem, then each Inception block's stacked 1x1s, 3x3, 5x5 and pool
-/// projection.
-pub fn googlenet() -> Vec<Layer> {
+fn googlenet_layers(stacked: bool) -> Vec<Layer> {
     let mut layers = vec![
         Layer::new("googlenet_b1", 1, 96, 64, 7, 2, 3),
         Layer::new("googlenet_b2_1x1", 64, 24, 64, 1, 1, 0),
@@ -106,9 +133,15 @@ pub fn googlenet() -> Vec<Layer> {
     ];
     for (name, c_in, c1, (c2r, c2), (c3r, c3), c4, hw) in blocks {
         let at = |part: &str| format!("googlenet_{name}_{part}");
-        layers.push(Layer::new(&at("1x1s"), c_in, hw, c1 + c2r + c3r, 1, 1, 0));
-        layers.push(Layer::new(&at("3x3"), c2r, hw, c2, 3, 1, 1));
-        layers.push(Layer::new(&at("5x5"), c3r, hw, c3, 5, 1, 2));
+        let (conv3, conv5) =
+            (Layer::new(&at("3x3"), c2r, hw, c2, 3, 1, 1), Layer::new(&at("5x5"), c3r, hw, c3, 5, 1, 2));
+        if stacked {
+            layers.extend([Layer::new(&at("1x1s"), c_in, hw, c1 + c2r + c3r, 1, 1, 0), conv3, conv5]);
+        } else {
+            // d2l's forward order: p1, p2 (reduce, 3x3), p3 (reduce, 5x5).
+            let one = |part: &str, c| Layer::new(&at(part), c_in, hw, c, 1, 1, 0);
+            layers.extend([one("1x1", c1), one("3x3_reduce", c2r), conv3, one("5x5_reduce", c3r), conv5]);
+        }
         layers.push(Layer::new(&at("pool_1x1"), c_in, hw, c4, 1, 1, 0));
     }
     layers
