@@ -437,8 +437,9 @@ const PYTORCH_RUNS_TOO: [&str; 8] = [
 
 /// A model of PyTorch eager's step with cuDNN on the same GPU, for comparison: every one of
 /// the network's convolutions as PyTorch runs them (`shapes::pytorch_convolutions`: NiN's 12,
-/// GoogLeNet's 57) at its training FLOPs (3x the forward's, 2x for a first layer) at
-/// `efficiency` of the given peak, plus eight passes over each convolution's output (PyTorch's
+/// GoogLeNet's 57), each of its products (the forward, the weight gradient and, past the first
+/// layer, the input gradient) at `efficiency` of the given peak or at the streaming bandwidth
+/// for the tensors it reads and writes, whichever is longer, plus eight passes over each convolution's output (PyTorch's
 /// separate bias, ReLU and backward kernels) at the model's streaming bandwidth, those eight
 /// kernels taking at least the model's least time a kernel each; the ops `others` stand for
 /// ([`PYTORCH_RUNS_TOO`]) at our kernels' times; at least 10 us of host time per op, about 8 per
@@ -454,11 +455,19 @@ fn pytorch_model(
 ) -> (f64, f64) {
     let gpu = model::Gpu::h200();
     let mut gpu_time: f64 = others.iter().map(|l| gpu.predict(l)).sum();
+    let stream = |bytes: f64| bytes / (gpu.memory_gbps * 1e9 * gpu.stream_efficiency);
     for (i, l) in layers.iter().enumerate() {
         let geo = l.geo(batch);
-        let activation = (batch * l.c_out * geo.out_h * geo.out_w * 4) as f64;
-        let layer = training_flops(i, l, batch) / (peak_tflops * 1e12 * efficiency)
-            + 8.0 * activation / (gpu.memory_gbps * 1e9 * gpu.stream_efficiency);
+        let (input, weights) =
+            ((batch * l.c_in * l.hw * l.hw * 4) as f64, (l.c_out * geo.col_rows() * 4) as f64);
+        let output = (batch * l.c_out * geo.col_cols() * 4) as f64;
+        // Each product (forward, weight gradient, input gradient) at its arithmetic or its
+        // memory traffic, whichever takes longer: a 1x1 convolution of 96 channels moves
+        // more than it computes.
+        let products = if i == 0 { 2 } else { 3 };
+        let compute = geo.flops() / (peak_tflops * 1e12 * efficiency);
+        let layer = (0..products).map(|_| compute.max(stream(input + weights + output))).sum::<f64>()
+            + 8.0 * stream(output);
         gpu_time += layer.max(8.0 * gpu.kernel_us * 1e-6);
     }
     (gpu_time, (layers.len() * 8 + others.len()) as f64 * 10e-6)
