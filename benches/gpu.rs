@@ -566,10 +566,13 @@ fn predict_steps() -> String {
             write!(
                 json,
                 "{sep}    {{\"net\": \"{kind}@{resize}\", \"precision\": \"{precision:?}\", \"batch\": {BATCH}, \
-                 \"launches\": {}, \"predicted_ms\": {:.4}, \"pytorch_model_ms\": {:.4}}}",
+                 \"launches\": {}, \"predicted_ms\": {:.4}, \"pytorch_model_ms\": {:.4}, \
+                 \"pytorch_model_kernels_ms\": {:.4}, \"pytorch_model_host_ms\": {:.4}}}",
                 launches.len(),
                 total * 1e3,
-                torch * 1e3
+                torch * 1e3,
+                kernels * 1e3,
+                host * 1e3
             )
             .unwrap();
         }

@@ -9,6 +9,8 @@ not a dependency of the project.
     pip install torch
     python3 tools/pytorch_reference.py                      # CPU, 2 threads, both nets, b32 and b128
     python3 tools/pytorch_reference.py --device cuda        # cuDNN defaults (TF32 convolutions)
+                                                            # (also the step's ms and the host's
+                                                            # ms to queue it)
     python3 tools/pytorch_reference.py --device cuda --tf32 off   # FP32 everywhere
 """
 import argparse
@@ -71,7 +73,10 @@ def googlenet():
     return nn.Sequential(b1, b2, b3, b4, b5, nn.Linear(1024, 10))
 
 
-def images_per_second(name, size, batch, device, steps, warmup):
+def time_steps(name, size, batch, device, steps, warmup):
+    """Median seconds of a step, and on CUDA the median seconds the host took to queue it (the
+    time before the closing synchronize): PyTorch's own time per step, which the cost model's
+    PyTorch side charges at 10 us an op (`benches/gpu.rs`, `pytorch_model`)."""
     net = (nin if name == "nin" else googlenet)().to(device)
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -83,23 +88,22 @@ def images_per_second(name, size, batch, device, steps, warmup):
     y = torch.randint(0, 10, (batch,), device=device)
 
     def step():
+        t = time.perf_counter()
         loss = loss_fn(net(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
+        queued = time.perf_counter()
         if device == "cuda":
             torch.cuda.synchronize()
         else:
             loss.item()
+        return time.perf_counter() - t, queued - t
 
     for _ in range(warmup):
         step()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return batch / statistics.median(times)
+    times = [step() for _ in range(steps)]
+    return statistics.median(t for t, _ in times), statistics.median(q for _, q in times)
 
 
 def main():
@@ -120,11 +124,13 @@ def main():
             if a.device == "cuda" else "")
     print(f"torch {torch.__version__}, device {a.device}, {torch.get_num_threads()} threads, "
           f"median of {a.steps} steps after {a.warmup} warm-up{tf32}")
-    print(f"{'model':<10} {'input':>5} {'batch':>5} {'images/s':>9}")
+    cuda = a.device == "cuda"
+    print(f"{'model':<10} {'input':>5} {'batch':>5} {'images/s':>9}" + (f" {'step ms':>8} {'host ms':>8}" if cuda else ""))
     for cfg in a.configs.split(","):
         name, size, batch = cfg.split(":")
-        ips = images_per_second(name, int(size), int(batch), a.device, a.steps, a.warmup)
-        print(f"{name:<10} {size:>5} {batch:>5} {ips:>9.1f}", flush=True)
+        step, host = time_steps(name, int(size), int(batch), a.device, a.steps, a.warmup)
+        print(f"{name:<10} {size:>5} {batch:>5} {int(batch) / step:>9.1f}"
+              + (f" {step * 1e3:>8.2f} {host * 1e3:>8.2f}" if cuda else ""), flush=True)
 
 
 if __name__ == "__main__":
