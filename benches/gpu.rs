@@ -439,9 +439,10 @@ const PYTORCH_RUNS_TOO: [&str; 8] = [
 /// the network's convolutions as PyTorch runs them (`shapes::pytorch_convolutions`: NiN's 12,
 /// GoogLeNet's 57), each of its products (the forward, the weight gradient and, past the first
 /// layer, the input gradient) at `efficiency` of the given peak or at the streaming bandwidth
-/// for the tensors it reads and writes, whichever is longer, plus eight passes over each convolution's output (PyTorch's
-/// separate bias, ReLU and backward kernels) at the model's streaming bandwidth, those eight
-/// kernels taking at least the model's least time a kernel each; the ops `others` stand for
+/// for the tensors it reads and writes, whichever is longer, plus eight passes over each
+/// convolution's output (PyTorch's separate bias, ReLU and backward kernels) at the model's
+/// streaming bandwidth, those eight kernels taking at least the model's least time a kernel
+/// each; the ops `others` stand for
 /// ([`PYTORCH_RUNS_TOO`]) at our kernels' times; at least 10 us of host time per op, about 8 per
 /// convolution and one per other op, which the GPU's queue hides where the kernels take longer
 /// (as ours, `model::timeline`). Returns the kernels' time and the host's, in seconds; the step
@@ -464,19 +465,27 @@ fn pytorch_model(
         // Each product (forward, weight gradient, input gradient) at its arithmetic or its
         // memory traffic, whichever takes longer: a 1x1 convolution of 96 channels moves
         // more than it computes.
-        let products = if i == 0 { 2 } else { 3 };
         let compute = geo.flops() / (peak_tflops * 1e12 * efficiency);
-        let layer = (0..products).map(|_| compute.max(stream(input + weights + output))).sum::<f64>()
+        let layer = training_products(i) as f64 * compute.max(stream(input + weights + output))
             + 8.0 * stream(output);
         gpu_time += layer.max(8.0 * gpu.kernel_us * 1e-6);
     }
     (gpu_time, (layers.len() * 8 + others.len()) as f64 * 10e-6)
 }
 
-/// The `i`-th convolution's FLOPs in a training step: forward, weight gradient and, past the
-/// first layer, input gradient.
+/// The products of the `i`-th convolution in a training step: forward, weight gradient and,
+/// past the first layer, input gradient.
+fn training_products(i: usize) -> usize {
+    if i == 0 {
+        2
+    } else {
+        3
+    }
+}
+
+/// The `i`-th convolution's FLOPs in a training step.
 fn training_flops(i: usize, l: &Layer, batch: usize) -> f64 {
-    l.geo(batch).flops() * if i == 0 { 2.0 } else { 3.0 }
+    training_products(i) as f64 * l.geo(batch).flops()
 }
 
 fn predict_steps() -> String {
@@ -500,7 +509,7 @@ fn predict_steps() -> String {
     let mut first = true;
     let mut seen: Vec<&str> = Vec::new();
     for (kind, resize) in [(ModelKind::Nin, 224), (ModelKind::GoogLeNet, 96)] {
-        let layers = pytorch_convolutions(kind.name());
+        let layers = pytorch_convolutions(kind);
         let convolutions: f64 = layers.iter().enumerate().map(|(i, l)| training_flops(i, l, BATCH)).sum();
         for precision in [Precision::Tf32, Precision::Fp32] {
             let launches = recorded_step(kind, resize, BATCH, precision);

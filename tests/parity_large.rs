@@ -486,7 +486,7 @@ fn layer_shapes_follow_the_models() {
         let shapes = |layers: &[Layer]| -> Vec<(usize, usize, usize)> {
             layers.iter().map(|l| (l.c_out, l.c_in, l.k)).collect()
         };
-        assert_eq!(weights, shapes(&pytorch_convolutions(model.name())), "{model}: PyTorch's convolutions");
+        assert_eq!(weights, shapes(&pytorch_convolutions(model)), "{model}: PyTorch's convolutions");
         let total = |w: &[(usize, usize, usize)]| w.iter().map(|&(o, c, k)| o * c * k * k).sum::<usize>();
         let listed = shapes(&layers);
         if model == ModelKind::Nin {

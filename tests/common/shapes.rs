@@ -4,6 +4,7 @@
 //! An Inception block's three 1x1 convolutions of its input run as one, their weights stacked
 //! (`ops::conv2d_relu_shared`), so they are one layer here.
 #![allow(dead_code)]
+use models::ModelKind;
 use tensor::{ConvGeometry, Gemm, Window};
 
 /// One convolution: `c_in x hw x hw` in, `c_out` filters of `k x k`, stride, padding.
@@ -83,11 +84,10 @@ pub fn googlenet() -> Vec<Layer> {
 /// two 1x1 layers a block both listed, an Inception block's three 1x1 convolutions of its input
 /// apart (the model of PyTorch's step in `benches/gpu.rs`). `tests/parity_large.rs` checks them
 /// against the models' weights.
-pub fn pytorch_convolutions(model: &str) -> Vec<Layer> {
+pub fn pytorch_convolutions(model: ModelKind) -> Vec<Layer> {
     match model {
-        "nin" => nin_layers(true),
-        "googlenet" => googlenet_layers(false),
-        other => panic!("no convolution list for {other}"),
+        ModelKind::Nin => nin_layers(true),
+        ModelKind::GoogLeNet => googlenet_layers(false),
     }
 }
 
@@ -100,13 +100,9 @@ fn nin_layers(both_1x1: bool) -> Vec<Layer> {
         let conv = Layer::new(&format!("nin_conv{}", i + 1), c_in, hw, c_out, k, stride, pad);
         hw = conv.out_hw();
         layers.push(conv);
-        for j in 0..if both_1x1 { 2 } else { 1 } {
-            let name = if both_1x1 {
-                format!("nin_conv{}_1x1_{}", i + 1, j + 1)
-            } else {
-                format!("nin_conv{}_1x1", i + 1)
-            };
-            layers.push(Layer::new(&name, c_out, hw, c_out, 1, 1, 0));
+        let suffixes: &[&str] = if both_1x1 { &["_1", "_2"] } else { &[""] };
+        for suffix in suffixes {
+            layers.push(Layer::new(&format!("nin_conv{}_1x1{suffix}", i + 1), c_out, hw, c_out, 1, 1, 0));
         }
         hw = (hw - 3) / 2 + 1;
     }
