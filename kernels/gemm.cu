@@ -512,13 +512,165 @@ __device__ __forceinline__ unsigned tile_tf32(const float* S, int o, int kk)
     return to_tf32(K_CONTIG ? S[o * KC_LD + kk] : S[kk * (OUTER + 8) + o]);
 }
 
+// Implicit convolution products: B read from an image tensor as the product needs it, with no
+// column matrix in memory (no im2col before the product, no col2im after it). Three products,
+// each one GEMM whose B is gathered (`Gather` describes the tensor and the convolution):
+//
+// GATHER_FWD, the forward (NN): y (O x count*OH*OW) = w (O x C*kh*kw) * B, B's element
+//   (k = (c, r, s), column (image, oy, ox)) = x[image][c][oy*sh - ph + r][ox*sw - pw + s];
+// GATHER_WGRAD, the weight gradient (NT): dw (O x C*kh*kw) = dy (O x count*OH*OW) * B^T, B^T's
+//   element (column n = (c, r, s), k = (image, oy, ox)) the same value of x;
+// GATHER_DGRAD, a stride-1 input gradient (NN): dx (C x count*H*W) = Wt (C x kh*kw*O) * B, Wt
+//   the weights transposed (Wt[c][(r*kw + s)*O + o] = w[o][c][r][s]) and B's element
+//   (k = (r, s, o), column (image, y, x)) = dy[o][image][y + ph - r][x + pw - s]: the adjoint of
+//   the stride-1 forward, dy in the products' rows layout [O][count][OH][OW].
+//
+// Cells outside the gathered plane read as zero (padding). Each thread keeps one column (or
+// one k) of the slice and steps through the other index, carrying from the kernel column into
+// the kernel row and channel, so no element costs a division; copies are 4 bytes (a gathered
+// row is neither aligned nor contiguous across the kernel's window).
+enum : int { GATHER_NONE = 0, GATHER_FWD = 1, GATHER_WGRAD = 2, GATHER_DGRAD = 3 };
+struct Gather {
+    int channels;          // the gathered tensor's channels (C of x; O of dy)
+    int h, w;              // its plane
+    int out_w, out_plane;  // the plane of the product's pixels: its width and size
+    int kh, kw;            // the kernel
+    int stride_h, stride_w;
+    int pad_h, pad_w;
+    int chan_stride;  // the gathered tensor's channel stride (NCHW: h*w; rows: count*h*w)
+    int img_stride;   // and image stride (NCHW: channels*h*w; rows: h*w)
+};
+// Offsets into the gathered tensor are 32-bit (the backend checks that it holds fewer than 2^31
+// values): 64-bit ones would push the 128-row weight gradient past its 128 registers.
+
+// Pixel `p` of the product's plane as the gathered tensor's cell for kernel position (0, 0):
+// its offset (image and cell; the cell may lie in the padding) and row and column.
+struct Cell {
+    int base;
+    int top, left;
+};
+template <int MODE>
+__device__ __forceinline__ Cell cell_of(const Gather& g, int p)
+{
+    const int image = p / g.out_plane;
+    const int y = (p - image * g.out_plane) / g.out_w;
+    const int x = p - image * g.out_plane - y * g.out_w;
+    // The forward reads from (y * stride - pad) on; the input gradient from (y + pad) back.
+    const int top = MODE == GATHER_DGRAD ? y + g.pad_h : y * g.stride_h - g.pad_h;
+    const int left = MODE == GATHER_DGRAD ? x + g.pad_w : x * g.stride_w - g.pad_w;
+    return {image * g.img_stride + top * g.w + left, top, left};
+}
+
+// An index along the kernel's (c, r, s) (GATHER_FWD, GATHER_WGRAD: s fastest, then r, then the
+// channel) or (r, s, o) (GATHER_DGRAD: the channel fastest, then s, then r), advanced by steps
+// with carries instead of divisions.
+template <int MODE>
+struct KernelIndex {
+    int ch, r, s;
+    __device__ __forceinline__ KernelIndex(const Gather& g, int idx)
+    {
+        if (MODE == GATHER_DGRAD) {
+            const int pos = idx / g.channels;
+            ch = idx - pos * g.channels;
+            r = pos / g.kw;
+            s = pos - r * g.kw;
+        } else {
+            const int window = g.kh * g.kw;
+            ch = idx / window;
+            r = (idx - ch * window) / g.kw;
+            s = idx - ch * window - r * g.kw;
+        }
+    }
+    __device__ __forceinline__ void advance(const Gather& g, int step)
+    {
+        if (MODE == GATHER_DGRAD) {
+            ch += step;
+            while (ch >= g.channels) {
+                ch -= g.channels;
+                if (++s == g.kw) {
+                    s = 0;
+                    ++r;
+                }
+            }
+        } else {
+            s += step;
+            while (s >= g.kw) {
+                s -= g.kw;
+                if (++r == g.kh) {
+                    r = 0;
+                    ++ch;
+                }
+            }
+        }
+    }
+    // The gathered value's offset from the pixel's cell, and whether it lies in the plane
+    // (the sign of the kernel offset is the mode's).
+    __device__ __forceinline__ bool inside(const Gather& g, const Cell& c) const
+    {
+        const int iy = MODE == GATHER_DGRAD ? c.top - r : c.top + r;
+        const int ix = MODE == GATHER_DGRAD ? c.left - s : c.left + s;
+        return (unsigned)iy < (unsigned)g.h && (unsigned)ix < (unsigned)g.w;
+    }
+    __device__ __forceinline__ int offset(const Gather& g, const Cell& c) const
+    {
+        const int rs = r * g.w + s;
+        return c.base + ch * g.chan_stride + (MODE == GATHER_DGRAD ? -rs : rs);
+    }
+};
+
+// Starts the copies of B's 32 x 128 slice (k k0.., columns n0..) for GATHER_FWD or
+// GATHER_DGRAD into the stage tile S (M/N-contiguous, rows of TBN + 8), by NT threads: each
+// thread one column (a pixel), every (NT / TBN)-th k of the slice.
+template <int MODE, int NT>
+__device__ __forceinline__ void gather_columns(float* S, const float* src, const Gather& g, int n, int k, int n0, int k0)
+{
+    constexpr int MN_LD = TBN + 8;
+    constexpr int STEP = NT / TBN;
+    static_assert(NT % TBN == 0, "whole columns per thread");
+    const int o = threadIdx.x % TBN;
+    const int kk0 = threadIdx.x / TBN;
+    const int j = n0 + o;
+    const Cell cell = cell_of<MODE>(g, j);
+    KernelIndex<MODE> at(g, k0 + kk0);
+#pragma unroll 4
+    for (int kk = kk0; kk < TBK; kk += STEP) {
+        const bool in = j < n && k0 + kk < k && at.inside(g, cell);
+        cp_async_4(S + kk * MN_LD + o, in ? src + at.offset(g, cell) : src, in ? 4 : 0);
+        at.advance(g, STEP);
+    }
+}
+
+// The same for GATHER_WGRAD's B^T slice (columns n0.. of the kernel's (c, r, s), k k0.. of the
+// pixels) into a K-contiguous stage tile (rows of KC_LD): each thread one k (a pixel), every
+// (NT / TBK)-th column; consecutive threads copy consecutive pixels.
+template <int NT>
+__device__ __forceinline__ void gather_rows(float* S, const float* src, const Gather& g, int n, int k, int n0, int k0)
+{
+    constexpr int STEP = NT / TBK;
+    static_assert(NT % TBK == 0, "whole k per thread");
+    const int kk = threadIdx.x % TBK;
+    const int o0 = threadIdx.x / TBK;
+    const int p = k0 + kk;
+    const Cell cell = cell_of<GATHER_WGRAD>(g, p);
+    KernelIndex<GATHER_WGRAD> at(g, n0 + o0);
+#pragma unroll 4
+    for (int o = o0; o < TBN; o += STEP) {
+        const bool in = p < k && n0 + o < n && at.inside(g, cell);
+        cp_async_4(S + o * KC_LD + kk, in ? src + at.offset(g, cell) : src, in ? 4 : 0);
+        at.advance(g, STEP);
+    }
+}
+
 // One ROWS x 128 tile of C from the steps s_begin..s_end-1 of the (item, k slice) sequence, as
 // sgemm_tile, through the cp.async ring in `smem`.
-template <bool TA, bool TB, bool EPI, int ROWS>
+// With GATHER, B is gathered through `gb` from B + b_off (see Gather).
+template <bool TA, bool TB, bool EPI, int ROWS, int GATHER = GATHER_NONE>
 __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride,
                                            const float* B, long long b_off, long long b_stride, float beta, float* c,
-                                           long long s_begin, long long s_end, float* smem, const Epilogue& e)
+                                           long long s_begin, long long s_end, float* smem, const Epilogue& e,
+                                           const Gather& gb)
 {
+    static_assert(GATHER == GATHER_NONE || (!TA && TB == (GATHER == GATHER_WGRAD)), "the gathered products' layouts");
     constexpr bool A_KC = !TA;
     constexpr bool B_KC = TB;
     using Shape = TShape<ROWS>;
@@ -554,7 +706,13 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
         const Operands op = operands<TA, TB>(item, m, n, k, A, a_off, a_stride, B, b_off, b_stride);
         float* S = smem + stage * Shape::STAGE_FLOATS;
         stage_tile<A_KC, ROWS, Shape::THREADS>(S, op.a, lda, m, k, m_block, k0, op.a_vec);
-        stage_tile<B_KC, TBN, Shape::THREADS>(S + Shape::A_FLOATS, op.b, ldb, n, k, n_block, k0, op.b_vec);
+        if constexpr (GATHER == GATHER_WGRAD) {
+            gather_rows<Shape::THREADS>(S + Shape::A_FLOATS, op.b, gb, n, k, n_block, k0);
+        } else if constexpr (GATHER != GATHER_NONE) {
+            gather_columns<GATHER, Shape::THREADS>(S + Shape::A_FLOATS, op.b, gb, n, k, n_block, k0);
+        } else {
+            stage_tile<B_KC, TBN, Shape::THREADS>(S + Shape::A_FLOATS, op.b, ldb, n, k, n_block, k0, op.b_vec);
+        }
     };
 
     // Every iteration commits one group (empty past the end), so "all but the newest
@@ -701,17 +859,19 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
 // the top of the file). TENSOR picks the tile: sgemm_tile's 64 x 64 FP32 or tgemm_tile's
 // ROWS x 128 TF32 (which uses `smem`; ROWS is ignored for FP32). The epilogue `e` applies to C
 // (with split-k, in sgemm_split_reduce: the parts are raw sums).
-template <bool TA, bool TB, bool TENSOR, bool EPI, int ROWS = 128>
+template <bool TA, bool TB, bool TENSOR, bool EPI, int ROWS = 128, int GATHER = GATHER_NONE>
 __device__ __forceinline__ void gemm(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride,
                                      const float* B, long long b_off, long long b_stride, float beta, float* C, long long c_off,
                                      long long c_stride, int batch, int sum_batch, int splits, float* W, const Epilogue& e,
-                                     float* smem)
+                                     float* smem, const Gather& gb = Gather{})
 {
+    static_assert(GATHER == GATHER_NONE || TENSOR, "only the TF32 tile gathers");
     const int slice = TENSOR ? (int)TBK : (int)BK;
     const long long k_tiles = (k + slice - 1) / slice;
     auto tile = [&](float a, float b, float* c, long long s0, long long s1, const Epilogue& out) {
         if constexpr (TENSOR) {
-            tgemm_tile<TA, TB, EPI, ROWS>(m, n, k, a, A, a_off, a_stride, B, b_off, b_stride, b, c, s0, s1, smem, out);
+            tgemm_tile<TA, TB, EPI, ROWS, GATHER>(m, n, k, a, A, a_off, a_stride, B, b_off, b_stride, b, c, s0, s1, smem, out,
+                                                  gb);
         } else {
             sgemm_tile<TA, TB, EPI>(m, n, k, a, A, a_off, a_stride, B, b_off, b_stride, b, c, s0, s1, out);
         }
@@ -815,6 +975,28 @@ TGEMM_EPILOGUE_ENTRY(tgemm_nn_epilogue, false, 128)
 TGEMM_EPILOGUE_ENTRY(tgemm_tn_epilogue, true, 128)
 TGEMM_EPILOGUE_ENTRY(tgemm64_nn_epilogue, false, 64)
 TGEMM_EPILOGUE_ENTRY(tgemm64_tn_epilogue, true, 64)
+
+// The implicit convolution products (see Gather), single products (batch 1) with split-k:
+// tgemm_conv_fwd computes y through the convolution's epilogue `e` (bias, ReLU, NCHW blocks of
+// OH*OW at C + c_off); tgemm64_conv_wgrad dw = alpha * dy x^T + beta * dw (row-major; 64-row
+// tiles only: the 128-row tile's K-contiguous fragments and the gathering of B^T together need
+// more than its 128 registers and spill); tgemm_dgrad dx through `e` (NCHW blocks of H*W). With
+// splits > 1 the parts' raw sums go to W for sgemm_split_reduce.
+#define TGEMM_GATHER_ENTRY(NAME, TB, EPI, GATHER, ROWS)                                                                     \
+    extern "C" __global__ void __launch_bounds__(TShape<ROWS>::THREADS, 2)                                                 \
+        NAME(int m, int n, int k, float alpha, const float* A, const float* B, float beta, float* C, long long c_off,      \
+             int splits, float* W, const Epilogue e, const Gather g)                                                       \
+    {                                                                                                                      \
+        DYNAMIC_SHARED(smem);                                                                                              \
+        gemm<false, TB, true, EPI, ROWS, GATHER>(m, n, k, alpha, A, 0, 0, B, 0, 0, beta, C, c_off, 0, 1, 0, splits, W, e,   \
+                                                 smem, g);                                                                 \
+    }
+
+TGEMM_GATHER_ENTRY(tgemm_conv_fwd, false, true, GATHER_FWD, 128)
+TGEMM_GATHER_ENTRY(tgemm64_conv_fwd, false, true, GATHER_FWD, 64)
+TGEMM_GATHER_ENTRY(tgemm64_conv_wgrad, true, false, GATHER_WGRAD, 64)
+TGEMM_GATHER_ENTRY(tgemm_dgrad, false, true, GATHER_DGRAD, 128)
+TGEMM_GATHER_ENTRY(tgemm64_dgrad, false, true, GATHER_DGRAD, 64)
 
 // C = alpha * (W[0] + W[1] + ... + W[splits - 1]) + beta * C over the m x n outputs of a split
 // product, through the epilogue; beta == 0 does not read C. A block of 256 threads takes 32

@@ -181,6 +181,150 @@ void test_parts(int m, int n, int k, int parts, int block, int tensor, int split
         printf("FAIL parts=%d m=%d n=%d k=%d block=%d tensor=%d splits=%d: error %g x the bound, %d written outside\n", parts, m, n, k, block, tensor, splits, maxerr, outside);
     }
 }
+// The implicit convolution products (kernels/gemm.cu's Gather) on a random convolution of
+// `count` images, x [count][c][h][w] and w [o][c][r][s], stride (sh, sw), padding (ph, pw), each
+// against the direct sums of the TF32-rounded operands with test()'s bound:
+// - tgemm_conv_fwd: y = w * x gathered, through the epilogue (a bias, ReLU, NCHW at an offset);
+// - tgemm_conv_wgrad: dw = alpha * dy x^T + beta * dw, dy in rows [o][count][oh][ow];
+// - tgemm_dgrad (stride 1): dx from Wt = the weights transposed [c][r][s][o] and dy gathered.
+// `tensor` 1 or 2 picks the 128- or 64-row tile (the weight gradient has only the 64-row one); `splits` > 1 adds sgemm_split_reduce. Nothing
+// outside the output may change.
+void test_conv(int mode, int c, int o, int h, int w, int r, int s, int sh, int sw, int ph, int pw, int count, int tensor, int splits) {
+    const int oh = (h + 2 * ph - r) / sh + 1, ow = (w + 2 * pw - s) / sw + 1;
+    std::vector<float> X((size_t)count * c * h * w), Wt((size_t)o * c * r * s), dy((size_t)o * count * oh * ow), bias(o);
+    for (auto& v : X) v = rnd();
+    for (auto& v : Wt) v = rnd();
+    for (auto& v : dy) v = rnd();
+    for (auto& v : bias) v = rnd();
+    auto xv = [&](int img, int ci, int iy, int ix) -> double {
+        if (iy < 0 || iy >= h || ix < 0 || ix >= w) return 0.0;
+        return as_tf32(X[(((size_t)img * c + ci) * h + iy) * w + ix]);
+    };
+    auto wv = [&](int co, int ci, int rr, int ss) { return as_tf32(Wt[(((size_t)co * c + ci) * r + rr) * s + ss]); };
+    auto dyv = [&](int co, int img, int y, int x) -> double {
+        if (y < 0 || y >= oh || x < 0 || x >= ow) return 0.0;
+        return as_tf32(dy[(((size_t)co * count + img) * oh + y) * ow + x]);
+    };
+    if (mode == GATHER_WGRAD) tensor = 2;
+    const unsigned rows = tensor == 2 ? 64 : 128, threads = tensor == 2 ? 128 : 256;
+    Gather g = {};
+    g.kh = r;
+    g.kw = s;
+    g.stride_h = sh;
+    g.stride_w = sw;
+    g.pad_h = ph;
+    g.pad_w = pw;
+    int m, n, k;
+    const float* A;
+    const float* B;
+    std::vector<float> Wtr, out;
+    long long off = 0;
+    float alpha = 1.0f, beta = 0.0f;
+    Epilogue e = {};
+    e.parts = 1;
+    if (mode == GATHER_DGRAD) {
+        m = c, n = count * h * w, k = r * s * o;
+        Wtr.resize((size_t)c * k);
+        for (int co = 0; co < o; ++co)
+            for (int ci = 0; ci < c; ++ci)
+                for (int q = 0; q < r * s; ++q) Wtr[((size_t)ci * r * s + q) * o + co] = Wt[((size_t)co * c + ci) * r * s + q];
+        A = Wtr.data(), B = dy.data();
+        g.channels = o, g.h = oh, g.w = ow, g.out_w = w, g.out_plane = h * w;
+        g.chan_stride = count * oh * ow, g.img_stride = oh * ow;
+        off = (long long)c * h * w;
+        e.block = h * w;
+        e.first[1] = m;
+        out.assign(off + (size_t)m * n + 5, NAN);
+    } else {
+        g.channels = c, g.h = h, g.w = w, g.out_w = ow, g.out_plane = oh * ow;
+        g.chan_stride = h * w, g.img_stride = c * h * w;
+        B = X.data();
+        if (mode == GATHER_FWD) {
+            m = o, n = count * oh * ow, k = c * r * s;
+            A = Wt.data();
+            off = 3;
+            e.block = oh * ow;
+            e.first[1] = m;
+            e.bias[0] = bias.data();
+            e.relu[0] = 1;
+            out.assign(off + (size_t)m * n + 5, NAN);
+        } else {
+            m = o, n = c * r * s, k = count * oh * ow;
+            A = dy.data();
+            alpha = 0.5f, beta = 1.0f;
+            e = {};
+            out.resize((size_t)m * n);
+            for (auto& v : out) v = rnd();
+        }
+    }
+    const std::vector<float> before = out;
+    dim3 grid{(unsigned)((n + 127) / 128), (unsigned)((m + rows - 1) / rows), (unsigned)splits};
+    std::vector<float> Wk(splits > 1 ? (size_t)splits * m * n : 1, NAN);
+    auto kern = mode == GATHER_FWD ? (tensor == 2 ? tgemm64_conv_fwd : tgemm_conv_fwd)
+                : mode == GATHER_WGRAD ? tgemm64_conv_wgrad
+                                       : (tensor == 2 ? tgemm64_dgrad : tgemm_dgrad);
+    launch(grid, dim3{threads, 1, 1}, kern, m, n, k, alpha, A, B, beta, out.data(), off, splits, Wk.data(), e, g);
+    if (splits > 1) launch(dim3{3, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)Wk.data(), splits, m, n, alpha, beta, out.data(), off, e);
+    ++runs;
+    double maxerr = 0;
+    std::vector<char> written(out.size(), 0);
+    auto check = [&](size_t at, double acc, double mag, double extra) {
+        const double err = std::fabs(out[at] - acc) / (32.0 / 16777216.0 * (mag + extra) + 1e-30);
+        if (!(err <= 1)) maxerr = std::isnan(err) ? 1e9 : std::max(maxerr, err);
+        written[at] = 1;
+    };
+    if (mode == GATHER_FWD) {
+        for (int img = 0; img < count; ++img)
+            for (int co = 0; co < o; ++co)
+                for (int y = 0; y < oh; ++y)
+                    for (int x = 0; x < ow; ++x) {
+                        double acc = 0, mag = 0;
+                        for (int ci = 0; ci < c; ++ci)
+                            for (int rr = 0; rr < r; ++rr)
+                                for (int ss = 0; ss < s; ++ss) {
+                                    const double t = wv(co, ci, rr, ss) * xv(img, ci, y * sh - ph + rr, x * sw - pw + ss);
+                                    acc += t, mag += std::fabs(t);
+                                }
+                        check(off + (((size_t)img * o + co) * oh + y) * ow + x, std::max(acc + bias[co], 0.0), mag, std::fabs(bias[co]));
+                    }
+    } else if (mode == GATHER_WGRAD) {
+        for (int co = 0; co < o; ++co)
+            for (int ci = 0; ci < c; ++ci)
+                for (int rr = 0; rr < r; ++rr)
+                    for (int ss = 0; ss < s; ++ss) {
+                        double acc = 0, mag = 0;
+                        for (int img = 0; img < count; ++img)
+                            for (int y = 0; y < oh; ++y)
+                                for (int x = 0; x < ow; ++x) {
+                                    const double t = dyv(co, img, y, x) * xv(img, ci, y * sh - ph + rr, x * sw - pw + ss);
+                                    acc += t, mag += std::fabs(t);
+                                }
+                        const size_t at = (((size_t)co * c + ci) * r + rr) * s + ss;
+                        check(at, alpha * acc + beta * before[at], alpha * mag, std::fabs(before[at]));
+                    }
+    } else {
+        for (int img = 0; img < count; ++img)
+            for (int ci = 0; ci < c; ++ci)
+                for (int y = 0; y < h; ++y)
+                    for (int x = 0; x < w; ++x) {
+                        double acc = 0, mag = 0;
+                        for (int co = 0; co < o; ++co)
+                            for (int rr = 0; rr < r; ++rr)
+                                for (int ss = 0; ss < s; ++ss) {
+                                    const double t = wv(co, ci, rr, ss) * dyv(co, img, y + ph - rr, x + pw - ss);
+                                    acc += t, mag += std::fabs(t);
+                                }
+                        check(off + (((size_t)img * c + ci) * h + y) * w + x, acc, mag, 0.0);
+                    }
+    }
+    int outside = 0;
+    for (size_t x = 0; x < out.size(); ++x)
+        if (!written[x] && std::memcmp(&out[x], &before[x], 4) != 0) ++outside;
+    if (maxerr > 1 || outside) {
+        ++fails;
+        printf("FAIL conv mode=%d c=%d o=%d %dx%d kernel %dx%d stride %d,%d pad %d,%d count=%d tensor=%d splits=%d: error %g x the bound, %d written outside\n", mode, c, o, h, w, r, s, sh, sw, ph, pw, count, tensor, splits, maxerr, outside);
+    }
+}
 int main() {
     int shapes[][3] = {{1, 1, 1}, {64, 64, 16}, {65, 63, 17}, {128, 68, 32}, {3, 130, 5}, {70, 36, 0}, {4, 8, 12}, {67, 129, 33}, {16, 20, 48}};
     for (int t = 0; t < 4; ++t)
@@ -256,6 +400,26 @@ int main() {
         test(false, false, 10, 36, 300, 1, 0, 1.0f, 0.0f, 0, 0, 4, 0, 0, 0, 65535, 5, tensor, {true, 1, 12});
         test(false, false, 7, 27, 200, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 3, tensor, {true, 0, 9});
     }
+    // The implicit convolution products (Gather) on both tile heights: 3x3 "same" over ragged
+    // planes, 5x5 with channels not a multiple of the slice (a slice spans several kernel
+    // positions), one input or output channel (carries every step), a non-square kernel with
+    // uneven padding, no padding, a 1x1 kernel, strides of 2, 3 (unequal) and 4 (forward and
+    // weight gradient; the input gradient is stride 1), and split-k.
+    for (int tensor = 1; tensor <= 2; ++tensor)
+        for (int mode = GATHER_FWD; mode <= GATHER_DGRAD; ++mode) {
+            if (mode == GATHER_WGRAD && tensor == 1) continue;  // 64-row tiles only
+            const int st = mode == GATHER_DGRAD ? 1 : 2;
+            test_conv(mode, 20, 24, 6, 7, 3, 3, 1, 1, 1, 1, 3, tensor, 1);
+            test_conv(mode, 70, 40, 5, 5, 5, 5, 1, 1, 2, 2, 2, tensor, 1);
+            test_conv(mode, 9, 1, 7, 9, 3, 3, 1, 1, 1, 1, 2, tensor, 1);
+            test_conv(mode, 1, 9, 9, 7, 3, 3, 1, 1, 1, 1, 2, tensor, 1);
+            test_conv(mode, 33, 5, 8, 6, 2, 3, 1, 1, 0, 2, 3, tensor, 1);
+            test_conv(mode, 16, 12, 6, 6, 3, 3, 1, 1, 0, 0, 2, tensor, 1);
+            test_conv(mode, 5, 37, 4, 4, 1, 1, 1, 1, 0, 0, 9, tensor, 1);
+            test_conv(mode, 3, 10, 11, 13, 3, 5, st, mode == GATHER_DGRAD ? 1 : 3, 1, 2, 2, tensor, 1);
+            test_conv(mode, 2, 6, 23, 23, 11, 11, 2 * st - 1 + (st > 1), 2 * st - 1 + (st > 1), 0, 0, 2, tensor, 1);
+            test_conv(mode, 12, 64, 3, 3, 3, 3, 1, 1, 1, 1, 4, tensor, 5);
+        }
     printf("gemm: %d runs, %d failures\n", runs, fails);
     return fails != 0;
 }
