@@ -536,8 +536,7 @@ fn predict_steps() -> String {
                 println!("{kernel:<32} {count:>9} {:>12.3} {:>6.1}%", t * 1e3, 100.0 * t / total);
             }
             // What fills an SM in the model: two FP32 blocks, 8 warps of TF32 mma (one 128-row
-            // block, two 64-row ones; two fit, so a split product stops at one wave of two
-            // rather than start a second).
+            // block, two 64-row ones).
             let fills = |l: &model::Launch| l.saturating_blocks() * gpu.multiprocessors;
             let thin: Vec<String> = launches
                 .iter()

@@ -573,6 +573,65 @@ fn concat_and_split_channels<B: Backend>(b: &B) {
     assert!(e.contains("split_channels") && e.contains("the whole"), "{e}");
 }
 
+/// In TF32 the GPU's plan computes a convolution larger than 1x1 by implicit products
+/// (`ConvPlan::implicit`, kernels/gemm.cu's Gather). Through the cost model's recorder (the
+/// CPU's arithmetic, the GPU's plans and launches) `conv2d_relu`'s output and gradients match
+/// the CPU's, with and without ReLU; the forward and the weight gradient are one launch each
+/// over the whole batch and nothing is unfolded (no im2col, no columns kept); the input gradient
+/// is one `tgemm*_dgrad` for stride 1 and 64 input channels, and columns folded back (col2im)
+/// for 96 input channels or a stride of 2. The kernels themselves are checked against the CPU
+/// reference under the emulation (kernels/emu/test_gemm.cpp).
+#[test]
+fn implicit_convolutions_match_the_cpu() {
+    let rec = ::cuda::model::Recorder::new(132, ::cuda::Precision::Tf32);
+    let cases = [(64, 9, 20, 3, 1, 1, true), (96, 7, 8, 5, 1, 2, false), (3, 11, 130, 3, 2, 1, false)];
+    for (i, &(c, hw, o, k, s, p, implicit_dx)) in cases.iter().enumerate() {
+        let n = 3;
+        let mut r = rng(40 + i as u64);
+        let (xs, ws, bs) =
+            (random(&mut r, n * c * hw * hw), random(&mut r, o * c * k * k), random(&mut r, o));
+        for relu in [true, false] {
+            fn run<B: Backend>(b: &B, dims: [usize; 6], relu: bool, data: [&[f32]; 3]) -> Vec<Vec<f32>> {
+                let [n, c, hw, o, k, s] = dims;
+                let p = (k - 1) / 2;
+                let (x, wt, bias) = (
+                    param(b, &[n, c, hw, hw], data[0]),
+                    param(b, &[o, c, k, k], data[1]),
+                    param(b, &[o], data[2]),
+                );
+                let y = if relu {
+                    ops::conv2d_relu(&x, &wt, Some(&bias), (s, s), (p, p)).unwrap()
+                } else {
+                    ops::conv2d(&x, &wt, Some(&bias), (s, s), (p, p)).unwrap()
+                };
+                let dy = random(&mut rng(7), y.shape().numel());
+                y.backward_with(tensor(b, y.shape().dims(), &dy)).unwrap();
+                [y.value(), x.grad().unwrap(), wt.grad().unwrap(), bias.grad().unwrap()]
+                    .iter()
+                    .map(|t| t.to_vec().unwrap())
+                    .collect()
+            }
+            assert_eq!((k - 1) / 2, p);
+            let data = [&xs[..], &ws[..], &bs[..]];
+            let got = run(&rec, [n, c, hw, o, k, s], relu, data);
+            let launches = rec.take();
+            let count = |kernels: &[&str]| launches.iter().filter(|l| kernels.contains(&l.kernel)).count();
+            let case = format!("case {i}, relu {relu}");
+            assert_eq!(count(&["tgemm_conv_fwd", "tgemm64_conv_fwd"]), 1, "{case}");
+            assert_eq!(count(&["tgemm64_conv_wgrad"]), 1, "{case}");
+            assert_eq!(count(&["im2col"]), 0, "{case}: nothing is unfolded");
+            let implicit = count(&["tgemm_dgrad", "tgemm64_dgrad"]);
+            assert_eq!((implicit, count(&["col2im"])), if implicit_dx { (1, 0) } else { (0, 1) }, "{case}");
+            let want = run(&tensor::Cpu, [n, c, hw, o, k, s], relu, data);
+            for (got, want) in got.iter().zip(&want) {
+                let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+                assert!(worst <= 1e-5 * scale, "{case}: differs by {worst} (scale {scale})");
+            }
+        }
+    }
+}
+
 /// On the GPU an optimizer step is one launch for all parameters (SGD with and without
 /// momentum, Adam), each preceded by its table's upload, and updates as the CPU does.
 #[test]

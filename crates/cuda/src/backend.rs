@@ -143,6 +143,78 @@ const _: () = assert!(std::mem::size_of::<KernelEpilogue>() == 112);
 // (repr(C), the same fields in the same order), so its bytes are a valid kernel argument.
 unsafe impl cudarc::driver::DeviceRepr for KernelEpilogue {}
 
+/// kernels/gemm.cu's `Gather`, which the implicit convolution kernels take by value: the
+/// gathered tensor (channels, plane, channel and image strides), the plane of the product's
+/// pixels (width, size), the kernel, stride and padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct KernelGather {
+    channels: i32,
+    h: i32,
+    w: i32,
+    out_w: i32,
+    out_plane: i32,
+    kh: i32,
+    kw: i32,
+    stride_h: i32,
+    stride_w: i32,
+    pad_h: i32,
+    pad_w: i32,
+    chan_stride: i32,
+    img_stride: i32,
+}
+
+// The C struct's size: 13 ints.
+const _: () = assert!(std::mem::size_of::<KernelGather>() == 52);
+
+// SAFETY: plain integers laid out as the kernels' `Gather` (repr(C), the same fields in the
+// same order), so its bytes are a valid kernel argument.
+unsafe impl cudarc::driver::DeviceRepr for KernelGather {}
+
+impl KernelGather {
+    /// Gathering images of x (NCHW, `geo`'s input) for the forward or the weight gradient,
+    /// whose pixels are the output's.
+    fn input(geo: &ConvGeometry) -> Result<KernelGather> {
+        Self::of(
+            geo,
+            geo.c_in,
+            (geo.h, geo.w),
+            (geo.out_w, geo.col_cols()),
+            (geo.h * geo.w, geo.c_in * geo.h * geo.w),
+        )
+    }
+    /// Gathering the output gradient of `count` images in the products' rows layout
+    /// (`[c_out][count][out_h][out_w]`) for the input gradient, whose pixels are the input's.
+    fn output_grad(geo: &ConvGeometry, count: usize) -> Result<KernelGather> {
+        let plane = geo.col_cols();
+        Self::of(geo, geo.c_out, (geo.out_h, geo.out_w), (geo.w, geo.h * geo.w), (count * plane, plane))
+    }
+    fn of(
+        geo: &ConvGeometry,
+        channels: usize,
+        (h, w): (usize, usize),
+        (out_w, out_plane): (usize, usize),
+        (chan_stride, img_stride): (usize, usize),
+    ) -> Result<KernelGather> {
+        let win = &geo.window;
+        Ok(KernelGather {
+            channels: int("channels", channels)?,
+            h: int("h", h)?,
+            w: int("w", w)?,
+            out_w: int("out_w", out_w)?,
+            out_plane: int("plane", out_plane)?,
+            kh: int("kh", win.kernel.0)?,
+            kw: int("kw", win.kernel.1)?,
+            stride_h: int("sh", win.stride.0)?,
+            stride_w: int("sw", win.stride.1)?,
+            pad_h: int("ph", win.padding.0)?,
+            pad_w: int("pw", win.padding.1)?,
+            chan_stride: int("channel stride", chan_stride)?,
+            img_stride: int("image stride", img_stride)?,
+        })
+    }
+}
+
 /// Parts `concat_channels` and `split_channels` move in one launch (the kernels' four slots).
 pub const PARTS_PER_LAUNCH: usize = 4;
 
@@ -307,6 +379,15 @@ impl Cuda {
         self.inner.tensor_cores && self.precision == Precision::Tf32
     }
 
+    /// The arithmetic of convolution products here (what `conv_plan` plans for).
+    fn conv_arithmetic(&self) -> plan::Arithmetic {
+        if self.uses_tensor_cores() {
+            plan::Arithmetic::Tf32
+        } else {
+            plan::Arithmetic::Fp32
+        }
+    }
+
     /// The GPU's name as the driver reports it.
     pub fn device_name(&self) -> &str {
         &self.inner.device_name
@@ -407,9 +488,27 @@ impl Cuda {
         // epilogue its rows' values from its address, bias its rows; W has splits * m * n.
         let launched = unsafe { builder.launch(cfg) };
         self.launched(name, &cfg, launched)?;
-        let Some(w) = w else { return Ok(()) };
+        match w {
+            Some(w) => self.split_reduce(&w, launch.splits, g, c, epi.unwrap_or(&KernelEpilogue::default())),
+            None => Ok(()),
+        }
+    }
+
+    /// `sgemm_split_reduce`: the `splits` parts in `w` (each `g.m x g.n` raw sums) added in
+    /// order into C from `g.c_offset`, scaled by `g.alpha` and `g.beta`, through `epi`. The
+    /// caller's checks bound C for the product `g` in the epilogue's layout.
+    fn split_reduce(
+        &self,
+        w: &Buffer,
+        splits: usize,
+        g: &Gemm,
+        c: &mut Buffer,
+        epi: &KernelEpilogue,
+    ) -> Result<()> {
+        let splits = int("splits", splits)?;
+        let (m, n, co) = (int("m", g.m)?, int("n", g.n)?, g.c_offset as i64);
+        let (alpha, beta) = (g.alpha, g.beta);
         let cfg = plan::split_reduce(g.m * g.n);
-        let plain = KernelEpilogue::default();
         let mut builder = self.inner.stream.launch_builder(self.function("sgemm_split_reduce")?);
         builder
             .arg(w.slice())
@@ -420,11 +519,71 @@ impl Cuda {
             .arg(&beta)
             .arg(c.slice_mut())
             .arg(&co);
-        builder.arg(epi.unwrap_or(&plain));
-        // SAFETY: as above: W holds the splits * m * n partial sums, C the m * n outputs from
-        // c_offset (in the epilogue's layout and parts).
+        builder.arg(epi);
+        // SAFETY: the arguments match the kernel's parameters in order and type; W holds the
+        // splits * m * n partial sums (allocated so by the caller), C the m * n outputs from
+        // c_offset (in the epilogue's layout and parts), as the caller checked.
         let launched = unsafe { builder.launch(cfg) };
         self.launched("sgemm_split_reduce", &cfg, launched)
+    }
+
+    /// One implicit convolution product `g` (`product`'s kernel, see kernels/gemm.cu's Gather):
+    /// A read whole, B gathered from the device address `b` as `gather` says, C from
+    /// `g.c_offset` through `epi` (the weight gradient's is plain: row-major, alpha and beta);
+    /// with split-k, the parts' sums added by `sgemm_split_reduce`. The caller checked every
+    /// buffer against the convolution's geometry.
+    #[allow(clippy::too_many_arguments)]
+    fn implicit_product(
+        &self,
+        product: plan::Implicit,
+        g: &Gemm,
+        a: &Buffer,
+        b: u64,
+        c: &mut Buffer,
+        epi: &KernelEpilogue,
+        gather: &KernelGather,
+    ) -> Result<()> {
+        if g.m == 0 || g.n == 0 {
+            return Ok(());
+        }
+        let (m, n, k) = (int("m", g.m)?, int("n", g.n)?, int("k", g.k)?);
+        let launch = plan::implicit_gemm(g, self.inner.multiprocessors, product);
+        let name = plan::implicit_kernel(product, &launch);
+        let (alpha, beta, co) = (g.alpha, g.beta, g.c_offset as i64);
+        let splits = int("splits", launch.splits)?;
+        let null = 0u64;
+        let mut ws = if launch.splits > 1 { Some(self.uninit(launch.splits * g.m * g.n)?) } else { None };
+        let cfg = launch.config();
+        let mut builder = self.inner.stream.launch_builder(self.function(name)?);
+        builder
+            .arg(&m)
+            .arg(&n)
+            .arg(&k)
+            .arg(&alpha)
+            .arg(a.slice())
+            .arg(&b)
+            .arg(&beta)
+            .arg(c.slice_mut())
+            .arg(&co);
+        builder.arg(&splits);
+        match ws.as_mut() {
+            Some(ws) => builder.arg(ws.slice_mut()),
+            None => builder.arg(&null),
+        };
+        builder.arg(epi).arg(gather);
+        // SAFETY: the arguments match the kernel's parameters in order and type (m, n, k,
+        // alpha, A, B, beta, C, c_off, splits, W, the Epilogue, the Gather). A holds the m x k
+        // operand; every B offset the kernel forms is a channel, image and cell inside the
+        // gathered tensor that `gather` describes (cells outside its plane are zero-filled, not
+        // read), which the caller checked to lie inside its buffer from `b` and to hold fewer
+        // than 2^31 values; C's m x n values from c_offset (NCHW blocks through `epi`, or
+        // row-major) were checked; W has splits * m * n values.
+        let launched = unsafe { builder.launch(cfg) };
+        self.launched(name, &cfg, launched)?;
+        match ws {
+            Some(ws) => self.split_reduce(&ws, launch.splits, g, c, epi),
+            None => Ok(()),
+        }
     }
 
     /// kernels/gemm.cu's `Epilogue` for up to four outputs of one product, each given as its
@@ -733,7 +892,7 @@ impl Backend for Cuda {
     }
 
     fn conv_plan(&self, geo: &ConvGeometry) -> ConvPlan {
-        plan::conv(geo)
+        plan::conv(geo, self.conv_arithmetic())
     }
 
     fn gemm(&self, g: &Gemm, a: &Buffer, b: &Buffer, c: &mut Buffer) -> Result<()> {
@@ -822,6 +981,82 @@ impl Backend for Cuda {
         checks::unfold("col2im", geo, first, count, dx.len(), cols.len())?;
         let total = count * geo.c_in * geo.h * geo.w;
         self.launch_sized("col2im", total, &[cols], &mut [dx], &Self::conv_args(geo, first, count)?)
+    }
+    /// In TF32, one implicit product (`tgemm_conv_fwd`, see kernels/gemm.cu's Gather): no
+    /// column matrix; otherwise composed (im2col, then the product with its epilogue).
+    fn conv_forward(
+        &self,
+        w: &Buffer,
+        x: &Buffer,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        y: &mut Buffer,
+        epi: &Epilogue<'_, Buffer>,
+    ) -> Result<()> {
+        if !plan::implicit(geo, self.conv_arithmetic()) {
+            return tensor::compose_conv_forward(self, w, x, geo, first, count, y, epi);
+        }
+        checks::conv_products("conv_forward", geo, first, count, (w.len(), x.len(), y.len()), true)?;
+        let e = self.kernel_epilogue(&[(geo.c_out, &Epilogue { block: geo.col_cols(), ..*epi }, 0)])?;
+        let image = geo.c_in * geo.h * geo.w;
+        // The gather's offsets are 32-bit from the first image.
+        int("the input's images", count * image)?;
+        let b = self.address(x) + 4 * (first * image) as u64;
+        let g = plan::forward_gemm(geo, first, count);
+        self.implicit_product(plan::Implicit::Forward, &g, w, b, y, &e, &KernelGather::input(geo)?)
+    }
+    /// In TF32, one implicit product (`tgemm64_conv_wgrad`): no column matrix; otherwise
+    /// composed (im2col, then the product).
+    fn conv_weight_grad(
+        &self,
+        dy: &Buffer,
+        x: &Buffer,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        beta: f32,
+        dw: &mut Buffer,
+    ) -> Result<()> {
+        if !plan::implicit(geo, self.conv_arithmetic()) {
+            return tensor::compose_conv_weight_grad(self, dy, x, geo, first, count, beta, dw);
+        }
+        checks::conv_products("conv_weight_grad", geo, first, count, (dw.len(), x.len(), dy.len()), false)?;
+        let image = geo.c_in * geo.h * geo.w;
+        int("the input's images", count * image)?;
+        let b = self.address(x) + 4 * (first * image) as u64;
+        let g = plan::weight_grad_gemm(geo, count, beta);
+        let plain = KernelEpilogue::default();
+        self.implicit_product(plan::Implicit::WeightGrad, &g, dy, b, dw, &plain, &KernelGather::input(geo)?)
+    }
+    /// In TF32 and for stride 1, one implicit product (`tgemm_dgrad`) after a transpose of the
+    /// weights: no column matrix, no col2im; otherwise composed (`W^T dy` into columns, then
+    /// col2im).
+    fn conv_input_grad(
+        &self,
+        w: &Buffer,
+        dy: &Buffer,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        dx: &mut Buffer,
+    ) -> Result<()> {
+        if !plan::implicit_input_grad(geo, self.conv_arithmetic()) {
+            return tensor::compose_conv_input_grad(self, w, dy, geo, first, count, dx);
+        }
+        checks::conv_products("conv_input_grad", geo, first, count, (w.len(), dx.len(), dy.len()), false)?;
+        let g = plan::input_grad_gemm(geo, first, count);
+        if g.m == 0 || g.n == 0 {
+            return Ok(());
+        }
+        // Wt [c_in][kh][kw][c_out]: the weights [c_out][c_in * kh * kw] transposed.
+        let mut wt = self.uninit(geo.c_out * geo.col_rows())?;
+        self.transpose_blocks(w, 0, geo.c_out, geo.col_rows(), 1, &mut wt, 0)?;
+        int("the output gradient", geo.c_out * count * geo.col_cols())?;
+        let stored = Epilogue { bias: None, relu: false, block: geo.h * geo.w };
+        let e = self.kernel_epilogue(&[(geo.c_in, &stored, 0)])?;
+        let gather = KernelGather::output_grad(geo, count)?;
+        self.implicit_product(plan::Implicit::InputGrad, &g, &wt, self.address(dy), dx, &e, &gather)
     }
     fn transpose_blocks(
         &self,

@@ -52,6 +52,11 @@ pub(crate) const MODULES: &[Module] = &[
             "tgemm_tn_epilogue",
             "tgemm64_nn_epilogue",
             "tgemm64_tn_epilogue",
+            "tgemm_conv_fwd",
+            "tgemm64_conv_fwd",
+            "tgemm64_conv_wgrad",
+            "tgemm_dgrad",
+            "tgemm64_dgrad",
             "sgemm_split_reduce"
         ]
     ),

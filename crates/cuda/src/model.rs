@@ -65,11 +65,11 @@ impl Launch {
         }
     }
     /// Blocks per SM the launch needs to reach its ceiling (see [`Gpu::predict`]): 8 warps of a
-    /// TF32 product, two FP32 product blocks, four streaming blocks.
+    /// TF32 product, two FP32 product blocks (`plan::saturating_blocks`), four streaming blocks.
     pub fn saturating_blocks(&self) -> usize {
         match (self.flops > 0.0, self.tensor) {
-            (true, true) => (256 / self.threads.max(1) as usize).max(1),
-            (true, false) => 2,
+            (true, true) => plan::saturating_blocks(plan::Arithmetic::Tf32, self.threads as usize / 2),
+            (true, false) => plan::saturating_blocks(plan::Arithmetic::Fp32, 64),
             _ => 4,
         }
     }
@@ -165,23 +165,22 @@ impl Gpu {
         }
         let sms = self.multiprocessors as f64;
         let blocks = l.blocks as f64;
-        // Blocks resident per SM and blocks per SM needed to reach the ceiling: the SGEMM holds 3
-        // (79 registers x 256 threads each) and needs 2 to hide its latencies; the TF32 kernel
-        // holds 2 (108 KiB of shared memory each, or 81 KiB for 64-row tiles) and needs 8 warps
-        // of tensor-core work with their copies in flight (one 256-thread block, two of the
-        // 64-row kernel's 128); a streaming kernel's 256-thread blocks fit 8 and need 4 to keep
-        // enough loads in flight.
-        let resident = match (l.flops > 0.0, l.tensor) {
-            (true, true) => plan::Arithmetic::Tf32.resident_blocks(),
-            (true, false) => plan::Arithmetic::Fp32.resident_blocks(),
-            _ => plan::STREAM_RESIDENT_BLOCKS,
-        } as f64;
+        // Blocks per SM needed to reach the ceiling: the SGEMM needs 2 to hide its latencies,
+        // the TF32 kernel 8 warps of tensor-core work with their copies in flight (one 256-thread
+        // block, two of the 64-row kernel's 128), a streaming kernel 4 of its 256-thread blocks
+        // (of the 8 an SM holds) to keep enough loads in flight.
         let saturating = l.saturating_blocks() as f64;
-        let full = resident * sms;
-        let fill = if blocks <= full {
+        let full = plan::STREAM_RESIDENT_BLOCKS as f64 * sms;
+        // A product's blocks spread over the SMs: the busiest holds ceil(blocks / SMs) of them
+        // and takes the longest (blocks resident together share an SM's arithmetic, so a grid
+        // that fits at once still takes as long as its most loaded SM), and an SM with fewer
+        // than `saturating` runs below its ceiling. A streaming kernel shares the memory, not an
+        // SM: it runs in waves of resident blocks, the last part-empty.
+        let fill = if l.flops > 0.0 {
+            blocks / (sms * (blocks / sms).ceil().max(saturating))
+        } else if blocks <= full {
             (blocks / (saturating * sms)).min(1.0)
         } else {
-            // The last wave runs part-empty.
             blocks / ((blocks / full).ceil() * full)
         };
         let rate = if l.tensor {
@@ -197,37 +196,92 @@ impl Gpu {
 
 /// The launches of a product (`Cuda::gemm`): the GEMM, and with split-k the reduction.
 pub fn gemm_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithmetic) -> Vec<Launch> {
-    product_launches(g, multiprocessors, arithmetic, false)
+    product_launches(g, multiprocessors, arithmetic, Product::Plain)
 }
 
 /// The launches of a product with a convolution's epilogue (`Cuda::gemm_epilogue`, NN or TN): those
 /// of the product, on the `*_epilogue` kernel, which also reads the bias; bias, ReLU and layout
 /// cost no pass of their own.
 pub fn epilogue_launches(g: &Gemm, multiprocessors: usize, arithmetic: plan::Arithmetic) -> Vec<Launch> {
-    product_launches(g, multiprocessors, arithmetic, true)
+    product_launches(g, multiprocessors, arithmetic, Product::Epilogue)
 }
 
-/// [`gemm_launches`], or with `epilogue` [`epilogue_launches`].
+/// The launches of one implicit convolution product over `count` images (`Cuda::conv_forward`,
+/// `conv_weight_grad` and `conv_input_grad` in TF32; `beta` is the weight gradient's): the
+/// product on its `tgemm_*conv*` / `tgemm*_dgrad` kernel, which reads its gathered operand once
+/// from memory (each value serves kh x kw of the product's k, from the caches), and with
+/// split-k the reduction; the input gradient transposes the weights first.
+pub fn implicit_launches(
+    product: plan::Implicit,
+    geo: &ConvGeometry,
+    count: usize,
+    beta: f32,
+    multiprocessors: usize,
+) -> Vec<Launch> {
+    let input = f32s(count * geo.c_in * geo.h * geo.w);
+    let output = f32s(count * geo.c_out * geo.col_cols());
+    let (g, gathered) = match product {
+        plan::Implicit::Forward => (plan::forward_gemm(geo, 0, count), input),
+        plan::Implicit::WeightGrad => (plan::weight_grad_gemm(geo, count, beta), input),
+        plan::Implicit::InputGrad => (plan::input_grad_gemm(geo, 0, count), output),
+    };
+    if g.m == 0 || g.n == 0 {
+        return Vec::new();
+    }
+    let mut launches = Vec::new();
+    if product == plan::Implicit::InputGrad {
+        let weights = geo.c_out * geo.col_rows();
+        launches.push(Launch::streaming("transpose_blocks", weights, f32s(2 * weights)));
+    }
+    launches.extend(product_launches(
+        &g,
+        multiprocessors,
+        plan::Arithmetic::Tf32,
+        Product::Gathered(product, gathered),
+    ));
+    launches
+}
+
+/// What a product reads and stores: a plain product, one with a convolution's epilogue, or an
+/// implicit one (B gathered from a tensor of the given bytes).
+#[derive(Clone, Copy, PartialEq)]
+enum Product {
+    Plain,
+    Epilogue,
+    Gathered(plan::Implicit, usize),
+}
+
+/// [`gemm_launches`], [`epilogue_launches`] or the product of [`implicit_launches`].
 fn product_launches(
     g: &Gemm,
     multiprocessors: usize,
     arithmetic: plan::Arithmetic,
-    epilogue: bool,
+    product: Product,
 ) -> Vec<Launch> {
     if g.batch == 0 || g.m == 0 || g.n == 0 {
         return Vec::new();
     }
-    let launch = plan::gemm(g, multiprocessors, arithmetic);
+    let launch = match product {
+        Product::Gathered(implicit, _) => plan::implicit_gemm(g, multiprocessors, implicit),
+        _ => plan::gemm(g, multiprocessors, arithmetic),
+    };
     let items = |stride: usize| if stride == 0 { 1 } else { g.batch };
     let c_items = if g.c_stride == 0 { 1 } else { g.batch };
     let c_bytes = 4 * g.m * g.n * c_items * if g.beta != 0.0 { 2 } else { 1 };
     let a_bytes = 4 * g.m * g.k * items(g.a_stride);
-    let b_bytes = 4 * g.k * g.n * items(g.b_stride);
+    let b_bytes = match product {
+        Product::Gathered(_, bytes) => bytes,
+        _ => 4 * g.k * g.n * items(g.b_stride),
+    };
     let mn = g.m * g.n;
-    let (kernel, bias_bytes) = if epilogue {
-        (plan::gemm_epilogue_kernel(&launch, g.trans_a), f32s(g.m))
-    } else {
-        (plan::gemm_kernel(g, &launch), 0)
+    let (kernel, bias_bytes) = match product {
+        Product::Epilogue => (plan::gemm_epilogue_kernel(&launch, g.trans_a), f32s(g.m)),
+        // The forward's epilogue reads the bias.
+        Product::Gathered(implicit, _) => (
+            plan::implicit_kernel(implicit, &launch),
+            if implicit == plan::Implicit::Forward { f32s(g.m) } else { 0 },
+        ),
+        Product::Plain => (plan::gemm_kernel(g, &launch), 0),
     };
     let padded = |d: usize, tile: usize| d.div_ceil(tile) * tile;
     let issued = 2.0
@@ -235,17 +289,17 @@ fn product_launches(
         * padded(g.n, arithmetic.tile()) as f64
         * g.k as f64
         * g.batch as f64;
-    let product = |bytes: usize| Launch {
+    let launch_of = |bytes: usize| Launch {
         issued_flops: issued,
         tensor: arithmetic == plan::Arithmetic::Tf32,
         ..Launch::kernel(kernel, launch.config(), g.flops(), (bytes + bias_bytes) as f64)
     };
     if launch.splits == 1 {
-        return vec![product(a_bytes + b_bytes + c_bytes)];
+        return vec![launch_of(a_bytes + b_bytes + c_bytes)];
     }
     let w = 4 * launch.splits * mn;
     let reduce = Launch::kernel("sgemm_split_reduce", plan::split_reduce(mn), 0.0, (w + c_bytes) as f64);
-    vec![product(a_bytes + b_bytes + w), reduce]
+    vec![launch_of(a_bytes + b_bytes + w), reduce]
 }
 
 /// A `Backend` that computes on the CPU and records what `Cuda` would launch for each call.
@@ -273,6 +327,13 @@ impl Recorder {
             plan::Arithmetic::Tf32
         } else {
             plan::Arithmetic::Fp32
+        }
+    }
+    /// The arithmetic of convolution products (what `conv_plan` plans for).
+    fn conv_arithmetic(&self) -> plan::Arithmetic {
+        match self.precision {
+            Precision::Tf32 => plan::Arithmetic::Tf32,
+            Precision::Fp32 => plan::Arithmetic::Fp32,
         }
     }
     fn record(&self, launches: impl IntoIterator<Item = Launch>) {
@@ -367,7 +428,7 @@ impl Backend for Recorder {
         Cpu.fill(dst, value)
     }
     fn conv_plan(&self, geo: &ConvGeometry) -> ConvPlan {
-        plan::conv(geo)
+        plan::conv(geo, self.conv_arithmetic())
     }
     fn gemm(&self, g: &Gemm, a: &CpuBuffer, b: &CpuBuffer, c: &mut CpuBuffer) -> Result<()> {
         Cpu.gemm(g, a, b, c)?;
@@ -434,6 +495,58 @@ impl Backend for Recorder {
         Cpu.col2im(cols, geo, first, count, dx)?;
         let total = count * geo.c_in * geo.h * geo.w;
         self.stream("col2im", total, f32s(total + count * geo.col_rows() * geo.col_cols()));
+        Ok(())
+    }
+    fn conv_forward(
+        &self,
+        w: &CpuBuffer,
+        x: &CpuBuffer,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        y: &mut CpuBuffer,
+        epi: &Epilogue<'_, CpuBuffer>,
+    ) -> Result<()> {
+        if !plan::implicit(geo, self.conv_arithmetic()) {
+            // As `Cuda`: composed of the other kernels, each recorded.
+            return tensor::compose_conv_forward(self, w, x, geo, first, count, y, epi);
+        }
+        // The values as the CPU composes them (the same sums); the launches `Cuda` makes.
+        tensor::compose_conv_forward(&Cpu, w, x, geo, first, count, y, epi)?;
+        self.record(implicit_launches(plan::Implicit::Forward, geo, count, 0.0, self.multiprocessors));
+        Ok(())
+    }
+    fn conv_weight_grad(
+        &self,
+        dy: &CpuBuffer,
+        x: &CpuBuffer,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        beta: f32,
+        dw: &mut CpuBuffer,
+    ) -> Result<()> {
+        if !plan::implicit(geo, self.conv_arithmetic()) {
+            return tensor::compose_conv_weight_grad(self, dy, x, geo, first, count, beta, dw);
+        }
+        tensor::compose_conv_weight_grad(&Cpu, dy, x, geo, first, count, beta, dw)?;
+        self.record(implicit_launches(plan::Implicit::WeightGrad, geo, count, beta, self.multiprocessors));
+        Ok(())
+    }
+    fn conv_input_grad(
+        &self,
+        w: &CpuBuffer,
+        dy: &CpuBuffer,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        dx: &mut CpuBuffer,
+    ) -> Result<()> {
+        if !plan::implicit_input_grad(geo, self.conv_arithmetic()) {
+            return tensor::compose_conv_input_grad(self, w, dy, geo, first, count, dx);
+        }
+        tensor::compose_conv_input_grad(&Cpu, w, dy, geo, first, count, dx)?;
+        self.record(implicit_launches(plan::Implicit::InputGrad, geo, count, 0.0, self.multiprocessors));
         Ok(())
     }
     fn transpose_blocks(
@@ -822,11 +935,18 @@ mod tests {
     #[test]
     fn roofline_ceilings() {
         let gpu = Gpu::h200();
-        // 4096 tiles in waves of 3 x 132: the last of 11 waves is part-empty.
+        // 4096 tiles over 132 SMs: 32 on the busiest, 31.03 on average.
         let big = &gemm_launches(&Gemm::new(false, false, 4096, 4096, 4096), 132, plan::Arithmetic::Fp32)[0];
         let t = gpu.predict(big);
-        let want = big.flops / (66.9e12 * 0.5 * 4096.0 / (11.0 * 396.0));
-        assert!((t / want - 1.0).abs() < 0.02, "{t} vs {want}");
+        let want = big.flops / (66.9e12 * 0.5 * 4096.0 / (32.0 * 132.0));
+        assert!((t / want - 1.0).abs() < 1e-9, "{t} vs {want}");
+        // 170 TF32 blocks of 8 warps: one saturates an SM, so the 38 SMs given two take twice
+        // as long as the rest (the grid fits the 264 resident blocks, but does not fill them).
+        let cfg =
+            plan::GemmLaunch { arithmetic: plan::Arithmetic::Tf32, rows: 128, grid: (170, 1, 1), splits: 1 };
+        let tf32 = Launch { tensor: true, ..Launch::kernel("tgemm_nn", cfg.config(), 1e9, 0.0) };
+        let want = 1e9 / (494.7e12 * 0.35 * 170.0 / 264.0);
+        assert!((gpu.predict(&tf32) / want - 1.0).abs() < 1e-9);
         // One full wave of 8 x 132 blocks moving 1 GiB.
         let stream = Launch::streaming("axpy", 8 * 132 * 256, 1 << 30);
         let want = (1u64 << 30) as f64 / (4300e9 * 0.8);

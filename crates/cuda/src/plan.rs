@@ -26,18 +26,104 @@ const KEEP_COLUMNS_MAX: usize = 256 << 20;
 /// Stacked outputs (Inception's 1x1 branches) are stored from the product by their epilogues
 /// (`gemm_rows_epilogue`, four outputs a launch), with no transposes or bias passes after it,
 /// and a 1x1 convolution's input gradient by its product (the TN epilogue kernel, no col2im).
+/// In TF32 a convolution with a kernel larger than 1x1 takes the implicit products instead
+/// ([`implicit`]): no column matrices at all, the whole batch one product each.
 /// Winograd is not planned: its transforms would be extra passes over memory on top of products
-/// that the FP32 kernel already spends its time on (the CPU, bound by arithmetic, gains from it).
-pub fn conv(geo: &ConvGeometry) -> ConvPlan {
+/// that the FP32 kernel already spends its time on (the CPU, bound by arithmetic, gains from it),
+/// and in TF32 its larger tiles (F(4x4, 3x3), F(2x2, 5x5)) lose an order of magnitude of accuracy
+/// (about 3e-3 of the output's norm against 3e-4 for the direct product).
+pub fn conv(geo: &ConvGeometry, arithmetic: Arithmetic) -> ConvPlan {
     let algorithm = if geo.is_pointwise() && geo.col_cols() >= DIRECT_MIN_PLANE {
         ConvAlgorithm::Direct
     } else {
         ConvAlgorithm::Im2col
     };
     let columns = geo.n.saturating_mul(geo.col_rows()).saturating_mul(geo.col_cols());
-    let keep_columns = algorithm == ConvAlgorithm::Im2col && columns <= KEEP_COLUMNS_MAX;
+    let implicit = algorithm == ConvAlgorithm::Im2col && implicit(geo, arithmetic);
+    let keep_columns = algorithm == ConvAlgorithm::Im2col && columns <= KEEP_COLUMNS_MAX && !implicit;
     let epilogue_stores = algorithm == ConvAlgorithm::Im2col;
-    ConvPlan { algorithm, chunk_values: CHUNK_VALUES, keep_columns, epilogue_stores }
+    let implicit_input_grad = implicit && implicit_input_grad(geo, arithmetic);
+    ConvPlan {
+        algorithm,
+        chunk_values: CHUNK_VALUES,
+        keep_columns,
+        epilogue_stores,
+        implicit,
+        implicit_input_grad,
+    }
+}
+
+/// Whether a convolution's products are implicit on the GPU (kernels/gemm.cu's Gather: the
+/// forward and the weight gradient gather the input, the input gradient the output gradient, as
+/// each product reads its operand): in TF32 (the FP32 kernels stay the exact path, on columns)
+/// and for kernels larger than 1x1 (a 1x1 kernel's columns are the input itself, read directly
+/// or moved by one transpose).
+pub fn implicit(geo: &ConvGeometry, arithmetic: Arithmetic) -> bool {
+    arithmetic == Arithmetic::Tf32 && !geo.is_pointwise()
+}
+
+/// Whether the input gradient of an implicit convolution is itself implicit (`tgemm_dgrad`):
+/// stride 1, where it is the correlation of dy with the weights, and input channels a multiple
+/// of 64, the product's rows: the implicit product has c_in rows, the explicit one (`W^T dy`
+/// into columns, then `col2im`) c_in * kh * kw, so a ragged c_in (NiN's 96: a 128-row tile a
+/// quarter empty) wastes more of the implicit product than the fold costs (the cost model:
+/// NiN 0.88x with every stride-1 input gradient implicit, 0.90x with these).
+pub fn implicit_input_grad(geo: &ConvGeometry, arithmetic: Arithmetic) -> bool {
+    implicit(geo, arithmetic) && geo.window.stride == (1, 1) && geo.c_in.is_multiple_of(64)
+}
+
+/// The implicit forward of images `first..first + count` as a product: y (c_out rows,
+/// `count * out_h * out_w` columns) = w (c_out x c_in*kh*kw) times x gathered.
+pub fn forward_gemm(geo: &ConvGeometry, first: usize, count: usize) -> Gemm {
+    let (k, p) = (geo.col_rows(), geo.col_cols());
+    Gemm { c_offset: first * geo.c_out * p, ..Gemm::conv(false, false, geo.c_out, count * p, k) }
+}
+
+/// The implicit weight gradient from `count` images as a product: dw (c_out x c_in*kh*kw) =
+/// dy (c_out x count*out_h*out_w) times x gathered, transposed; beta 1 adds to dw.
+pub fn weight_grad_gemm(geo: &ConvGeometry, count: usize, beta: f32) -> Gemm {
+    Gemm { beta, ..Gemm::conv(false, true, geo.c_out, geo.col_rows(), count * geo.col_cols()) }
+}
+
+/// The implicit input gradient of images `first..first + count` as a product: `dx` (c_in rows,
+/// `count * h * w` columns) = Wt (c_in x kh*kw*c_out, the weights transposed) times dy gathered,
+/// k ordered (kernel row, kernel column, output channel).
+pub fn input_grad_gemm(geo: &ConvGeometry, first: usize, count: usize) -> Gemm {
+    let (kh, kw) = geo.window.kernel;
+    let image = geo.c_in * geo.h * geo.w;
+    Gemm {
+        c_offset: first * image,
+        ..Gemm::conv(false, false, geo.c_in, count * geo.h * geo.w, kh * kw * geo.c_out)
+    }
+}
+
+/// An implicit convolution product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Implicit {
+    /// The forward (`tgemm_conv_fwd`), through the convolution's epilogue.
+    Forward,
+    /// The weight gradient (`tgemm64_conv_wgrad`, 64-row tiles only).
+    WeightGrad,
+    /// The stride-1 input gradient (`tgemm_dgrad`).
+    InputGrad,
+}
+
+/// The launch of an implicit product `g`: as [`gemm`]'s (split-k for small outputs), but for the
+/// weight gradient, whose kernel has only 64-row tiles.
+pub fn implicit_gemm(g: &Gemm, multiprocessors: usize, product: Implicit) -> GemmLaunch {
+    let rows = if product == Implicit::WeightGrad { 64 } else { Arithmetic::Tf32.rows(g.m) };
+    gemm_with_rows(g, multiprocessors, Arithmetic::Tf32, rows)
+}
+
+/// The kernel of an implicit product for its launch's tile height.
+pub fn implicit_kernel(product: Implicit, launch: &GemmLaunch) -> &'static str {
+    match (product, launch.short()) {
+        (Implicit::Forward, false) => "tgemm_conv_fwd",
+        (Implicit::Forward, true) => "tgemm64_conv_fwd",
+        (Implicit::WeightGrad, _) => "tgemm64_conv_wgrad",
+        (Implicit::InputGrad, false) => "tgemm_dgrad",
+        (Implicit::InputGrad, true) => "tgemm64_dgrad",
+    }
 }
 
 /// Grid-stride launch for `n` elements: 256 threads a block, at most 65,535 blocks (the kernels
@@ -98,16 +184,6 @@ impl Arithmetic {
             Arithmetic::Tf32 => 32,
         }
     }
-    /// Blocks of this arithmetic one SM holds at once: the SGEMM 3 (79 registers x 256 threads
-    /// each), the TF32 kernel 2 (108 KiB of shared memory each; 81 KiB for 64-row tiles, still
-    /// two). A grid of more than this many per
-    /// SM runs in waves, the last one part-empty.
-    pub fn resident_blocks(self) -> usize {
-        match self {
-            Arithmetic::Fp32 => 3,
-            Arithmetic::Tf32 => 2,
-        }
-    }
     /// The most dynamic shared memory a block of this arithmetic needs (the 128-row TF32 tile's:
     /// the backend opts every TF32 kernel in to it).
     pub fn shared_bytes(self) -> u32 {
@@ -165,7 +241,7 @@ impl GemmLaunch {
         }
     }
     /// Whether this is the 64-row TF32 kernel (`tgemm64_*`).
-    fn short(&self) -> bool {
+    pub fn short(&self) -> bool {
         self.arithmetic == Arithmetic::Tf32 && self.rows == 64
     }
     /// Blocks in the grid.
@@ -219,21 +295,19 @@ pub fn fuses_rows(g: &Gemm, blocks: &[usize]) -> bool {
 
 /// The launch of a product on a GPU of `multiprocessors` SMs. One block per tile of C and
 /// batch item; a product whose C is shared by the whole launch (a single product, or a batch
-/// summed into one C) and has fewer tiles than two per multiprocessor is split along its sum
-/// (items and k) into as many parts as one wave of resident blocks holds (a part more would
-/// start a second, nearly empty wave: 38 tiles in 7 parts are 266 blocks, two more than the 264
-/// TF32 blocks an H200 holds, and would take twice as long as 6 parts), each part at least four
-/// slices long.
+/// summed into one C) may instead be split along its sum (items and k) into parts, each at
+/// least four slices long, whose raw sums a second launch adds ([`split_parts`]).
 pub fn gemm(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic) -> GemmLaunch {
-    let rows = arithmetic.rows(g.m);
+    gemm_with_rows(g, multiprocessors, arithmetic, arithmetic.rows(g.m))
+}
+
+/// [`gemm`] on tiles of `rows` rows.
+fn gemm_with_rows(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic, rows: usize) -> GemmLaunch {
     let tiles = (g.n.div_ceil(arithmetic.tile()) as u32, g.m.div_ceil(rows) as u32);
     let summed = g.c_stride == 0 && g.batch > 1;
-    let target = 2 * multiprocessors.max(1);
-    let wave = arithmetic.resident_blocks() * multiprocessors.max(1);
-    let tile_count = tiles.0 as usize * tiles.1 as usize;
-    if (summed || g.batch == 1) && g.k > 0 && tile_count < target {
+    if summed || g.batch == 1 {
         let steps = if summed { g.batch } else { 1 } * g.k.div_ceil(arithmetic.slice());
-        let splits = (wave / tile_count).min(steps / MIN_SLICES_PER_PART).min(MAX_SPLITS);
+        let splits = split_parts(g, multiprocessors, arithmetic, rows, steps);
         if splits > 1 {
             return GemmLaunch { arithmetic, rows, grid: (tiles.0, tiles.1, splits as u32), splits };
         }
@@ -241,6 +315,69 @@ pub fn gemm(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic) -> GemmLau
     // The kernel walks the batch in steps of gridDim.z, so z is clamped to the hardware limit.
     let z = if summed { 1 } else { g.batch.min(65_535) as u32 };
     GemmLaunch { arithmetic, rows, grid: (tiles.0, tiles.1, z), splits: 1 }
+}
+
+/// A GPU's arithmetic per byte of memory traffic at which a product and a pass over memory take
+/// the same time (the cost model's H200: TF32 `mma.sync` at 35 % of 494.7 TFLOP/s or the FP32
+/// SGEMM at 50 % of 66.9, against 80 % of 4.3 TB/s): what a split weighs its reduction's
+/// traffic against.
+fn balance(arithmetic: Arithmetic) -> f64 {
+    match arithmetic {
+        Arithmetic::Tf32 => 50.0,
+        Arithmetic::Fp32 => 10.0,
+    }
+}
+/// A launch's least time on the device (2 us) as bytes streamed at that bandwidth.
+const LAUNCH_BYTES: f64 = 7e6;
+/// A split must save at least this share of the whole product's time to be taken: a few
+/// percent of a large product's last round is not worth its workspace.
+const SPLIT_GAIN: f64 = 0.05;
+
+/// Blocks of a product that an SM needs to reach its ceiling (the cost model's): 8 warps of
+/// TF32 `mma.sync` (one 128-row block, two 64-row ones), two FP32 blocks.
+pub fn saturating_blocks(arithmetic: Arithmetic, rows: usize) -> usize {
+    match arithmetic {
+        Arithmetic::Tf32 => (128 / rows).max(1),
+        Arithmetic::Fp32 => 2,
+    }
+}
+
+/// Parts a single or summed product of `steps` k slices is cut into (1: not split). Its tiles'
+/// blocks spread over the SMs, and the product takes as long as the busiest SM (with fewer
+/// blocks than [`saturating_blocks`], an SM runs below its ceiling): cutting the sum into s
+/// parts makes s times the blocks, each s times shorter, which fills a GPU that whole tiles
+/// leave part-idle or evens out a last round, at the cost of writing the parts and adding them
+/// (a second launch). The parts are chosen for the least time so counted, if that saves at least
+/// [`SPLIT_GAIN`]: NiN conv2's weight gradient in TF32 (2 x 19 tiles of 128) takes 24 parts
+/// (912 blocks: 7 on the busiest SMs, 6.9 on average), NiN conv3's implicit input gradient
+/// (288 tiles: 3 on the busiest SMs for 2.2 on average) 4 (9 for 8.7).
+fn split_parts(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic, rows: usize, steps: usize) -> usize {
+    let sms = multiprocessors.max(1);
+    let tiles = g.n.div_ceil(arithmetic.tile()) * g.m.div_ceil(rows);
+    let most = (steps / MIN_SLICES_PER_PART).min(MAX_SPLITS);
+    if tiles == 0 || most < 2 {
+        return 1;
+    }
+    let saturating = saturating_blocks(arithmetic, rows);
+    // A tile's whole sum, in FLOPs; everything below in FLOPs at the GPU's rate.
+    let tile = 2.0 * (rows * arithmetic.tile() * steps * arithmetic.slice()) as f64;
+    let time = |s: usize| {
+        let busiest = (tiles * s).div_ceil(sms).max(saturating) as f64;
+        let product = busiest * tile / s as f64 * sms as f64;
+        // The parts written and read, C written; one launch more.
+        let reduce = if s > 1 {
+            (4.0 * (s + 1) as f64 * (g.m * g.n) as f64 + LAUNCH_BYTES) * balance(arithmetic)
+        } else {
+            0.0
+        };
+        product + reduce
+    };
+    let best = (2..=most).min_by(|&a, &b| time(a).total_cmp(&time(b))).unwrap_or(1);
+    if time(best) < (1.0 - SPLIT_GAIN) * time(1) {
+        best
+    } else {
+        1
+    }
 }
 
 /// `sgemm_split_reduce` over `outputs` values: a 256-thread block per 32 outputs (eight threads
@@ -302,9 +439,10 @@ mod tests {
 
     const H100_SMS: usize = 132;
 
-    /// The products the issue named as running on one block (GoogLeNet's 7x7 stem and block-2
-    /// 1x1 weight gradients at batch 128) and on 4 and 16 (NiN's 1x1 weight gradients) now have
-    /// at least two blocks per SM; large products and per-item batches are left whole.
+    /// The products that would run on one block (GoogLeNet's 7x7 stem and block-2 1x1 weight
+    /// gradients at batch 128) or on a few (NiN's 1x1 weight gradients) are split until the
+    /// busiest SM holds at most a tenth more than the average; large products and per-item
+    /// batches are left whole.
     #[test]
     fn small_outputs_are_split_until_the_gpu_is_full() {
         let wgrad = |o: usize, k: usize, p: usize| Gemm {
@@ -313,15 +451,20 @@ mod tests {
             b_stride: k * p,
             ..Gemm::new(false, true, o, k, p)
         };
+        let even = |l: &GemmLaunch| l.blocks() as f64 / (H100_SMS * l.blocks().div_ceil(H100_SMS)) as f64;
         for g in [wgrad(64, 49, 2304), wgrad(64, 64, 576), wgrad(96, 96, 2916), wgrad(256, 256, 676)] {
-            let l = gemm(&g, H100_SMS, Arithmetic::Fp32);
-            assert!(l.splits > 1 && l.blocks() >= 2 * H100_SMS, "{g:?}: {l:?}");
-            assert!(l.blocks() <= 3 * H100_SMS, "{g:?}: {l:?} is more than one wave");
+            for arithmetic in [Arithmetic::Fp32, Arithmetic::Tf32] {
+                let l = gemm(&g, H100_SMS, arithmetic);
+                assert!(l.splits > 1 && l.blocks() >= H100_SMS && even(&l) >= 0.9, "{g:?}: {l:?}");
+            }
         }
-        // NiN conv2's weight gradient in TF32: 2 x 19 tiles of 128; 7 parts would be 266 blocks,
-        // two past the 264 an H200 holds, so 6 parts (228 blocks) in one wave.
+        // NiN conv2's weight gradient in TF32: 2 x 19 tiles of 128 in 24 parts, 912 blocks (7 on
+        // the busiest SMs, 6.9 on average); NiN conv3's implicit input gradient, 288 tiles (3 on
+        // the busiest SMs for 2.2 on average), in 4 parts (9 for 8.7).
         let conv2 = gemm(&wgrad(256, 2400, 676), H100_SMS, Arithmetic::Tf32);
-        assert_eq!((conv2.grid, conv2.splits), ((19, 2, 6), 6));
+        assert_eq!((conv2.grid, conv2.splits), ((19, 2, 24), 24));
+        let conv3 = gemm(&Gemm::new(false, false, 256, 18432, 3456), H100_SMS, Arithmetic::Tf32);
+        assert_eq!((conv3.grid, conv3.splits), ((144, 2, 4), 4));
         // NiN conv2's forward per image: 4 x 11 tiles x 128 items, no split.
         let fwd = Gemm {
             batch: 128,
@@ -402,20 +545,37 @@ mod tests {
     }
 
     /// The GPU takes the direct path for 1x1 kernels on planes of 256 or more and im2col for the
-    /// rest, in chunks of up to 64 Mi column values (NiN conv2 at batch 128: 41 images a chunk).
+    /// rest. In FP32 im2col runs in chunks of up to 64 Mi column values (NiN conv2 at batch 128:
+    /// 41 images a chunk) and keeps them for the weight gradient where they fit; in TF32 a
+    /// kernel larger than 1x1 takes the implicit products (no columns), the input gradient too
+    /// for stride 1 and input channels a multiple of 64.
     #[test]
     fn conv_plans() {
         use tensor::Window;
         let geo = |c, hw, o, k, s, p| ConvGeometry::new(128, c, hw, hw, o, Window::square(k, s, p)).unwrap();
-        assert_eq!(conv(&geo(96, 54, 96, 1, 1, 0)).algorithm, ConvAlgorithm::Direct);
-        assert_eq!(conv(&geo(832, 3, 384, 1, 1, 0)).algorithm, ConvAlgorithm::Im2col);
+        for arithmetic in [Arithmetic::Fp32, Arithmetic::Tf32] {
+            assert_eq!(conv(&geo(96, 54, 96, 1, 1, 0), arithmetic).algorithm, ConvAlgorithm::Direct);
+            assert_eq!(conv(&geo(832, 3, 384, 1, 1, 0), arithmetic).algorithm, ConvAlgorithm::Im2col);
+            assert!(!conv(&geo(96, 54, 96, 1, 1, 0), arithmetic).keep_columns);
+            // 1x1 kernels are never implicit (their columns are the input).
+            assert!(!conv(&geo(832, 3, 384, 1, 1, 0), arithmetic).implicit);
+        }
         let conv2 = geo(96, 26, 256, 5, 1, 2);
-        let plan = conv(&conv2);
+        let plan = conv(&conv2, Arithmetic::Fp32);
         assert_eq!(plan.algorithm, ConvAlgorithm::Im2col);
         assert_eq!(plan.chunk_values / (conv2.col_rows() * conv2.col_cols()), 41);
-        assert!(plan.keep_columns);
+        assert!(plan.keep_columns && !plan.implicit && !plan.implicit_input_grad);
         // 128 x 2304 x 90,000 columns (3x3 on 256 channels at 300x300) would be 100 GiB: unfolded again.
-        assert!(!conv(&geo(256, 300, 64, 3, 1, 1)).keep_columns);
-        assert!(!conv(&geo(96, 54, 96, 1, 1, 0)).keep_columns);
+        assert!(!conv(&geo(256, 300, 64, 3, 1, 1), Arithmetic::Fp32).keep_columns);
+        let tf32 = |g: &ConvGeometry| {
+            let p = conv(g, Arithmetic::Tf32);
+            (p.algorithm, p.keep_columns, p.implicit, p.implicit_input_grad)
+        };
+        let im2col = ConvAlgorithm::Im2col;
+        // NiN conv2: 96 input channels, its input gradient folded back.
+        assert_eq!(tf32(&conv2), (im2col, false, true, false));
+        // NiN conv3 (256 channels, stride 1) all implicit; conv1 (stride 4) but its input gradient.
+        assert_eq!(tf32(&geo(256, 12, 384, 3, 1, 1)), (im2col, false, true, true));
+        assert_eq!(tf32(&geo(64, 224, 96, 11, 4, 0)), (im2col, false, true, false));
     }
 }

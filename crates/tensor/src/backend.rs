@@ -173,6 +173,71 @@ pub fn compose_epilogue<B: Backend>(
     }
 }
 
+/// `Backend::conv_forward` as the explicit path: the images unfolded, then one product stored
+/// as NCHW through the epilogue. The trait's default, and the fallback of backends whose
+/// implicit product covers only some geometries.
+#[allow(clippy::too_many_arguments)]
+pub fn compose_conv_forward<B: Backend>(
+    backend: &B,
+    w: &B::Storage,
+    x: &B::Storage,
+    geo: &ConvGeometry,
+    first: usize,
+    count: usize,
+    y: &mut B::Storage,
+    epi: &Epilogue<'_, B::Storage>,
+) -> Result<()> {
+    let lens = (backend.storage_len(w), backend.storage_len(x), backend.storage_len(y));
+    crate::checks::conv_products("conv_forward", geo, first, count, lens, true)?;
+    let (k, p) = (geo.col_rows(), geo.col_cols());
+    let mut cols = backend.uninit(count * k * p)?;
+    backend.im2col(x, geo, first, count, &mut cols)?;
+    let g = Gemm { c_offset: first * geo.c_out * p, ..Gemm::conv(false, false, geo.c_out, count * p, k) };
+    backend.gemm_epilogue(&g, w, &cols, y, &Epilogue { block: p, ..*epi })
+}
+
+/// `Backend::conv_weight_grad` as the explicit path: the images unfolded, then one product
+/// with their columns transposed. The trait's default, and the fallback of backends whose
+/// implicit product covers only some geometries.
+#[allow(clippy::too_many_arguments)]
+pub fn compose_conv_weight_grad<B: Backend>(
+    backend: &B,
+    dy: &B::Storage,
+    x: &B::Storage,
+    geo: &ConvGeometry,
+    first: usize,
+    count: usize,
+    beta: f32,
+    dw: &mut B::Storage,
+) -> Result<()> {
+    let lens = (backend.storage_len(dw), backend.storage_len(x), backend.storage_len(dy));
+    crate::checks::conv_products("conv_weight_grad", geo, first, count, lens, false)?;
+    let (k, p) = (geo.col_rows(), geo.col_cols());
+    let mut cols = backend.uninit(count * k * p)?;
+    backend.im2col(x, geo, first, count, &mut cols)?;
+    backend.gemm(&Gemm { beta, ..Gemm::conv(false, true, geo.c_out, k, count * p) }, dy, &cols, dw)
+}
+
+/// `Backend::conv_input_grad` as the backward's explicit path: `cols = W^T dy` into a column
+/// matrix of the chunk, then `col2im` into `dx`. The trait's default, and the fallback of
+/// backends whose implicit product covers only some geometries.
+pub fn compose_conv_input_grad<B: Backend>(
+    backend: &B,
+    w: &B::Storage,
+    dy: &B::Storage,
+    geo: &ConvGeometry,
+    first: usize,
+    count: usize,
+    dx: &mut B::Storage,
+) -> Result<()> {
+    let lens = (backend.storage_len(w), backend.storage_len(dx), backend.storage_len(dy));
+    crate::checks::conv_products("conv_input_grad", geo, first, count, lens, false)?;
+    let (k, p) = (geo.col_rows(), geo.col_cols());
+    let mut cols = backend.uninit(count * k * p)?;
+    backend.gemm(&Gemm::conv(true, false, k, count * p, geo.c_out), w, dy, &mut cols)?;
+    backend.col2im(&cols, geo, first, count, dx)
+}
+
 /// One output of [`Backend::gemm_rows_epilogue`]: the product's next `rows` rows, stored in `c`
 /// from `c_offset` as `gemm_epilogue` stores a product of `rows` rows, finished by `epilogue`
 /// (whose bias has `rows` values).
@@ -399,6 +464,60 @@ pub trait Backend: Clone + Send + Sync + 'static {
         count: usize,
         dx: &mut Self::Storage,
     ) -> Result<()>;
+    /// A convolution's forward for images `first..first + count` of `x` (NCHW): `w * cols` (`w`
+    /// `[c_out][col_rows()]`, cols the images' `im2col`) stored into those images of `y` as
+    /// NCHW through `epi`'s bias and ReLU (its `block` is the output plane, whatever `epi`
+    /// says). Composed here of `im2col` and `gemm_epilogue` ([`compose_conv_forward`]); a
+    /// backend may instead gather `x` inside one product (see `ConvPlan::implicit`).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_forward(
+        &self,
+        w: &Self::Storage,
+        x: &Self::Storage,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        y: &mut Self::Storage,
+        epi: &Epilogue<'_, Self::Storage>,
+    ) -> Result<()> {
+        compose_conv_forward(self, w, x, geo, first, count, y, epi)
+    }
+    /// A convolution's weight gradient from images `first..first + count`: `dw = dy * cols^T +
+    /// beta * dw`, dy the chunk's output gradient as one `[c_out][count * col_cols()]` matrix
+    /// and cols the images' `im2col` (`dw` `[c_out][col_rows()]`; beta 0 overwrites it).
+    /// Composed here of `im2col` and `gemm` ([`compose_conv_weight_grad`]); a backend may
+    /// instead gather `x` inside one product (see `ConvPlan::implicit`).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_weight_grad(
+        &self,
+        dy: &Self::Storage,
+        x: &Self::Storage,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        beta: f32,
+        dw: &mut Self::Storage,
+    ) -> Result<()> {
+        compose_conv_weight_grad(self, dy, x, geo, first, count, beta, dw)
+    }
+    /// The input gradient of a convolution for images `first..first + count`: from the chunk's
+    /// output gradient `dy` as one `[c_out][count * col_cols()]` matrix (the products' layout)
+    /// and the weights `w` (`[c_out][col_rows()]`), the column gradient `W^T dy` folded back
+    /// into those images of `dx` (NCHW), overwriting them. Composed here of `gemm` (accepting
+    /// TF32) and `col2im` ([`compose_conv_input_grad`]); a backend may instead gather `dy` inside
+    /// one product, with no column matrix (see `ConvPlan::implicit_input_grad`).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_input_grad(
+        &self,
+        w: &Self::Storage,
+        dy: &Self::Storage,
+        geo: &ConvGeometry,
+        first: usize,
+        count: usize,
+        dx: &mut Self::Storage,
+    ) -> Result<()> {
+        compose_conv_input_grad(self, w, dy, geo, first, count, dx)
+    }
     /// Reads `src` from `src_offset` as a `rows x cols` matrix of `block`-long blocks and writes
     /// its transpose (`cols x rows` blocks) to `dst` from `dst_offset`: `[O][N][P] <-> [N][O][P]`,
     /// between a chunk's matrix-product layout and NCHW.

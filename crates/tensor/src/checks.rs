@@ -256,6 +256,28 @@ pub fn unfold(
     need_extent(op, "cols", cols, &[&[count, geo.col_rows(), geo.col_cols()]])
 }
 
+/// The convolution products' buffers (`Backend::conv_forward`, `conv_weight_grad`,
+/// `conv_input_grad`): the weights (or their gradient) `[c_out][col_rows()]`, images
+/// `first..first + count` of the input (or its gradient), and `out` values of the output side:
+/// those images of the output, or the chunk's output gradient `[c_out][count * col_cols()]`
+/// (the same count of values).
+pub fn conv_products(
+    op: &str,
+    geo: &ConvGeometry,
+    first: usize,
+    count: usize,
+    (w, images, out): (usize, usize, usize),
+    out_images: bool,
+) -> Result<()> {
+    conv_geometry(op, geo)?;
+    need_extent(op, "weights", w, &[&[geo.c_out, geo.col_rows()]])?;
+    let image = geo.c_in * geo.h * geo.w; // fits: checked by ConvGeometry::new
+    need_extent(op, "the input", images, &[&[first, image], &[count, image]])?;
+    let plane = geo.c_out * geo.col_cols(); // fits: the output's extent is checked too
+    let from = if out_images { first } else { 0 };
+    need_extent(op, "the output", out, &[&[from, plane], &[count, plane]])
+}
+
 /// `Backend::transpose_blocks`: `src` and `dst` each hold `rows x cols` blocks of `block` values
 /// from their offsets.
 pub fn transpose_blocks(

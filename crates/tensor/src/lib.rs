@@ -57,8 +57,8 @@ mod tensor;
 pub mod winograd;
 
 pub use backend::{
-    compose_epilogue, compose_rows_epilogue, AdamSlot, AdamStep, Backend, Epilogue, Gemm, RowsOut, SgdSlot,
-    SgdStep,
+    compose_conv_forward, compose_conv_input_grad, compose_conv_weight_grad, compose_epilogue,
+    compose_rows_epilogue, AdamSlot, AdamStep, Backend, Epilogue, Gemm, RowsOut, SgdSlot, SgdStep,
 };
 pub use cpu::Cpu;
 pub use error::{Error, Result};

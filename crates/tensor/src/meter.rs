@@ -172,6 +172,36 @@ impl<B: Backend> Backend for Meter<B> {
     fn col2im(&self, _: &S, _: &ConvGeometry, _: usize, _: usize, _: &mut S) -> Result<()> {
         Ok(())
     }
+    // The convolution products as the CUDA backend's implicit ones, which only a plan asks for
+    // (`ConvPlan::implicit`): no column matrices; the input gradient transposes the weights
+    // into a scratch buffer.
+    fn conv_forward(
+        &self,
+        _: &S,
+        _: &S,
+        _: &ConvGeometry,
+        _: usize,
+        _: usize,
+        _: &mut S,
+        _: &crate::Epilogue<'_, S>,
+    ) -> Result<()> {
+        Ok(())
+    }
+    fn conv_weight_grad(
+        &self,
+        _: &S,
+        _: &S,
+        _: &ConvGeometry,
+        _: usize,
+        _: usize,
+        _: f32,
+        _: &mut S,
+    ) -> Result<()> {
+        Ok(())
+    }
+    fn conv_input_grad(&self, w: &S, _: &S, _: &ConvGeometry, _: usize, _: usize, _: &mut S) -> Result<()> {
+        self.take(w.len).map(drop)
+    }
     fn transpose_blocks(
         &self,
         _: &S,

@@ -37,4 +37,14 @@ pub struct ConvPlan {
     /// gradient is stored as NCHW by its product (`gemm_epilogue`, no `col2im`). For backends
     /// whose epilogues make one product of it (a GPU); a CPU's passes run from its cache.
     pub epilogue_stores: bool,
+    /// im2col only, for a single convolution with a kernel larger than 1x1: its forward and
+    /// weight gradient come from [`crate::Backend::conv_forward`] and
+    /// [`crate::Backend::conv_weight_grad`], over the whole batch at once, which a backend may
+    /// compute without column matrices (the CUDA backend's implicit products in TF32 gather
+    /// the input as they read it); the convolution unfolds and keeps no columns itself.
+    pub implicit: bool,
+    /// With `implicit`: the input gradient too comes from the backend
+    /// ([`crate::Backend::conv_input_grad`], gathering the output gradient), rather than from
+    /// columns the convolution folds back itself (`col2im`).
+    pub implicit_input_grad: bool,
 }

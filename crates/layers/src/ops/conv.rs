@@ -47,13 +47,29 @@ struct Unfolding {
     chunk_values: usize,
     keep_columns: bool,
     epilogue_stores: bool,
+    implicit: bool,
+    implicit_input_grad: bool,
 }
 
 impl Unfolding {
+    /// Whether a convolution of `outputs` stacked outputs takes the backend's convolution
+    /// products (`ConvPlan::implicit`) rather than unfolding columns itself.
+    fn gathers(&self, geo: &ConvGeometry, outputs: usize) -> bool {
+        self.implicit && outputs == 1 && !geo.is_pointwise()
+    }
+    /// Images per chunk: the whole batch for the backend's convolution products (no columns to
+    /// bound), else as many as `chunk_values` column values hold.
+    fn chunk(&self, geo: &ConvGeometry, outputs: usize) -> usize {
+        if self.gathers(geo, outputs) {
+            geo.n.max(1)
+        } else {
+            chunk_images(geo, self.chunk_values)
+        }
+    }
     /// im2col in a single chunk: the backward's products read the whole batch's output
     /// gradients as one `[O][N * P]` matrix.
-    fn one_chunk(&self, geo: &ConvGeometry) -> bool {
-        !self.direct && chunk_images(geo, self.chunk_values) >= geo.n
+    fn one_chunk(&self, geo: &ConvGeometry, outputs: usize) -> bool {
+        !self.direct && self.chunk(geo, outputs) >= geo.n
     }
     fn im2col(plan: &ConvPlan) -> Unfolding {
         Unfolding {
@@ -61,6 +77,8 @@ impl Unfolding {
             chunk_values: plan.chunk_values,
             keep_columns: plan.keep_columns,
             epilogue_stores: plan.epilogue_stores,
+            implicit: plan.implicit,
+            implicit_input_grad: plan.implicit_input_grad,
         }
     }
 }
@@ -103,9 +121,14 @@ impl<B: Backend> Plan<B> {
     /// The direct path, or im2col's (not asked of a Winograd plan).
     fn unfolding(&self) -> Unfolding {
         match self {
-            Plan::Direct => {
-                Unfolding { direct: true, chunk_values: 0, keep_columns: false, epilogue_stores: false }
-            }
+            Plan::Direct => Unfolding {
+                direct: true,
+                chunk_values: 0,
+                keep_columns: false,
+                epilogue_stores: false,
+                implicit: false,
+                implicit_input_grad: false,
+            },
             Plan::Im2col(unfolding) => *unfolding,
             Plan::Winograd(_) => unreachable!("the Winograd path does not unfold"),
         }
@@ -208,7 +231,7 @@ fn conv2d_impl<B: Backend>(
         &parents,
         Box::new(move |dy, needs| {
             let want_db = needs.len() > 2;
-            let gathers = !matches!(plan, Plan::Winograd(_)) && plan.unfolding().one_chunk(&geo);
+            let gathers = !matches!(plan, Plan::Winograd(_)) && plan.unfolding().one_chunk(&geo, 1);
             if let (Some(y), true) = (&activated, gathers) {
                 // Through the ReLU straight into the products' [O][N * P] layout (and the bias
                 // gradient from the same pass): no transpose in `backward`.
@@ -365,8 +388,11 @@ pub fn conv2d_relu_shared<B: Backend>(
             // With one chunk, every output's masked gradient goes straight to its rows of the
             // products' [O][N * P] matrix: no transposes in `backward`.
             let (n, p) = (geo.n, geo.col_cols());
-            let mut gathered =
-                if unfolding.one_chunk(&geo) { Some(backend.uninit(total * n * p)?) } else { None };
+            let mut gathered = if unfolding.one_chunk(&geo, outs.len()) {
+                Some(backend.uninit(total * n * p)?)
+            } else {
+                None
+            };
             for (((y, dy), &(_, bias_slot)), at) in
                 activated.iter().zip(dys).zip(&slots).zip(row_offsets(&outs))
             {
@@ -484,6 +510,12 @@ fn forward<B: Backend>(
             };
             backend.gemm_epilogue(&g, w.storage(), x.storage(), y.storage_mut()?, stage)?;
         }
+        return Ok((ys, None));
+    }
+    if unfolding.gathers(geo, outs.len()) {
+        // The whole batch in one product, its operand gathered by the backend.
+        let stage = Epilogue { block: p, ..stages[0] };
+        backend.conv_forward(w.storage(), x.storage(), geo, 0, geo.n, ys[0].storage_mut()?, &stage)?;
         return Ok((ys, None));
     }
     let chunk = chunk_images(geo, unfolding.chunk_values);
@@ -618,8 +650,9 @@ fn backward<B: Backend>(
         }
         return Ok((dx, dw));
     }
-    let chunk = chunk_images(geo, unfolding.chunk_values);
+    let chunk = unfolding.chunk(geo, outs.len());
     let chunks = geo.n.div_ceil(chunk);
+    let gathers = unfolding.gathers(geo, outs.len());
     if let Some(columns) = columns {
         if columns.len() != chunks {
             bail!(
@@ -629,8 +662,16 @@ fn backward<B: Backend>(
             );
         }
     }
-    // Unfolded columns (without kept ones) and the input gradient's columns.
-    let mut cols = if columns.is_none() || want_dx { Some(backend.uninit(chunk * k * p)?) } else { None };
+    // A 1x1 kernel's input gradient is stored as NCHW by its product's epilogue; a larger one's
+    // comes from `conv_input_grad` where the plan says (no column matrix here), else from
+    // columns folded back by `col2im`.
+    let stored_dx = unfolding.epilogue_stores && geo.is_pointwise();
+    let gathered_dx = gathers && unfolding.implicit_input_grad;
+    // Unfolded columns (without kept ones, unless the backend's products gather) and the input
+    // gradient's columns.
+    let dx_columns = want_dx && !stored_dx && !gathered_dx;
+    let unfolds = columns.is_none() && want_dw && !gathers;
+    let mut cols = if unfolds || dx_columns { Some(backend.uninit(chunk * k * p)?) } else { None };
     let mut dy_chunk = match grads {
         OutGrads::PerOutput(_) => Some(backend.uninit(chunk * total * p)?),
         OutGrads::Gathered(_) if chunks == 1 => None,
@@ -660,7 +701,10 @@ fn backward<B: Backend>(
             }
             (OutGrads::PerOutput(_), None) => unreachable!("allocated for per-output gradients"),
         };
-        if let Some(dw) = dw.as_mut() {
+        if let (Some(dw), true) = (dw.as_mut(), gathers) {
+            let beta = if first == 0 { 0.0 } else { 1.0 };
+            backend.conv_weight_grad(dy_chunk, x.storage(), geo, first, count, beta, dw.storage_mut()?)?;
+        } else if let Some(dw) = dw.as_mut() {
             // dW (O x K) += dy (O x count*P) * cols^T (count*P x K)
             let chunk_cols = match (columns, cols.as_mut()) {
                 (Some(columns), _) => &columns[index],
@@ -676,15 +720,18 @@ fn backward<B: Backend>(
             };
             backend.gemm(&g, dy_chunk, chunk_cols, dw.storage_mut()?)?;
         }
-        if let (Some(dx), Some(cols)) = (dx.as_mut(), cols.as_mut()) {
+        if let Some(dx) = dx.as_mut() {
             // dcols (K x count*P) = W^T (K x O) * dy (O x count*P), folded back into images;
             // a 1x1 kernel's columns are the images' channels, stored as NCHW by the product.
             let g = Gemm::conv(true, false, k, count * p, total);
-            if unfolding.epilogue_stores && geo.is_pointwise() {
+            if stored_dx {
                 let store = Epilogue { bias: None, relu: false, block: p };
                 let g = Gemm { c_offset: first * k * p, ..g };
                 backend.gemm_epilogue(&g, w.storage(), dy_chunk, dx.storage_mut()?, &store)?;
+            } else if gathered_dx {
+                backend.conv_input_grad(w.storage(), dy_chunk, geo, first, count, dx.storage_mut()?)?;
             } else {
+                let cols = cols.as_mut().expect("columns are allocated for a folded input gradient");
                 backend.gemm(&g, w.storage(), dy_chunk, cols)?;
                 backend.col2im(cols, geo, first, count, dx.storage_mut()?)?;
             }

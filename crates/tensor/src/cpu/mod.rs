@@ -126,7 +126,14 @@ impl Backend for Cpu {
         };
         // Unfolding a chunk again costs less than holding every chunk's columns in memory; the
         // stacked outputs' moves and bias passes run from the cache.
-        ConvPlan { algorithm, chunk_values: CHUNK_VALUES, keep_columns: false, epilogue_stores: false }
+        ConvPlan {
+            algorithm,
+            chunk_values: CHUNK_VALUES,
+            keep_columns: false,
+            epilogue_stores: false,
+            implicit: false,
+            implicit_input_grad: false,
+        }
     }
 
     fn gemm(&self, g: &Gemm, a: &CpuBuffer, b: &CpuBuffer, c: &mut CpuBuffer) -> Result<()> {
