@@ -1,6 +1,7 @@
 //! GPU timings with CUDA events (median of timed runs after warm-up): our SGEMM on every product
 //! of NiN@224 and GoogLeNet@96 at batch 128 (forward, input gradient, batch-summed weight
-//! gradient: `tests/common/shapes.rs`), the memory-bound kernels at NiN's batch-128 sizes, and
+//! gradient: `tests/common/shapes.rs`), our TF32 convolutions (the implicit products) at every
+//! layer larger than 1x1, the memory-bound kernels at NiN's batch-128 sizes, and
 //! the training step's images/s. It needs no cuBLAS: the yardstick is PyTorch on the same GPU,
 //! `tools/torch_gpu_reference.py`, which times `torch.matmul` (TF32 off and on) and cuDNN at the
 //! shapes `--shapes` writes. Without a GPU it says why and exits 0 (1 under
@@ -29,7 +30,7 @@ use layers::{ops, Mode, Module, Optimizer, Sgd, WeightInit};
 use models::ModelKind;
 use shapes::{distinct_products, googlenet, nin, pytorch_convolutions, Layer};
 use std::fmt::Write as _;
-use tensor::{Backend, Gemm, PoolGeometry, SgdStep, Tensor, Window};
+use tensor::{Backend, Epilogue, Gemm, PoolGeometry, SgdStep, Tensor, Window};
 
 const BATCH: usize = 128;
 
@@ -213,6 +214,78 @@ fn bench_products(gpu: &Cuda, info: &DeviceInfo, runs: usize, out: &mut Vec<Figu
     }
 }
 
+/// Our TF32 convolutions at every NiN@224 and GoogLeNet@96 layer larger than 1x1, batch 128,
+/// through the backend's convolution products (the implicit kernels; the input gradient
+/// folded by col2im where `plan::implicit_input_grad` says so): the forward, and the forward
+/// with both gradients (what `tools/torch_gpu_reference.py` times cuDNN on), each beside the
+/// cost model's time (for the three products only where all three are implicit).
+fn bench_convolutions(gpu: &Cuda, info: &DeviceInfo, runs: usize, out: &mut Vec<Figure>) {
+    let tf32 = gpu.with_precision(Precision::Tf32);
+    if !tf32.uses_tensor_cores() {
+        println!(
+            "
+no TF32 tensor cores: no implicit convolutions to time"
+        );
+        return;
+    }
+    let predictor = model_of(info);
+    println!(
+        "
+our TF32 convolutions (implicit products), batch {BATCH} (ms; model: predicted ms)"
+    );
+    println!("{:<32} {:>9} {:>9} {:>12} {:>9}", "convolution", "forward", "model", "fwd + bwd", "model");
+    for layer in nin().into_iter().chain(googlenet()).filter(|l| l.k > 1) {
+        let geo = layer.geo(BATCH);
+        let (image, output) = (geo.c_in * geo.h * geo.w, geo.c_out * geo.col_cols());
+        let x = tf32.from_slice(&values(BATCH * image)).unwrap();
+        let w = tf32.from_slice(&values(geo.c_out * geo.col_rows())).unwrap();
+        let dy = tf32.from_slice(&values(BATCH * output)).unwrap();
+        let (mut y, mut dw, mut dx) = (
+            tf32.zeros(BATCH * output).unwrap(),
+            tf32.zeros(geo.c_out * geo.col_rows()).unwrap(),
+            tf32.zeros(BATCH * image).unwrap(),
+        );
+        let plain = Epilogue { bias: None, relu: false, block: 0 };
+        let fwd =
+            median_ms(&tf32, 2, runs, || tf32.conv_forward(&w, &x, &geo, 0, BATCH, &mut y, &plain).unwrap());
+        let both = median_ms(&tf32, 2, runs, || {
+            tf32.conv_forward(&w, &x, &geo, 0, BATCH, &mut y, &plain).unwrap();
+            tf32.conv_weight_grad(&dy, &x, &geo, 0, BATCH, 0.0, &mut dw).unwrap();
+            tf32.conv_input_grad(&w, &dy, &geo, 0, BATCH, &mut dx).unwrap();
+        });
+        let predict = |products: &[plan::Implicit]| {
+            let launches: Vec<model::Launch> = products
+                .iter()
+                .flat_map(|&p| model::implicit_launches(p, &geo, BATCH, 0.0, info.multiprocessors))
+                .collect();
+            model::step_time(&predictor, &launches) * 1e3
+        };
+        let model_fwd = predict(&[plan::Implicit::Forward]);
+        let model_both = plan::implicit_input_grad(&geo, plan::Arithmetic::Tf32).then(|| {
+            predict(&[plan::Implicit::Forward, plan::Implicit::WeightGrad, plan::Implicit::InputGrad])
+        });
+        let flops = geo.flops();
+        out.push(Figure {
+            group: "conv_tf32_fwd",
+            name: layer.name.clone(),
+            ms: fwd,
+            rate: flops / (fwd / 1000.0) / 1e12,
+            unit: "TFLOP/s",
+            predicted_ms: Some(model_fwd),
+        });
+        out.push(Figure {
+            group: "conv_tf32_fwd_bwd",
+            name: layer.name.clone(),
+            ms: both,
+            rate: 3.0 * flops / (both / 1000.0) / 1e12,
+            unit: "TFLOP/s",
+            predicted_ms: model_both,
+        });
+        let model_both = model_both.map_or("-".to_string(), |m| format!("{m:.3}"));
+        println!("{:<32} {fwd:>9.3} {model_fwd:>9.3} {both:>12.3} {model_both:>9}", layer.name);
+    }
+}
+
 fn bench_memory_bound(gpu: &Cuda, runs: usize, out: &mut Vec<Figure>) {
     println!("\nmemory-bound kernels at NiN's batch-{BATCH} sizes (bytes: inputs + outputs once)");
     let mut report = |name: &str, bytes: usize, ms: f64| {
@@ -385,6 +458,7 @@ fn main() {
     let runs = if o.quick { 3 } else { 10 };
     let mut figures = Vec::new();
     bench_products(&gpu, &info, runs, &mut figures);
+    bench_convolutions(&gpu, &info, runs, &mut figures);
     bench_memory_bound(&gpu, runs, &mut figures);
     bench_steps(&gpu, runs, &mut figures);
     if let Some(path) = &o.json {

@@ -1,6 +1,8 @@
 //! Every GPU kernel against the CPU backend at the sizes real training gives it: each matrix
 //! product of NiN@224 and GoogLeNet@96 at batch 128 (forward, input gradient, batch-summed weight
-//! gradient) at 16-byte-aligned offsets (the kernels' vector paths) and at odd ones; im2col,
+//! gradient) at 16-byte-aligned offsets (the kernels' vector paths) and at odd ones; each
+//! convolution larger than 1x1 through the backend's convolution products (the implicit TF32
+//! kernels); im2col,
 //! col2im, pooling, bias and the loss at NiN's batch-128 sizes; a product of more than 65,535
 //! batch items and element-wise kernels past 2^24 values (both beyond one grid); and two
 //! identical NiN steps on the GPU. Skipped, saying why, without a GPU; a failure under
@@ -23,7 +25,7 @@ use autograd::Var;
 use common::shapes::{distinct_products, googlenet, nin, pytorch_convolutions, Layer};
 use layers::{ops, Mode, Module, Optimizer, Sgd, WeightInit};
 use models::ModelKind;
-use tensor::{AdamStep, Backend, Cpu, Gemm, PoolGeometry, SgdStep, Tensor, Window};
+use tensor::{AdamStep, Backend, Cpu, Epilogue, Gemm, PoolGeometry, SgdStep, Tensor, Window};
 
 const BATCH: usize = 128;
 const U: f64 = 1.0 / (1u64 << 24) as f64;
@@ -255,6 +257,129 @@ fn gemm_tf32_at_every_layer_shape<G: Backend>(gpu: &G) {
             let what = format!("TF32 {name} {}x{}x{} batch {} aligned {aligned}", g.m, g.n, g.k, g.batch);
             run_tf32_product(gpu, &what, &g, 5000 + 1000 * seed as u64);
         }
+    }
+}
+
+/// `got` against `want` (the CPU's FP32) under the TF32 bounds of the header, `mag` holding
+/// `sum |a b|` per output.
+fn tf32_close(what: &str, want: &[f32], got: &[f32], mag: &[f32]) {
+    let (mut diff2, mut norm2, mut bad, mut first) = (0.0f64, 0.0f64, 0usize, Vec::new());
+    for (j, ((&w, &g), &m)) in want.iter().zip(got).zip(mag).enumerate() {
+        let (w, g, m) = (w as f64, g as f64, m as f64);
+        let bound = m / 1024.0 + 32.0 * U * m;
+        diff2 += (w - g) * (w - g);
+        norm2 += w * w;
+        if !within((w - g).abs(), bound) {
+            bad += 1;
+            if first.len() < 3 {
+                first.push((j, w, g, bound));
+            }
+        }
+    }
+    assert!(
+        bad == 0,
+        "{what}: {bad} outputs outside the TF32 bound, e.g. (output, cpu, gpu, bound) {first:?}"
+    );
+    let relative = (diff2 / norm2.max(1e-300)).sqrt();
+    assert!(within(relative, 1e-3), "{what}: error {relative:.2e} of the output's norm, over 1e-3");
+}
+
+/// Every convolution of NiN@224 and GoogLeNet@96 with a kernel larger than 1x1, on 8 images, through
+/// the backend's convolution products (the GPU's implicit TF32 kernels, kernels/gemm.cu's Gather;
+/// the input gradient implicit where `plan::implicit_input_grad` says, else folded by col2im)
+/// against the CPU's, which unfold columns: the forward (into images 2.. of a larger output),
+/// the weight gradient added to a previous one (beta 1), the input gradient (into images 2..).
+fn implicit_convolutions_at_every_layer_shape<G: Backend>(gpu: &G) {
+    let (n, first) = (8, 2);
+    let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
+    let up = |v: &[f32]| (Cpu.from_slice(v).unwrap(), gpu.from_slice(v).unwrap());
+    for (seed, layer) in nin().iter().chain(googlenet().iter()).filter(|l| l.k > 1).enumerate() {
+        let geo = layer.geo(n);
+        let seed = 9000 + 10 * seed as u64;
+        let (image, out) = (geo.c_in * geo.h * geo.w, geo.c_out * geo.col_cols());
+        let x = values((first + n) * image, seed);
+        let w = values(geo.c_out * geo.col_rows(), seed + 1);
+        let dy = values(n * out, seed + 2);
+        let bias = values(geo.c_out, seed + 3);
+        let dw0 = values(w.len(), seed + 4);
+        let ((cx, gx), (cw, gw), (cdy, gdy), (cb, gb)) = (up(&x), up(&w), up(&dy), up(&bias));
+        let what = |product: &str| format!("{} {product} ({n} images)", layer.name);
+        // sum |a b| of each output, from the absolute values (with the bias's, the dw's added).
+        let (ax, aw, ady) = (
+            Cpu.from_slice(&abs(&x)).unwrap(),
+            Cpu.from_slice(&abs(&w)).unwrap(),
+            Cpu.from_slice(&abs(&dy)).unwrap(),
+        );
+
+        let mut cy = Cpu.zeros((first + n) * out).unwrap();
+        Cpu.conv_forward(
+            &cw,
+            &cx,
+            &geo,
+            first,
+            n,
+            &mut cy,
+            &Epilogue { bias: Some(&cb), relu: false, block: 0 },
+        )
+        .unwrap();
+        let mut gy = gpu.zeros((first + n) * out).unwrap();
+        gpu.conv_forward(
+            &gw,
+            &gx,
+            &geo,
+            first,
+            n,
+            &mut gy,
+            &Epilogue { bias: Some(&gb), relu: false, block: 0 },
+        )
+        .unwrap();
+        let mut mag = Cpu.zeros((first + n) * out).unwrap();
+        let ab = Cpu.from_slice(&abs(&bias)).unwrap();
+        Cpu.conv_forward(
+            &aw,
+            &ax,
+            &geo,
+            first,
+            n,
+            &mut mag,
+            &Epilogue { bias: Some(&ab), relu: false, block: 0 },
+        )
+        .unwrap();
+        let (cy, gy) = (Cpu.to_vec(&cy).unwrap(), down(gpu, &gy));
+        exact(&what("forward: images before"), &cy[..first * out], &gy[..first * out]);
+        tf32_close(
+            &what("forward"),
+            &cy[first * out..],
+            &gy[first * out..],
+            &Cpu.to_vec(&mag).unwrap()[first * out..],
+        );
+
+        let (mut cdw, mut gdw) = up(&dw0);
+        Cpu.conv_weight_grad(&cdy, &cx, &geo, first, n, 1.0, &mut cdw).unwrap();
+        gpu.conv_weight_grad(&gdy, &gx, &geo, first, n, 1.0, &mut gdw).unwrap();
+        let mut mag = Cpu.from_slice(&abs(&dw0)).unwrap();
+        Cpu.conv_weight_grad(&ady, &ax, &geo, first, n, 1.0, &mut mag).unwrap();
+        tf32_close(
+            &what("weight gradient"),
+            &Cpu.to_vec(&cdw).unwrap(),
+            &down(gpu, &gdw),
+            &Cpu.to_vec(&mag).unwrap(),
+        );
+
+        let mut cdx = Cpu.zeros((first + n) * image).unwrap();
+        Cpu.conv_input_grad(&cw, &cdy, &geo, first, n, &mut cdx).unwrap();
+        let mut gdx = gpu.zeros((first + n) * image).unwrap();
+        gpu.conv_input_grad(&gw, &gdy, &geo, first, n, &mut gdx).unwrap();
+        let mut mag = Cpu.zeros((first + n) * image).unwrap();
+        Cpu.conv_input_grad(&aw, &ady, &geo, first, n, &mut mag).unwrap();
+        let (cdx, gdx) = (Cpu.to_vec(&cdx).unwrap(), down(gpu, &gdx));
+        exact(&what("input gradient: images before"), &cdx[..first * image], &gdx[..first * image]);
+        tf32_close(
+            &what("input gradient"),
+            &cdx[first * image..],
+            &gdx[first * image..],
+            &Cpu.to_vec(&mag).unwrap()[first * image..],
+        );
     }
 }
 
@@ -525,6 +650,7 @@ mod cuda {
     on_the_gpu!(
         gemm_at_every_layer_shape,
         gemm_tf32_at_every_layer_shape,
+        implicit_convolutions_at_every_layer_shape,
         gemm_past_the_grid_batch_limit,
         split_products_are_deterministic,
         unfolding_at_nin_sizes,

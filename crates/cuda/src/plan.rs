@@ -296,7 +296,7 @@ pub fn fuses_rows(g: &Gemm, blocks: &[usize]) -> bool {
 /// The launch of a product on a GPU of `multiprocessors` SMs. One block per tile of C and
 /// batch item; a product whose C is shared by the whole launch (a single product, or a batch
 /// summed into one C) may instead be split along its sum (items and k) into parts, each at
-/// least four slices long, whose raw sums a second launch adds ([`split_parts`]).
+/// least four slices long, whose raw sums a second launch adds (`split_parts`).
 pub fn gemm(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic) -> GemmLaunch {
     gemm_with_rows(g, multiprocessors, arithmetic, arithmetic.rows(g.m))
 }
