@@ -54,13 +54,13 @@ struct Unfolding {
 impl Unfolding {
     /// Whether a convolution of `outputs` stacked outputs takes the backend's convolution
     /// products (`ConvPlan::implicit`) rather than unfolding columns itself.
-    fn gathers(&self, geo: &ConvGeometry, outputs: usize) -> bool {
+    fn implicit_for(&self, geo: &ConvGeometry, outputs: usize) -> bool {
         self.implicit && outputs == 1 && !geo.is_pointwise()
     }
     /// Images per chunk: the whole batch for the backend's convolution products (no columns to
     /// bound), else as many as `chunk_values` column values hold.
     fn chunk(&self, geo: &ConvGeometry, outputs: usize) -> usize {
-        if self.gathers(geo, outputs) {
+        if self.implicit_for(geo, outputs) {
             geo.n.max(1)
         } else {
             chunk_images(geo, self.chunk_values)
@@ -512,7 +512,7 @@ fn forward<B: Backend>(
         }
         return Ok((ys, None));
     }
-    if unfolding.gathers(geo, outs.len()) {
+    if unfolding.implicit_for(geo, outs.len()) {
         // The whole batch in one product, its operand gathered by the backend.
         let stage = Epilogue { block: p, ..stages[0] };
         backend.conv_forward(w.storage(), x.storage(), geo, 0, geo.n, ys[0].storage_mut()?, &stage)?;
@@ -652,7 +652,7 @@ fn backward<B: Backend>(
     }
     let chunk = unfolding.chunk(geo, outs.len());
     let chunks = geo.n.div_ceil(chunk);
-    let gathers = unfolding.gathers(geo, outs.len());
+    let implicit = unfolding.implicit_for(geo, outs.len());
     if let Some(columns) = columns {
         if columns.len() != chunks {
             bail!(
@@ -666,11 +666,11 @@ fn backward<B: Backend>(
     // comes from `conv_input_grad` where the plan says (no column matrix here), else from
     // columns folded back by `col2im`.
     let stored_dx = unfolding.epilogue_stores && geo.is_pointwise();
-    let gathered_dx = gathers && unfolding.implicit_input_grad;
-    // Unfolded columns (without kept ones, unless the backend's products gather) and the input
-    // gradient's columns.
-    let dx_columns = want_dx && !stored_dx && !gathered_dx;
-    let unfolds = columns.is_none() && want_dw && !gathers;
+    let implicit_dx = implicit && unfolding.implicit_input_grad;
+    // Unfolded columns (without kept ones, unless the backend's products are implicit) and the
+    // input gradient's columns.
+    let dx_columns = want_dx && !stored_dx && !implicit_dx;
+    let unfolds = columns.is_none() && want_dw && !implicit;
     let mut cols = if unfolds || dx_columns { Some(backend.uninit(chunk * k * p)?) } else { None };
     let mut dy_chunk = match grads {
         OutGrads::PerOutput(_) => Some(backend.uninit(chunk * total * p)?),
@@ -701,7 +701,7 @@ fn backward<B: Backend>(
             }
             (OutGrads::PerOutput(_), None) => unreachable!("allocated for per-output gradients"),
         };
-        if let (Some(dw), true) = (dw.as_mut(), gathers) {
+        if let (Some(dw), true) = (dw.as_mut(), implicit) {
             let beta = if first == 0 { 0.0 } else { 1.0 };
             backend.conv_weight_grad(dy_chunk, x.storage(), geo, first, count, beta, dw.storage_mut()?)?;
         } else if let Some(dw) = dw.as_mut() {
@@ -728,7 +728,7 @@ fn backward<B: Backend>(
                 let store = Epilogue { bias: None, relu: false, block: p };
                 let g = Gemm { c_offset: first * k * p, ..g };
                 backend.gemm_epilogue(&g, w.storage(), dy_chunk, dx.storage_mut()?, &store)?;
-            } else if gathered_dx {
+            } else if implicit_dx {
                 backend.conv_input_grad(w.storage(), dy_chunk, geo, first, count, dx.storage_mut()?)?;
             } else {
                 let cols = cols.as_mut().expect("columns are allocated for a folded input gradient");
