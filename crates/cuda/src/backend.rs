@@ -527,6 +527,14 @@ impl Cuda {
         self.launched("sgemm_split_reduce", &cfg, launched)
     }
 
+    /// The device address of image `first` of `x` (NCHW, `geo`'s input) for an implicit product
+    /// gathering `count` images from it, whose offsets are 32-bit: an error past 2^31 values.
+    fn gathered_images(&self, x: &Buffer, geo: &ConvGeometry, first: usize, count: usize) -> Result<u64> {
+        let image = geo.c_in * geo.h * geo.w;
+        int("the input's images", count * image)?;
+        Ok(self.address(x) + 4 * (first * image) as u64)
+    }
+
     /// One implicit convolution product `g` (`product`'s kernel, see kernels/gemm.cu's Gather):
     /// A read whole, B gathered from the device address `b` as `gather` says, C from
     /// `g.c_offset` through `epi` (the weight gradient's is plain: row-major, alpha and beta);
@@ -999,10 +1007,7 @@ impl Backend for Cuda {
         }
         checks::conv_products("conv_forward", geo, first, count, (w.len(), x.len(), y.len()), true)?;
         let e = self.kernel_epilogue(&[(geo.c_out, &Epilogue { block: geo.col_cols(), ..*epi }, 0)])?;
-        let image = geo.c_in * geo.h * geo.w;
-        // The gather's offsets are 32-bit from the first image.
-        int("the input's images", count * image)?;
-        let b = self.address(x) + 4 * (first * image) as u64;
+        let b = self.gathered_images(x, geo, first, count)?;
         let g = plan::forward_gemm(geo, first, count);
         self.implicit_product(plan::Implicit::Forward, &g, w, b, y, &e, &KernelGather::input(geo)?)
     }
@@ -1022,9 +1027,7 @@ impl Backend for Cuda {
             return tensor::compose_conv_weight_grad(self, dy, x, geo, first, count, beta, dw);
         }
         checks::conv_products("conv_weight_grad", geo, first, count, (dw.len(), x.len(), dy.len()), false)?;
-        let image = geo.c_in * geo.h * geo.w;
-        int("the input's images", count * image)?;
-        let b = self.address(x) + 4 * (first * image) as u64;
+        let b = self.gathered_images(x, geo, first, count)?;
         let g = plan::weight_grad_gemm(geo, count, beta);
         let plain = KernelEpilogue::default();
         self.implicit_product(plan::Implicit::WeightGrad, &g, dy, b, dw, &plain, &KernelGather::input(geo)?)
