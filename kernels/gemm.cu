@@ -357,8 +357,10 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, float alpha, con
 // bank quads, 4r mod 32), an M/N-contiguous tile's by single-float loads (ldmatrix cannot
 // transpose 32-bit elements). Operands are rounded to TF32 (cvt.rna) as fragments are loaded.
 // tgemm64_* are the same code on 64 x 128 tiles (4 warps, 1 x 4; A's tiles [64][36] or
-// [32][72], 81 KiB a block), for products of at most 64 rows past a multiple of 128: a 16- to
-// 64-channel convolution's products would leave half to seven eighths of a 128-row tile empty.
+// [32][72], 81 KiB a block) and tgemm96_* on 96 x 128 tiles (8 warps, 2 x 4, each 48 x 32: 3 x 4
+// fragments; 94.5 KiB a block), for products whose rows a 128-row tile would leave half to seven
+// eighths (16- to 64-channel convolutions) or a quarter (96 channels) empty; the backend picks
+// the height by the cost model's time (plan::tile_rows).
 // ---------------------------------------------------------------------------------------------
 
 #ifndef CONVNET_EMU
@@ -449,24 +451,30 @@ enum : int {
     B_TILE_FLOATS = TBN * KC_LD,     // B's tile in either layout (4608 >= 32 * 136)
 };
 
-// The geometry of a TF32 block computing ROWS rows of C (128, or 64 for products of few rows:
-// a 16- to 64-channel convolution's would fill at most half of a 128-row tile): ROWS / 64 warps
-// along m (64 rows each) x 4 along n (32 columns each), the same warp tile either way. An
-// M/N-contiguous tile's rows are ROWS + 8 floats long (banks 8t + g).
+// The geometry of a TF32 block computing ROWS rows of C: 128, or for products of few rows 64
+// (a 16- to 64-channel convolution's would fill at most half of a 128-row tile) or 96 (NiN's
+// and GoogLeNet's 96-, 160- and 192-channel layers would leave a quarter to a third of 128-row
+// tiles empty). WARPS_M warps along m (ROWS / WARPS_M rows each, MI fragments of 16) x 4 along n
+// (32 columns each): 64 x 32 warp tiles for 64 and 128 rows, 48 x 32 for 96 (8 warps, as
+// 128's). An M/N-contiguous tile's rows are ROWS + 8 floats long (banks 8t + g).
 template <int ROWS>
 struct TShape {
     enum : int {
-        THREADS = 2 * ROWS,
+        WARPS_M = ROWS == 64 ? 1 : 2,
+        MI = ROWS / (16 * WARPS_M),  // m16 fragments a warp computes along m
+        THREADS = 128 * WARPS_M,
         A_FLOATS = ROWS * KC_LD,  // A's tile in either layout (ROWS * 36 >= 32 * (ROWS + 8))
         STAGE_FLOATS = A_FLOATS + B_TILE_FLOATS,  // A's tile, then B's
         SHARED_BYTES = TSTAGES * STAGE_FLOATS * 4,
     };
-    static_assert(ROWS == 64 || ROWS == 128, "whole warps of 64 rows, at most two");
+    static_assert(ROWS == 64 || ROWS == 96 || ROWS == 128, "64, 96 or 128 rows");
     static_assert(TBK * (ROWS + 8) <= A_FLOATS && TBK * (TBN + 8) <= B_TILE_FLOATS, "both layouts fit a tile slot");
     static_assert(ROWS * OUT_LD <= TSTAGES * STAGE_FLOATS, "the epilogue's C tile fits the ring");
 };
 // crates/cuda/src/plan.rs launches with this much dynamic shared memory (plan::tgemm_shared_bytes).
-static_assert(TShape<128>::SHARED_BYTES == 110592 && TShape<64>::SHARED_BYTES == 82944, "plan::tgemm_shared_bytes");
+static_assert(TShape<128>::SHARED_BYTES == 110592 && TShape<96>::SHARED_BYTES == 96768 &&
+                  TShape<64>::SHARED_BYTES == 82944,
+              "plan::tgemm_shared_bytes");
 
 // Starts the copy of the OUTER x 32 slice (outer o0.., k k0..) of an operand into its stage
 // tile S, by NT threads. "Outer" is m for A and n for B; K_CONTIG as in fetch_tile. Elements past
@@ -678,7 +686,8 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
     const int warp = threadIdx.x / 32;
     const int g = lane / 4;  // groupID
     const int t = lane % 4;  // threadID_in_group
-    const int wm = (warp / 4) * 64;
+    constexpr int MI = Shape::MI;
+    const int wm = (warp / 4) * (16 * MI);
     const int wn = (warp % 4) * 32;
     const int m_block = blockIdx.y * ROWS;
     const int n_block = blockIdx.x * TBN;
@@ -687,9 +696,9 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
     const int k_tiles = (k + TBK - 1) / TBK;
     const long long total = s_end > s_begin ? s_end - s_begin : 0;
 
-    float acc[4][4][4];
+    float acc[MI][4][4];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < MI; ++i) {
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
 #pragma unroll
@@ -740,7 +749,7 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
 #pragma unroll 1
         for (int kk = 0; kk < TBK; kk += 8) {
             // B's four fragments stay while A's are loaded and used one at a time (4 registers,
-            // not 16: the accumulators take 64 of the 128 two blocks an SM allow).
+            // not 4 * MI: the accumulators take up to 64 of the 128 two blocks an SM allow).
             unsigned bf[4][2];
             // ldmatrix's matrix q = lane / 8 (lane % 8 its row) is the fragment register q.
             const int q = lane / 8;
@@ -765,7 +774,7 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
                 }
             }
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
+            for (int i = 0; i < MI; ++i) {
                 unsigned af[4];
                 if constexpr (A_KC) {
                     // a0..a3: rows +0 / +8 (q odd), k +0 / +4 (q >= 2).
@@ -796,7 +805,7 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
         // Accumulator r of fragment (i, j) is C[row g (+8 for r >= 2)][column 2t (+1 for odd r)]
         // of its m16n8 tile. beta == 0 does not read C.
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < MI; ++i) {
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
 #pragma unroll
@@ -822,7 +831,7 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
         // other row, through `e`: consecutive threads write consecutive columns.
         float* T = smem;
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < MI; ++i) {
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
 #pragma unroll
@@ -937,8 +946,8 @@ SGEMM_EPILOGUE_ENTRY(sgemm_tn_epilogue, true)
 
 // The TF32 entry points, same arguments; launched with TShape<ROWS>::SHARED_BYTES of dynamic
 // shared memory and TShape<ROWS>::THREADS threads. Two blocks fit an SM's shared memory, so
-// registers are budgeted for two. tgemm64_* compute 64-row tiles (4 warps) for products of few
-// rows; the others 128-row tiles (8 warps).
+// registers are budgeted for two. tgemm64_* compute 64-row tiles (4 warps) and tgemm96_* 96-row
+// ones (8 warps) for products of few or ragged rows; the others 128-row tiles (8 warps).
 #define TGEMM_ENTRY(NAME, TA, TB, ROWS)                                                                                    \
     extern "C" __global__ void __launch_bounds__(TShape<ROWS>::THREADS, 2)                                                 \
         NAME(int m, int n, int k, float alpha, const float* A, long long a_off, long long a_stride, const float* B,       \
@@ -959,6 +968,10 @@ TGEMM_ENTRY(tgemm64_nn, false, false, 64)
 TGEMM_ENTRY(tgemm64_nt, false, true, 64)
 TGEMM_ENTRY(tgemm64_tn, true, false, 64)
 TGEMM_ENTRY(tgemm64_tt, true, true, 64)
+TGEMM_ENTRY(tgemm96_nn, false, false, 96)
+TGEMM_ENTRY(tgemm96_nt, false, true, 96)
+TGEMM_ENTRY(tgemm96_tn, true, false, 96)
+TGEMM_ENTRY(tgemm96_tt, true, true, 96)
 
 #define TGEMM_EPILOGUE_ENTRY(NAME, TA, ROWS)                                                                               \
     extern "C" __global__ void __launch_bounds__(TShape<ROWS>::THREADS, 2)                                                 \
@@ -975,6 +988,8 @@ TGEMM_EPILOGUE_ENTRY(tgemm_nn_epilogue, false, 128)
 TGEMM_EPILOGUE_ENTRY(tgemm_tn_epilogue, true, 128)
 TGEMM_EPILOGUE_ENTRY(tgemm64_nn_epilogue, false, 64)
 TGEMM_EPILOGUE_ENTRY(tgemm64_tn_epilogue, true, 64)
+TGEMM_EPILOGUE_ENTRY(tgemm96_nn_epilogue, false, 96)
+TGEMM_EPILOGUE_ENTRY(tgemm96_tn_epilogue, true, 96)
 
 // The implicit convolution products (see Gather), single products (batch 1) with split-k:
 // tgemm_conv_fwd computes y through the convolution's epilogue `e` (bias, ReLU, NCHW blocks of
@@ -997,6 +1012,9 @@ TGEMM_GATHER_ENTRY(tgemm64_conv_fwd, false, true, GATHER_FWD, 64)
 TGEMM_GATHER_ENTRY(tgemm64_conv_wgrad, true, false, GATHER_WGRAD, 64)
 TGEMM_GATHER_ENTRY(tgemm_dgrad, false, true, GATHER_DGRAD, 128)
 TGEMM_GATHER_ENTRY(tgemm64_dgrad, false, true, GATHER_DGRAD, 64)
+TGEMM_GATHER_ENTRY(tgemm96_conv_fwd, false, true, GATHER_FWD, 96)
+TGEMM_GATHER_ENTRY(tgemm96_conv_wgrad, true, false, GATHER_WGRAD, 96)
+TGEMM_GATHER_ENTRY(tgemm96_dgrad, false, true, GATHER_DGRAD, 96)
 
 // C = alpha * (W[0] + W[1] + ... + W[splits - 1]) + beta * C over the m x n outputs of a split
 // product, through the epilogue; beta == 0 does not read C. A block of 256 threads takes 32

@@ -12,8 +12,12 @@ static float rnd() { rs = rs * 6364136223846793005ULL + 1442695040888963407ULL; 
 int fails = 0, runs = 0;
 // The value an operand has on a tensor core: rounded to TF32 (cvt.rna).
 static double as_tf32(float x) { unsigned u = to_tf32(x); float v; std::memcpy(&v, &u, 4); return v; }
-// With `tensor` 1, the TF32 kernels (tgemm_*, 128 x 128 tiles), with 2 their 64-row variants
-// (tgemm64_*, 64 x 128 tiles of 4 warps), checked against the product of the TF32-rounded
+// A test's kernel family: 0 FP32 (64 x 64 tiles); TF32 on 128-row tiles (1), 64-row ones (2, 4
+// warps) or 96-row ones (3, 8 warps of 48 x 32).
+static unsigned tile_rows(int tensor) { return tensor == 1 ? 128 : tensor == 3 ? 96 : 64; }
+static unsigned tile_threads(int tensor) { return tensor == 2 ? 128 : 256; }
+// With `tensor` 1, the TF32 kernels (tgemm_*, 128 x 128 tiles), with 2 and 3 their 64- and
+// 96-row variants (tgemm64_*, tgemm96_*), checked against the product of the TF32-rounded
 // operands with the same bound: a fragment or copy in the wrong place, or an operand not
 // rounded, is far outside it.
 // The epilogue of a test: a random bias per row or none, ReLU, the block length of C's columns.
@@ -33,16 +37,18 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
     std::vector<float> bias(m);
     for (auto& v : bias) v = rnd();
     const float* bp = epi.bias ? bias.data() : nullptr;
-    const unsigned tile = tensor ? 128 : 64, rows = tensor == 2 ? 64 : tile, threads = tensor == 2 ? 128 : 256;
+    const unsigned tile = tensor ? 128 : 64, rows = tile_rows(tensor), threads = tile_threads(tensor);
     unsigned z = splits > 1 ? (unsigned)std::min(splits, zcap) : (unsigned)(sum ? 1 : std::min(batch, zcap));
     dim3 grid{(unsigned)((n + tile - 1) / tile), (unsigned)((m + rows - 1) / rows), z};
     auto plain = tensor == 2 ? (ta ? (tb ? tgemm64_tt : tgemm64_tn) : (tb ? tgemm64_nt : tgemm64_nn))
+                 : tensor == 3 ? (ta ? (tb ? tgemm96_tt : tgemm96_tn) : (tb ? tgemm96_nt : tgemm96_nn))
                  : tensor    ? (ta ? (tb ? tgemm_tt : tgemm_tn) : (tb ? tgemm_nt : tgemm_nn))
                              : (ta ? (tb ? sgemm_tt : sgemm_tn) : (tb ? sgemm_nt : sgemm_nn));
     // A test with an epilogue runs the NN or TN *_epilogue kernel (the layouts that have one).
     const bool with_epi = epi.bias || epi.relu || epi.block;
     if (with_epi && tb) { ++fails; printf("FAIL: the epilogue kernels are NN and TN only\n"); return; }
     auto epi_kern = tensor == 2 ? (ta ? tgemm64_tn_epilogue : tgemm64_nn_epilogue)
+                    : tensor == 3 ? (ta ? tgemm96_tn_epilogue : tgemm96_nn_epilogue)
                     : tensor    ? (ta ? tgemm_tn_epilogue : tgemm_nn_epilogue)
                                 : (ta ? sgemm_tn_epilogue : sgemm_nn_epilogue);
     // One output: part 0, through the kernel's C.
@@ -141,10 +147,10 @@ void test_parts(int m, int n, int k, int parts, int block, int tensor, int split
         e.relu[p] = p % 2 == 0;
     }
     std::vector<std::vector<float>> before = outs;
-    const unsigned tile = tensor ? 128 : 64, rows = tensor == 2 ? 64 : tile, threads = tensor == 2 ? 128 : 256;
+    const unsigned tile = tensor ? 128 : 64, rows = tile_rows(tensor), threads = tile_threads(tensor);
     dim3 grid{(unsigned)((n + tile - 1) / tile), (unsigned)((m + rows - 1) / rows), (unsigned)splits};
     std::vector<float> W(splits > 1 ? (size_t)splits * m * n : 1, NAN);
-    auto kern = tensor == 2 ? tgemm64_nn_epilogue : tensor ? tgemm_nn_epilogue : sgemm_nn_epilogue;
+    auto kern = tensor == 2 ? tgemm64_nn_epilogue : tensor == 3 ? tgemm96_nn_epilogue : tensor ? tgemm_nn_epilogue : sgemm_nn_epilogue;
     launch(grid, dim3{threads, 1, 1}, kern, m, n, k, 1.0f, (const float*)A.data(), 0LL, 0LL, (const float*)B.data(), 0LL, 0LL, 0.0f, outs[0].data(), co, 0LL, 1, 0, splits, W.data(), e);
     if (splits > 1) launch(dim3{3, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W.data(), splits, m, n, 1.0f, 0.0f, outs[0].data(), co, e);
     ++runs;
@@ -187,7 +193,7 @@ void test_parts(int m, int n, int k, int parts, int block, int tensor, int split
 // - tgemm_conv_fwd: y = w * x gathered, through the epilogue (a bias, ReLU, NCHW at an offset);
 // - tgemm_conv_wgrad: dw = alpha * dy x^T + beta * dw, dy in rows [o][count][oh][ow];
 // - tgemm_dgrad (stride 1): dx from Wt = the weights transposed [c][r][s][o] and dy gathered.
-// `tensor` 1 or 2 picks the 128- or 64-row tile (the weight gradient has only the 64-row one); `splits` > 1 adds sgemm_split_reduce. Nothing
+// `tensor` 1, 2 or 3 picks the 128-, 64- or 96-row tile (the weight gradient has no 128-row one); `splits` > 1 adds sgemm_split_reduce. Nothing
 // outside the output may change.
 void test_conv(int mode, int c, int o, int h, int w, int r, int s, int sh, int sw, int ph, int pw, int count, int tensor, int splits) {
     const int oh = (h + 2 * ph - r) / sh + 1, ow = (w + 2 * pw - s) / sw + 1;
@@ -205,8 +211,8 @@ void test_conv(int mode, int c, int o, int h, int w, int r, int s, int sh, int s
         if (y < 0 || y >= oh || x < 0 || x >= ow) return 0.0;
         return as_tf32(dy[(((size_t)co * count + img) * oh + y) * ow + x]);
     };
-    if (mode == GATHER_WGRAD) tensor = 2;
-    const unsigned rows = tensor == 2 ? 64 : 128, threads = tensor == 2 ? 128 : 256;
+    if (mode == GATHER_WGRAD && tensor == 1) tensor = 2;
+    const unsigned rows = tile_rows(tensor), threads = tile_threads(tensor);
     Gather g = {};
     g.kh = r;
     g.kw = s;
@@ -260,9 +266,9 @@ void test_conv(int mode, int c, int o, int h, int w, int r, int s, int sh, int s
     const std::vector<float> before = out;
     dim3 grid{(unsigned)((n + 127) / 128), (unsigned)((m + rows - 1) / rows), (unsigned)splits};
     std::vector<float> Wk(splits > 1 ? (size_t)splits * m * n : 1, NAN);
-    auto kern = mode == GATHER_FWD ? (tensor == 2 ? tgemm64_conv_fwd : tgemm_conv_fwd)
-                : mode == GATHER_WGRAD ? tgemm64_conv_wgrad
-                                       : (tensor == 2 ? tgemm64_dgrad : tgemm_dgrad);
+    auto kern = mode == GATHER_FWD ? (tensor == 2 ? tgemm64_conv_fwd : tensor == 3 ? tgemm96_conv_fwd : tgemm_conv_fwd)
+                : mode == GATHER_WGRAD ? (tensor == 3 ? tgemm96_conv_wgrad : tgemm64_conv_wgrad)
+                                       : (tensor == 2 ? tgemm64_dgrad : tensor == 3 ? tgemm96_dgrad : tgemm_dgrad);
     launch(grid, dim3{threads, 1, 1}, kern, m, n, k, alpha, A, B, beta, out.data(), off, splits, Wk.data(), e, g);
     if (splits > 1) launch(dim3{3, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)Wk.data(), splits, m, n, alpha, beta, out.data(), off, e);
     ++runs;
@@ -356,10 +362,10 @@ int main() {
     // batch.
     test(false, false, 5, 7, 3, 9, 0, 1.0f, 0.0f, 1, 2, 3, 1, 1, 1, 2);
     test(true, true, 65, 9, 17, 5, 0, 0.5f, 1.0f, 4, 4, 4, 4, 4, 4, 3);
-    // TF32 tensor cores, both tile heights: every layout with ragged m, n (tiles past the edges)
+    // TF32 tensor cores, all three tile heights: every layout with ragged m, n (tiles past the edges)
     // and k (a slice part full), aligned operands (16-byte cp.async) and unaligned ones (4-byte),
     // per item, summed, split into parts, k = 0, and beta = 0 over NaN.
-    for (int tensor = 1; tensor <= 2; ++tensor) {
+    for (int tensor = 1; tensor <= 3; ++tensor) {
         for (int t = 0; t < 4; ++t) {
             bool ta = t & 2, tb = t & 1;
             test(ta, tb, 130, 70, 100, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 1, tensor);
@@ -371,16 +377,22 @@ int main() {
         test(false, false, 8, 8, 0, 1, 0, 1.0f, 0.5f, 0, 0, 0, 0, 0, 0, 65535, 1, tensor);
         test(false, true, 12, 20, 36, 5, 1, 1.0f, 0.0f, 1, 2, 3, 1, 1, 0, 2, 4, tensor);
     }
+    // The 96-row tile's second warp row (rows 48..95) and second tile, both layouts of A.
+    for (int t = 0; t < 4; ++t) {
+        bool ta = t & 2, tb = t & 1;
+        test(ta, tb, 96, 40, 40, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 1, 3);
+        test(ta, tb, 190, 20, 33, 2, 0, 1.0f, 0.5f, 1, 3, 2, 1, 3, 1, 65535, 1, 3);
+    }
     // The TN epilogue (a 1x1 convolution's input gradient W^T dy stored as NCHW): blocks of
     // P = 36 (float4 stores) and 9 (scalar), through split-k, with a bias and ReLU too.
-    for (int tensor = 0; tensor < 3; ++tensor) {
+    for (int tensor = 0; tensor < 4; ++tensor) {
         test(true, false, 40, 3 * 36, 24, 1, 0, 1.0f, 0.0f, 0, 0, 4 * 36, 0, 0, 0, 65535, 1, tensor, {false, 0, 36});
         test(true, false, 70, 2 * 9, 33, 1, 0, 1.0f, 0.0f, 3, 1, 9, 0, 0, 0, 65535, 1, tensor, {true, 1, 9});
         test(true, false, 20, 4 * 9, 300, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 4, tensor, {false, 0, 9});
     }
     // Several outputs from one product: 2 to 4 parts, block layouts with float4 stores (P = 12)
     // and scalar ones (P = 9), row-major, parts that share a tile, through split-k.
-    for (int tensor = 0; tensor < 3; ++tensor) {
+    for (int tensor = 0; tensor < 4; ++tensor) {
         test_parts(40, 36, 24, 3, 12, tensor, 1);
         test_parts(70, 45, 17, 4, 9, tensor, 1);
         test_parts(9, 130, 20, 2, 0, tensor, 1);
@@ -390,7 +402,7 @@ int main() {
     // The convolution epilogue on both families: a chunk's product stored as NCHW (blocks of P =
     // 12, float4 stores; P = 9 and 5, scalar; a tile spanning several blocks) with bias and ReLU,
     // per-image products (the direct path) with bias only or ReLU only, and through split-k.
-    for (int tensor = 0; tensor < 3; ++tensor) {
+    for (int tensor = 0; tensor < 4; ++tensor) {
         test(false, false, 20, 36, 40, 1, 0, 1.0f, 0.0f, 0, 0, 8, 0, 0, 0, 65535, 1, tensor, {true, 1, 12});
         test(false, false, 67, 45, 33, 1, 0, 1.0f, 0.0f, 1, 3, 5, 0, 0, 0, 65535, 1, tensor, {true, 1, 9});
         test(false, false, 5, 130, 17, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 1, tensor, {false, 1, 5});
@@ -405,7 +417,7 @@ int main() {
     // positions), one input or output channel (carries every step), a non-square kernel with
     // uneven padding, no padding, a 1x1 kernel, strides of 2, 3 (unequal) and 4 (forward and
     // weight gradient; the input gradient is stride 1), and split-k.
-    for (int tensor = 1; tensor <= 2; ++tensor)
+    for (int tensor = 1; tensor <= 3; ++tensor)
         for (int mode = GATHER_FWD; mode <= GATHER_DGRAD; ++mode) {
             if (mode == GATHER_WGRAD && tensor == 1) continue;  // 64-row tiles only
             const int st = mode == GATHER_DGRAD ? 1 : 2;
@@ -420,6 +432,12 @@ int main() {
             test_conv(mode, 2, 6, 23, 23, 11, 11, 2 * st - 1 + (st > 1), 2 * st - 1 + (st > 1), 0, 0, 2, tensor, 1);
             test_conv(mode, 12, 64, 3, 3, 3, 3, 1, 1, 1, 1, 4, tensor, 5);
         }
+    // 96-row tiles past one warp row and one tile: 100 output channels (forward, weight
+    // gradient), 97 input channels (input gradient).
+    for (int mode = GATHER_FWD; mode <= GATHER_DGRAD; ++mode) {
+        test_conv(mode, 6, 100, 5, 4, 3, 3, 1, 1, 1, 1, 2, 3, 1);
+        test_conv(mode, 97, 5, 4, 5, 3, 3, 1, 1, 1, 1, 2, 3, 1);
+    }
     printf("gemm: %d runs, %d failures\n", runs, fails);
     return fails != 0;
 }
