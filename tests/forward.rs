@@ -578,13 +578,18 @@ fn concat_and_split_channels<B: Backend>(b: &B) {
 /// CPU's arithmetic, the GPU's plans and launches) `conv2d_relu`'s output and gradients match
 /// the CPU's, with and without ReLU; the forward and the weight gradient are one launch each
 /// over the whole batch and nothing is unfolded (no im2col, no columns kept); the input gradient
-/// is one `tgemm*_dgrad` for stride 1 and 64 input channels, and columns folded back (col2im)
-/// for 96 input channels or a stride of 2. The kernels themselves are checked against the CPU
+/// is one `tgemm*_dgrad` for stride 1 and 64 or 96 input channels, and columns folded back
+/// (col2im) for 40 input channels or a stride of 2. The kernels themselves are checked against the CPU
 /// reference under the emulation (kernels/emu/test_gemm.cpp).
 #[test]
 fn implicit_convolutions_match_the_cpu() {
     let rec = ::cuda::model::Recorder::new(132, ::cuda::Precision::Tf32);
-    let cases = [(64, 9, 20, 3, 1, 1, true), (96, 7, 8, 5, 1, 2, false), (3, 11, 130, 3, 2, 1, false)];
+    let cases = [
+        (64, 9, 20, 3, 1, 1, true),
+        (96, 7, 8, 5, 1, 2, true),
+        (40, 6, 100, 3, 1, 1, false),
+        (3, 11, 130, 3, 2, 1, false),
+    ];
     for (i, &(c, hw, o, k, s, p, implicit_dx)) in cases.iter().enumerate() {
         let n = 3;
         let mut r = rng(40 + i as u64);
@@ -617,10 +622,10 @@ fn implicit_convolutions_match_the_cpu() {
             let launches = rec.take();
             let count = |kernels: &[&str]| launches.iter().filter(|l| kernels.contains(&l.kernel)).count();
             let case = format!("case {i}, relu {relu}");
-            assert_eq!(count(&["tgemm_conv_fwd", "tgemm64_conv_fwd"]), 1, "{case}");
-            assert_eq!(count(&["tgemm64_conv_wgrad"]), 1, "{case}");
+            assert_eq!(count(&["tgemm_conv_fwd", "tgemm64_conv_fwd", "tgemm96_conv_fwd"]), 1, "{case}");
+            assert_eq!(count(&["tgemm64_conv_wgrad", "tgemm96_conv_wgrad"]), 1, "{case}");
             assert_eq!(count(&["im2col"]), 0, "{case}: nothing is unfolded");
-            let implicit = count(&["tgemm_dgrad", "tgemm64_dgrad"]);
+            let implicit = count(&["tgemm_dgrad", "tgemm64_dgrad", "tgemm96_dgrad"]);
             assert_eq!((implicit, count(&["col2im"])), if implicit_dx { (1, 0) } else { (0, 1) }, "{case}");
             let want = run(&tensor::Cpu, [n, c, hw, o, k, s], relu, data);
             for (got, want) in got.iter().zip(&want) {

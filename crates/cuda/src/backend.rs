@@ -990,7 +990,7 @@ impl Backend for Cuda {
         let total = count * geo.c_in * geo.h * geo.w;
         self.launch_sized("col2im", total, &[cols], &mut [dx], &Self::conv_args(geo, first, count)?)
     }
-    /// In TF32, one implicit product (`tgemm_conv_fwd`, see kernels/gemm.cu's Gather): no
+    /// In TF32, one implicit product (`tgemm*_conv_fwd`, see kernels/gemm.cu's Gather): no
     /// column matrix; otherwise composed (im2col, then the product with its epilogue).
     fn conv_forward(
         &self,
@@ -1011,7 +1011,7 @@ impl Backend for Cuda {
         let g = plan::forward_gemm(geo, first, count);
         self.implicit_product(plan::Implicit::Forward, &g, w, b, y, &e, &KernelGather::input(geo)?)
     }
-    /// In TF32, one implicit product (`tgemm64_conv_wgrad`): no column matrix; otherwise
+    /// In TF32, one implicit product (`tgemm64_conv_wgrad` or `tgemm96_conv_wgrad`): no column matrix; otherwise
     /// composed (im2col, then the product).
     fn conv_weight_grad(
         &self,
@@ -1032,7 +1032,7 @@ impl Backend for Cuda {
         let plain = KernelEpilogue::default();
         self.implicit_product(plan::Implicit::WeightGrad, &g, dy, b, dw, &plain, &KernelGather::input(geo)?)
     }
-    /// In TF32 and for stride 1, one implicit product (`tgemm_dgrad`) after a transpose of the
+    /// In TF32 and for stride 1, one implicit product (`tgemm*_dgrad`) after a transpose of the
     /// weights: no column matrix, no col2im; otherwise composed (`W^T dy` into columns, then
     /// col2im).
     fn conv_input_grad(

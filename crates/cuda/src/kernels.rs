@@ -10,7 +10,7 @@ pub(crate) struct Module {
     pub kernels: &'static [&'static str],
 }
 
-/// Whether a kernel runs on TF32 tensor cores (`tgemm_*`, `tgemm64_*`: dynamic shared memory past
+/// Whether a kernel runs on TF32 tensor cores (`tgemm_*`, `tgemm64_*`, `tgemm96_*`: dynamic shared memory past
 /// 48 KiB, which the backend opts them in to).
 pub(crate) fn is_tensor_kernel(name: &str) -> bool {
     name.starts_with("tgemm")
@@ -46,17 +46,26 @@ pub(crate) const MODULES: &[Module] = &[
             "tgemm64_nt",
             "tgemm64_tn",
             "tgemm64_tt",
+            "tgemm96_nn",
+            "tgemm96_nt",
+            "tgemm96_tn",
+            "tgemm96_tt",
             "sgemm_nn_epilogue",
             "sgemm_tn_epilogue",
             "tgemm_nn_epilogue",
             "tgemm_tn_epilogue",
             "tgemm64_nn_epilogue",
             "tgemm64_tn_epilogue",
+            "tgemm96_nn_epilogue",
+            "tgemm96_tn_epilogue",
             "tgemm_conv_fwd",
             "tgemm64_conv_fwd",
             "tgemm64_conv_wgrad",
             "tgemm_dgrad",
             "tgemm64_dgrad",
+            "tgemm96_conv_fwd",
+            "tgemm96_conv_wgrad",
+            "tgemm96_dgrad",
             "sgemm_split_reduce"
         ]
     ),

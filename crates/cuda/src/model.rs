@@ -46,6 +46,8 @@ pub struct Launch {
     pub beside: bool,
     /// Its arithmetic runs on TF32 tensor cores.
     pub tensor: bool,
+    /// A TF32 product's tile height (`plan::tile_rows`: 128, 96 or 64); 0 for other launches.
+    pub rows: usize,
 }
 
 impl Launch {
@@ -62,13 +64,14 @@ impl Launch {
             synchronises: false,
             beside: false,
             tensor: false,
+            rows: 0,
         }
     }
     /// Blocks per SM the launch needs to reach its ceiling (see [`Gpu::predict`]): 8 warps of a
     /// TF32 product, two FP32 product blocks (`plan::saturating_blocks`), four streaming blocks.
     pub fn saturating_blocks(&self) -> usize {
         match (self.flops > 0.0, self.tensor) {
-            (true, true) => plan::saturating_blocks(plan::Arithmetic::Tf32, self.threads as usize / 2),
+            (true, true) => plan::saturating_blocks(plan::Arithmetic::Tf32, self.rows),
             (true, false) => plan::saturating_blocks(plan::Arithmetic::Fp32, 64),
             _ => 4,
         }
@@ -88,6 +91,7 @@ impl Launch {
             synchronises,
             beside: false,
             tensor: false,
+            rows: 0,
         }
     }
 }
@@ -121,7 +125,8 @@ pub struct Gpu {
     pub tf32_tflops: f64,
     /// Our TF32 kernel's share of that peak on a full grid (mma.sync; fragments by ldmatrix from
     /// K-contiguous tiles, by single-float loads from M/N-contiguous ones, each element rounded
-    /// to TF32 on the way; an estimate until measured).
+    /// to TF32 on the way; an estimate until measured), for the 64 x 32 warp tiles of the 128-
+    /// and 64-row kernels; the 96-row kernel's keeps `plan::tile_efficiency` of it.
     pub tgemm_efficiency: f64,
     /// A streaming kernel's share of the copy bandwidth on a full grid.
     pub stream_efficiency: f64,
@@ -184,7 +189,7 @@ impl Gpu {
             blocks / ((blocks / full).ceil() * full)
         };
         let rate = if l.tensor {
-            self.tf32_tflops * self.tgemm_efficiency
+            self.tf32_tflops * self.tgemm_efficiency * plan::tile_efficiency(plan::Arithmetic::Tf32, l.rows)
         } else {
             self.fp32_tflops * self.sgemm_efficiency
         };
@@ -292,6 +297,7 @@ fn product_launches(
     let launch_of = |bytes: usize| Launch {
         issued_flops: issued,
         tensor: arithmetic == plan::Arithmetic::Tf32,
+        rows: if arithmetic == plan::Arithmetic::Tf32 { launch.rows } else { 0 },
         ..Launch::kernel(kernel, launch.config(), g.flops(), (bytes + bias_bytes) as f64)
     };
     if launch.splits == 1 {
@@ -944,7 +950,7 @@ mod tests {
         // as long as the rest (the grid fits the 264 resident blocks, but does not fill them).
         let cfg =
             plan::GemmLaunch { arithmetic: plan::Arithmetic::Tf32, rows: 128, grid: (170, 1, 1), splits: 1 };
-        let tf32 = Launch { tensor: true, ..Launch::kernel("tgemm_nn", cfg.config(), 1e9, 0.0) };
+        let tf32 = Launch { tensor: true, rows: 128, ..Launch::kernel("tgemm_nn", cfg.config(), 1e9, 0.0) };
         let want = 1e9 / (494.7e12 * 0.35 * 170.0 / 264.0);
         assert!((gpu.predict(&tf32) / want - 1.0).abs() < 1e-9);
         // One full wave of 8 x 132 blocks moving 1 GiB.

@@ -62,14 +62,14 @@ pub fn implicit(geo: &ConvGeometry, arithmetic: Arithmetic) -> bool {
     arithmetic == Arithmetic::Tf32 && !geo.is_pointwise()
 }
 
-/// Whether the input gradient of an implicit convolution is itself implicit (`tgemm_dgrad`):
+/// Whether the input gradient of an implicit convolution is itself implicit (`tgemm*_dgrad`):
 /// stride 1, where it is the correlation of dy with the weights, and input channels a multiple
-/// of 64, the product's rows: the implicit product has c_in rows, the explicit one (`W^T dy`
-/// into columns, then `col2im`) c_in * kh * kw, so a ragged c_in (NiN's 96: a 128-row tile a
-/// quarter empty) wastes more of the implicit product than the fold costs (the cost model:
-/// NiN 0.88x with every stride-1 input gradient implicit, 0.90x with these).
+/// of 32, the product's rows, which the 64-, 96- and 128-row tiles then cover with little
+/// padding (NiN conv2's 96 exactly): the implicit product has c_in rows, the explicit one
+/// (`W^T dy` into columns, then `col2im`) c_in * kh * kw, so a ragged c_in (GoogLeNet's 16, 24
+/// and 48-channel 5x5 inputs) wastes more of the implicit product than the fold costs.
 pub fn implicit_input_grad(geo: &ConvGeometry, arithmetic: Arithmetic) -> bool {
-    implicit(geo, arithmetic) && geo.window.stride == (1, 1) && geo.c_in.is_multiple_of(64)
+    implicit(geo, arithmetic) && geo.window.stride == (1, 1) && geo.c_in.is_multiple_of(32)
 }
 
 /// The implicit forward of images `first..first + count` as a product: y (c_out rows,
@@ -100,29 +100,33 @@ pub fn input_grad_gemm(geo: &ConvGeometry, first: usize, count: usize) -> Gemm {
 /// An implicit convolution product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Implicit {
-    /// The forward (`tgemm_conv_fwd`), through the convolution's epilogue.
+    /// The forward (`tgemm*_conv_fwd`), through the convolution's epilogue.
     Forward,
-    /// The weight gradient (`tgemm64_conv_wgrad`, 64-row tiles only).
+    /// The weight gradient (`tgemm64_conv_wgrad`, `tgemm96_conv_wgrad`: no 128-row tile).
     WeightGrad,
-    /// The stride-1 input gradient (`tgemm_dgrad`).
+    /// The stride-1 input gradient (`tgemm*_dgrad`).
     InputGrad,
 }
 
-/// The launch of an implicit product `g`: as [`gemm`]'s (split-k for small outputs), but for the
-/// weight gradient, whose kernel has only 64-row tiles.
+/// The launch of an implicit product `g`: as [`gemm`]'s (tile height and split-k by
+/// [`tile_rows`]), but for the weight gradient, whose kernel has no 128-row tile (it spilled).
 pub fn implicit_gemm(g: &Gemm, multiprocessors: usize, product: Implicit) -> GemmLaunch {
-    let rows = if product == Implicit::WeightGrad { 64 } else { Arithmetic::Tf32.rows(g.m) };
+    let heights: &[usize] = if product == Implicit::WeightGrad { &[96, 64] } else { &TF32_ROWS };
+    let rows = tile_rows(g, multiprocessors, Arithmetic::Tf32, heights);
     gemm_with_rows(g, multiprocessors, Arithmetic::Tf32, rows)
 }
 
 /// The kernel of an implicit product for its launch's tile height.
 pub fn implicit_kernel(product: Implicit, launch: &GemmLaunch) -> &'static str {
-    match (product, launch.short()) {
-        (Implicit::Forward, false) => "tgemm_conv_fwd",
-        (Implicit::Forward, true) => "tgemm64_conv_fwd",
+    match (product, launch.rows) {
+        (Implicit::Forward, 64) => "tgemm64_conv_fwd",
+        (Implicit::Forward, 96) => "tgemm96_conv_fwd",
+        (Implicit::Forward, _) => "tgemm_conv_fwd",
+        (Implicit::WeightGrad, 96) => "tgemm96_conv_wgrad",
         (Implicit::WeightGrad, _) => "tgemm64_conv_wgrad",
-        (Implicit::InputGrad, false) => "tgemm_dgrad",
-        (Implicit::InputGrad, true) => "tgemm64_dgrad",
+        (Implicit::InputGrad, 64) => "tgemm64_dgrad",
+        (Implicit::InputGrad, 96) => "tgemm96_dgrad",
+        (Implicit::InputGrad, _) => "tgemm_dgrad",
     }
 }
 
@@ -154,27 +158,18 @@ pub enum Arithmetic {
     Fp32,
     /// `tgemm_*`: TF32 tensor cores (mma.sync m16n8k8), a 128 x 128 tile per 256-thread block,
     /// k in slices of 32 through a 3-stage cp.async ring in dynamic shared memory; `tgemm64_*`
-    /// the same on 64 x 128 tiles of 128 threads, for products of few rows ([`Arithmetic::rows`]).
+    /// and `tgemm96_*` the same on 64 x 128 tiles of 128 threads and 96 x 128 tiles of 256, for
+    /// products of few or ragged rows ([`tile_rows`]).
     Tf32,
 }
 
 impl Arithmetic {
-    /// Columns of C one block computes (and rows, but for the TF32 kernel's 64-row tiles).
+    /// Columns of C one block computes (and rows, but for the TF32 kernels' 64- and 96-row
+    /// tiles: [`tile_rows`]).
     pub fn tile(self) -> usize {
         match self {
             Arithmetic::Fp32 => 64,
             Arithmetic::Tf32 => 128,
-        }
-    }
-    /// Rows of C one block computes for a product of `m` rows: the tile's, but for TF32 where
-    /// 64-row tiles leave fewer rows empty than 128-row ones (m mod 128 in 1..=64: a 16- to
-    /// 64-channel convolution's forward and weight gradient, half to seven eighths of a 128-row
-    /// tile empty). Each of the 64-row kernel's four warps computes the same 64 x 32 part as the
-    /// 128-row kernel's eight, so the work a product issues shrinks with its padding.
-    pub fn rows(self, m: usize) -> usize {
-        match self {
-            Arithmetic::Tf32 if (1..=64).contains(&(m % 128)) => 64,
-            _ => self.tile(),
         }
     }
     /// k per shared-memory slice (the unit a split-k part is counted in).
@@ -195,12 +190,36 @@ impl Arithmetic {
 }
 
 /// kernels/gemm.cu's `TShape<ROWS>::SHARED_BYTES`: three stages of A's `rows` x 36-float tile
-/// and B's 128 x 36 (108 KiB for 128 rows, 81 KiB for 64).
+/// and B's 128 x 36 (108 KiB for 128 rows, 94.5 KiB for 96, 81 KiB for 64).
 pub const fn tgemm_shared_bytes(rows: usize) -> u32 {
     (3 * (rows + 128) * 36 * 4) as u32
 }
-/// Threads of an FP32 GEMM block and of a 128-row TF32 one (a 64-row TF32 block has half).
+/// Threads of an FP32 GEMM block and of a 128- or 96-row TF32 one (a 64-row TF32 block has half).
 pub const GEMM_THREADS: u32 = 256;
+/// kernels/gemm.cu's `TShape<ROWS>::THREADS`: 8 warps (2 x 4) for 128 and 96 rows, 4 (1 x 4) for
+/// 64.
+pub const fn tgemm_threads(rows: usize) -> u32 {
+    if rows <= 64 {
+        GEMM_THREADS / 2
+    } else {
+        GEMM_THREADS
+    }
+}
+/// The TF32 tile heights there are kernels for, the preferred first (on equal time, fewer and
+/// larger blocks).
+pub const TF32_ROWS: [usize; 3] = [128, 96, 64];
+
+/// The share of the TF32 kernels' assumed speed a tile height keeps (the cost model's, and the
+/// tile choice's): 1 for the 64 x 32 warp tiles of the 128- and 64-row kernels; 0.9 for the
+/// 96-row kernel's 48 x 32, whose warps load 5 fragments by ldmatrix per 12 mma.sync instead of 6
+/// per 16 (shared-memory reads per product a ninth higher). A guess until a GPU measures it.
+pub fn tile_efficiency(arithmetic: Arithmetic, rows: usize) -> f64 {
+    if arithmetic == Arithmetic::Tf32 && rows == 96 {
+        0.9
+    } else {
+        1.0
+    }
+}
 /// A split part covers at least this many slices: shorter parts cost more in workspace traffic
 /// than their blocks add.
 const MIN_SLICES_PER_PART: usize = 4;
@@ -213,7 +232,7 @@ const MAX_SPLITS: usize = 512;
 pub struct GemmLaunch {
     /// The kernel family: FP32 or TF32 tensor cores.
     pub arithmetic: Arithmetic,
-    /// Rows of C a block computes ([`Arithmetic::rows`]).
+    /// Rows of C a block computes ([`tile_rows`]).
     pub rows: usize,
     /// (column tiles of C, row tiles of C, z): z is the split parts, or the batch items (at
     /// most 65,535; the kernel strides over the rest), or 1 for a batch summed into one C.
@@ -233,16 +252,12 @@ impl GemmLaunch {
         };
         LaunchConfig { grid_dim: self.grid, block_dim: (self.threads(), 1, 1), shared_mem_bytes }
     }
-    /// Threads a block: [`GEMM_THREADS`], or two a row of a 64-row TF32 tile (4 warps).
+    /// Threads a block: [`GEMM_THREADS`], or 128 for a 64-row TF32 tile ([`tgemm_threads`]).
     pub fn threads(&self) -> u32 {
         match self.arithmetic {
             Arithmetic::Fp32 => GEMM_THREADS,
-            Arithmetic::Tf32 => 2 * self.rows as u32,
+            Arithmetic::Tf32 => tgemm_threads(self.rows),
         }
-    }
-    /// Whether this is the 64-row TF32 kernel (`tgemm64_*`).
-    pub fn short(&self) -> bool {
-        self.arithmetic == Arithmetic::Tf32 && self.rows == 64
     }
     /// Blocks in the grid.
     pub fn blocks(&self) -> usize {
@@ -252,33 +267,33 @@ impl GemmLaunch {
 
 /// The kernel for a product's layout and launch.
 pub fn gemm_kernel(g: &Gemm, launch: &GemmLaunch) -> &'static str {
-    match (launch.arithmetic, launch.short(), g.trans_a, g.trans_b) {
-        (Arithmetic::Fp32, _, false, false) => "sgemm_nn",
-        (Arithmetic::Fp32, _, false, true) => "sgemm_nt",
-        (Arithmetic::Fp32, _, true, false) => "sgemm_tn",
-        (Arithmetic::Fp32, _, true, true) => "sgemm_tt",
-        (Arithmetic::Tf32, false, false, false) => "tgemm_nn",
-        (Arithmetic::Tf32, false, false, true) => "tgemm_nt",
-        (Arithmetic::Tf32, false, true, false) => "tgemm_tn",
-        (Arithmetic::Tf32, false, true, true) => "tgemm_tt",
-        (Arithmetic::Tf32, true, false, false) => "tgemm64_nn",
-        (Arithmetic::Tf32, true, false, true) => "tgemm64_nt",
-        (Arithmetic::Tf32, true, true, false) => "tgemm64_tn",
-        (Arithmetic::Tf32, true, true, true) => "tgemm64_tt",
-    }
+    const FP32: [&str; 4] = ["sgemm_nn", "sgemm_nt", "sgemm_tn", "sgemm_tt"];
+    const TF32: [&str; 4] = ["tgemm_nn", "tgemm_nt", "tgemm_tn", "tgemm_tt"];
+    const TF32_64: [&str; 4] = ["tgemm64_nn", "tgemm64_nt", "tgemm64_tn", "tgemm64_tt"];
+    const TF32_96: [&str; 4] = ["tgemm96_nn", "tgemm96_nt", "tgemm96_tn", "tgemm96_tt"];
+    let names = match (launch.arithmetic, launch.rows) {
+        (Arithmetic::Fp32, _) => &FP32,
+        (Arithmetic::Tf32, 64) => &TF32_64,
+        (Arithmetic::Tf32, 96) => &TF32_96,
+        (Arithmetic::Tf32, _) => &TF32,
+    };
+    names[2 * g.trans_a as usize + g.trans_b as usize]
 }
 
 /// The kernel of a product with a convolution's epilogue (`Backend::gemm_epilogue`): NN (a
 /// convolution's forward) or TN (a 1x1 convolution's input gradient, `W^T dy` stored as NCHW),
 /// the layouts built with it.
 pub fn gemm_epilogue_kernel(launch: &GemmLaunch, trans_a: bool) -> &'static str {
-    match (launch.arithmetic, launch.short(), trans_a) {
-        (Arithmetic::Fp32, _, false) => "sgemm_nn_epilogue",
-        (Arithmetic::Fp32, _, true) => "sgemm_tn_epilogue",
-        (Arithmetic::Tf32, false, false) => "tgemm_nn_epilogue",
-        (Arithmetic::Tf32, false, true) => "tgemm_tn_epilogue",
-        (Arithmetic::Tf32, true, false) => "tgemm64_nn_epilogue",
-        (Arithmetic::Tf32, true, true) => "tgemm64_tn_epilogue",
+    let [nn, tn] = match (launch.arithmetic, launch.rows) {
+        (Arithmetic::Fp32, _) => ["sgemm_nn_epilogue", "sgemm_tn_epilogue"],
+        (Arithmetic::Tf32, 64) => ["tgemm64_nn_epilogue", "tgemm64_tn_epilogue"],
+        (Arithmetic::Tf32, 96) => ["tgemm96_nn_epilogue", "tgemm96_tn_epilogue"],
+        (Arithmetic::Tf32, _) => ["tgemm_nn_epilogue", "tgemm_tn_epilogue"],
+    };
+    if trans_a {
+        tn
+    } else {
+        nn
     }
 }
 
@@ -298,23 +313,64 @@ pub fn fuses_rows(g: &Gemm, blocks: &[usize]) -> bool {
 /// summed into one C) may instead be split along its sum (items and k) into parts, each at
 /// least four slices long, whose raw sums a second launch adds (`split_parts`).
 pub fn gemm(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic) -> GemmLaunch {
-    gemm_with_rows(g, multiprocessors, arithmetic, arithmetic.rows(g.m))
+    gemm_with_rows(g, multiprocessors, arithmetic, tile_rows(g, multiprocessors, arithmetic, &TF32_ROWS))
+}
+
+/// The tile height of a product: the FP32 kernel's 64; in TF32 the one of `heights` under which
+/// the product takes the least time as the cost model counts it (its busiest SM's tiles at the
+/// height's [`tile_efficiency`], with the split-k [`gemm`] would choose for it), the first of
+/// them unless a later one saves at least 5 % of that time (as a split must). So a ragged row count
+/// takes the tile it wastes least (96 rows for NiN's 96 channels, 64 for GoogLeNet's 16 to 64,
+/// 128-row tiles half empty either way), and a grid whose last round of 128-row tiles would
+/// leave SMs idle may take more, lower tiles (NiN conv3's 384 x 18,432 forward: 432 tiles of
+/// 128 rows, 4 on the busiest SM for 3.3 on average, or 864 of 64 rows, 7 for 6.5: an eighth
+/// less).
+pub fn tile_rows(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic, heights: &[usize]) -> usize {
+    if arithmetic == Arithmetic::Fp32 {
+        return arithmetic.tile();
+    }
+    let mut best = (f64::INFINITY, arithmetic.tile());
+    for &rows in heights {
+        let time = gemm_time(g, multiprocessors, arithmetic, rows).1;
+        // A height after the first must save SPLIT_GAIN: a few percent of a last round is
+        // within what the model cannot tell apart (and the larger tile reads less per FLOP).
+        let gain = if best.0.is_finite() { SPLIT_GAIN } else { 0.0 };
+        if time < best.0 * (1.0 - gain) {
+            best = (time, rows);
+        }
+    }
+    best.1
 }
 
 /// [`gemm`] on tiles of `rows` rows.
 fn gemm_with_rows(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic, rows: usize) -> GemmLaunch {
     let tiles = (g.n.div_ceil(arithmetic.tile()) as u32, g.m.div_ceil(rows) as u32);
     let summed = g.c_stride == 0 && g.batch > 1;
-    if summed || g.batch == 1 {
-        let steps = if summed { g.batch } else { 1 } * g.k.div_ceil(arithmetic.slice());
-        let splits = split_parts(g, multiprocessors, arithmetic, rows, steps);
-        if splits > 1 {
-            return GemmLaunch { arithmetic, rows, grid: (tiles.0, tiles.1, splits as u32), splits };
-        }
+    let splits = gemm_time(g, multiprocessors, arithmetic, rows).0;
+    if splits > 1 {
+        return GemmLaunch { arithmetic, rows, grid: (tiles.0, tiles.1, splits as u32), splits };
     }
     // The kernel walks the batch in steps of gridDim.z, so z is clamped to the hardware limit.
     let z = if summed { 1 } else { g.batch.min(65_535) as u32 };
     GemmLaunch { arithmetic, rows, grid: (tiles.0, tiles.1, z), splits: 1 }
+}
+
+/// The split-k parts of a product on tiles of `rows` rows (1: none; only a single product or a
+/// batch summed into one C is split, by [`split_parts`]) and its time in the units
+/// [`split_parts`] weighs (FLOPs at the arithmetic's full rate on every SM).
+fn gemm_time(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic, rows: usize) -> (usize, f64) {
+    let summed = g.c_stride == 0 && g.batch > 1;
+    let slices = g.k.div_ceil(arithmetic.slice());
+    if summed || g.batch == 1 {
+        let steps = if summed { g.batch } else { 1 } * slices;
+        return split_parts(g, multiprocessors, arithmetic, rows, steps);
+    }
+    // One block per tile and item.
+    let sms = multiprocessors.max(1);
+    let blocks = g.n.div_ceil(arithmetic.tile()) * g.m.div_ceil(rows) * g.batch;
+    let busiest = blocks.div_ceil(sms).max(saturating_blocks(arithmetic, rows));
+    let tile = 2.0 * (rows * arithmetic.tile() * slices * arithmetic.slice()) as f64;
+    (1, busiest as f64 * tile * sms as f64 / tile_efficiency(arithmetic, rows))
 }
 
 /// A GPU's arithmetic per byte of memory traffic at which a product and a pass over memory take
@@ -334,10 +390,10 @@ const LAUNCH_BYTES: f64 = 7e6;
 const SPLIT_GAIN: f64 = 0.05;
 
 /// Blocks of a product that an SM needs to reach its ceiling (the cost model's): 8 warps of
-/// TF32 `mma.sync` (one 128-row block, two 64-row ones), two FP32 blocks.
+/// TF32 `mma.sync` (one 128- or 96-row block, two 64-row ones), two FP32 blocks.
 pub fn saturating_blocks(arithmetic: Arithmetic, rows: usize) -> usize {
     match arithmetic {
-        Arithmetic::Tf32 => (128 / rows).max(1),
+        Arithmetic::Tf32 => (GEMM_THREADS / tgemm_threads(rows)) as usize,
         Arithmetic::Fp32 => 2,
     }
 }
@@ -350,17 +406,22 @@ pub fn saturating_blocks(arithmetic: Arithmetic, rows: usize) -> usize {
 /// (a second launch). The parts are chosen for the least time so counted, if that saves at least
 /// [`SPLIT_GAIN`]: NiN conv2's weight gradient in TF32 (2 x 19 tiles of 128) takes 24 parts
 /// (912 blocks: 7 on the busiest SMs, 6.9 on average), NiN conv3's implicit input gradient
-/// (288 tiles: 3 on the busiest SMs for 2.2 on average) 4 (9 for 8.7).
-fn split_parts(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic, rows: usize, steps: usize) -> usize {
+/// (288 tiles: 3 on the busiest SMs for 2.2 on average) 4 (9 for 8.7). Returns the parts and
+/// the product's time with them, in FLOPs at the full rate of every SM.
+fn split_parts(
+    g: &Gemm,
+    multiprocessors: usize,
+    arithmetic: Arithmetic,
+    rows: usize,
+    steps: usize,
+) -> (usize, f64) {
     let sms = multiprocessors.max(1);
     let tiles = g.n.div_ceil(arithmetic.tile()) * g.m.div_ceil(rows);
     let most = (steps / MIN_SLICES_PER_PART).min(MAX_SPLITS);
-    if tiles == 0 || most < 2 {
-        return 1;
-    }
     let saturating = saturating_blocks(arithmetic, rows);
     // A tile's whole sum, in FLOPs; everything below in FLOPs at the GPU's rate.
-    let tile = 2.0 * (rows * arithmetic.tile() * steps * arithmetic.slice()) as f64;
+    let tile = 2.0 * (rows * arithmetic.tile() * steps * arithmetic.slice()) as f64
+        / tile_efficiency(arithmetic, rows);
     let time = |s: usize| {
         let busiest = (tiles * s).div_ceil(sms).max(saturating) as f64;
         let product = busiest * tile / s as f64 * sms as f64;
@@ -372,11 +433,14 @@ fn split_parts(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic, rows: u
         };
         product + reduce
     };
+    if tiles == 0 || most < 2 {
+        return (1, time(1));
+    }
     let best = (2..=most).min_by(|&a, &b| time(a).total_cmp(&time(b))).unwrap_or(1);
     if time(best) < (1.0 - SPLIT_GAIN) * time(1) {
-        best
+        (best, time(best))
     } else {
-        1
+        (1, time(1))
     }
 }
 
@@ -487,29 +551,49 @@ mod tests {
         assert_eq!(gemm(&many, H100_SMS, Arithmetic::Fp32).grid.2, 65_535);
     }
 
-    /// TF32 products with at most 64 rows past a multiple of 128 take the 64-row kernel (128
-    /// threads, 81 KiB of shared memory, twice the row tiles); the others the 128-row one; FP32
-    /// keeps its 64 x 64 tile whatever the rows.
+    /// TF32 tile heights follow the cost model's time: a ragged row count takes the tile it
+    /// wastes least (96 rows for 96 channels, 64 for 48 or 64), a grid whose last round of
+    /// 128-row tiles would leave SMs idle takes 64-row tiles when that saves an eighth (NiN
+    /// conv3's forward), and 128-row tiles stay where the saving is under 5 % (NiN conv2's
+    /// forward). Each height has its kernels, threads and shared memory; FP32 keeps its 64 x 64
+    /// tile whatever the rows.
     #[test]
     fn tf32_tiles_follow_the_rows() {
-        for (m, rows) in
-            [(1, 64), (16, 64), (64, 64), (65, 128), (128, 128), (129, 64), (192, 64), (193, 128), (832, 64)]
-        {
-            let g = Gemm::new(false, false, m, 18432, 400);
+        for (m, n, k, rows) in [
+            (96, 373_248, 121, 96),
+            (96, 373_248, 96, 96),
+            (64, 18_432, 400, 64),
+            (48, 18_432, 400, 64),
+            (384, 18_432, 2304, 64),
+            (256, 86_528, 2400, 128),
+            (1024, 86_528, 400, 128),
+        ] {
+            let g = Gemm::new(false, false, m, n, k);
             let l = gemm(&g, H100_SMS, Arithmetic::Tf32);
-            assert_eq!(l.rows, rows, "m = {m}");
+            assert_eq!((l.rows, l.splits), (rows, 1), "{m} x {n} x {k}");
             assert_eq!(l.grid.1 as usize, m.div_ceil(rows), "m = {m}");
             let cfg = l.config();
-            let short = rows == 64;
-            assert_eq!(cfg.block_dim.0, if short { 128 } else { 256 });
-            assert_eq!(cfg.shared_mem_bytes, if short { 82944 } else { 110592 });
-            assert_eq!(gemm_kernel(&g, &l), if short { "tgemm64_nn" } else { "tgemm_nn" });
-            assert_eq!(
-                gemm_epilogue_kernel(&l, true),
-                if short { "tgemm64_tn_epilogue" } else { "tgemm_tn_epilogue" }
-            );
+            let (threads, shared, nn, tn) = match rows {
+                64 => (128, 82944, "tgemm64_nn", "tgemm64_tn_epilogue"),
+                96 => (256, 96768, "tgemm96_nn", "tgemm96_tn_epilogue"),
+                _ => (256, 110592, "tgemm_nn", "tgemm_tn_epilogue"),
+            };
+            assert_eq!((cfg.block_dim.0, cfg.shared_mem_bytes), (threads, shared), "m = {m}");
+            assert_eq!((gemm_kernel(&g, &l), gemm_epilogue_kernel(&l, true)), (nn, tn));
             let fp32 = gemm(&g, H100_SMS, Arithmetic::Fp32);
             assert_eq!((fp32.rows, fp32.config().block_dim.0, gemm_kernel(&g, &fp32)), (64, 256, "sgemm_nn"));
+        }
+        // The implicit weight gradient has no 128-row kernel: NiN conv1's (96 rows) takes 96,
+        // conv2's (256) 64.
+        let geo = |c, hw, o, k, s, p| {
+            ConvGeometry::new(128, c, hw, hw, o, tensor::Window::square(k, s, p)).unwrap()
+        };
+        for (geo, rows, kernel) in [
+            (geo(1, 224, 96, 11, 4, 0), 96, "tgemm96_conv_wgrad"),
+            (geo(96, 26, 256, 5, 1, 2), 64, "tgemm64_conv_wgrad"),
+        ] {
+            let l = implicit_gemm(&weight_grad_gemm(&geo, 128, 0.0), H100_SMS, Implicit::WeightGrad);
+            assert_eq!((l.rows, implicit_kernel(Implicit::WeightGrad, &l)), (rows, kernel));
         }
     }
 
@@ -548,7 +632,7 @@ mod tests {
     /// rest. In FP32 im2col runs in chunks of up to 64 Mi column values (NiN conv2 at batch 128:
     /// 41 images a chunk) and keeps them for the weight gradient where they fit; in TF32 a
     /// kernel larger than 1x1 takes the implicit products (no columns), the input gradient too
-    /// for stride 1 and input channels a multiple of 64.
+    /// for stride 1 and input channels a multiple of 32.
     #[test]
     fn conv_plans() {
         use tensor::Window;
@@ -572,8 +656,10 @@ mod tests {
             (p.algorithm, p.keep_columns, p.implicit, p.implicit_input_grad)
         };
         let im2col = ConvAlgorithm::Im2col;
-        // NiN conv2: 96 input channels, its input gradient folded back.
-        assert_eq!(tf32(&conv2), (im2col, false, true, false));
+        // NiN conv2: 96 input channels, its input gradient implicit too (96-row tiles);
+        // GoogLeNet's 5x5 on 16 channels folds it back.
+        assert_eq!(tf32(&conv2), (im2col, false, true, true));
+        assert_eq!(tf32(&geo(16, 12, 32, 5, 1, 2)), (im2col, false, true, false));
         // NiN conv3 (256 channels, stride 1) all implicit; conv1 (stride 4) but its input gradient.
         assert_eq!(tf32(&geo(256, 12, 384, 3, 1, 1)), (im2col, false, true, true));
         assert_eq!(tf32(&geo(64, 224, 96, 11, 4, 0)), (im2col, false, true, false));
