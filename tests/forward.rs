@@ -267,6 +267,126 @@ fn conv2d_relu_matches_relu_of_conv<B: Backend>(b: &B) {
     }
 }
 
+/// The fused `conv2d_relu_max_pool` against `max_pool2d(relu(conv2d))`: output and every
+/// gradient, on the 1x1 direct path (16x16 plane), im2col (strided, padded, odd sizes) and
+/// Winograd (3x3, stride 1), under overlapping windows (3x3 stride 2, where one value can win
+/// two windows), a padded window, and whole windows of cut values (a bias of -2, so every
+/// pooled value of some windows is 0 and their gradient must vanish). The output and input and
+/// weight gradients are the same bits (the same sums through the same arg-max); the bias
+/// gradient is summed in another order.
+fn conv2d_relu_max_pool_matches_the_three_ops<B: Backend>(b: &B) {
+    let cases = [
+        (3, 5, 16, 16, 7, 1, 1, 0, Window::square(3, 2, 0)),
+        (4, 3, 13, 11, 5, 3, 2, 1, Window::square(3, 2, 1)),
+        (2, 9, 8, 8, 10, 3, 1, 1, Window::square(2, 2, 0)),
+        (2, 2, 9, 9, 3, 5, 1, 2, Window::new((3, 2), (1, 2), (1, 0))),
+    ];
+    for (i, &(n, c, h, w, o, k, s, p, pool)) in cases.iter().enumerate() {
+        let mut r = rng(90 + i as u64);
+        let (xs, ws) = (random(&mut r, n * c * h * w), random(&mut r, o * c * k * k));
+        // Half the channels biased down far enough that whole windows are cut.
+        let bs: Vec<f32> = (0..o).map(|j| if j % 2 == 0 { -2.0 } else { 0.1 * j as f32 }).collect();
+        let run = |fused: bool| -> tensor::Result<Vec<Vec<f32>>> {
+            let (x, wt, bias) =
+                (param(b, &[n, c, h, w], &xs), param(b, &[o, c, k, k], &ws), param(b, &[o], &bs));
+            let y = if fused {
+                ops::conv2d_relu_max_pool(&x, &wt, Some(&bias), (s, s), (p, p), pool)?
+            } else {
+                ops::max_pool2d(&ops::relu(&ops::conv2d(&x, &wt, Some(&bias), (s, s), (p, p))?)?, pool)?
+            };
+            let dy = random(&mut rng(99), y.shape().numel());
+            y.backward_with(tensor(b, y.shape().dims(), &dy))?;
+            Ok(vec![
+                y.value().to_vec()?,
+                x.grad().unwrap().to_vec()?,
+                wt.grad().unwrap().to_vec()?,
+                bias.grad().unwrap().to_vec()?,
+            ])
+        };
+        let (fused, plain) = (run(true).unwrap(), run(false).unwrap());
+        assert!(
+            fused[0].contains(&0.0) && fused[0].iter().any(|&v| v > 0.0),
+            "case {i}: some pooled values should be cut"
+        );
+        for (what, (got, want)) in ["y", "dx", "dw"].iter().zip(fused.iter().zip(&plain)) {
+            assert_eq!(got, want, "case {i} {what}");
+        }
+        assert_close(&fused[3], &plain[3], 1e-6);
+    }
+    // The same checks as the convolution's: a pooling window larger than the output is an error.
+    let (x, wt) = (param(b, &[1, 1, 4, 4], &[0.5; 16]), param(b, &[1, 1, 3, 3], &[1.0; 9]));
+    expect_err(ops::conv2d_relu_max_pool(&x, &wt, None, (1, 1), (0, 0), Window::square(3, 1, 0)), &["3"]);
+}
+
+/// A `Sequential` fuses a convolution, its ReLU and the max pooling after them into
+/// `conv2d_relu_max_pool`, also across a nested block that ends in the convolution and the ReLU
+/// (NiN's blocks and pools), and computes what its layers one by one compute: the same output
+/// and parameter gradients. A ReLU or a pooling alone is not fused.
+fn sequential_fuses_relu_and_max_pool<B: Backend>(b: &B) {
+    use layers::{Conv2d, MaxPool2d, Mode, Module, Relu, Sequential, WeightInit};
+    let pool = || MaxPool2d(Window::square(3, 2, 0));
+    let net = |r: &mut rand::rngs::StdRng| -> tensor::Result<Sequential<B>> {
+        let init = WeightInit::XavierUniform;
+        Ok(Sequential::new()
+            .add(
+                Sequential::new()
+                    .add(Conv2d::new(b, 2, 6, 3, 1, 1, init, r)?)
+                    .add(Relu)
+                    .add(Conv2d::new(b, 6, 5, 1, 1, 0, init, r)?)
+                    .add(Relu),
+            )
+            .add(pool())
+            .add(Conv2d::new(b, 5, 4, 3, 1, 1, init, r)?)
+            .add(Relu)
+            .add(pool())
+            .add(pool()))
+    };
+    let fused_net = net(&mut rng(5)).unwrap();
+    let plain_net = net(&mut rng(5)).unwrap();
+    let xs = random(&mut rng(6), 2 * 2 * 23 * 23);
+    let x = tensor(b, &[2, 2, 23, 23], &xs);
+    let y = fused_net.forward(&Var::constant(x.clone()), &mut Mode::eval()).unwrap();
+    assert_eq!(y.op(), Some("max_pool2d"), "the last pool follows a pool: not fused");
+    // Layer by layer, through the modules' own unfused forwards.
+    let mut h = Var::constant(x);
+    let mut mode = Mode::eval();
+    for (_, layer) in plain_net.children() {
+        if layer.children().is_empty() {
+            h = layer.forward(&h, &mut mode).unwrap();
+        } else {
+            for (_, inner) in layer.children() {
+                h = inner.forward(&h, &mut mode).unwrap();
+            }
+        }
+    }
+    assert_eq!(y.value().to_vec().unwrap(), h.value().to_vec().unwrap());
+    let dy = random(&mut rng(7), y.shape().numel());
+    y.backward_with(tensor(b, y.shape().dims(), &dy)).unwrap();
+    h.backward_with(tensor(b, h.shape().dims(), &dy)).unwrap();
+    for ((name, p), (_, q)) in fused_net.parameters().iter().zip(plain_net.parameters()) {
+        let (got, want) = (p.grad().unwrap().to_vec().unwrap(), q.grad().unwrap().to_vec().unwrap());
+        if name.ends_with("bias") {
+            assert_close(&got, &want, 1e-6);
+        } else {
+            assert_eq!(got, want, "{name}");
+        }
+    }
+    // The fused ops are in the graph: the first pool's input is the block's fused op.
+    let block_then_pool = Sequential::new()
+        .add(
+            Sequential::new()
+                .add(Conv2d::new(b, 2, 3, 3, 1, 1, WeightInit::XavierUniform, &mut rng(8)).unwrap())
+                .add(Relu),
+        )
+        .add(pool());
+    let x = Var::constant(tensor(b, &[1, 2, 9, 9], &xs[..162]));
+    assert_eq!(block_then_pool.forward(&x, &mut Mode::eval()).unwrap().op(), Some("conv2d_relu_max_pool"));
+    let no_relu = Sequential::new()
+        .add(Conv2d::new(b, 2, 3, 3, 1, 1, WeightInit::XavierUniform, &mut rng(8)).unwrap())
+        .add(pool());
+    assert_eq!(no_relu.forward(&x, &mut Mode::eval()).unwrap().op(), Some("max_pool2d"));
+}
+
 /// `conv2d_relu_shared` against one `conv2d_relu` per weight: every output and gradient, on
 /// the 1x1 direct path (16x16 planes), the 1x1 im2col path (6x6) and a strided, padded 3x3; one
 /// convolution without a bias; and once with an output no consumer uses.
@@ -701,6 +821,8 @@ backend_tests!(
     pointwise_path_matches_im2col,
     winograd_matches_im2col,
     conv2d_relu_matches_relu_of_conv,
+    conv2d_relu_max_pool_matches_the_three_ops,
+    sequential_fuses_relu_and_max_pool,
     conv2d_relu_shared_matches_separate_convs,
     wrong_input_is_an_error,
     concat_and_split_channels,

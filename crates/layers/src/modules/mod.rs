@@ -12,7 +12,7 @@ pub use pool::{AvgPool2d, GlobalAvgPool2d, MaxPool2d};
 pub use sequential::{Relu, Sequential};
 
 use autograd::Var;
-use tensor::{Backend, Result};
+use tensor::{Backend, Result, Window};
 
 /// Train or eval, and the counter-based source of dropout seeds (its state is two integers, so
 /// a checkpoint can store it and a resumed run draws the same masks).
@@ -77,6 +77,26 @@ pub trait Module<B: Backend>: Send + Sync {
     }
     /// `relu(forward(x))` computed as one op, or `None` when this layer has no fused form.
     fn forward_relu(&self, _x: &Var<B>, _mode: &mut Mode) -> Result<Option<Var<B>>> {
+        Ok(None)
+    }
+    /// The window of a max-pooling layer, which the layers before it may fuse
+    /// (`forward_relu_max_pool`, `forward_max_pool`); `None` for any other layer.
+    fn max_pool_window(&self) -> Option<Window> {
+        None
+    }
+    /// Whether [`Module::forward_relu_max_pool`] has a fused form (decided before anything runs).
+    fn fuses_relu_max_pool(&self) -> bool {
+        false
+    }
+    /// `max_pool2d(relu(forward(x)), pool)` computed as one op, or `None` when this layer has no
+    /// fused form ([`Module::fuses_relu_max_pool`]).
+    fn forward_relu_max_pool(&self, _x: &Var<B>, _pool: Window, _mode: &mut Mode) -> Result<Option<Var<B>>> {
+        Ok(None)
+    }
+    /// `max_pool2d(forward(x), pool)` with the pooling fused into this layer's last op, or
+    /// `None` when there is no such form (a [`Sequential`] ending in a convolution and a ReLU
+    /// has one).
+    fn forward_max_pool(&self, _x: &Var<B>, _pool: Window, _mode: &mut Mode) -> Result<Option<Var<B>>> {
         Ok(None)
     }
 }

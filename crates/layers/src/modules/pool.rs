@@ -23,6 +23,9 @@ impl<B: Backend> Module<B> for MaxPool2d {
     fn describe(&self) -> String {
         describe_window("MaxPool2d", &self.0)
     }
+    fn max_pool_window(&self) -> Option<Window> {
+        Some(self.0)
+    }
 }
 
 impl<B: Backend> Module<B> for AvgPool2d {

@@ -12,7 +12,8 @@ use super::ConvGrads;
 use autograd::Var;
 use tensor::winograd::output_tile;
 use tensor::{
-    bail, Backend, ConvAlgorithm, ConvGeometry, ConvPlan, Epilogue, Gemm, Result, RowsOut, Tensor, Window,
+    bail, Backend, ConvAlgorithm, ConvGeometry, ConvPlan, Epilogue, Gemm, PoolGeometry, Result, RowsOut,
+    Tensor, Window,
 };
 
 /// Which algorithm computes a convolution ([`conv2d_with`]). All compute the same function, up
@@ -176,8 +177,22 @@ pub fn conv2d_relu<B: Backend>(
     conv2d_impl(x, weight, bias, stride, padding, ConvAlgo::Auto, true)
 }
 
+/// What a convolution's backward products need, as its forward (`compute`) leaves it.
+struct Computed<B: Backend> {
+    geo: ConvGeometry,
+    plan: Plan<B>,
+    x: Tensor<B>,
+    w: Tensor<B>,
+    /// Winograd's transformed weights and kept input tiles.
+    filter: Option<(B::Storage, Option<B::Storage>)>,
+    /// The im2col columns kept for the weight gradient (`ConvPlan::keep_columns`).
+    columns: Option<Vec<B::Storage>>,
+}
+
+/// A convolution's forward (the plan's products, then the bias and ReLU if asked, in the
+/// products' store or a pass after Winograd): its output, and what its backward needs.
 #[allow(clippy::too_many_arguments)]
-fn conv2d_impl<B: Backend>(
+fn compute<B: Backend>(
     x: &Var<B>,
     weight: &Var<B>,
     bias: Option<&Var<B>>,
@@ -185,7 +200,7 @@ fn conv2d_impl<B: Backend>(
     padding: (usize, usize),
     algo: ConvAlgo,
     relu: bool,
-) -> Result<Var<B>> {
+) -> Result<(Tensor<B>, Computed<B>)> {
     let (xs, ws) = (x.shape(), weight.shape());
     let [n, c, h, w] = xs.nchw("conv2d input")?;
     let [o, wc, kh, kw] = ws.nchw("conv2d weight")?;
@@ -216,12 +231,49 @@ fn conv2d_impl<B: Backend>(
             (ys.remove(0), None, columns)
         }
     };
-    let backend = xv.backend().clone();
     if filter.is_some() {
         // Winograd's output gets its bias and ReLU in a pass of their own.
-        stage.apply(&backend, y.storage_mut()?, n, o, geo.col_cols())?;
+        stage.apply(xv.backend(), y.storage_mut()?, n, o, geo.col_cols())?;
     }
     drop(bias_value);
+    Ok((y, Computed { geo, plan, x: xv, w: wv, filter, columns }))
+}
+
+impl<B: Backend> Computed<B> {
+    /// The input and weight gradients (each if wanted) from the gradient `dz` of the product's
+    /// output (NCHW; past any ReLU).
+    fn products(&self, dz: &Tensor<B>, want_dx: bool, want_dw: bool) -> Result<ConvGrads<B>> {
+        match (&self.plan, &self.filter) {
+            (Plan::Winograd(wino), Some((u, kept))) => {
+                wino.backward(&self.x, u, kept.as_ref(), dz, want_dx, want_dw)
+            }
+            _ => backward(
+                &self.x,
+                &self.w,
+                OutGrads::PerOutput(std::slice::from_ref(dz)),
+                &[self.geo.c_out],
+                &self.geo,
+                self.plan.unfolding(),
+                self.columns.as_deref(),
+                want_dx,
+                want_dw,
+            ),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv2d_impl<B: Backend>(
+    x: &Var<B>,
+    weight: &Var<B>,
+    bias: Option<&Var<B>>,
+    stride: (usize, usize),
+    padding: (usize, usize),
+    algo: ConvAlgo,
+    relu: bool,
+) -> Result<Var<B>> {
+    let (y, conv) = compute(x, weight, bias, stride, padding, algo, relu)?;
+    let backend = conv.x.backend().clone();
     let activated = relu.then(|| y.clone());
     let mut parents = vec![x, weight];
     parents.extend(bias);
@@ -231,7 +283,8 @@ fn conv2d_impl<B: Backend>(
         &parents,
         Box::new(move |dy, needs| {
             let want_db = needs.len() > 2;
-            let gathers = !matches!(plan, Plan::Winograd(_)) && plan.unfolding().one_chunk(&geo, 1);
+            let geo = conv.geo;
+            let gathers = !matches!(conv.plan, Plan::Winograd(_)) && conv.plan.unfolding().one_chunk(&geo, 1);
             if let (Some(y), true) = (&activated, gathers) {
                 // Through the ReLU straight into the products' [O][N * P] layout (and the bias
                 // gradient from the same pass): no transpose in `backward`.
@@ -250,9 +303,18 @@ fn conv2d_impl<B: Backend>(
                     p,
                 )?;
                 let grads = OutGrads::Gathered(&gathered);
-                let unfolding = plan.unfolding();
-                let (dx, dw) =
-                    backward(&xv, &wv, grads, &[c], &geo, unfolding, columns.as_deref(), needs[0], needs[1])?;
+                let unfolding = conv.plan.unfolding();
+                let (dx, dw) = backward(
+                    &conv.x,
+                    &conv.w,
+                    grads,
+                    &[c],
+                    &geo,
+                    unfolding,
+                    conv.columns.as_deref(),
+                    needs[0],
+                    needs[1],
+                )?;
                 let mut grads = vec![dx, dw];
                 grads.extend(want_db.then_some(db));
                 return Ok(grads);
@@ -267,28 +329,60 @@ fn conv2d_impl<B: Backend>(
                 None => (None, if want_db { Some(Tensor::uninit(&backend, [geo.c_out])?) } else { None }),
             };
             let dy = masked.as_ref().unwrap_or(dy);
-            let (dx, dw) = match (&plan, &filter) {
-                (Plan::Winograd(wino), Some((u, kept))) => {
-                    wino.backward(&xv, u, kept.as_ref(), dy, needs[0], needs[1])?
-                }
-                _ => backward(
-                    &xv,
-                    &wv,
-                    OutGrads::PerOutput(std::slice::from_ref(dy)),
-                    &[geo.c_out],
-                    &geo,
-                    plan.unfolding(),
-                    columns.as_deref(),
-                    needs[0],
-                    needs[1],
-                )?,
-            };
+            let (dx, dw) = conv.products(dy, needs[0], needs[1])?;
             let mut grads = vec![dx, dw];
             if let Some(db) = db.as_mut() {
                 if activated.is_none() {
                     backend.bias_grad(dy.storage(), geo.n, geo.c_out, geo.col_cols(), db.storage_mut()?)?;
                 }
             }
+            grads.extend(want_db.then_some(db));
+            Ok(grads)
+        }),
+    ))
+}
+
+/// `max_pool2d(relu(conv2d(x, weight, bias)), pool)` as one op (a convolution block's end in
+/// NiN and GoogLeNet's stem). The same values and gradients as the three ops, with less work
+/// and memory: the backward masks the gradient where the *pooled* output is positive (each
+/// pooled value is the convolution output at its arg-max, so the mask there is the ReLU's) and
+/// sums the bias gradient over the pooled gradient, then routes it back through the arg-max:
+/// passes over the pooled tensor, a quarter of the convolution's output or less, instead of
+/// three over the output itself; and the output is not kept for the backward at all.
+pub fn conv2d_relu_max_pool<B: Backend>(
+    x: &Var<B>,
+    weight: &Var<B>,
+    bias: Option<&Var<B>>,
+    stride: (usize, usize),
+    padding: (usize, usize),
+    pool: Window,
+) -> Result<Var<B>> {
+    let (y, conv) = compute(x, weight, bias, stride, padding, ConvAlgo::Auto, true)?;
+    let backend = conv.x.backend().clone();
+    let [n, c, h, w] = y.shape().nchw("conv2d output")?;
+    let pool_geo = PoolGeometry::new(n, c, h, w, pool)?;
+    let mut pooled = Tensor::uninit(&backend, [n, c, pool_geo.out_h, pool_geo.out_w])?;
+    let mut argmax = backend.uninit(pooled.shape().numel())?;
+    backend.max_pool2d_forward(y.storage(), &pool_geo, pooled.storage_mut()?, &mut argmax)?;
+    // The output itself is not needed again: the backward's mask comes from the pooled values.
+    drop(y);
+    let kept = pooled.clone();
+    let mut parents = vec![x, weight];
+    parents.extend(bias);
+    Ok(Var::from_op(
+        "conv2d_relu_max_pool",
+        pooled,
+        &parents,
+        Box::new(move |dy, needs| {
+            let want_db = needs.len() > 2;
+            // dy masked where the pooled output (the ReLU's output at the arg-max) is positive,
+            // and the bias gradient, from one pass over the pooled tensor.
+            let (masked, db) = through_relu(&kept, dy, want_db)?;
+            let geo = conv.geo;
+            let mut dz = Tensor::uninit(&backend, [geo.n, geo.c_out, geo.out_h, geo.out_w])?;
+            backend.max_pool2d_backward(&argmax, masked.storage(), &pool_geo, dz.storage_mut()?)?;
+            let (dx, dw) = conv.products(&dz, needs[0], needs[1])?;
+            let mut grads = vec![dx, dw];
             grads.extend(want_db.then_some(db));
             Ok(grads)
         }),
