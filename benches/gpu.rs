@@ -632,7 +632,7 @@ fn predict_steps() -> String {
             println!(
                 "step: {:.1} ms, {:.0} images/s predicted; the model of PyTorch with cuDNN in {precision:?}: {:.1} ms \
                  ({:.0} images/s; its kernels {:.1} ms, its host {:.1} ms for {} convolutions and {} other ops): \
-                 ours {:.2}x",
+                 ours {:.3}x",
                 total * 1e3,
                 BATCH as f64 / total,
                 torch * 1e3,
