@@ -245,7 +245,7 @@ our TF32 convolutions (implicit products), batch {BATCH} (ms; model: predicted m
             tf32.zeros(geo.c_out * geo.col_rows()).unwrap(),
             tf32.zeros(BATCH * image).unwrap(),
         );
-        let plain = Epilogue { bias: None, relu: false, block: 0 };
+        let plain = Epilogue { bias: None, relu: false, block: 0, mask: None };
         let fwd =
             median_ms(&tf32, 2, runs, || tf32.conv_forward(&w, &x, &geo, 0, BATCH, &mut y, &plain).unwrap());
         let both = median_ms(&tf32, 2, runs, || {

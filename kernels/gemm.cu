@@ -154,8 +154,11 @@ __device__ __forceinline__ Operands operands(int item, int m, int n, int k, cons
 // rows = first[p + 1] - first[p], at r * n + j, or with block > 0 at
 // (j / block) * rows * block + r * block + j % block: a chunk's [O][count * P] product written
 // straight to each output's NCHW slice, no transpose pass. Part 0 is stored through the kernel's
-// C (its offset and, per item, its stride), parts 1.. at c[p] (a single product). The plain
-// kernels pass parts = 0: C row-major, nothing else read.
+// C (its offset and, per item, its stride), parts 1.. at c[p] (a single product). With
+// `masked` (one part), a value is then zeroed where the mask, a tensor laid out as C, is not
+// positive at the value's own place: the mask's element lies `mask_delta` bytes from C's
+// (a ReLU's backward applied as its input gradient is stored). The plain kernels pass
+// parts = 0: C row-major, nothing else read.
 enum : int { EPI_PARTS = 4 };
 struct Epilogue {
     int parts;
@@ -164,6 +167,8 @@ struct Epilogue {
     float* c[EPI_PARTS];
     const float* bias[EPI_PARTS];
     int relu[EPI_PARTS];
+    long long mask_delta;
+    int masked;
 };
 
 // The part that row `row` of C belongs to, as (its first row, its row count, its C, its bias,
@@ -206,9 +211,10 @@ __device__ __forceinline__ float* out_at(float* c, const Epilogue& e, int row, i
     return p.c + ((long long)q * p.rows + r) * e.block + (col - q * e.block);
 }
 
-// The bias and ReLU of row `row` applied to v (nothing without EPI).
+// The bias and ReLU of row `row` applied to v, then the mask at the value's place `at` in C
+// (nothing without EPI).
 template <bool EPI>
-__device__ __forceinline__ float finish(float v, int row, const Epilogue& e)
+__device__ __forceinline__ float finish(float v, int row, const Epilogue& e, const float* at)
 {
     if (!EPI) {
         return v;
@@ -217,7 +223,11 @@ __device__ __forceinline__ float finish(float v, int row, const Epilogue& e)
     if (p.bias != nullptr) {
         v += p.bias[row - p.first];
     }
-    return p.relu ? fmaxf(v, 0.0f) : v;
+    v = p.relu ? fmaxf(v, 0.0f) : v;
+    if (e.masked && !(*reinterpret_cast<const float*>(reinterpret_cast<const char*>(at) + e.mask_delta) > 0.0f)) {
+        v = 0.0f;
+    }
+    return v;
 }
 
 // One 64 x 64 tile of C: the steps s_begin..s_end-1 of the sequence of (item, k slice) pairs
@@ -323,7 +333,8 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, float alpha, con
                 v.z += beta * old.z;
                 v.w += beta * old.w;
             }
-            *p = make_float4(finish<EPI>(v.x, row, e), finish<EPI>(v.y, row, e), finish<EPI>(v.z, row, e), finish<EPI>(v.w, row, e));
+            *p = make_float4(finish<EPI>(v.x, row, e, first), finish<EPI>(v.y, row, e, first + 1),
+                             finish<EPI>(v.z, row, e, first + 2), finish<EPI>(v.w, row, e, first + 3));
         } else {
 #pragma unroll
             for (int j = 0; j < TN; ++j) {
@@ -333,7 +344,7 @@ __device__ __forceinline__ void sgemm_tile(int m, int n, int k, float alpha, con
                     if (beta != 0.0f) {
                         v += beta * *p;
                     }
-                    *p = finish<EPI>(v, row, e);
+                    *p = finish<EPI>(v, row, e, p);
                 }
             }
         }
@@ -855,7 +866,7 @@ __device__ __forceinline__ void tgemm_tile(int m, int n, int k, float alpha, con
                     if (beta != 0.0f) {
                         v += beta * *p;
                     }
-                    *p = finish<true>(v, row, e);
+                    *p = finish<true>(v, row, e, p);
                 }
             }
         }
@@ -1059,7 +1070,7 @@ __device__ __forceinline__ void split_reduce(const float* W, int splits, int m, 
             if (beta != 0.0f) {
                 v += beta * *p;
             }
-            *p = finish<true>(v, row, e);
+            *p = finish<true>(v, row, e, p);
         }
         // The sums are read before the next group overwrites them.
         __syncthreads();

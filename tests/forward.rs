@@ -318,6 +318,88 @@ fn conv2d_relu_max_pool_matches_the_three_ops<B: Backend>(b: &B) {
     expect_err(ops::conv2d_relu_max_pool(&x, &wt, None, (1, 1), (0, 0), Window::square(3, 1, 0)), &["3"]);
 }
 
+/// `conv2d_relu_chain` against `conv2d_relu` one by one (and `max_pool2d` after the last):
+/// outputs, input gradient and every parameter's gradient, for a 3x3 convolution (im2col) then
+/// two 1x1 ones on a 16x16 plane (the direct path), with and without the pooling, the first
+/// without a bias, on each backend and through the CUDA plans (the recorder: there the second
+/// 1x1 convolution stores its input gradient through the first's ReLU mask).
+fn conv2d_relu_chain_matches_the_ops_one_by_one<B: Backend>(b: &B) {
+    let (n, c, hw) = (2, 3, 16);
+    let shapes = [(6, c, 3, 1), (5, 6, 1, 0), (4, 5, 1, 0)];
+    let mut r = rng(120);
+    let xs = random(&mut r, n * c * hw * hw);
+    let ws: Vec<Vec<f32>> = shapes.iter().map(|&(o, i, k, _)| random(&mut r, o * i * k * k)).collect();
+    // Biases low enough that the ReLUs cut much of each output.
+    let bs: Vec<Vec<f32>> =
+        shapes.iter().map(|&(o, ..)| (0..o).map(|j| 0.2 * j as f32 - 0.5).collect()).collect();
+    for pool in [None, Some(Window::square(3, 2, 0))] {
+        let run = |fused: bool| -> tensor::Result<Vec<Vec<f32>>> {
+            let x = param(b, &[n, c, hw, hw], &xs);
+            let wts: Vec<Var<B>> =
+                shapes.iter().zip(&ws).map(|(&(o, i, k, _), v)| param(b, &[o, i, k, k], v)).collect();
+            let biases: Vec<Var<B>> = shapes.iter().zip(&bs).map(|(&(o, ..), v)| param(b, &[o], v)).collect();
+            // The first layer has no bias (the middle one's comes from its masked gradient).
+            let bias = |j: usize| (j != 0).then_some(&biases[j]);
+            let y = if fused {
+                let layers: Vec<ops::ConvRelu<'_, B>> = (0..3)
+                    .map(|j| ops::ConvRelu {
+                        weight: &wts[j],
+                        bias: bias(j),
+                        stride: (1, 1),
+                        padding: (shapes[j].3, shapes[j].3),
+                    })
+                    .collect();
+                ops::conv2d_relu_chain(&x, &layers, pool)?
+            } else {
+                let mut h = x.clone();
+                for j in 0..3 {
+                    h = ops::conv2d_relu(&h, &wts[j], bias(j), (1, 1), (shapes[j].3, shapes[j].3))?;
+                }
+                match pool {
+                    Some(window) => ops::max_pool2d(&h, window)?,
+                    None => h,
+                }
+            };
+            let dy = random(&mut rng(121), y.shape().numel());
+            y.backward_with(tensor(b, y.shape().dims(), &dy))?;
+            let mut out = vec![y.value().to_vec()?, x.grad().unwrap().to_vec()?];
+            for (j, wt) in wts.iter().enumerate() {
+                out.push(wt.grad().unwrap().to_vec()?);
+                if let Some(bias) = bias(j) {
+                    out.push(bias.grad().unwrap().to_vec()?);
+                }
+            }
+            Ok(out)
+        };
+        let (fused, plain) = (run(true).unwrap(), run(false).unwrap());
+        let names = ["y", "dx", "dw0", "dw1", "db1", "dw2", "db2"];
+        for ((what, got), want) in names.iter().zip(&fused).zip(&plain) {
+            if what.starts_with("db") {
+                assert_close(got, want, 1e-6);
+            } else {
+                assert_eq!(got, want, "{what}, pool {pool:?}");
+            }
+        }
+    }
+}
+
+fn conv2d_relu_chain_through_the_cuda_plans() {
+    let rec = ::cuda::model::Recorder::new(132, ::cuda::Precision::Tf32);
+    conv2d_relu_chain_matches_the_ops_one_by_one(&rec);
+    // The second 1x1 convolution's input gradient is stored through the mask (the epilogue
+    // product reads it), once per pass through the chain.
+    let launches = rec.take();
+    assert!(
+        launches.iter().any(|l| l.kernel.ends_with("_tn_epilogue")),
+        "no masked input gradient was stored"
+    );
+}
+
+#[test]
+fn conv2d_relu_chain_on_the_gpu_plans() {
+    conv2d_relu_chain_through_the_cuda_plans();
+}
+
 /// A `Sequential` fuses a convolution, its ReLU and the max pooling after them into
 /// `conv2d_relu_max_pool`, also across a nested block that ends in the convolution and the ReLU
 /// (NiN's blocks and pools), and computes what its layers one by one compute: the same output
@@ -822,6 +904,7 @@ backend_tests!(
     winograd_matches_im2col,
     conv2d_relu_matches_relu_of_conv,
     conv2d_relu_max_pool_matches_the_three_ops,
+    conv2d_relu_chain_matches_the_ops_one_by_one,
     sequential_fuses_relu_and_max_pool,
     conv2d_relu_shared_matches_separate_convs,
     wrong_input_is_an_error,

@@ -124,8 +124,8 @@ fn gemm_epilogue_bias_relu_and_layout() {
                 let (b, gb) = p.up(&random(&mut r, lb));
                 let (bias, gbias) = p.up(&random(&mut r, m));
                 let (mut c, mut gc) = p.up(&random(&mut r, lc));
-                let cpu_epi = tensor::Epilogue { bias: with_bias.then_some(&bias), relu, block };
-                let gpu_epi = tensor::Epilogue { bias: with_bias.then_some(&gbias), relu, block };
+                let cpu_epi = tensor::Epilogue { bias: with_bias.then_some(&bias), relu, block, mask: None };
+                let gpu_epi = tensor::Epilogue { bias: with_bias.then_some(&gbias), relu, block, mask: None };
                 Cpu.gemm_epilogue(&g, &a, &b, &mut c, &cpu_epi).unwrap();
                 gpu.gemm_epilogue(&g, &ga, &gb, &mut gc, &gpu_epi).unwrap();
                 let what =
@@ -180,7 +180,12 @@ fn gemm_rows_epilogue_parts() {
                         rows: o,
                         c,
                         c_offset: o * n,
-                        epilogue: tensor::Epilogue { bias: bias.as_ref().map(|b| &b.0), relu: i != 1, block },
+                        epilogue: tensor::Epilogue {
+                            bias: bias.as_ref().map(|b| &b.0),
+                            relu: i != 1,
+                            block,
+                            mask: None,
+                        },
                     })
                     .collect();
                 Cpu.gemm_rows_epilogue(&g, &a, &b, &mut cpu_outs).unwrap();
@@ -193,7 +198,12 @@ fn gemm_rows_epilogue_parts() {
                         rows: o,
                         c: gc,
                         c_offset: o * n,
-                        epilogue: tensor::Epilogue { bias: bias.as_ref().map(|b| &b.1), relu: i != 1, block },
+                        epilogue: tensor::Epilogue {
+                            bias: bias.as_ref().map(|b| &b.1),
+                            relu: i != 1,
+                            block,
+                            mask: None,
+                        },
                     })
                     .collect();
                 gpu.gemm_rows_epilogue(&g, &ga, &gb, &mut gpu_outs).unwrap();

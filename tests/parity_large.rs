@@ -301,7 +301,7 @@ fn implicit_convolutions_at_every_layer_shape<G: Backend>(gpu: &G) {
             first,
             n,
             &mut cy,
-            &Epilogue { bias: Some(&cb), relu: false, block: 0 },
+            &Epilogue { bias: Some(&cb), relu: false, block: 0, mask: None },
         )
         .unwrap();
         let mut gy = gpu.zeros((first + n) * out).unwrap();
@@ -312,7 +312,7 @@ fn implicit_convolutions_at_every_layer_shape<G: Backend>(gpu: &G) {
             first,
             n,
             &mut gy,
-            &Epilogue { bias: Some(&gb), relu: false, block: 0 },
+            &Epilogue { bias: Some(&gb), relu: false, block: 0, mask: None },
         )
         .unwrap();
         let mut mag = Cpu.zeros((first + n) * out).unwrap();
@@ -324,7 +324,7 @@ fn implicit_convolutions_at_every_layer_shape<G: Backend>(gpu: &G) {
             first,
             n,
             &mut mag,
-            &Epilogue { bias: Some(&ab), relu: false, block: 0 },
+            &Epilogue { bias: Some(&ab), relu: false, block: 0, mask: None },
         )
         .unwrap();
         let (cy, gy) = (Cpu.to_vec(&cy).unwrap(), down(gpu, &gy));

@@ -20,11 +20,14 @@ static unsigned tile_threads(int tensor) { return tensor == 2 ? 128 : 256; }
 // 96-row variants (tgemm64_*, tgemm96_*), checked against the product of the TF32-rounded
 // operands with the same bound: a fragment or copy in the wrong place, or an operand not
 // rounded, is far outside it.
-// The epilogue of a test: a random bias per row or none, ReLU, the block length of C's columns.
+// The epilogue of a test: a random bias per row or none, ReLU, the block length of C's columns,
+// and a mask laid out as C (about half of it not positive) that zeroes the values where it is
+// not positive.
 struct Epi {
     bool bias;
     int relu;
     int block;
+    bool mask = false;
 };
 void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha, float beta, long long ao, long long bo, long long co, int astr_extra, int bstr_extra, int cstr_extra, int zcap = 65535, int splits = 1, int tensor = 0, Epi epi = {false, 0, 0}) {
     long long as = batch > 1 ? (long long)m * k + astr_extra : 0, bs = batch > 1 ? (long long)k * n + bstr_extra : 0;
@@ -45,7 +48,9 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
                  : tensor    ? (ta ? (tb ? tgemm_tt : tgemm_tn) : (tb ? tgemm_nt : tgemm_nn))
                              : (ta ? (tb ? sgemm_tt : sgemm_tn) : (tb ? sgemm_nt : sgemm_nn));
     // A test with an epilogue runs the NN or TN *_epilogue kernel (the layouts that have one).
-    const bool with_epi = epi.bias || epi.relu || epi.block;
+    const bool with_epi = epi.bias || epi.relu || epi.block || epi.mask;
+    std::vector<float> M(C.size());
+    for (auto& v : M) v = rnd();
     if (with_epi && tb) { ++fails; printf("FAIL: the epilogue kernels are NN and TN only\n"); return; }
     auto epi_kern = tensor == 2 ? (ta ? tgemm64_tn_epilogue : tgemm64_nn_epilogue)
                     : tensor == 3 ? (ta ? tgemm96_tn_epilogue : tgemm96_nn_epilogue)
@@ -59,8 +64,12 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
         e.first[1] = m;
         e.bias[0] = bp;
         e.relu[0] = epi.relu;
+        e.masked = epi.mask;
     }
+    // The mask's distance from the C a run stores into (as the backend computes it).
+    auto aim = [&](float* c) { e.mask_delta = (long long)((char*)M.data() - (char*)c); };
     auto kern = [&](float* c, float* w) {
+        aim(c);
         if (with_epi) {
             launch(grid, dim3{threads, 1, 1}, epi_kern, m, n, k, alpha, (const float*)A.data(), ao, as, (const float*)B.data(), bo, bs, beta, c, co, cs, batch, sum, splits, w, e);
         } else {
@@ -70,6 +79,7 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
     std::vector<float> W(splits > 1 ? (size_t)splits * m * n : 1, NAN);
     kern(C.data(), W.data());
     if (splits > 1) {
+        aim(C.data());
         launch(dim3{3, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W.data(), splits, m, n, alpha, beta, C.data(), co, e);
         // The same split product again, its blocks in another order: bit for bit the same
         // result (a fixed order of parts).
@@ -79,6 +89,7 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
         g_block_order = order + 1;
         kern(again.data(), W2.data());
         g_block_order = order;
+        aim(again.data());
         launch(dim3{2, 1, 1}, dim3{256, 1, 1}, sgemm_split_reduce, (const float*)W2.data(), splits, m, n, alpha, beta, again.data(), co, e);
         if (std::memcmp(again.data(), C.data(), C.size() * 4) != 0) { ++fails; printf("FAIL split product not deterministic\n"); }
     }
@@ -104,6 +115,7 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
                 long long ci = co + z * cs + at;
                 double ref = alpha * acc + (beta == 0 ? 0.0 : beta * C0[ci]) + (epi.bias ? bias[i] : 0.0);
                 if (epi.relu) ref = std::max(ref, 0.0);
+                if (epi.mask && !(M[ci] > 0)) ref = 0.0;
                 // f32 rounding: a few units of 2^-24 of the sum of |terms| (tests/parity_large.rs
                 // uses the same bound against the CPU); a wrong or missing term is far outside.
                 double bound = 32.0 / 16777216.0 * (std::fabs(alpha) * mag + (beta == 0 ? 0.0 : std::fabs(beta * C0[ci])) + (epi.bias ? std::fabs(bias[i]) : 0.0));
@@ -119,7 +131,7 @@ void test(bool ta, bool tb, int m, int n, int k, int batch, int sum, float alpha
     }
     if (maxerr > 1 || outside) {
         ++fails;
-        printf("FAIL ta=%d tb=%d m=%d n=%d k=%d batch=%d sum=%d alpha=%g beta=%g ao=%lld bo=%lld co=%lld bias=%d relu=%d block=%d: error %g x the bound, %d written outside\n", ta, tb, m, n, k, batch, sum, alpha, beta, ao, bo, co, epi.bias, epi.relu, epi.block, maxerr, outside);
+        printf("FAIL ta=%d tb=%d m=%d n=%d k=%d batch=%d sum=%d alpha=%g beta=%g ao=%lld bo=%lld co=%lld bias=%d relu=%d block=%d mask=%d: error %g x the bound, %d written outside\n", ta, tb, m, n, k, batch, sum, alpha, beta, ao, bo, co, epi.bias, epi.relu, epi.block, epi.mask, maxerr, outside);
     }
 }
 // A product whose rows go to `parts` outputs (gemm_rows_epilogue): part p's rows [first[p],
@@ -389,6 +401,15 @@ int main() {
         test(true, false, 40, 3 * 36, 24, 1, 0, 1.0f, 0.0f, 0, 0, 4 * 36, 0, 0, 0, 65535, 1, tensor, {false, 0, 36});
         test(true, false, 70, 2 * 9, 33, 1, 0, 1.0f, 0.0f, 3, 1, 9, 0, 0, 0, 65535, 1, tensor, {true, 1, 9});
         test(true, false, 20, 4 * 9, 300, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 4, tensor, {false, 0, 9});
+    }
+    // A ReLU's mask applied as the product stores (a 1x1 convolution's input gradient through
+    // the ReLU before it, Backend::gemm_epilogue's mask): per-image TN products (float4 and
+    // scalar stores), a single NN one, and through split-k, on every family.
+    for (int tensor = 0; tensor < 4; ++tensor) {
+        test(true, false, 70, 36, 24, 3, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 1, tensor, {false, 0, 0, true});
+        test(true, false, 20, 9, 33, 2, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 1, tensor, {false, 0, 0, true});
+        test(false, false, 100, 45, 17, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 1, tensor, {true, 1, 0, true});
+        test(true, false, 20, 12, 300, 1, 0, 1.0f, 0.0f, 0, 0, 0, 0, 0, 0, 65535, 4, tensor, {false, 0, 0, true});
     }
     // Several outputs from one product: 2 to 4 parts, block layouts with float4 stores (P = 12)
     // and scalar ones (P = 9), row-major, parts that share a tile, through split-k.

@@ -134,10 +134,13 @@ pub(crate) struct KernelEpilogue {
     c: [u64; EPILOGUE_PARTS],
     bias: [u64; EPILOGUE_PARTS],
     relu: [i32; EPILOGUE_PARTS],
+    mask_delta: i64,
+    masked: i32,
 }
 
-// The C struct's size: 7 ints, 4 bytes of padding to align the pointers, 8 pointers, 4 ints.
-const _: () = assert!(std::mem::size_of::<KernelEpilogue>() == 112);
+// The C struct's size: 7 ints, 4 bytes of padding to align the pointers, 8 pointers, 4 ints,
+// the mask's 8-byte offset and its flag, 4 bytes of padding at the end.
+const _: () = assert!(std::mem::size_of::<KernelEpilogue>() == 128);
 
 // SAFETY: plain data (integers and device addresses) laid out as the kernels' `Epilogue`
 // (repr(C), the same fields in the same order), so its bytes are a valid kernel argument.
@@ -485,7 +488,9 @@ impl Cuda {
         // kernels take the Epilogue after W), and the caller's checks bound every index it forms
         // within its buffers: A, B and C hold `required_lengths`, a blocked C covers the same
         // m * n values from c_offset (n a multiple of block), and each further part of the
-        // epilogue its rows' values from its address, bias its rows; W has splits * m * n.
+        // epilogue its rows' values from its address, bias its rows; a mask (one part, block 0)
+        // holds as many values as C, each read at its C element's offset plus the buffers'
+        // distance; W has splits * m * n.
         let launched = unsafe { builder.launch(cfg) };
         self.launched(name, &cfg, launched)?;
         match w {
@@ -919,11 +924,18 @@ impl Backend for Cuda {
         epi: &Epilogue<'_, Buffer>,
     ) -> Result<()> {
         let bias = epi.bias.map(|b| b.len());
-        checks::gemm_epilogue(g, (a.len(), b.len(), c.len()), bias, epi.relu, epi.block)?;
+        let mask = epi.mask.map(|m| m.len());
+        checks::gemm_epilogue(g, (a.len(), b.len(), c.len()), bias, epi.relu, epi.block, mask)?;
         if g.trans_b {
             return tensor::compose_epilogue(self, g, a, b, c, epi);
         }
-        let e = self.kernel_epilogue(&[(g.m, epi, 0)])?;
+        let mut e = self.kernel_epilogue(&[(g.m, epi, 0)])?;
+        if let Some(mask) = epi.mask {
+            // The mask's element lies this many bytes from C's (the same layout, checked to be
+            // as long): the kernels read it at their store's address plus the difference.
+            e.masked = 1;
+            e.mask_delta = self.address(mask).wrapping_sub(self.address_mut(c)) as i64;
+        }
         self.product(g, a, b, c, Some(&e))
     }
 
@@ -944,10 +956,12 @@ impl Backend for Cuda {
             first += out.rows;
             let bias = out.epilogue.bias.map(|b| b.len());
             let lens = (a.len(), b.len(), out.c.len());
-            checks::gemm_epilogue(&part, lens, bias, out.epilogue.relu, out.epilogue.block)?;
+            let mask = out.epilogue.mask.map(|m| m.len());
+            checks::gemm_epilogue(&part, lens, bias, out.epilogue.relu, out.epilogue.block, mask)?;
         }
         let blocks: Vec<usize> = outs.iter().map(|o| o.epilogue.block).collect();
-        if !plan::fuses_rows(g, &blocks) {
+        // A mask is one output's (kernel_epilogue): several go through the composition.
+        if !plan::fuses_rows(g, &blocks) || outs.iter().any(|o| o.epilogue.mask.is_some()) {
             return tensor::compose_rows_epilogue(self, g, a, b, outs);
         }
         let mut first = 0;
@@ -1002,7 +1016,8 @@ impl Backend for Cuda {
         y: &mut Buffer,
         epi: &Epilogue<'_, Buffer>,
     ) -> Result<()> {
-        if !plan::implicit(geo, self.conv_arithmetic()) {
+        if !plan::implicit(geo, self.conv_arithmetic()) || epi.mask.is_some() {
+            // A mask (which the blocked store refuses) gets the composition's error.
             return tensor::compose_conv_forward(self, w, x, geo, first, count, y, epi);
         }
         checks::conv_products("conv_forward", geo, first, count, (w.len(), x.len(), y.len()), true)?;
@@ -1056,7 +1071,7 @@ impl Backend for Cuda {
         let mut wt = self.uninit(geo.c_out * geo.col_rows())?;
         self.transpose_blocks(w, 0, geo.c_out, geo.col_rows(), 1, &mut wt, 0)?;
         int("the output gradient", geo.c_out * count * geo.col_cols())?;
-        let stored = Epilogue { bias: None, relu: false, block: geo.h * geo.w };
+        let stored = Epilogue { bias: None, relu: false, block: geo.h * geo.w, mask: None };
         let e = self.kernel_epilogue(&[(geo.c_in, &stored, 0)])?;
         let gather = KernelGather::output_grad(geo, count)?;
         self.implicit_product(plan::Implicit::InputGrad, &g, &wt, self.address(dy), dx, &e, &gather)

@@ -454,7 +454,12 @@ impl Backend for Recorder {
             return tensor::compose_epilogue(self, g, a, b, c, epi);
         }
         Cpu.gemm_epilogue(g, a, b, c, epi)?;
-        self.record(epilogue_launches(g, self.multiprocessors, self.arithmetic(g)));
+        let mut launches = epilogue_launches(g, self.multiprocessors, self.arithmetic(g));
+        if let (Some(mask), Some(store)) = (epi.mask, launches.last_mut()) {
+            // The launch that stores C (the product, or its split's reduction) reads the mask.
+            store.bytes += f32s(mask.len()) as f64;
+        }
+        self.record(launches);
         Ok(())
     }
     fn gemm_rows_epilogue(
@@ -465,7 +470,7 @@ impl Backend for Recorder {
         outs: &mut [RowsOut<'_, CpuBuffer>],
     ) -> Result<()> {
         let blocks: Vec<usize> = outs.iter().map(|o| o.epilogue.block).collect();
-        if !plan::fuses_rows(g, &blocks) {
+        if !plan::fuses_rows(g, &blocks) || outs.iter().any(|o| o.epilogue.mask.is_some()) {
             // As `Cuda`: one product per output, each recorded.
             return tensor::compose_rows_epilogue(self, g, a, b, outs);
         }

@@ -50,6 +50,7 @@ pub fn conv(geo: &ConvGeometry, arithmetic: Arithmetic) -> ConvPlan {
         epilogue_stores,
         implicit,
         implicit_input_grad,
+        input_grad_masks: true,
     }
 }
 

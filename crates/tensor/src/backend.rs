@@ -108,9 +108,13 @@ pub struct Epilogue<'a, S> {
     /// `c_offset + (j / block) * m * block + i * block + j % block`: the chunk's
     /// `[O][count][P]` product as the `[count][O][P]` (NCHW) slice of the output.
     pub block: usize,
+    /// Then 0 wherever this tensor, laid out as C, is not positive at the value's own place: a
+    /// ReLU's backward applied as the gradient of its output is stored (the ReLU's output is
+    /// the mask). Only with `block` 0 and C the product's outputs alone, as a bias.
+    pub mask: Option<&'a S>,
 }
 
-// Only a reference and two values: copyable whatever S is (a derive would ask S: Copy).
+// Only references and two values: copyable whatever S is (a derive would ask S: Copy).
 impl<S> Clone for Epilogue<'_, S> {
     fn clone(&self) -> Self {
         *self
@@ -119,9 +123,9 @@ impl<S> Clone for Epilogue<'_, S> {
 impl<S> Copy for Epilogue<'_, S> {}
 
 impl<S> Epilogue<'_, S> {
-    /// Does nothing: no bias, no ReLU, C as `gemm` stores it.
+    /// Does nothing: no bias, no ReLU, no mask, C as `gemm` stores it.
     pub fn is_identity(&self) -> bool {
-        self.bias.is_none() && !self.relu && self.block == 0
+        self.bias.is_none() && !self.relu && self.block == 0 && self.mask.is_none()
     }
 
     /// The bias and ReLU (not the layout) as a pass of their own over `y`, an `outer x
@@ -144,8 +148,9 @@ impl<S> Epilogue<'_, S> {
 }
 
 /// `Backend::gemm_epilogue` composed of the backend's other kernels: the product, then
-/// `bias_relu` or `add_bias` over it, then (with `block`) `transpose_blocks` into place. The
-/// trait's default, and the fallback of backends whose fused kernels cover only some cases.
+/// `bias_relu` or `add_bias` over it, then (with `block`) `transpose_blocks` into place, or
+/// (with a mask) `bias_relu_backward` of a copy. The trait's default, and the fallback of
+/// backends whose fused kernels cover only some cases.
 pub fn compose_epilogue<B: Backend>(
     backend: &B,
     g: &Gemm,
@@ -155,14 +160,30 @@ pub fn compose_epilogue<B: Backend>(
     epi: &Epilogue<'_, B::Storage>,
 ) -> Result<()> {
     let lens = (backend.storage_len(a), backend.storage_len(b), backend.storage_len(c));
-    crate::checks::gemm_epilogue(g, lens, epi.bias.map(|s| backend.storage_len(s)), epi.relu, epi.block)?;
+    let mask = epi.mask.map(|s| backend.storage_len(s));
+    crate::checks::gemm_epilogue(
+        g,
+        lens,
+        epi.bias.map(|s| backend.storage_len(s)),
+        epi.relu,
+        epi.block,
+        mask,
+    )?;
     match g.n.checked_div(epi.block) {
         None => {
             backend.gemm(g, a, b, c)?;
             if epi.is_identity() {
                 return Ok(());
             }
-            epi.apply(backend, c, if g.c_stride == 0 { 1 } else { g.batch }, g.m, g.n)
+            epi.apply(backend, c, if g.c_stride == 0 { 1 } else { g.batch }, g.m, g.n)?;
+            match epi.mask {
+                Some(mask) => {
+                    let product = backend.copy(c)?;
+                    let len = backend.storage_len(c);
+                    backend.bias_relu_backward(mask, &product, c, None, 1, 1, len)
+                }
+                None => Ok(()),
+            }
         }
         Some(blocks) => {
             let mut product = backend.uninit(g.m * g.n)?;

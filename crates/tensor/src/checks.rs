@@ -153,14 +153,16 @@ pub fn gemm_rows(g: &Gemm, rows: &[usize]) -> Result<()> {
     Ok(())
 }
 
-/// `gemm_epilogue`'s arguments: the product's (`gemm`), `beta` 0, a bias of `m` values, and
-/// the layouts every backend can compose (see `Backend::gemm_epilogue`). `lens`: A, B, C.
+/// `gemm_epilogue`'s arguments: the product's (`gemm`), `beta` 0, a bias of `m` values, a
+/// mask as long as C, and the layouts every backend can compose (see `Backend::gemm_epilogue`).
+/// `lens`: A, B, C.
 pub fn gemm_epilogue(
     g: &Gemm,
     lens: (usize, usize, usize),
     bias: Option<usize>,
     relu: bool,
     block: usize,
+    mask: Option<usize>,
 ) -> Result<()> {
     let (a, b, c) = lens;
     gemm(g, a, b, c)?;
@@ -176,6 +178,14 @@ pub fn gemm_epilogue(
             bail!(InvalidArgument, "gemm_epilogue: the bias has {len} values for {} rows", g.m);
         }
     }
+    if let Some(len) = mask {
+        if block > 0 || len != c {
+            bail!(
+                InvalidArgument,
+                "gemm_epilogue: a mask needs C stored as the product stores it (block 0, got {block}) and as many values as C ({len} for {c})"
+            );
+        }
+    }
     if block > 0 {
         if g.batch != 1 || !g.n.is_multiple_of(block) {
             bail!(
@@ -185,7 +195,7 @@ pub fn gemm_epilogue(
                 g.batch
             );
         }
-    } else if bias.is_some() || relu {
+    } else if bias.is_some() || relu || mask.is_some() {
         let items = if g.c_stride == 0 { 1 } else { g.batch };
         let whole = g.c_offset == 0 && (items == 1 || g.c_stride == g.m * g.n) && c == items * g.m * g.n;
         if !whole {

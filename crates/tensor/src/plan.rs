@@ -47,4 +47,8 @@ pub struct ConvPlan {
     /// ([`crate::Backend::conv_input_grad`], gathering the output gradient), rather than from
     /// columns the convolution folds back itself (`col2im`).
     pub implicit_input_grad: bool,
+    /// The direct path's input gradient may be stored through the mask of a ReLU before the
+    /// convolution ([`crate::Epilogue::mask`]): the backend applies it in the product's store
+    /// (a GPU); a CPU would compose it of passes of its own, so it does not ask for it.
+    pub input_grad_masks: bool,
 }

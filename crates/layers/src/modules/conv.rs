@@ -3,7 +3,7 @@ use crate::init::{self, WeightInit};
 use crate::ops;
 use autograd::Var;
 use rand::Rng;
-use tensor::{Backend, Result, Tensor, Window};
+use tensor::{Backend, Result, Tensor};
 
 /// A 2-D convolution with a bias over NCHW inputs, PyTorch's `nn.Conv2d` (no dilation, no
 /// groups): [N, C_in, H, W] -> [N, C_out, H_out, W_out]. Its parameters are named `weight` and
@@ -70,12 +70,13 @@ impl<B: Backend> Module<B> for Conv2d<B> {
     fn forward_relu(&self, x: &Var<B>, _mode: &mut Mode) -> Result<Option<Var<B>>> {
         self.forward_fused_relu(x).map(Some)
     }
-    fn fuses_relu_max_pool(&self) -> bool {
-        true
-    }
-    fn forward_relu_max_pool(&self, x: &Var<B>, pool: Window, _mode: &mut Mode) -> Result<Option<Var<B>>> {
-        ops::conv2d_relu_max_pool(x, &self.weight, Some(&self.bias), self.stride, self.padding, pool)
-            .map(Some)
+    fn conv_relu(&self) -> Option<ops::ConvRelu<'_, B>> {
+        Some(ops::ConvRelu {
+            weight: &self.weight,
+            bias: Some(&self.bias),
+            stride: self.stride,
+            padding: self.padding,
+        })
     }
     fn parameters(&self) -> Vec<(String, Var<B>)> {
         vec![("weight".into(), self.weight.clone()), ("bias".into(), self.bias.clone())]

@@ -11,6 +11,7 @@ pub use linear::{Flatten, Linear};
 pub use pool::{AvgPool2d, GlobalAvgPool2d, MaxPool2d};
 pub use sequential::{Relu, Sequential};
 
+use crate::ops::ConvRelu;
 use autograd::Var;
 use tensor::{Backend, Result, Window};
 
@@ -80,22 +81,20 @@ pub trait Module<B: Backend>: Send + Sync {
         Ok(None)
     }
     /// The window of a max-pooling layer, which the layers before it may fuse
-    /// (`forward_relu_max_pool`, `forward_max_pool`); `None` for any other layer.
+    /// (`forward_max_pool`, [`ops::conv2d_relu_chain`](crate::ops::conv2d_relu_chain)); `None`
+    /// for any other layer.
     fn max_pool_window(&self) -> Option<Window> {
         None
     }
-    /// Whether [`Module::forward_relu_max_pool`] has a fused form (decided before anything runs).
-    fn fuses_relu_max_pool(&self) -> bool {
-        false
-    }
-    /// `max_pool2d(relu(forward(x)), pool)` computed as one op, or `None` when this layer has no
-    /// fused form ([`Module::fuses_relu_max_pool`]).
-    fn forward_relu_max_pool(&self, _x: &Var<B>, _pool: Window, _mode: &mut Mode) -> Result<Option<Var<B>>> {
-        Ok(None)
+    /// A convolution's parameters, for a [`Sequential`] to run it with the ReLU after it and
+    /// the convolutions and ReLUs around it as one op
+    /// ([`ops::conv2d_relu_chain`](crate::ops::conv2d_relu_chain)); `None` for other layers.
+    fn conv_relu(&self) -> Option<ConvRelu<'_, B>> {
+        None
     }
     /// `max_pool2d(forward(x), pool)` with the pooling fused into this layer's last op, or
-    /// `None` when there is no such form (a [`Sequential`] ending in a convolution and a ReLU
-    /// has one).
+    /// `None` when there is no such form (decided before anything runs: a [`Sequential`] ending
+    /// in convolutions each followed by a ReLU has one).
     fn forward_max_pool(&self, _x: &Var<B>, _pool: Window, _mode: &mut Mode) -> Result<Option<Var<B>>> {
         Ok(None)
     }

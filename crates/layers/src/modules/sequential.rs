@@ -51,24 +51,41 @@ impl<B: Backend> Sequential<B> {
     }
 }
 
-/// Runs `layers` in order, fusing where a layer has a fused form: a layer followed by a ReLU
-/// (a convolution's bias and ReLU in one pass: the same values, one pass and one tensor fewer),
-/// and by a ReLU and a max pooling too (`ops::conv2d_relu_max_pool`: the backward works on the
-/// pooled tensor), or a layer whose last op can take the max pooling after it (a nested
-/// `Sequential` ending in a convolution and a ReLU: NiN's blocks).
+/// The convolutions of `layers` from `i` on that are each followed by a ReLU: a run that
+/// `ops::conv2d_relu_chain` can take as one op.
+fn conv_relu_run<B: Backend>(layers: &[Box<dyn Module<B>>], i: usize) -> Vec<ops::ConvRelu<'_, B>> {
+    let mut run = Vec::new();
+    let mut j = i;
+    while let Some(conv) = layers.get(j).and_then(|l| l.conv_relu()) {
+        if !layers.get(j + 1).is_some_and(|l| l.is_relu()) {
+            break;
+        }
+        run.push(conv);
+        j += 2;
+    }
+    run
+}
+
+/// Runs `layers` in order, fusing where a layer has a fused form: convolutions each followed
+/// by a ReLU, two or more or one with a max pooling after it, as one op
+/// (`ops::conv2d_relu_chain`: ReLU passes fused into the products and the pooling); a layer
+/// followed by a ReLU (a convolution's bias and ReLU in one pass: the same values, one pass
+/// and one tensor fewer); or a layer whose last op can take the max pooling after it (a nested
+/// `Sequential` ending in convolutions and ReLUs: NiN's blocks).
 fn run<B: Backend>(layers: &[Box<dyn Module<B>>], x: &Var<B>, mode: &mut Mode) -> Result<Var<B>> {
     let pool_at = |j: usize| layers.get(j).and_then(|l| l.max_pool_window());
     let mut h = x.clone();
     let mut i = 0;
     while i < layers.len() {
+        let chain = conv_relu_run(layers, i);
+        let end = i + 2 * chain.len();
+        let pool = pool_at(end);
+        if chain.len() >= 2 || (!chain.is_empty() && pool.is_some()) {
+            h = ops::conv2d_relu_chain(&h, &chain, pool)?;
+            i = end + usize::from(pool.is_some());
+            continue;
+        }
         if layers.get(i + 1).is_some_and(|next| next.is_relu()) {
-            if let Some(pool) = pool_at(i + 2) {
-                if let Some(y) = layers[i].forward_relu_max_pool(&h, pool, mode)? {
-                    h = y;
-                    i += 3;
-                    continue;
-                }
-            }
             if let Some(y) = layers[i].forward_relu(&h, mode)? {
                 h = y;
                 i += 2;
@@ -93,14 +110,18 @@ impl<B: Backend> Module<B> for Sequential<B> {
         run(&self.layers, x, mode)
     }
     fn forward_max_pool(&self, x: &Var<B>, pool: Window, mode: &mut Mode) -> Result<Option<Var<B>>> {
-        // Ending in a layer with a fused ReLU and pooling, then a ReLU: the rest as usual, then
-        // that layer with both. Decided before anything runs.
+        // Ending in convolutions each followed by a ReLU: the layers before them as usual, then
+        // those with the pooling as one op. Decided before anything runs.
         let n = self.layers.len();
-        if n < 2 || !self.layers[n - 1].is_relu() || !self.layers[n - 2].fuses_relu_max_pool() {
+        let mut start = n;
+        while start >= 2 && self.layers[start - 1].is_relu() && self.layers[start - 2].conv_relu().is_some() {
+            start -= 2;
+        }
+        if start == n {
             return Ok(None);
         }
-        let h = run(&self.layers[..n - 2], x, mode)?;
-        self.layers[n - 2].forward_relu_max_pool(&h, pool, mode)
+        let h = run(&self.layers[..start], x, mode)?;
+        ops::conv2d_relu_chain(&h, &conv_relu_run(&self.layers, start), Some(pool)).map(Some)
     }
     fn parameters(&self) -> Vec<(String, Var<B>)> {
         self.layers.iter().enumerate().flat_map(|(i, l)| prefixed(&i.to_string(), l.as_ref())).collect()

@@ -187,6 +187,9 @@ struct Computed<B: Backend> {
     filter: Option<(B::Storage, Option<B::Storage>)>,
     /// The im2col columns kept for the weight gradient (`ConvPlan::keep_columns`).
     columns: Option<Vec<B::Storage>>,
+    /// The backend stores the direct path's input gradient through a ReLU's mask in the
+    /// product (`ConvPlan::input_grad_masks`).
+    masks: bool,
 }
 
 /// A convolution's forward (the plan's products, then the bias and ReLU if asked, in the
@@ -216,8 +219,9 @@ fn compute<B: Backend>(
     let (xv, wv) = (x.value(), weight.value());
     let bias_value = bias.map(|b| b.value_ref());
     // The output's bias and ReLU: in the product's store, or a pass after Winograd.
-    let stage = Epilogue { bias: bias_value.as_ref().map(|b| b.storage()), relu, block: 0 };
+    let stage = Epilogue { bias: bias_value.as_ref().map(|b| b.storage()), relu, block: 0, mask: None };
     let plan = Plan::choose(xv.backend(), &geo, algo)?;
+    let masks = xv.backend().conv_plan(&geo).input_grad_masks;
     // Winograd keeps its transformed weights (and, batch permitting, input tiles) for the
     // backward pass; im2col its columns if the plan says so.
     let (mut y, filter, columns) = match &plan {
@@ -236,13 +240,35 @@ fn compute<B: Backend>(
         stage.apply(xv.backend(), y.storage_mut()?, n, o, geo.col_cols())?;
     }
     drop(bias_value);
-    Ok((y, Computed { geo, plan, x: xv, w: wv, filter, columns }))
+    Ok((y, Computed { geo, plan, x: xv, w: wv, filter, columns, masks }))
 }
 
+/// Input, weight and bias gradients of one convolution, each if wanted.
+type LayerGrads<B> = (Option<Tensor<B>>, Option<Tensor<B>>, Option<Tensor<B>>);
+
 impl<B: Backend> Computed<B> {
+    /// Whether the backward takes the output gradient in the products' `[O][N * P]` layout,
+    /// written by the ReLU's backward pass (im2col in one chunk).
+    fn gathers(&self) -> bool {
+        !matches!(self.plan, Plan::Winograd(_)) && self.plan.unfolding().one_chunk(&self.geo, 1)
+    }
+
+    /// Whether the input gradient can be stored through the mask of a ReLU before the
+    /// convolution by its product: the direct path, on a backend that applies it there.
+    fn masks_input_grad(&self) -> bool {
+        self.masks && matches!(self.plan, Plan::Direct)
+    }
+
     /// The input and weight gradients (each if wanted) from the gradient `dz` of the product's
-    /// output (NCHW; past any ReLU).
-    fn products(&self, dz: &Tensor<B>, want_dx: bool, want_dw: bool) -> Result<ConvGrads<B>> {
+    /// output (NCHW; past any ReLU), the input gradient stored through `dx_mask` if given
+    /// (only where [`Computed::masks_input_grad`]).
+    fn products(
+        &self,
+        dz: &Tensor<B>,
+        want_dx: bool,
+        want_dw: bool,
+        dx_mask: Option<&Tensor<B>>,
+    ) -> Result<ConvGrads<B>> {
         match (&self.plan, &self.filter) {
             (Plan::Winograd(wino), Some((u, kept))) => {
                 wino.backward(&self.x, u, kept.as_ref(), dz, want_dx, want_dw)
@@ -257,8 +283,57 @@ impl<B: Backend> Computed<B> {
                 self.columns.as_deref(),
                 want_dx,
                 want_dw,
+                dx_mask.map(|m| m.storage()),
             ),
         }
+    }
+
+    /// The gradients from the gradient `dy` of the output `y = relu(z + bias)`: through the
+    /// ReLU straight into the products' `[O][N * P]` layout where the backward takes it (and
+    /// the bias gradient from the same pass: no transpose in `backward`), else masked as NCHW,
+    /// then the products (the input gradient through `dx_mask`, as in `products`).
+    fn through_relu(
+        &self,
+        y: &Tensor<B>,
+        dy: &Tensor<B>,
+        want: (bool, bool, bool),
+        dx_mask: Option<&Tensor<B>>,
+    ) -> Result<LayerGrads<B>> {
+        let (want_dx, want_dw, want_db) = want;
+        let backend = self.x.backend();
+        let geo = &self.geo;
+        if self.gathers() {
+            let mut gathered = backend.uninit(geo.c_out * geo.n * geo.col_cols())?;
+            let mut db = if want_db { Some(Tensor::uninit(backend, [geo.c_out])?) } else { None };
+            let db_storage = db.as_mut().map(|t| t.storage_mut()).transpose()?;
+            let (n, c, p) = (geo.n, geo.c_out, geo.col_cols());
+            backend.bias_relu_backward_rows(
+                y.storage(),
+                dy.storage(),
+                &mut gathered,
+                0,
+                db_storage,
+                n,
+                c,
+                p,
+            )?;
+            let (dx, dw) = backward(
+                &self.x,
+                &self.w,
+                OutGrads::Gathered(&gathered),
+                &[c],
+                geo,
+                self.plan.unfolding(),
+                self.columns.as_deref(),
+                want_dx,
+                want_dw,
+                None,
+            )?;
+            return Ok((dx, dw, db));
+        }
+        let (dz, db) = through_relu(y, dy, want_db)?;
+        let (dx, dw) = self.products(&dz, want_dx, want_dw, dx_mask)?;
+        Ok((dx, dw, db))
     }
 }
 
@@ -283,72 +358,39 @@ fn conv2d_impl<B: Backend>(
         &parents,
         Box::new(move |dy, needs| {
             let want_db = needs.len() > 2;
-            let geo = conv.geo;
-            let gathers = !matches!(conv.plan, Plan::Winograd(_)) && conv.plan.unfolding().one_chunk(&geo, 1);
-            if let (Some(y), true) = (&activated, gathers) {
-                // Through the ReLU straight into the products' [O][N * P] layout (and the bias
-                // gradient from the same pass): no transpose in `backward`.
-                let mut gathered = backend.uninit(geo.c_out * geo.n * geo.col_cols())?;
-                let mut db = if want_db { Some(Tensor::uninit(&backend, [geo.c_out])?) } else { None };
-                let db_storage = db.as_mut().map(|t| t.storage_mut()).transpose()?;
-                let (n, c, p) = (geo.n, geo.c_out, geo.col_cols());
-                backend.bias_relu_backward_rows(
-                    y.storage(),
-                    dy.storage(),
-                    &mut gathered,
-                    0,
-                    db_storage,
-                    n,
-                    c,
-                    p,
-                )?;
-                let grads = OutGrads::Gathered(&gathered);
-                let unfolding = conv.plan.unfolding();
-                let (dx, dw) = backward(
-                    &conv.x,
-                    &conv.w,
-                    grads,
-                    &[c],
-                    &geo,
-                    unfolding,
-                    conv.columns.as_deref(),
-                    needs[0],
-                    needs[1],
-                )?;
+            if let Some(y) = &activated {
+                let (dx, dw, db) = conv.through_relu(y, dy, (needs[0], needs[1], want_db), None)?;
                 let mut grads = vec![dx, dw];
                 grads.extend(want_db.then_some(db));
                 return Ok(grads);
             }
-            // Through the ReLU first: dz = dy where the output is positive (and the bias
-            // gradient from the same pass).
-            let (masked, mut db) = match &activated {
-                Some(y) => {
-                    let (dz, db) = through_relu(y, dy, want_db)?;
-                    (Some(dz), db)
-                }
-                None => (None, if want_db { Some(Tensor::uninit(&backend, [geo.c_out])?) } else { None }),
-            };
-            let dy = masked.as_ref().unwrap_or(dy);
-            let (dx, dw) = conv.products(dy, needs[0], needs[1])?;
+            let (dx, dw) = conv.products(dy, needs[0], needs[1], None)?;
             let mut grads = vec![dx, dw];
-            if let Some(db) = db.as_mut() {
-                if activated.is_none() {
-                    backend.bias_grad(dy.storage(), geo.n, geo.c_out, geo.col_cols(), db.storage_mut()?)?;
-                }
+            if want_db {
+                let geo = conv.geo;
+                let mut db = Tensor::uninit(&backend, [geo.c_out])?;
+                backend.bias_grad(dy.storage(), geo.n, geo.c_out, geo.col_cols(), db.storage_mut()?)?;
+                grads.push(Some(db));
             }
-            grads.extend(want_db.then_some(db));
             Ok(grads)
         }),
     ))
 }
 
+/// One convolution of a [`conv2d_relu_chain`]: its weight, bias, stride and padding.
+pub struct ConvRelu<'a, B: Backend> {
+    /// `[O, C, kh, kw]`.
+    pub weight: &'a Var<B>,
+    /// `[O]`, or none.
+    pub bias: Option<&'a Var<B>>,
+    /// Steps between windows, (vertical, horizontal).
+    pub stride: (usize, usize),
+    /// Zeros added on each side, (rows, columns).
+    pub padding: (usize, usize),
+}
+
 /// `max_pool2d(relu(conv2d(x, weight, bias)), pool)` as one op (a convolution block's end in
-/// NiN and GoogLeNet's stem). The same values and gradients as the three ops, with less work
-/// and memory: the backward masks the gradient where the *pooled* output is positive (each
-/// pooled value is the convolution output at its arg-max, so the mask there is the ReLU's) and
-/// sums the bias gradient over the pooled gradient, then routes it back through the arg-max:
-/// passes over the pooled tensor, a quarter of the convolution's output or less, instead of
-/// three over the output itself; and the output is not kept for the backward at all.
+/// NiN and GoogLeNet's stem): [`conv2d_relu_chain`] of one convolution with the pooling.
 pub fn conv2d_relu_max_pool<B: Backend>(
     x: &Var<B>,
     weight: &Var<B>,
@@ -357,33 +399,138 @@ pub fn conv2d_relu_max_pool<B: Backend>(
     padding: (usize, usize),
     pool: Window,
 ) -> Result<Var<B>> {
-    let (y, conv) = compute(x, weight, bias, stride, padding, ConvAlgo::Auto, true)?;
-    let backend = conv.x.backend().clone();
-    let [n, c, h, w] = y.shape().nchw("conv2d output")?;
-    let pool_geo = PoolGeometry::new(n, c, h, w, pool)?;
-    let mut pooled = Tensor::uninit(&backend, [n, c, pool_geo.out_h, pool_geo.out_w])?;
-    let mut argmax = backend.uninit(pooled.shape().numel())?;
-    backend.max_pool2d_forward(y.storage(), &pool_geo, pooled.storage_mut()?, &mut argmax)?;
-    // The output itself is not needed again: the backward's mask comes from the pooled values.
-    drop(y);
-    let kept = pooled.clone();
-    let mut parents = vec![x, weight];
-    parents.extend(bias);
+    conv2d_relu_chain(x, &[ConvRelu { weight, bias, stride, padding }], Some(pool))
+}
+
+/// Convolutions each followed by a ReLU, one after the other, and optionally a max pooling
+/// after the last, as one op (NiN's blocks; GoogLeNet's stem): the same values and gradients
+/// as the ops one by one (the bias gradients summed in another order), with less work:
+/// - with the pooling, the backward masks the gradient where the *pooled* output is positive
+///   (each pooled value is the last convolution's output at its arg-max, so the mask there is
+///   the ReLU's) and sums the bias gradient over the pooled gradient, then routes it back
+///   through the arg-max: passes over the pooled tensor, a quarter of the output or less,
+///   instead of three over the output, which is not kept at all;
+/// - a convolution on the direct path stores its input gradient through the mask of the ReLU
+///   before it, on a backend that applies it in the product (`ConvPlan::input_grad_masks`): one
+///   pass of the ReLU's output read with the product's store, and one over the masked
+///   gradient for the bias, instead of the gradient's store and three passes more (a
+///   convolution whose backward takes its gradient gathered keeps its own ReLU pass, which
+///   writes that layout).
+pub fn conv2d_relu_chain<B: Backend>(
+    x: &Var<B>,
+    layers: &[ConvRelu<'_, B>],
+    pool: Option<Window>,
+) -> Result<Var<B>> {
+    if layers.is_empty() {
+        bail!(InvalidArgument, "conv2d_relu_chain needs at least one convolution");
+    }
+    let mut convs = Vec::with_capacity(layers.len());
+    let mut outs: Vec<Tensor<B>> = Vec::with_capacity(layers.len());
+    let mut input = x.clone();
+    for l in layers {
+        let (y, conv) = compute(&input, l.weight, l.bias, l.stride, l.padding, ConvAlgo::Auto, true)?;
+        input = Var::constant(y.clone());
+        convs.push(conv);
+        outs.push(y);
+    }
+    drop(input);
+    let backend = x.backend();
+    let last = outs.pop().expect("one layer at least");
+    let (out, pooled) = match pool {
+        Some(window) => {
+            let [n, c, h, w] = last.shape().nchw("conv2d output")?;
+            let geo = PoolGeometry::new(n, c, h, w, window)?;
+            let mut pooled = Tensor::uninit(&backend, [n, c, geo.out_h, geo.out_w])?;
+            let mut argmax = backend.uninit(pooled.shape().numel())?;
+            backend.max_pool2d_forward(last.storage(), &geo, pooled.storage_mut()?, &mut argmax)?;
+            // The last output is not needed again: the backward's mask comes from the pooled
+            // values.
+            (pooled.clone(), Some((pooled, argmax, geo)))
+        }
+        None => (last.clone(), None),
+    };
+    // Kept for the backward: the ReLU outputs before the last (masks), and the last unless
+    // pooled.
+    if pooled.is_none() {
+        outs.push(last);
+    } else {
+        drop(last);
+    }
+    let mut parents = vec![x];
+    let mut slots = Vec::with_capacity(layers.len());
+    for l in layers {
+        slots.push((parents.len(), l.bias.map(|_| parents.len() + 1)));
+        parents.push(l.weight);
+        parents.extend(l.bias);
+    }
     Ok(Var::from_op(
-        "conv2d_relu_max_pool",
-        pooled,
+        if pooled.is_some() { "conv2d_relu_max_pool" } else { "conv2d_relu_chain" },
+        out,
         &parents,
         Box::new(move |dy, needs| {
-            let want_db = needs.len() > 2;
-            // dy masked where the pooled output (the ReLU's output at the arg-max) is positive,
-            // and the bias gradient, from one pass over the pooled tensor.
-            let (masked, db) = through_relu(&kept, dy, want_db)?;
-            let geo = conv.geo;
-            let mut dz = Tensor::uninit(&backend, [geo.n, geo.c_out, geo.out_h, geo.out_w])?;
-            backend.max_pool2d_backward(&argmax, masked.storage(), &pool_geo, dz.storage_mut()?)?;
-            let (dx, dw) = conv.products(&dz, needs[0], needs[1])?;
-            let mut grads = vec![dx, dw];
-            grads.extend(want_db.then_some(db));
+            let mut grads: Vec<Option<Tensor<B>>> = (0..needs.len()).map(|_| None).collect();
+            let wants_db = |l: usize| slots[l].1.is_some_and(|i| needs[i]);
+            let top = convs.len() - 1;
+            // The gradient of a layer's output: still to go through its ReLU, or already
+            // masked (its bias gradient with it).
+            let mut raw = None;
+            let mut masked = None;
+            match &pooled {
+                Some((pooled, argmax, geo)) => {
+                    let (dy_masked, db) = through_relu(pooled, dy, wants_db(top))?;
+                    let mut dz = Tensor::uninit(&backend, [geo.n, geo.c, geo.h, geo.w])?;
+                    backend.max_pool2d_backward(argmax, dy_masked.storage(), geo, dz.storage_mut()?)?;
+                    masked = Some((dz, db));
+                }
+                None => raw = Some(dy.clone()),
+            }
+            for l in (0..=top).rev() {
+                let conv = &convs[l];
+                let want_dx = l > 0 || needs[0];
+                let want_dw = needs[slots[l].0];
+                // The input gradient through the ReLU before this layer, where the product
+                // stores it so and the layer before takes it as NCHW.
+                let fused = l > 0 && conv.masks_input_grad() && !convs[l - 1].gathers();
+                let mask = if fused { Some(&outs[l - 1]) } else { None };
+                let (dx, dw, db) = match (masked.take(), raw.take()) {
+                    (Some((dz, db)), _) => {
+                        let (dx, dw) = conv.products(&dz, want_dx, want_dw, mask)?;
+                        (dx, dw, db)
+                    }
+                    (None, Some(dy)) => {
+                        conv.through_relu(&outs[l], &dy, (want_dx, want_dw, wants_db(l)), mask)?
+                    }
+                    (None, None) => unreachable!("each layer gets its output's gradient"),
+                };
+                grads[slots[l].0] = dw;
+                if let Some(i) = slots[l].1 {
+                    grads[i] = db;
+                }
+                let Some(dx) = dx else {
+                    break;
+                };
+                if l == 0 {
+                    grads[0] = Some(dx);
+                } else if fused {
+                    let prev = &convs[l - 1].geo;
+                    let db = if wants_db(l - 1) {
+                        let mut db = Tensor::uninit(&backend, [prev.c_out])?;
+                        backend.bias_grad(
+                            dx.storage(),
+                            prev.n,
+                            prev.c_out,
+                            prev.col_cols(),
+                            db.storage_mut()?,
+                        )?;
+                        Some(db)
+                    } else {
+                        None
+                    };
+                    masked = Some((dx, db));
+                } else {
+                    raw = Some(dx);
+                }
+            }
             Ok(grads)
         }),
     ))
@@ -458,7 +605,7 @@ pub fn conv2d_relu_shared<B: Backend>(
     let bias_values: Vec<_> = convs.iter().map(|(_, bias)| bias.map(|b| b.value_ref())).collect();
     let stages: Vec<Epilogue<'_, B::Storage>> = bias_values
         .iter()
-        .map(|b| Epilogue { bias: b.as_ref().map(|b| b.storage()), relu: true, block: 0 })
+        .map(|b| Epilogue { bias: b.as_ref().map(|b| b.storage()), relu: true, block: 0, mask: None })
         .collect();
     let (ys, columns) = forward(&xv, &stacked, &outs, &stages, &geo, unfolding)?;
     drop(stages);
@@ -541,6 +688,7 @@ pub fn conv2d_relu_shared<B: Backend>(
                 columns.as_deref(),
                 needs[0],
                 want_dw,
+                None,
             )?;
             grads[0] = dx;
             if let Some(dw) = dw {
@@ -705,8 +853,15 @@ fn backward<B: Backend>(
     columns: Option<&[B::Storage]>,
     want_dx: bool,
     want_dw: bool,
+    dx_mask: Option<&B::Storage>,
 ) -> Result<ConvGrads<B>> {
     let backend = x.backend().clone();
+    if dx_mask.is_some() && (!unfolding.direct || outs.len() != 1) {
+        bail!(
+            InvalidArgument,
+            "conv2d backward: an input gradient through a mask is the direct path's, of one output"
+        );
+    }
     let (k, p, total) = (geo.col_rows(), geo.col_cols(), geo.c_out);
     let (kh, kw) = geo.window.kernel;
     let mut dx =
@@ -728,7 +883,14 @@ fn backward<B: Backend>(
                     c_stride: k * p,
                     ..Gemm::conv(true, false, k, p, o)
                 };
-                backend.gemm(&g, w.storage(), dy.storage(), dx.storage_mut()?)?;
+                match dx_mask {
+                    // Through the ReLU before the convolution, as the product stores it.
+                    Some(mask) => {
+                        let store = Epilogue { bias: None, relu: false, block: 0, mask: Some(mask) };
+                        backend.gemm_epilogue(&g, w.storage(), dy.storage(), dx.storage_mut()?, &store)?;
+                    }
+                    None => backend.gemm(&g, w.storage(), dy.storage(), dx.storage_mut()?)?,
+                }
             }
             if let Some(dw) = dw.as_mut() {
                 // dW (O x C) = sum_i dy_i (O x P) * x_i^T (P x C)
@@ -819,7 +981,7 @@ fn backward<B: Backend>(
             // a 1x1 kernel's columns are the images' channels, stored as NCHW by the product.
             let g = Gemm::conv(true, false, k, count * p, total);
             if stored_dx {
-                let store = Epilogue { bias: None, relu: false, block: p };
+                let store = Epilogue { bias: None, relu: false, block: p, mask: None };
                 let g = Gemm { c_offset: first * k * p, ..g };
                 backend.gemm_epilogue(&g, w.storage(), dy_chunk, dx.storage_mut()?, &store)?;
             } else if implicit_dx {

@@ -11,7 +11,10 @@ mod winograd;
 
 pub use activation::{dropout, relu};
 pub use concat::concat_channels;
-pub use conv::{conv2d, conv2d_relu, conv2d_relu_max_pool, conv2d_relu_shared, conv2d_with, ConvAlgo};
+pub use conv::{
+    conv2d, conv2d_relu, conv2d_relu_chain, conv2d_relu_max_pool, conv2d_relu_shared, conv2d_with, ConvAlgo,
+    ConvRelu,
+};
 pub use linear::{flatten, linear};
 pub use loss::{cross_entropy, cross_entropy_smoothed};
 pub use pool::{avg_pool2d, global_avg_pool2d, max_pool2d};

@@ -133,6 +133,7 @@ impl Backend for Cpu {
             epilogue_stores: false,
             implicit: false,
             implicit_input_grad: false,
+            input_grad_masks: false,
         }
     }
 
@@ -559,7 +560,7 @@ mod tests {
         let (a_buf, b_buf, bias_buf) =
             (Cpu.from_slice(&a).unwrap(), Cpu.from_slice(&b).unwrap(), Cpu.from_slice(&bias).unwrap());
         let mut c_buf = Cpu.from_slice(&c).unwrap();
-        let epi_buf = Epilogue { bias: Some(&bias_buf), relu: true, block: p };
+        let epi_buf = Epilogue { bias: Some(&bias_buf), relu: true, block: p, mask: None };
         Cpu.gemm_epilogue(&g, &a_buf, &b_buf, &mut c_buf, &epi_buf).unwrap();
         for i in 0..m {
             for j in 0..n {
@@ -571,14 +572,14 @@ mod tests {
         // Two items, bias only, C the whole output.
         let g = Gemm { batch: 2, b_stride: 0, c_stride: m * n, ..Gemm::new(false, false, m, n, k) };
         let mut c_buf = Cpu.uninit(2 * m * n).unwrap();
-        let epi_buf = Epilogue { bias: Some(&bias_buf), relu: false, block: 0 };
+        let epi_buf = Epilogue { bias: Some(&bias_buf), relu: false, block: 0, mask: None };
         Cpu.gemm_epilogue(&g, &a_buf, &b_buf, &mut c_buf, &epi_buf).unwrap();
         let want: Vec<f32> = (0..2 * m * n).map(|x| product(x / n % m, x % n) + bias[x / n % m]).collect();
         assert_eq!(c_buf.to_vec(), want);
         // The limits.
         let err = |g: Gemm, block: usize, c_len: usize| {
             let mut c = Cpu.uninit(c_len).unwrap();
-            let epi = Epilogue { bias: Some(&bias_buf), relu: true, block };
+            let epi = Epilogue { bias: Some(&bias_buf), relu: true, block, mask: None };
             Cpu.gemm_epilogue(&g, &a_buf, &b_buf, &mut c, &epi).unwrap_err().to_string()
         };
         let single = Gemm::new(false, false, m, n, k);
@@ -589,12 +590,32 @@ mod tests {
         assert!(err(single, 0, m * n + 1).contains("C holds 25"));
         let short = Cpu.from_slice(&bias[..2]).unwrap();
         let mut c = Cpu.uninit(m * n).unwrap();
-        let epi = Epilogue { bias: Some(&short), relu: false, block: 0 };
+        let epi = Epilogue { bias: Some(&short), relu: false, block: 0, mask: None };
         assert!(Cpu
             .gemm_epilogue(&single, &a_buf, &b_buf, &mut c, &epi)
             .unwrap_err()
             .to_string()
             .contains("2 values for 3 rows"));
+        // A mask laid out as C zeroes the values where it is not positive; it must be as long
+        // as C and C stored as the product stores it.
+        let mask: Vec<f32> =
+            (0..m * n).map(|i| if i % 3 == 0 { 0.0 } else { 1.0 - (i % 2) as f32 * 2.0 }).collect();
+        let mask_buf = Cpu.from_slice(&mask).unwrap();
+        let epi = Epilogue { bias: None, relu: false, block: 0, mask: Some(&mask_buf) };
+        let mut c = Cpu.uninit(m * n).unwrap();
+        Cpu.gemm_epilogue(&single, &a_buf, &b_buf, &mut c, &epi).unwrap();
+        let want: Vec<f32> =
+            (0..m * n).map(|x| if mask[x] > 0.0 { product(x / n, x % n) } else { 0.0 }).collect();
+        assert_eq!(c.to_vec(), want);
+        let blocked = Epilogue { block: p, ..epi };
+        let e = Cpu.gemm_epilogue(&single, &a_buf, &b_buf, &mut c, &blocked).unwrap_err().to_string();
+        assert!(e.contains("a mask needs"), "{e}");
+        let short_mask = Cpu.from_slice(&mask[1..]).unwrap();
+        let e = Cpu
+            .gemm_epilogue(&single, &a_buf, &b_buf, &mut c, &Epilogue { mask: Some(&short_mask), ..epi })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("23 for 24"), "{e}");
     }
 
     /// `gemm_rows_epilogue` (the composed default): each output's rows of one product stored at
@@ -618,13 +639,13 @@ mod tests {
                 rows: 2,
                 c: &mut first,
                 c_offset: 3,
-                epilogue: Epilogue { bias: Some(&bias_buf), relu: true, block: p },
+                epilogue: Epilogue { bias: Some(&bias_buf), relu: true, block: p, mask: None },
             },
             RowsOut {
                 rows: 3,
                 c: &mut second,
                 c_offset: 0,
-                epilogue: Epilogue { bias: None, relu: false, block: 0 },
+                epilogue: Epilogue { bias: None, relu: false, block: 0, mask: None },
             },
         ];
         Cpu.gemm_rows_epilogue(&g, &a_buf, &b_buf, &mut outs).unwrap();
@@ -643,7 +664,7 @@ mod tests {
             rows: 2,
             c: &mut c,
             c_offset: 0,
-            epilogue: Epilogue { bias: None, relu: false, block: 0 },
+            epilogue: Epilogue { bias: None, relu: false, block: 0, mask: None },
         }];
         let msg = Cpu.gemm_rows_epilogue(&g, &a_buf, &b_buf, &mut short).unwrap_err().to_string();
         assert!(msg.contains("whose 5 rows") && msg.contains("2 rows"), "{msg}");
