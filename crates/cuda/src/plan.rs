@@ -113,8 +113,7 @@ pub enum Implicit {
 /// [`tile_rows`]), but for the weight gradient, whose kernel has no 128-row tile (it spilled).
 pub fn implicit_gemm(g: &Gemm, multiprocessors: usize, product: Implicit) -> GemmLaunch {
     let heights: &[usize] = if product == Implicit::WeightGrad { &[96, 64] } else { &TF32_ROWS };
-    let rows = tile_rows(g, multiprocessors, Arithmetic::Tf32, heights);
-    gemm_with_rows(g, multiprocessors, Arithmetic::Tf32, rows)
+    gemm_with_rows(g, Arithmetic::Tf32, tile_rows(g, multiprocessors, Arithmetic::Tf32, heights))
 }
 
 /// The kernel of an implicit product for its launch's tile height.
@@ -314,10 +313,11 @@ pub fn fuses_rows(g: &Gemm, blocks: &[usize]) -> bool {
 /// summed into one C) may instead be split along its sum (items and k) into parts, each at
 /// least four slices long, whose raw sums a second launch adds (`split_parts`).
 pub fn gemm(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic) -> GemmLaunch {
-    gemm_with_rows(g, multiprocessors, arithmetic, tile_rows(g, multiprocessors, arithmetic, &TF32_ROWS))
+    gemm_with_rows(g, arithmetic, tile_rows(g, multiprocessors, arithmetic, &TF32_ROWS))
 }
 
-/// The tile height of a product: the FP32 kernel's 64; in TF32 the one of `heights` under which
+/// The tile height of a product, and the split-k parts with it: the FP32 kernel's 64; in TF32
+/// the one of `heights` under which
 /// the product takes the least time as the cost model counts it (its busiest SM's tiles at the
 /// height's [`tile_efficiency`], with the split-k [`gemm`] would choose for it), the first of
 /// them unless a later one saves at least 5 % of that time (as a split must). So a ragged row count
@@ -326,28 +326,33 @@ pub fn gemm(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic) -> GemmLau
 /// leave SMs idle may take more, lower tiles (NiN conv3's 384 x 18,432 forward: 432 tiles of
 /// 128 rows, 4 on the busiest SM for 3.3 on average, or 864 of 64 rows, 7 for 6.5: an eighth
 /// less).
-pub fn tile_rows(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic, heights: &[usize]) -> usize {
+pub fn tile_rows(
+    g: &Gemm,
+    multiprocessors: usize,
+    arithmetic: Arithmetic,
+    heights: &[usize],
+) -> (usize, usize) {
     if arithmetic == Arithmetic::Fp32 {
-        return arithmetic.tile();
+        let rows = arithmetic.tile();
+        return (rows, gemm_time(g, multiprocessors, arithmetic, rows).0);
     }
-    let mut best = (f64::INFINITY, arithmetic.tile());
+    let mut best = (f64::INFINITY, arithmetic.tile(), 1);
     for &rows in heights {
-        let time = gemm_time(g, multiprocessors, arithmetic, rows).1;
+        let (splits, time) = gemm_time(g, multiprocessors, arithmetic, rows);
         // A height after the first must save SPLIT_GAIN: a few percent of a last round is
         // within what the model cannot tell apart (and the larger tile reads less per FLOP).
         let gain = if best.0.is_finite() { SPLIT_GAIN } else { 0.0 };
         if time < best.0 * (1.0 - gain) {
-            best = (time, rows);
+            best = (time, rows, splits);
         }
     }
-    best.1
+    (best.1, best.2)
 }
 
-/// [`gemm`] on tiles of `rows` rows.
-fn gemm_with_rows(g: &Gemm, multiprocessors: usize, arithmetic: Arithmetic, rows: usize) -> GemmLaunch {
+/// [`gemm`] on tiles of `rows` rows, its sum cut into `splits` parts ([`tile_rows`]).
+fn gemm_with_rows(g: &Gemm, arithmetic: Arithmetic, (rows, splits): (usize, usize)) -> GemmLaunch {
     let tiles = (g.n.div_ceil(arithmetic.tile()) as u32, g.m.div_ceil(rows) as u32);
     let summed = g.c_stride == 0 && g.batch > 1;
-    let splits = gemm_time(g, multiprocessors, arithmetic, rows).0;
     if splits > 1 {
         return GemmLaunch { arithmetic, rows, grid: (tiles.0, tiles.1, splits as u32), splits };
     }
